@@ -1,0 +1,72 @@
+"""Agent self-service: registration, ``/me``, claim codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Router, get, post
+from litestar.di import Provide
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.agents import service as agents
+from app.agents.schemas import ClaimInfo, Me, Registered, RegisterBody
+from app.agents.views import agent_view
+from app.auth.guards import provide_key_holder, provide_signup_guard, runtime_of
+from app.auth.principal import Principal
+from app.keys import service as keys
+from app.keys.scopes import AGENT_READ
+from app.keys.views import key_view, rate_limit_of
+
+AnyRequest = Request[Any, Any, Any]
+
+
+@post("/agents/register", dependencies={"ip": Provide(provide_signup_guard)}, status_code=201)
+async def register_agent(
+    request: AnyRequest, session: AsyncSession, ip: str, data: RegisterBody
+) -> Registered:
+    """An agent registers itself: an ``ak_`` key (shown once) and a claim code for a platform."""
+    rt = runtime_of(request)
+    created = await agents.register(
+        session, rt.pepper, data.name.strip(), data.description,
+        rt.settings.agent_starter_credits_micros,
+    )
+    code = created.claim_code or ""
+    return Registered(
+        agent_id=created.agent.id,
+        agent_name=created.agent.name,
+        api_key=created.key.secret,
+        key_id=created.key.key.id,
+        claim_code=code,
+        claim_url=f"{rt.settings.public_url.rstrip('/')}/v1/claims/{code}",
+        credits_micros=created.agent.balance_micros,
+    )
+
+
+@get("/agents/me", dependencies={"caller": Provide(provide_key_holder)}, opt={"scope": AGENT_READ})
+async def me(request: AnyRequest, session: AsyncSession, caller: Principal) -> Me:
+    """The caller's agent, key, balance and limits."""
+    settings = runtime_of(request).settings
+    agent = await agents.get(session, caller.agent_id or "")
+    key = await keys.get(session, caller.key_id)
+    return Me(
+        agent=agent_view(agent),
+        key=key_view(key, settings, agent.plan),
+        credits_micros=agent.balance_micros,
+        spent_micros=agent.spent_micros,
+        rate_limit=rate_limit_of(key, settings, agent.plan),
+    )
+
+
+@get("/claims/{claim_code:str}")
+async def describe_claim(request: AnyRequest, session: AsyncSession, claim_code: str) -> ClaimInfo:
+    """What a claim URL points at: which agent, and how a platform takes it into its fleet."""
+    agent = await agents.describe_claim(session, runtime_of(request).pepper, claim_code)
+    return ClaimInfo(
+        agent_id=agent.id,
+        agent_name=agent.name,
+        claimed=False,
+        how_to_claim='POST /v1/platform/agents/claim with X-Master-Key and {"claimCode": "..."}',
+    )
+
+
+router = Router(path="/v1", route_handlers=[register_agent, me, describe_claim], tags=["agents"])

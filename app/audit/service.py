@@ -1,0 +1,67 @@
+"""Audit trail of every admin and platform mutation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.audit.models import AuditEntry
+from app.http.pagination import PageParams, apply, split
+from app.ids import new_id
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who is acting: ``admin`` (token id), ``platform`` (master key id) or ``system``."""
+
+    type: str
+    id: str | None
+    platform_id: str | None = None
+    request_id: str | None = None
+
+
+async def record(
+    session: AsyncSession,
+    actor: Actor,
+    action: str,
+    target_type: str,
+    target_id: str | None,
+    *,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> AuditEntry:
+    entry = AuditEntry(
+        id=new_id("aud"),
+        actor_type=actor.type,
+        actor_id=actor.id,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        before=before,
+        after=after,
+        request_id=actor.request_id,
+    )
+    session.add(entry)
+    return entry
+
+
+async def search(
+    session: AsyncSession,
+    params: PageParams,
+    *,
+    actor_id: str | None = None,
+    action: str | None = None,
+    target_id: str | None = None,
+) -> tuple[list[AuditEntry], str | None]:
+    stmt = select(AuditEntry)
+    if actor_id:
+        stmt = stmt.where(col(AuditEntry.actor_id) == actor_id)
+    if action:
+        stmt = stmt.where(col(AuditEntry.action) == action)
+    if target_id:
+        stmt = stmt.where(col(AuditEntry.target_id) == target_id)
+    rows = (await session.exec(apply(stmt, col(AuditEntry.id), params))).all()  # type: ignore[call-overload]
+    return split(rows, params, lambda e: e.id)

@@ -1,0 +1,29 @@
+"""The authenticated caller, as a frozen snapshot that can be cached between requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from app.keys.format import KeyKind
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    key_id: str
+    kind: KeyKind
+    agent_id: str | None
+    platform_id: str | None
+    scopes: frozenset[str]
+    plan: str
+    per_minute: int
+    per_day: int | None
+    status: str
+    key_expires_at: datetime | None
+    secret_expires_at: datetime | None
+    agent_disabled: bool = False
+    platform_disabled: bool = False
+
+    @property
+    def actor_id(self) -> str:
+        return self.key_id

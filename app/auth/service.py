@@ -1,0 +1,119 @@
+"""Turn a presented secret into a ``Principal``, or say precisely why not."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import timedelta
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.agents.models import Agent
+from app.auth.cache import KeyCache
+from app.auth.principal import Principal
+from app.db.types import utcnow
+from app.errors import Unauthorized
+from app.keys import format as key_format
+from app.keys import service as keys
+from app.keys.format import KeyKind
+from app.keys.hashing import key_hash
+from app.keys.models import ApiKey, KeySecret
+from app.platforms.models import Platform
+from app.settings import Settings
+
+# lastUsedAt is refreshed at most this often per key, so hot keys do not write on every call.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+class Authenticator:
+    def __init__(
+        self, settings: Settings, sessions: async_sessionmaker[AsyncSession], cache: KeyCache
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.cache = cache
+        self._pepper = settings.key_pepper.get_secret_value()
+        token = settings.admin_token.get_secret_value() if settings.admin_token else None
+        self._env_admin_digest = key_hash(self._pepper, token) if token else None
+
+    def digest(self, secret: str) -> str:
+        return key_hash(self._pepper, secret)
+
+    def is_env_admin_token(self, secret: str) -> bool:
+        if self._env_admin_digest is None:
+            return False
+        return hmac.compare_digest(self.digest(secret), self._env_admin_digest)
+
+    async def authenticate(self, secret: str) -> Principal:
+        """Checksum first (no I/O), then the cache, then the database."""
+        try:
+            key_format.parse(secret)
+        except key_format.KeyFormatError as exc:
+            raise Unauthorized(str(exc)) from None
+        digest = self.digest(secret)
+        hit, principal = self.cache.get(digest)
+        if not hit:
+            principal = await self._load(digest)
+            self.cache.put(digest, principal)
+        if principal is None:
+            raise Unauthorized("Unknown API key.")
+        self._check_live(principal)
+        return principal
+
+    @staticmethod
+    def _check_live(principal: Principal) -> None:
+        now = utcnow()
+        if principal.status == "revoked":
+            raise Unauthorized("API key has been revoked.")
+        if principal.status == "expired" or (
+            principal.key_expires_at is not None and principal.key_expires_at <= now
+        ):
+            raise Unauthorized("API key has expired.")
+        if principal.secret_expires_at is not None and principal.secret_expires_at <= now:
+            raise Unauthorized("API key was regenerated; this secret is no longer valid.")
+
+    async def _load(self, digest: str) -> Principal | None:
+        async with self.sessions() as session:
+            found = await keys.find_by_hash(session, digest)
+            if found is None:
+                return None
+            key, secret = found
+            principal = await self._principal(session, key, secret)
+            await self._touch(session, key)
+            return principal
+
+    async def _principal(self, session: AsyncSession, key: ApiKey, secret: KeySecret) -> Principal:
+        agent = await session.get(Agent, key.agent_id) if key.agent_id else None
+        platform_id = key.platform_id or (agent.platform_id if agent else None)
+        platform = await session.get(Platform, platform_id) if platform_id else None
+        plan = key.plan if key.kind == KeyKind.PASS.value else (agent.plan if agent else key.plan)
+        limits = self.settings.plan_limits(plan)
+        return Principal(
+            key_id=key.id,
+            kind=KeyKind(key.kind),
+            agent_id=key.agent_id,
+            platform_id=platform_id,
+            scopes=frozenset(key.scopes),
+            plan=plan,
+            per_minute=key.rate_limit_per_minute or limits.per_minute,
+            per_day=key.rate_limit_per_day or limits.per_day,
+            status=key.status,
+            key_expires_at=key.expires_at,
+            secret_expires_at=secret.expires_at,
+            agent_disabled=bool(agent and agent.disabled),
+            platform_disabled=bool(platform and platform.disabled),
+        )
+
+    @staticmethod
+    async def _touch(session: AsyncSession, key: ApiKey) -> None:
+        now = utcnow()
+        if key.status != "active":
+            return
+        if key.last_used_at is not None and now - key.last_used_at < LAST_USED_RESOLUTION:
+            return
+        await session.execute(
+            update(ApiKey).where(col(ApiKey.id) == key.id).values(last_used_at=now)
+        )
+        await session.commit()

@@ -1,0 +1,189 @@
+"""``passgate`` command line: servers, workers, migrations, demo, operator and key-holder tools."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+import click
+import httpx
+
+from app.settings import Settings, get_settings
+
+
+@click.group()
+def main() -> None:
+    """passgate: sell API access to AI agents for USDC on Base."""
+
+
+@main.command()
+def migrate() -> None:
+    """Bring the database schema up to date (Alembic)."""
+    from app.db import migrate as db_migrate
+
+    db_migrate.upgrade(get_settings())
+    click.echo("database is up to date")
+
+
+@main.command()
+@click.option("--host", default=None, help="Bind address (default PASSGATE_HOST).")
+@click.option("--port", default=None, type=int, help="Port (default PASSGATE_PORT).")
+@click.option("--workers", default=1, show_default=True, help="Server processes.")
+def serve(host: str | None, port: int | None, workers: int) -> None:
+    """Run the HTTP API."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "app.main:create_app", factory=True, host=host or settings.host,
+        port=port or settings.port, workers=workers, log_level=settings.log_level.lower(),
+        proxy_headers=False,
+    )
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass
+
+
+@main.command()
+@click.option("--threads", default=4, show_default=True, help="Worker threads.")
+def worker(threads: int) -> None:
+    """Run the Dramatiq workers (chain watcher, settlement, webhooks)."""
+    from workers.runner import run_worker
+
+    run_worker(get_settings(), threads=threads, until=_wait_for_signal)
+
+
+@main.command()
+def scheduler() -> None:
+    """Run the single scheduler process that triggers periodic jobs."""
+    from workers.scheduler import run_scheduler
+
+    run_scheduler(get_settings(), until=_wait_for_signal)
+
+
+@main.command()
+@click.option("--port", default=8545, show_default=True)
+@click.option("--block-time", default=1.0, show_default=True, help="Seconds; 0 = automine.")
+def devchain(port: int, block_time: float) -> None:
+    """Start a local Base-like chain (anvil) with the test USDC at the canonical address."""
+    from chain.devchain import run_devchain
+
+    run_devchain(port=port, block_time=block_time)
+
+
+@main.command()
+@click.option("--keep", is_flag=True, help="Keep the demo's temporary database.")
+def demo(keep: bool) -> None:
+    """Run passgate end to end on embedded defaults and show each step."""
+    from app.demo.script import run_demo
+
+    sys.exit(run_demo(keep=keep))
+
+
+# -- operator ----------------------------------------------------------------------------
+
+
+@main.group()
+def admin() -> None:
+    """Operator tools that act on the database directly."""
+
+
+def _run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+@admin.command("create-platform")
+@click.argument("name")
+def create_platform(name: str) -> None:
+    """Create a platform and print its first master key (shown once)."""
+    from app.operator import create_platform as op
+
+    platform_id, key_id, secret = _run(op(get_settings(), name))
+    click.echo(f"platform  {platform_id}\nkey id    {key_id}\nmaster key (shown once): {secret}")
+
+
+@admin.command("token")
+@click.option("--label", default="cli", show_default=True)
+def admin_token(label: str) -> None:
+    """Create an admin token and print it (shown once)."""
+    from app.operator import create_admin_token
+
+    key_id, secret = _run(create_admin_token(get_settings(), label))
+    click.echo(f"token id  {key_id}\nadmin token (shown once): {secret}")
+
+
+# -- key holder --------------------------------------------------------------------------
+
+
+def _client() -> httpx.Client:
+    key = os.environ.get("PASSGATE_API_KEY")
+    if not key:
+        raise click.ClickException("Set PASSGATE_API_KEY to your passgate key.")
+    base = os.environ.get("PASSGATE_URL", get_settings().public_url)
+    return httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=15)
+
+
+def _call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    try:
+        with _client() as client:
+            response = client.request(method, path, json=body)
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"cannot reach passgate: {exc}") from None
+    if response.status_code == 401:
+        message = response.json().get("error", "unauthorized")
+        raise click.ClickException(f"passgate refused the key (401): {message}")
+    if response.status_code >= 400:
+        try:
+            payload = response.json()
+            message = f"{payload.get('code')}: {payload.get('error')}"
+        except ValueError:
+            message = response.text[:200]
+        raise click.ClickException(f"{response.status_code} {message}")
+    return response.json()
+
+
+@main.group()
+def keys() -> None:
+    """Manage your keys (reads PASSGATE_API_KEY and PASSGATE_URL)."""
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """List your keys (never their secrets)."""
+    page = _call("GET", "/v1/api-keys")
+    for key in page["data"]:
+        click.echo(
+            f"{key['id']}  {key['type']:<8} {key['status']:<8} {key['hint']:<12} "
+            f"{key['label'] or '-'}  expires {key['expiresAt'] or 'never'}"
+        )
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke one of your keys."""
+    key = _call("DELETE", f"/v1/api-keys/{key_id}")
+    click.echo(f"{key['id']} is {key['status']}")
+
+
+@keys.command("regenerate")
+@click.argument("key_id")
+@click.option("--grace", default=0, show_default=True, help="Seconds the old secret still works.")
+def keys_regenerate(key_id: str, grace: int) -> None:
+    """Issue a new secret for a key (printed once)."""
+    result = _call("POST", f"/v1/api-keys/{key_id}/regenerate", {"gracePeriodSeconds": grace})
+    click.echo(json.dumps(result, indent=2))
+
+
+def settings_for_cli() -> Settings:
+    return get_settings()

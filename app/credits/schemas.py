@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+
+class Balance(msgspec.Struct):
+    """SPEC spells ``credits_usd`` / ``total_spent`` (display, USD) beside the micros."""
+
+    credits_usd: float
+    total_spent: float
+    creditsMicros: int  # noqa: N815
+    spentMicros: int  # noqa: N815
+
+
+class AdjustmentBody(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    agent_id: str
+    amount_micros: Annotated[int, msgspec.Meta(ge=-(10**15), le=10**15)]
+    reason: Annotated[str, msgspec.Meta(min_length=3, max_length=500)]
+    idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=120)] | None = None
+
+
+class LedgerView(msgspec.Struct, rename="camel"):
+    id: str
+    agent_id: str
+    kind: str
+    amount_micros: int
+    balance_after_micros: int
+    reference: str | None
+    reason: str | None
+    created_at: str

@@ -1,0 +1,55 @@
+"""Credit operations beyond the raw ledger: operator adjustments and history."""
+
+from __future__ import annotations
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.credits import ledger
+from app.credits.models import LedgerEntry
+from app.db.types import rfc3339
+from app.errors import ValidationFailed
+from app.events.service import emit
+from app.http.pagination import PageParams, apply, split
+
+
+async def adjust(
+    session: AsyncSession,
+    agent_id: str,
+    amount_micros: int,
+    reason: str,
+    idempotency_key: str | None,
+) -> LedgerEntry:
+    """An operator correction; a debit may not take the balance below zero."""
+    if amount_micros == 0:
+        raise ValidationFailed("amountMicros must not be zero.")
+    entry = await ledger.post(
+        session, agent_id, "adjustment", amount_micros,
+        idempotency_key=f"adjust:{idempotency_key}" if idempotency_key else None,
+        reason=reason,
+    )
+    if amount_micros > 0:
+        await emit(
+            session,
+            "credits.deposited",
+            {
+                "agentId": agent_id,
+                "amountMicros": amount_micros,
+                "balanceMicros": entry.balance_after_micros,
+                "source": "adjustment",
+                "ledgerEntryId": entry.id,
+                "createdAt": rfc3339(entry.created_at),
+            },
+            agent_id=agent_id,
+        )
+    return entry
+
+
+async def history(
+    session: AsyncSession, params: PageParams, agent_id: str | None
+) -> tuple[list[LedgerEntry], str | None]:
+    stmt = select(LedgerEntry)
+    if agent_id:
+        stmt = stmt.where(col(LedgerEntry.agent_id) == agent_id)
+    rows = (await session.exec(apply(stmt, col(LedgerEntry.id), params))).all()  # type: ignore[call-overload]
+    return split(rows, params, lambda e: e.id)

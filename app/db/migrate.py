@@ -1,0 +1,29 @@
+"""Run Alembic programmatically (``passgate migrate``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+from app.settings import Settings
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def alembic_config(settings: Settings) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # ConfigParser interpolation would treat a '%' in a password as syntax.
+    config.set_main_option("sqlalchemy.url", settings.sync_database_url().replace("%", "%%"))
+    return config
+
+
+def upgrade(settings: Settings, revision: str = "head") -> None:
+    command.upgrade(alembic_config(settings), revision)
+
+
+def revision(settings: Settings, message: str) -> None:
+    """Autogenerate a revision against the database at ``settings.database_url``."""
+    command.revision(alembic_config(settings), message=message, autogenerate=True)

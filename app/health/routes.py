@@ -1,0 +1,55 @@
+"""Liveness and the state of every dependency; 503 when one is down."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get
+from sqlalchemy import text
+
+from app.auth.guards import runtime_of
+
+CHECK_TIMEOUT = 2.0
+
+
+class DependencyState(msgspec.Struct):
+    status: str
+    detail: str | None = None
+
+
+class Health(msgspec.Struct):
+    status: str
+    database: DependencyState
+    broker: DependencyState
+    chains: list[dict[str, Any]]
+
+
+async def _database(request: Request[Any, Any, Any]) -> DependencyState:
+    try:
+        async with runtime_of(request).engine.connect() as conn:
+            await asyncio.wait_for(conn.execute(text("SELECT 1")), CHECK_TIMEOUT)
+    except Exception as exc:  # any failure means "down"; the type goes in the detail
+        return DependencyState("down", type(exc).__name__)
+    return DependencyState("ok")
+
+
+async def _broker(request: Request[Any, Any, Any]) -> DependencyState:
+    rt = runtime_of(request)
+    if rt.redis is None:
+        return DependencyState("ok", "embedded (in-process broker)")
+    try:
+        await asyncio.wait_for(rt.redis.ping(), CHECK_TIMEOUT)
+    except Exception as exc:  # any failure means "down"
+        return DependencyState("down", type(exc).__name__)
+    return DependencyState("ok")
+
+
+@get("/v1/health", tags=["health"])
+async def health(request: Request[Any, Any, Any]) -> Response[Health]:
+    """Database, broker and chain watchers (head, cursor, lag)."""
+    database, broker = await asyncio.gather(_database(request), _broker(request))
+    up = database.status == "ok" and broker.status == "ok"
+    body = Health(status="ok" if up else "degraded", database=database, broker=broker, chains=[])
+    return Response(body, status_code=200 if up else 503)

@@ -1,0 +1,97 @@
+"""Every failure leaves as ``{"error", "code", "requestId", "details"?}``, never HTML."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.types import ExceptionHandlersMap
+
+from app.errors import AppError
+from app.http.request_id import request_id_of
+
+log = logging.getLogger("passgate.http")
+
+_CODE_BY_STATUS = {
+    400: "VALIDATION_ERROR",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    413: "PAYLOAD_TOO_LARGE",
+    429: "RATE_LIMITED",
+    503: "SERVICE_UNAVAILABLE",
+}
+
+_MESSAGE_BY_STATUS = {
+    404: "No such route.",
+    405: "Method not allowed for this route.",
+    413: "The request body is too large.",
+}
+
+
+def _body(request: Request[Any, Any, Any], message: str, code: str, details: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": message, "code": code, "requestId": request_id_of(request)}
+    if details is not None:
+        body["details"] = details
+    return body
+
+
+def _response(
+    request: Request[Any, Any, Any],
+    status: int,
+    body: dict[str, Any],
+    headers: dict[str, str] | None = None,
+) -> Response[dict[str, Any]]:
+    return Response(body, status_code=status, headers=headers or {}, media_type=MediaType.JSON)
+
+
+def app_error_handler(request: Request[Any, Any, Any], exc: AppError) -> Response[dict[str, Any]]:
+    return _response(
+        request, exc.status, _body(request, exc.message, exc.code, exc.details), exc.headers
+    )
+
+
+def _validation_details(exc: ValidationException) -> Any:
+    extra = exc.extra
+    if isinstance(extra, list):
+        # Litestar reports {"message", "key", "source"}; keep those, drop anything echoing input.
+        return [
+            {k: item[k] for k in ("message", "key", "source") if k in item}
+            for item in extra
+            if isinstance(item, dict)
+        ] or None
+    return None
+
+
+def http_error_handler(
+    request: Request[Any, Any, Any], exc: HTTPException
+) -> Response[dict[str, Any]]:
+    status = exc.status_code
+    if status >= 500:
+        return internal_error_handler(request, exc)
+    code = _CODE_BY_STATUS.get(status, "VALIDATION_ERROR")
+    message = _MESSAGE_BY_STATUS.get(status) or str(exc.detail or "Bad request.")
+    details = _validation_details(exc) if isinstance(exc, ValidationException) else None
+    headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() == "allow"}
+    return _response(request, status, _body(request, message, code, details), headers)
+
+
+def internal_error_handler(
+    request: Request[Any, Any, Any], exc: Exception
+) -> Response[dict[str, Any]]:
+    log.exception("unhandled error (request %s)", request_id_of(request), exc_info=exc)
+    return _response(
+        request, 500, _body(request, "Internal server error.", "INTERNAL_ERROR", None)
+    )
+
+
+def exception_handlers() -> ExceptionHandlersMap:
+    return {
+        AppError: app_error_handler,
+        HTTPException: http_error_handler,
+        Exception: internal_error_handler,
+    }

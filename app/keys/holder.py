@@ -1,0 +1,83 @@
+"""What a key holder does with keys, composed from the agent and key services."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.agents import service as agents
+from app.auth.principal import Principal
+from app.db.types import utcnow
+from app.errors import Forbidden, ValidationFailed
+from app.keys import service as keys
+from app.keys.format import KeyKind
+from app.keys.models import ApiKey
+from app.keys.schemas import CreateKeyBody
+from app.keys.scopes import DEFAULTS
+from app.runtime import Runtime
+
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    key: ApiKey
+    secret: str
+    claim_code: str | None = None
+
+
+def validate_email(email: str) -> str:
+    email = email.strip()
+    if len(email) > 320 or not _EMAIL.match(email):
+        raise ValidationFailed("email is not a valid e-mail address.")
+    return email
+
+
+async def signup(session: AsyncSession, rt: Runtime, email: str) -> agents.NewAgent:
+    return await agents.signup_by_email(
+        session, rt.pepper, validate_email(email), rt.settings.starter_credits_micros
+    )
+
+
+async def create_personal_key(
+    session: AsyncSession, rt: Runtime, caller: Principal | None, body: CreateKeyBody
+) -> NewKey:
+    """With a caller: an extra key on the caller's agent. Without: a fresh unclaimed account."""
+    if caller is None:
+        if body.scopes is not None or body.expires_at is not None:
+            raise ValidationFailed("scopes and expiresAt need an authenticated caller.")
+        custom = keys.parse_custom_secret(KeyKind.PERSONAL, body.key) if body.key else None
+        created = await agents.create_unclaimed_key(session, rt.pepper, body.label, custom)
+        return NewKey(key=created.key.key, secret=created.key.secret,
+                      claim_code=created.claim_code)
+
+    if caller.agent_id is None:
+        raise Forbidden("Only keys that belong to an agent can create keys.")
+    if body.label is None:
+        raise ValidationFailed("label is required when creating an additional key.")
+    if body.expires_at is not None:
+        if body.expires_at.tzinfo is None:
+            raise ValidationFailed("expiresAt must carry a time zone (RFC 3339).")
+        if body.expires_at <= utcnow():
+            raise ValidationFailed("expiresAt must be in the future.")
+    scopes = keys.check_scopes(body.scopes, caller.scopes)
+    custom = keys.parse_custom_secret(KeyKind.PERSONAL, body.key) if body.key else None
+    # A new key can never outlive the key that created it.
+    expires_at = body.expires_at
+    if caller.key_expires_at is not None and (expires_at is None or expires_at > caller.key_expires_at):
+        expires_at = caller.key_expires_at
+    issued = await keys.issue(
+        session,
+        rt.pepper,
+        KeyKind.PERSONAL,
+        agent_id=caller.agent_id,
+        platform_id=caller.platform_id,
+        label=body.label,
+        scopes=scopes if scopes is not None else sorted(set(DEFAULTS[KeyKind.PERSONAL]) & caller.scopes),
+        expires_at=expires_at,
+        custom_secret=custom,
+        created_by=caller.key_id,
+    )
+    return NewKey(key=issued.key, secret=issued.secret)

@@ -1,0 +1,164 @@
+"""Key holder routes: sign-up, key creation, introspection, listing, revocation, rotation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Router, delete, get, post
+from litestar.di import Provide
+from litestar.params import Parameter
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.agents.models import Agent
+from app.auth.guards import (
+    presented_key,
+    provide_key_holder,
+    provide_signup_guard,
+    runtime_of,
+)
+from app.auth.principal import Principal
+from app.db.types import rfc3339
+from app.http.pagination import Page, page_params
+from app.http.transaction import after_commit
+from app.keys import holder
+from app.keys import service as keys
+from app.keys.format import KeyKind
+from app.keys.schemas import (
+    CreatedKey,
+    CreateKeyBody,
+    EmailSignupBody,
+    EmailSignupResult,
+    KeyView,
+    RegenerateBody,
+    RegeneratedKey,
+)
+from app.keys.scopes import KEYS_READ, KEYS_WRITE, TYPE_NAMES
+from app.keys.views import key_view
+
+AnyRequest = Request[Any, Any, Any]
+
+
+async def provide_creator(request: AnyRequest) -> Principal | None:
+    """``POST /v1/api-keys`` is open: authenticated callers add a key, others sign up (per-IP
+    limited)."""
+    if presented_key(request) is None:
+        await provide_signup_guard(request)
+        return None
+    return await provide_key_holder(request)
+
+
+@post("/keys", dependencies={"ip": Provide(provide_signup_guard)}, status_code=201)
+async def signup_gateway_key(
+    request: AnyRequest, session: AsyncSession, ip: str, data: EmailSignupBody
+) -> EmailSignupResult:
+    """Gateway-only ``gw_`` key with starter credits for an e-mail address."""
+    created = await holder.signup(session, runtime_of(request), data.email)
+    credits = created.agent.balance_micros
+    return EmailSignupResult(
+        api_key=created.key.secret,
+        credits_usd=credits / 1_000_000,
+        creditsMicros=credits,
+        keyId=created.key.key.id,
+        agentId=created.agent.id,
+        scopes=list(created.key.key.scopes),
+    )
+
+
+@post("/api-keys", dependencies={"caller": Provide(provide_creator)}, status_code=201)
+async def create_api_key(
+    request: AnyRequest, session: AsyncSession, caller: Principal | None, data: CreateKeyBody
+) -> CreatedKey:
+    """Create a personal ``pk_`` key (an unclaimed one when called without a key)."""
+    created = await holder.create_personal_key(session, runtime_of(request), caller, data)
+    return CreatedKey(
+        id=created.key.id,
+        label=created.key.label,
+        key=created.secret,
+        type=TYPE_NAMES[KeyKind.PERSONAL],
+        scopes=list(created.key.scopes),
+        created_at=rfc3339(created.key.created_at) or "",
+        expires_at=rfc3339(created.key.expires_at),
+        claim_code=created.claim_code,
+        agent_id=created.key.agent_id,
+    )
+
+
+async def _agent_plan(session: AsyncSession, agent_id: str | None) -> str | None:
+    agent = await session.get(Agent, agent_id) if agent_id else None
+    return agent.plan if agent else None
+
+
+@get("/api-keys/info", dependencies={"caller": Provide(provide_key_holder)})
+async def key_info(request: AnyRequest, session: AsyncSession, caller: Principal) -> KeyView:
+    """The calling key: type, scopes, expiry, pass period, rate limit, last use."""
+    key = await keys.get(session, caller.key_id)
+    return key_view(key, runtime_of(request).settings, await _agent_plan(session, key.agent_id))
+
+
+@get("/api-keys", dependencies={"caller": Provide(provide_key_holder)}, opt={"scope": KEYS_READ})
+async def list_api_keys(
+    request: AnyRequest,
+    session: AsyncSession,
+    caller: Principal,
+    limit: int | None = Parameter(default=None),
+    cursor: str | None = Parameter(default=None),
+    status: str | None = Parameter(default=None),
+) -> Page:
+    """The caller's agent's keys, newest first (never secrets)."""
+    params = page_params(limit, cursor)
+    rows, next_cursor = await keys.list_keys(
+        session, params, agent_id=caller.agent_id or "", status=status
+    )
+    settings = runtime_of(request).settings
+    plan = await _agent_plan(session, caller.agent_id)
+    return Page(data=[key_view(k, settings, plan) for k in rows], next_cursor=next_cursor)
+
+
+@delete(
+    "/api-keys/{key_id:str}",
+    dependencies={"caller": Provide(provide_key_holder)},
+    opt={"scope": KEYS_WRITE},
+    status_code=200,
+)
+async def revoke_api_key(
+    request: AnyRequest, session: AsyncSession, caller: Principal, key_id: str
+) -> KeyView:
+    """Revoke one of the agent's keys; it stops working within a second everywhere."""
+    rt = runtime_of(request)
+    key = await keys.revoke(session, await keys.get_owned(session, key_id, caller.agent_id or ""))
+    after_commit(session, lambda: rt.auth.cache.forget_key(key_id))
+    return key_view(key, rt.settings, await _agent_plan(session, key.agent_id))
+
+
+@post(
+    "/api-keys/{key_id:str}/regenerate",
+    dependencies={"caller": Provide(provide_key_holder)},
+    opt={"scope": KEYS_WRITE},
+    status_code=200,
+)
+async def regenerate_api_key(
+    request: AnyRequest,
+    session: AsyncSession,
+    caller: Principal,
+    key_id: str,
+    data: RegenerateBody | None = None,
+) -> RegeneratedKey:
+    """New secret, same settings; the old secret keeps working for ``gracePeriodSeconds``."""
+    rt = runtime_of(request)
+    key = await keys.get_owned(session, key_id, caller.agent_id or "")
+    grace = data.grace_period_seconds if data else 0
+    secret, old_until = await keys.regenerate(session, rt.pepper, key, grace)
+    after_commit(session, lambda: rt.auth.cache.forget_key(key_id))
+    return RegeneratedKey(
+        id=key.id, key=secret, hint=key.hint, previous_key_expires_at=rfc3339(old_until) or ""
+    )
+
+
+router = Router(
+    path="/v1",
+    route_handlers=[
+        signup_gateway_key, create_api_key, key_info, list_api_keys, revoke_api_key,
+        regenerate_api_key,
+    ],
+    tags=["keys"],
+)

@@ -1,0 +1,231 @@
+"""Issue, find, list, revoke and regenerate API keys. Secrets exist only in return values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.db.types import rfc3339, utcnow
+from app.errors import Conflict, NotFound, ValidationFailed
+from app.events.service import emit
+from app.http.pagination import PageParams, apply, split
+from app.ids import new_id
+from app.keys import format as key_format
+from app.keys.format import KeyKind
+from app.keys.hashing import key_hash
+from app.keys.models import ApiKey, KeySecret
+from app.keys.scopes import ALL, TYPE_NAMES
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    key: ApiKey
+    secret: str
+
+
+def key_event_data(key: ApiKey) -> dict[str, Any]:
+    return {
+        "keyId": key.id,
+        "type": TYPE_NAMES[KeyKind(key.kind)],
+        "agentId": key.agent_id,
+        "platformId": key.platform_id,
+        "label": key.label,
+        "hint": key.hint,
+        "scopes": list(key.scopes),
+        "expiresAt": rfc3339(key.expires_at),
+        "period": key.period,
+    }
+
+
+def check_scopes(requested: list[str] | None, allowed: frozenset[str]) -> list[str] | None:
+    if requested is None:
+        return None
+    unknown = sorted(set(requested) - ALL)
+    if unknown:
+        raise ValidationFailed(f"Unknown scopes: {', '.join(unknown)}.", details={"allowed": sorted(ALL)})
+    beyond = sorted(set(requested) - allowed)
+    if beyond:
+        raise ValidationFailed(
+            f"A key cannot grant scopes its creator lacks: {', '.join(beyond)}."
+        )
+    return sorted(set(requested))
+
+
+def parse_custom_secret(kind: KeyKind, secret: str) -> str:
+    """A caller-chosen key must follow the same format as generated ones, checksum included."""
+    try:
+        parsed = key_format.parse(secret)
+    except key_format.KeyFormatError as exc:
+        head = secret[: -key_format.CHECKSUM_CHARS]
+        details = None
+        if secret.startswith(f"{kind.value}_") and len(secret) >= len(kind.value) + 1 + 33:
+            details = {"expectedChecksum": key_format.checksum(head)}
+        raise ValidationFailed(
+            f"Custom key must be '{kind.value}_' followed by at least "
+            f"{key_format.RANDOM_CHARS} base62 characters and a "
+            f"{key_format.CHECKSUM_CHARS}-character CRC32 checksum ({exc})",
+            details=details,
+        ) from None
+    if parsed.kind is not kind:
+        raise ValidationFailed(f"Custom key must start with '{kind.value}_'.")
+    return secret
+
+
+async def issue(
+    session: AsyncSession,
+    pepper: str,
+    kind: KeyKind,
+    *,
+    agent_id: str | None = None,
+    platform_id: str | None = None,
+    label: str | None = None,
+    scopes: list[str] | tuple[str, ...] = (),
+    plan: str = "free",
+    expires_at: datetime | None = None,
+    period: str | None = None,
+    custom_secret: str | None = None,
+    created_by: str | None = None,
+    emit_event: bool = True,
+) -> IssuedKey:
+    secret = custom_secret or key_format.generate(kind)
+    digest = key_hash(pepper, secret)
+    if custom_secret is not None:
+        taken = await session.exec(select(KeySecret.id).where(col(KeySecret.secret_hash) == digest))
+        if taken.first() is not None:
+            raise Conflict("That custom key is already taken.")
+    key = ApiKey(
+        id=new_id("key"),
+        kind=kind.value,
+        agent_id=agent_id,
+        platform_id=platform_id,
+        label=label,
+        hint=key_format.hint(secret),
+        scopes=list(scopes),
+        plan=plan,
+        expires_at=expires_at,
+        period=period,
+        created_by=created_by,
+    )
+    session.add(key)
+    session.add(KeySecret(id=new_id("sec"), key_id=key.id, secret_hash=digest))
+    try:
+        await session.flush()
+    except IntegrityError:
+        # Two requests raced for the same custom key; the unique hash index decided.
+        raise Conflict("That custom key is already taken.") from None
+    if emit_event and kind is not KeyKind.ADMIN:
+        await emit(session, "key.created", key_event_data(key), agent_id=agent_id,
+                   platform_id=platform_id)
+    return IssuedKey(key=key, secret=secret)
+
+
+async def find_by_hash(session: AsyncSession, digest: str) -> tuple[ApiKey, KeySecret] | None:
+    row = (
+        await session.exec(
+            select(ApiKey, KeySecret)
+            .join(KeySecret, col(KeySecret.key_id) == col(ApiKey.id))
+            .where(col(KeySecret.secret_hash) == digest)
+        )
+    ).first()
+    return None if row is None else (row[0], row[1])
+
+
+async def get(session: AsyncSession, key_id: str) -> ApiKey:
+    key = await session.get(ApiKey, key_id)
+    if key is None:
+        raise NotFound("API key not found.")
+    return key
+
+
+async def get_owned(session: AsyncSession, key_id: str, agent_id: str) -> ApiKey:
+    """Someone else's key is indistinguishable from a missing one."""
+    key = await session.get(ApiKey, key_id)
+    if key is None or key.agent_id != agent_id:
+        raise NotFound("API key not found.")
+    return key
+
+
+async def list_keys(
+    session: AsyncSession,
+    params: PageParams,
+    *,
+    agent_id: str | None = None,
+    platform_id: str | None = None,
+    kind: str | None = None,
+    status: str | None = None,
+    hint_suffix: str | None = None,
+) -> tuple[list[ApiKey], str | None]:
+    stmt = select(ApiKey)
+    if agent_id is not None:
+        stmt = stmt.where(col(ApiKey.agent_id) == agent_id)
+    if platform_id is not None:
+        stmt = stmt.where(col(ApiKey.platform_id) == platform_id)
+    if kind:
+        stmt = stmt.where(col(ApiKey.kind) == kind)
+    if status:
+        stmt = stmt.where(col(ApiKey.status) == status)
+    if hint_suffix:
+        stmt = stmt.where(col(ApiKey.hint).endswith(hint_suffix))
+    rows = (await session.exec(apply(stmt, col(ApiKey.id), params))).all()  # type: ignore[call-overload]
+    return split(rows, params, lambda k: k.id)
+
+
+async def revoke(session: AsyncSession, key: ApiKey) -> ApiKey:
+    """Idempotent: revoking a revoked key changes nothing and emits nothing."""
+    if key.status == "revoked":
+        return key
+    key.status = "revoked"
+    key.revoked_at = utcnow()
+    session.add(key)
+    await session.flush()
+    await emit(session, "key.revoked", key_event_data(key), agent_id=key.agent_id,
+               platform_id=key.platform_id)
+    return key
+
+
+async def regenerate(
+    session: AsyncSession, pepper: str, key: ApiKey, grace_seconds: int
+) -> tuple[str, datetime]:
+    """A new secret with the same settings; older secrets stop working after the grace."""
+    if key.status != "active":
+        raise Conflict(f"Cannot regenerate a {key.status} key.")
+    now = utcnow()
+    old_until = now + timedelta(seconds=grace_seconds)
+    secrets_ = (
+        await session.exec(select(KeySecret).where(col(KeySecret.key_id) == key.id))
+    ).all()
+    for old in secrets_:
+        if old.expires_at is None or old.expires_at > old_until:
+            old.expires_at = old_until
+            session.add(old)
+    secret = key_format.generate(KeyKind(key.kind))
+    session.add(KeySecret(id=new_id("sec"), key_id=key.id, secret_hash=key_hash(pepper, secret)))
+    key.hint = key_format.hint(secret)
+    session.add(key)
+    await session.flush()
+    data = key_event_data(key) | {"previousSecretExpiresAt": rfc3339(old_until)}
+    await emit(session, "key.rotated", data, agent_id=key.agent_id, platform_id=key.platform_id)
+    return secret, old_until
+
+
+def key_snapshot(key: ApiKey) -> dict[str, Any]:
+    return {
+        "label": key.label,
+        "plan": key.plan,
+        "status": key.status,
+        "rateLimitPerMinute": key.rate_limit_per_minute,
+        "rateLimitPerDay": key.rate_limit_per_day,
+    }
+
+
+async def update(session: AsyncSession, key: ApiKey, changes: dict[str, Any]) -> ApiKey:
+    for field, value in changes.items():
+        setattr(key, field, value)
+    session.add(key)
+    await session.flush()
+    return key

@@ -1,0 +1,38 @@
+"""Model -> wire conversions for keys."""
+
+from __future__ import annotations
+
+from app.db.types import rfc3339
+from app.http.schemas import RateLimitView
+from app.keys.format import KeyKind
+from app.keys.models import ApiKey
+from app.keys.schemas import KeyView
+from app.keys.scopes import TYPE_NAMES
+from app.settings import Settings
+
+
+def rate_limit_of(key: ApiKey, settings: Settings, agent_plan: str | None = None) -> RateLimitView:
+    plan = key.plan if key.kind == KeyKind.PASS.value else (agent_plan or key.plan)
+    limits = settings.plan_limits(plan)
+    return RateLimitView(
+        requests_per_minute=key.rate_limit_per_minute or limits.per_minute,
+        requests_per_day=key.rate_limit_per_day or limits.per_day,
+    )
+
+
+def key_view(key: ApiKey, settings: Settings, agent_plan: str | None = None) -> KeyView:
+    return KeyView(
+        id=key.id,
+        type=TYPE_NAMES[KeyKind(key.kind)],
+        label=key.label,
+        hint=key.hint,
+        scopes=list(key.scopes),
+        status=key.status,
+        created_at=rfc3339(key.created_at) or "",
+        expires_at=rfc3339(key.expires_at),
+        period=key.period,
+        rate_limit=rate_limit_of(key, settings, agent_plan),
+        last_used_at=rfc3339(key.last_used_at),
+        revoked_at=rfc3339(key.revoked_at),
+        agent_id=key.agent_id,
+    )

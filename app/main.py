@@ -1,0 +1,74 @@
+"""The app factory: routes, dependencies, middleware, error mapping. Nothing runs at import."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+
+from app.admin.routes import router as admin_router
+from app.agents.routes import router as agents_router
+from app.catalog.routes import router as catalog_router
+from app.credits.routes import router as credits_router
+from app.health.routes import health
+from app.http.dependency_errors import dependency_error_handlers
+from app.http.errors import exception_handlers
+from app.http.request_id import request_id_middleware
+from app.http.transaction import provide_session
+from app.keys.routes import router as keys_router
+from app.platforms.routes import router as platforms_router
+from app.runtime import Runtime
+from app.settings import Settings, get_settings
+
+
+def app_version() -> str:
+    try:
+        return version("passgate")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Litestar:
+    """Build the API. Tests pass their own ``Settings``; ``runtime`` lets them share one."""
+    settings = settings or get_settings()
+    rt = runtime or Runtime.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
+        app.state.runtime = rt
+        try:
+            yield
+        finally:
+            if runtime is None:
+                await rt.close()
+
+    handlers = exception_handlers()
+    handlers.update(dependency_error_handlers())
+    return Litestar(
+        route_handlers=[
+            health, catalog_router, agents_router, keys_router, credits_router,
+            platforms_router, admin_router,
+        ],
+        dependencies={"session": Provide(provide_session)},
+        exception_handlers=handlers,
+        middleware=[request_id_middleware],
+        lifespan=[lifespan],
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="passgate",
+            version=app_version(),
+            path="/schema",
+            components=Components(
+                security_schemes={
+                    "apiKey": SecurityScheme(type="apiKey", name="X-API-Key", security_scheme_in="header"),
+                    "masterKey": SecurityScheme(type="apiKey", name="X-Master-Key", security_scheme_in="header"),
+                    "adminToken": SecurityScheme(type="http", scheme="bearer"),
+                }
+            ),
+        ),
+        debug=False,
+    )

@@ -1,0 +1,93 @@
+"""Platforms (tenants) and their master keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.errors import Conflict, NotFound, ValidationFailed
+from app.http.pagination import PageParams, apply, split
+from app.ids import new_id
+from app.keys import service as keys
+from app.keys.format import KeyKind
+from app.keys.models import ApiKey
+from app.platforms.models import Platform
+
+
+@dataclass(frozen=True, slots=True)
+class NewPlatform:
+    platform: Platform
+    master: keys.IssuedKey
+
+
+async def create(session: AsyncSession, pepper: str, name: str, created_by: str) -> NewPlatform:
+    platform = Platform(id=new_id("plt"), name=name)
+    session.add(platform)
+    await session.flush()
+    master = await keys.issue(
+        session, pepper, KeyKind.MASTER, platform_id=platform.id, label="first master key",
+        created_by=created_by,
+    )
+    return NewPlatform(platform=platform, master=master)
+
+
+async def get(session: AsyncSession, platform_id: str) -> Platform:
+    platform = await session.get(Platform, platform_id)
+    if platform is None:
+        raise NotFound("Platform not found.")
+    return platform
+
+
+async def search(
+    session: AsyncSession, params: PageParams
+) -> tuple[list[Platform], str | None]:
+    rows = (await session.exec(apply(select(Platform), col(Platform.id), params))).all()  # type: ignore[call-overload]
+    return split(rows, params, lambda p: p.id)
+
+
+async def set_spending_limit(
+    session: AsyncSession, platform: Platform, daily_limit: int | None
+) -> Platform:
+    if daily_limit is not None and daily_limit < 0:
+        raise ValidationFailed("dailyLimitMicros must be zero or more.")
+    platform.daily_spending_limit_micros = daily_limit
+    session.add(platform)
+    await session.flush()
+    return platform
+
+
+async def create_master_key(
+    session: AsyncSession, pepper: str, platform_id: str, label: str | None, created_by: str
+) -> keys.IssuedKey:
+    return await keys.issue(
+        session, pepper, KeyKind.MASTER, platform_id=platform_id, label=label,
+        created_by=created_by,
+    )
+
+
+async def list_master_keys(
+    session: AsyncSession, platform_id: str, params: PageParams
+) -> tuple[list[ApiKey], str | None]:
+    return await keys.list_keys(session, params, platform_id=platform_id, kind=KeyKind.MASTER.value)
+
+
+async def revoke_master_key(
+    session: AsyncSession, platform_id: str, key_id: str, calling_key_id: str
+) -> ApiKey:
+    key = await session.get(ApiKey, key_id)
+    if key is None or key.platform_id != platform_id or key.kind != KeyKind.MASTER.value:
+        raise NotFound("Master key not found.")
+    if key.id == calling_key_id:
+        raise Conflict("A master key cannot revoke itself; use another master key.")
+    return await keys.revoke(session, key)
+
+
+async def active_master_count(session: AsyncSession, platform_id: str) -> int:
+    rows = await session.exec(
+        select(ApiKey.id).where(col(ApiKey.platform_id) == platform_id,
+                                col(ApiKey.kind) == KeyKind.MASTER.value,
+                                col(ApiKey.status) == "active")
+    )
+    return len(rows.all())

@@ -1,0 +1,1 @@
+"""Every actor module, imported by the worker. Areas add their modules here."""
