@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
+
 from litestar import Litestar
 from litestar.di import Provide
+from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
@@ -14,10 +16,10 @@ from app.admin.routes import router as admin_router
 from app.agents.routes import router as agents_router
 from app.catalog.routes import router as catalog_router
 from app.credits.routes import router as credits_router
-from app.health.routes import health
+from app.health.routes import health, live
 from app.http.dependency_errors import dependency_error_handlers
 from app.http.errors import exception_handlers
-from app.http.request_id import request_id_middleware
+from app.http.request_id import add_response_headers
 from app.http.transaction import provide_session
 from app.keys.routes import router as keys_router
 from app.platforms.routes import router as platforms_router
@@ -50,12 +52,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     handlers.update(dependency_error_handlers())
     return Litestar(
         route_handlers=[
-            health, catalog_router, agents_router, keys_router, credits_router,
+            health, live, catalog_router, agents_router, keys_router, credits_router,
             platforms_router, admin_router,
         ],
         dependencies={"session": Provide(provide_session)},
         exception_handlers=handlers,
-        middleware=[request_id_middleware],
+        before_send=[add_response_headers],
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
@@ -64,11 +66,21 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             path="/schema",
             components=Components(
                 security_schemes={
-                    "apiKey": SecurityScheme(type="apiKey", name="X-API-Key", security_scheme_in="header"),
-                    "masterKey": SecurityScheme(type="apiKey", name="X-Master-Key", security_scheme_in="header"),
+                    "apiKey": SecurityScheme(
+                        type="apiKey", name="X-API-Key", security_scheme_in="header"
+                    ),
+                    "masterKey": SecurityScheme(
+                        type="apiKey", name="X-Master-Key", security_scheme_in="header"
+                    ),
                     "adminToken": SecurityScheme(type="http", scheme="bearer"),
                 }
             ),
+        ),
+        # Only passgate's own loggers at the configured level; libraries stay at WARNING.
+        logging_config=LoggingConfig(
+            root={"level": "WARNING", "handlers": ["queue_listener"]},
+            loggers={"passgate": {"level": settings.log_level, "propagate": True}},
+            log_exceptions="never",
         ),
         debug=False,
     )

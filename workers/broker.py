@@ -21,7 +21,8 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
     else:
         from dramatiq.brokers.redis import RedisBroker
 
-        broker = RedisBroker(url=settings.redis_url, namespace="passgate")
+        # dramatiq ships no type hints for its broker constructors.
+        broker = RedisBroker(url=settings.redis_url, namespace="passgate")  # type: ignore[no-untyped-call]
     broker.add_middleware(AsyncIO())
     return broker
 

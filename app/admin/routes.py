@@ -213,12 +213,18 @@ async def create_admin_token(
     request: AnyRequest, session: AsyncSession, admin: Principal,
     data: AdminTokenBody | None = None,
 ) -> CreatedAdminToken:
-    """Another admin token (shown once)."""
-    issued = await keys.issue(session, runtime_of(request).pepper, KeyKind.ADMIN,
-                              label=data.label if data else None, created_by=admin.key_id)
+    """Another admin token (shown once), optionally expiring."""
+    issued = await keys.issue(
+        session, runtime_of(request).pepper, KeyKind.ADMIN,
+        label=data.label if data else None,
+        expires_at=keys.check_expiry(data.expires_at if data else None),
+        created_by=admin.key_id,
+    )
     await record(session, _actor(request, admin), "admin_token.create", "key", issued.key.id,
-                 after={"label": issued.key.label, "hint": issued.key.hint})
-    return CreatedAdminToken(id=issued.key.id, token=issued.secret, label=issued.key.label)
+                 after={"label": issued.key.label, "hint": issued.key.hint,
+                        "expiresAt": rfc3339(issued.key.expires_at)})
+    return CreatedAdminToken(id=issued.key.id, token=issued.secret, label=issued.key.label,
+                             expires_at=rfc3339(issued.key.expires_at))
 
 
 # -- credits -----------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 import msgspec
@@ -26,10 +27,10 @@ class AuditView(msgspec.Struct, rename="camel"):
 class UpdateKeyBody(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
     """Admin overrides; ``null`` returns a rate limit to the plan default."""
 
-    label: Label | None | msgspec.UnsetType = msgspec.UNSET
+    label: Label | msgspec.UnsetType | None = msgspec.UNSET
     plan: Plan | msgspec.UnsetType = msgspec.UNSET
-    rate_limit_per_minute: PositiveLimit | None | msgspec.UnsetType = msgspec.UNSET
-    rate_limit_per_day: PositiveLimit | None | msgspec.UnsetType = msgspec.UNSET
+    rate_limit_per_minute: PositiveLimit | msgspec.UnsetType | None = msgspec.UNSET
+    rate_limit_per_day: PositiveLimit | msgspec.UnsetType | None = msgspec.UNSET
 
     def changes(self) -> dict[str, object]:
         fields = {
@@ -45,21 +46,23 @@ class LookupKeyBody(msgspec.Struct, forbid_unknown_fields=True):
     key: str
 
 
-class AdminTokenBody(msgspec.Struct, forbid_unknown_fields=True):
+class AdminTokenBody(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
     label: Label | None = None
+    expires_at: datetime | None = None
 
 
 class CreatedAdminToken(msgspec.Struct, rename="camel"):
     id: str
     token: str
     label: str | None
+    expires_at: str | None = None
     warning: str = "Save this admin token now. It will not be shown again."
 
 
 class AdminAgentPatch(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
     disabled: bool | msgspec.UnsetType = msgspec.UNSET
     plan: Literal["free", "pro", "enterprise"] | msgspec.UnsetType = msgspec.UNSET
-    daily_spending_limit_micros: Micros | None | msgspec.UnsetType = msgspec.UNSET
+    daily_spending_limit_micros: Micros | msgspec.UnsetType | None = msgspec.UNSET
 
     def changes(self) -> dict[str, object]:
         fields = {

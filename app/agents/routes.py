@@ -9,7 +9,7 @@ from litestar.di import Provide
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.agents import service as agents
-from app.agents.schemas import ClaimInfo, Me, Registered, RegisterBody
+from app.agents.schemas import ClaimInfo, Me, RegisterBody, Registered
 from app.agents.views import agent_view
 from app.auth.guards import provide_key_holder, provide_signup_guard, runtime_of
 from app.auth.principal import Principal

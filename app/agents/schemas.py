@@ -71,10 +71,10 @@ class CreatedAgent(msgspec.Struct, rename="camel"):
 
 class UpdateAgentBody(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
     name: Name | msgspec.UnsetType = msgspec.UNSET
-    description: Description | None | msgspec.UnsetType = msgspec.UNSET
+    description: Description | msgspec.UnsetType | None = msgspec.UNSET
     disabled: bool | msgspec.UnsetType = msgspec.UNSET
     plan: Plan | msgspec.UnsetType = msgspec.UNSET
-    daily_spending_limit_micros: Micros | None | msgspec.UnsetType = msgspec.UNSET
+    daily_spending_limit_micros: Micros | msgspec.UnsetType | None = msgspec.UNSET
 
     def changes(self) -> dict[str, object]:
         fields = {

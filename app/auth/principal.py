@@ -23,6 +23,12 @@ class Principal:
     secret_expires_at: datetime | None
     agent_disabled: bool = False
     platform_disabled: bool = False
+    # Enough of the key to answer ``/v1/api-keys/info`` without another database read.
+    label: str | None = None
+    hint: str = ""
+    created_at: datetime | None = None
+    last_used_at: datetime | None = None
+    period: str | None = None
 
     @property
     def actor_id(self) -> str:

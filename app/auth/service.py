@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from datetime import timedelta
 
@@ -35,6 +36,7 @@ class Authenticator:
         self.sessions = sessions
         self.cache = cache
         self._pepper = settings.key_pepper.get_secret_value()
+        self._loading: dict[str, asyncio.Future[Principal | None]] = {}
         token = settings.admin_token.get_secret_value() if settings.admin_token else None
         self._env_admin_digest = key_hash(self._pepper, token) if token else None
 
@@ -47,16 +49,22 @@ class Authenticator:
         return hmac.compare_digest(self.digest(secret), self._env_admin_digest)
 
     async def authenticate(self, secret: str) -> Principal:
-        """Checksum first (no I/O), then the cache, then the database."""
-        try:
-            key_format.parse(secret)
-        except key_format.KeyFormatError as exc:
-            raise Unauthorized(str(exc)) from None
+        """Cache first; on a miss the checksum (no I/O) and only then the database.
+
+        A cache hit means this exact secret was verified moments ago, so the checksum is
+        only computed for secrets the process has not seen; a mistyped key never reaches
+        the database either way.
+        """
+        if len(secret) > key_format.MAX_KEY_CHARS:
+            raise Unauthorized("API key is too long.")
         digest = self.digest(secret)
         hit, principal = self.cache.get(digest)
         if not hit:
-            principal = await self._load(digest)
-            self.cache.put(digest, principal)
+            try:
+                key_format.parse(secret)
+            except key_format.KeyFormatError as exc:
+                raise Unauthorized(str(exc)) from None
+            principal = await self._load_once(digest)
         if principal is None:
             raise Unauthorized("Unknown API key.")
         self._check_live(principal)
@@ -74,15 +82,31 @@ class Authenticator:
         if principal.secret_expires_at is not None and principal.secret_expires_at <= now:
             raise Unauthorized("API key was regenerated; this secret is no longer valid.")
 
+    async def _load_once(self, digest: str) -> Principal | None:
+        """Single flight: when a hot key's cache entry lapses, one request reloads it and the
+        concurrent ones wait for that result instead of stampeding the database."""
+        pending = self._loading.get(digest)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        task = asyncio.ensure_future(self._load(digest))
+        self._loading[digest] = task
+        try:
+            principal = await asyncio.shield(task)
+        finally:
+            self._loading.pop(digest, None)
+        self.cache.put(digest, principal)
+        return principal
+
     async def _load(self, digest: str) -> Principal | None:
         async with self.sessions() as session:
             found = await keys.find_by_hash(session, digest)
             if found is None:
                 return None
             key, secret = found
-            principal = await self._principal(session, key, secret)
+            # Touch first, so that /v1/api-keys/info (served from the principal) already
+            # reports the use that loaded it.
             await self._touch(session, key)
-            return principal
+            return await self._principal(session, key, secret)
 
     async def _principal(self, session: AsyncSession, key: ApiKey, secret: KeySecret) -> Principal:
         agent = await session.get(Agent, key.agent_id) if key.agent_id else None
@@ -104,6 +128,11 @@ class Authenticator:
             secret_expires_at=secret.expires_at,
             agent_disabled=bool(agent and agent.disabled),
             platform_disabled=bool(platform and platform.disabled),
+            label=key.label,
+            hint=key.hint,
+            created_at=key.created_at,
+            last_used_at=key.last_used_at,
+            period=key.period,
         )
 
     @staticmethod
@@ -117,3 +146,4 @@ class Authenticator:
             update(ApiKey).where(col(ApiKey.id) == key.id).values(last_used_at=now)
         )
         await session.commit()
+        key.last_used_at = now

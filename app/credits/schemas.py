@@ -10,8 +10,8 @@ class Balance(msgspec.Struct):
 
     credits_usd: float
     total_spent: float
-    creditsMicros: int  # noqa: N815
-    spentMicros: int  # noqa: N815
+    creditsMicros: int
+    spentMicros: int
 
 
 class AdjustmentBody(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):

@@ -20,10 +20,13 @@ def alembic_config(settings: Settings) -> Config:
     return config
 
 
-def upgrade(settings: Settings, revision: str = "head") -> None:
+def upgrade(settings: Settings, revision: str = "heads") -> None:
+    """Upgrade to every head: feature branches of the schema may be merged later."""
     command.upgrade(alembic_config(settings), revision)
 
 
-def revision(settings: Settings, message: str) -> None:
+def revision(settings: Settings, message: str, rev_id: str | None = None,
+             head: str = "head") -> None:
     """Autogenerate a revision against the database at ``settings.database_url``."""
-    command.revision(alembic_config(settings), message=message, autogenerate=True)
+    command.revision(alembic_config(settings), message=message, autogenerate=True,
+                     rev_id=rev_id, head=head)

@@ -11,4 +11,6 @@ from app.platforms.models import Platform
 
 metadata = SQLModel.metadata
 
-__all__ = ["Agent", "ApiKey", "AuditEntry", "Event", "KeySecret", "LedgerEntry", "Platform", "metadata"]
+__all__ = [
+    "Agent", "ApiKey", "AuditEntry", "Event", "KeySecret", "LedgerEntry", "Platform", "metadata",
+]

@@ -46,6 +46,16 @@ async def _broker(request: Request[Any, Any, Any]) -> DependencyState:
     return DependencyState("ok")
 
 
+class Live(msgspec.Struct):
+    status: str
+
+
+@get("/v1/health/live", tags=["health"])
+async def live() -> Live:
+    """Liveness only: the process answers. Touches no dependency (for probes and load tests)."""
+    return Live("ok")
+
+
 @get("/v1/health", tags=["health"])
 async def health(request: Request[Any, Any, Any]) -> Response[Health]:
     """Database, broker and chain watchers (head, cursor, lag)."""

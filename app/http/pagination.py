@@ -10,7 +10,6 @@ from typing import Any, TypeVar
 
 import msgspec
 from sqlalchemy import Select
-from sqlalchemy.orm import InstrumentedAttribute
 
 from app.errors import ValidationFailed
 
@@ -52,7 +51,7 @@ def decode_cursor(cursor: str) -> str:
     return raw[3:]
 
 
-def apply(stmt: Select[Any], id_column: InstrumentedAttribute[str], params: PageParams) -> Select[Any]:
+def apply(stmt: Select[Any], id_column: Any, params: PageParams) -> Select[Any]:
     """Newest first; one extra row tells whether another page exists."""
     if params.after_id is not None:
         stmt = stmt.where(id_column < params.after_id)

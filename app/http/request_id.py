@@ -1,7 +1,9 @@
 """Headers every response carries: ``X-Request-ID`` and, on keyed routes, ``X-RateLimit-*``.
 
-Done in one ASGI middleware so that error responses, including Litestar's own 404/405/413,
-get them exactly like successful ones.
+Done in an app-level ``before_send`` hook rather than a middleware: Litestar applies app
+middleware per route, so responses produced before routing (unknown route 404, wrong method
+405) would miss them. The id is assigned lazily on the scope by whoever needs it first (the
+error handler writing ``requestId`` or the hook), so body and header always agree.
 """
 
 from __future__ import annotations
@@ -10,43 +12,54 @@ import re
 from typing import Any
 
 from litestar import Request
-from litestar.datastructures import MutableScopeHeaders
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import Message, Scope
 
 from app.ids import new_id
 from app.ratelimit.headers import headers_for_scope
 
 _SAFE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_STATE_KEY = "request_id"
 
 
-def request_id_middleware(app: ASGIApp) -> ASGIApp:
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await app(scope, receive, send)
-            return
-        incoming = ""
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                incoming = value.decode("latin-1")
-                break
-        request_id = incoming if _SAFE.match(incoming) else new_id("req")
-        state: dict[str, Any] = scope.setdefault("state", {})  # type: ignore[typeddict-item]
-        state["request_id"] = request_id
+def _scope_state(scope: Scope) -> dict[str, Any]:
+    state: dict[str, Any] = scope.setdefault("state", {})
+    return state
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableScopeHeaders.from_message(message)
-                headers["X-Request-ID"] = request_id
-                for name, value in headers_for_scope(state).items():
-                    if name not in headers:
-                        headers[name] = value
-            await send(message)
 
-        await app(scope, receive, send_with_headers)
+def ensure_request_id(scope: Scope) -> str:
+    """The request's id: the caller's ``X-Request-ID`` when it is safe to echo, else a new one."""
+    state = _scope_state(scope)
+    current = state.get(_STATE_KEY)
+    if isinstance(current, str):
+        return current
+    incoming = ""
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            incoming = value.decode("latin-1")
+            break
+    request_id = incoming if _SAFE.match(incoming) else new_id("req")
+    state[_STATE_KEY] = request_id
+    return request_id
 
-    return middleware
+
+async def add_response_headers(message: Message, scope: Scope) -> None:
+    """``before_send`` hook: stamp the id (and rate-limit state) on every HTTP response."""
+    if message["type"] != "http.response.start" or scope["type"] != ScopeType.HTTP:
+        return
+    # Raw header tuples: this runs on every response, and the mutable-headers wrapper costs
+    # a linear search per assignment.
+    raw = list(message.get("headers", ()))
+    raw.append((b"x-request-id", ensure_request_id(scope).encode("latin-1")))
+    extra = headers_for_scope(_scope_state(scope))
+    if extra:
+        present = {bytes(name).lower() for name, _ in raw}
+        for name, value in extra.items():
+            key = name.lower().encode("latin-1")
+            if key not in present:
+                raw.append((key, value.encode("latin-1")))
+    message["headers"] = raw
 
 
 def request_id_of(request: Request[Any, Any, Any]) -> str:
-    value = request.scope.get("state", {}).get("request_id")
-    return value if isinstance(value, str) else ""
+    return ensure_request_id(request.scope)

@@ -25,7 +25,7 @@ class KeyKind(StrEnum):
     AGENT = "ak"
     GATEWAY = "gw"
     PERSONAL = "pk"
-    PASS = "pass"
+    PASS = "pass"  # noqa: S105  (a key prefix, not a password)
     MASTER = "mk"
     ADMIN = "adm"
 

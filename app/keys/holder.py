@@ -9,7 +9,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.agents import service as agents
 from app.auth.principal import Principal
-from app.db.types import utcnow
 from app.errors import Forbidden, ValidationFailed
 from app.keys import service as keys
 from app.keys.format import KeyKind
@@ -57,17 +56,15 @@ async def create_personal_key(
         raise Forbidden("Only keys that belong to an agent can create keys.")
     if body.label is None:
         raise ValidationFailed("label is required when creating an additional key.")
-    if body.expires_at is not None:
-        if body.expires_at.tzinfo is None:
-            raise ValidationFailed("expiresAt must carry a time zone (RFC 3339).")
-        if body.expires_at <= utcnow():
-            raise ValidationFailed("expiresAt must be in the future.")
+    keys.check_expiry(body.expires_at)
     scopes = keys.check_scopes(body.scopes, caller.scopes)
     custom = keys.parse_custom_secret(KeyKind.PERSONAL, body.key) if body.key else None
     # A new key can never outlive the key that created it.
     expires_at = body.expires_at
-    if caller.key_expires_at is not None and (expires_at is None or expires_at > caller.key_expires_at):
-        expires_at = caller.key_expires_at
+    ceiling = caller.key_expires_at
+    if ceiling is not None and (expires_at is None or expires_at > ceiling):
+        expires_at = ceiling
+    default_scopes = sorted(set(DEFAULTS[KeyKind.PERSONAL]) & caller.scopes)
     issued = await keys.issue(
         session,
         rt.pepper,
@@ -75,7 +72,7 @@ async def create_personal_key(
         agent_id=caller.agent_id,
         platform_id=caller.platform_id,
         label=body.label,
-        scopes=scopes if scopes is not None else sorted(set(DEFAULTS[KeyKind.PERSONAL]) & caller.scopes),
+        scopes=scopes if scopes is not None else default_scopes,
         expires_at=expires_at,
         custom_secret=custom,
         created_by=caller.key_id,

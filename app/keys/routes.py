@@ -33,7 +33,7 @@ from app.keys.schemas import (
     RegeneratedKey,
 )
 from app.keys.scopes import KEYS_READ, KEYS_WRITE, TYPE_NAMES
-from app.keys.views import key_view
+from app.keys.views import key_view, principal_view
 
 AnyRequest = Request[Any, Any, Any]
 
@@ -64,7 +64,14 @@ async def signup_gateway_key(
     )
 
 
-@post("/api-keys", dependencies={"caller": Provide(provide_creator)}, status_code=201)
+@post(
+    "/api-keys",
+    dependencies={"caller": Provide(provide_creator)},
+    # Only checked for authenticated callers: a read-only key must not mint keys that
+    # outlive its own revocation.
+    opt={"scope": KEYS_WRITE},
+    status_code=201,
+)
 async def create_api_key(
     request: AnyRequest, session: AsyncSession, caller: Principal | None, data: CreateKeyBody
 ) -> CreatedKey:
@@ -89,10 +96,9 @@ async def _agent_plan(session: AsyncSession, agent_id: str | None) -> str | None
 
 
 @get("/api-keys/info", dependencies={"caller": Provide(provide_key_holder)})
-async def key_info(request: AnyRequest, session: AsyncSession, caller: Principal) -> KeyView:
+async def key_info(caller: Principal) -> KeyView:
     """The calling key: type, scopes, expiry, pass period, rate limit, last use."""
-    key = await keys.get(session, caller.key_id)
-    return key_view(key, runtime_of(request).settings, await _agent_plan(session, key.agent_id))
+    return principal_view(caller)
 
 
 @get("/api-keys", dependencies={"caller": Provide(provide_key_holder)}, opt={"scope": KEYS_READ})

@@ -54,9 +54,9 @@ class EmailSignupResult(msgspec.Struct):
 
     api_key: str
     credits_usd: float
-    creditsMicros: int  # noqa: N815  (SPEC's camelCase beside the legacy fields)
-    keyId: str  # noqa: N815
-    agentId: str  # noqa: N815
+    creditsMicros: int
+    keyId: str
+    agentId: str
     scopes: list[str]
     warning: str = "Save this API key now. It will not be shown again."
 

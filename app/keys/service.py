@@ -47,13 +47,26 @@ def check_scopes(requested: list[str] | None, allowed: frozenset[str]) -> list[s
         return None
     unknown = sorted(set(requested) - ALL)
     if unknown:
-        raise ValidationFailed(f"Unknown scopes: {', '.join(unknown)}.", details={"allowed": sorted(ALL)})
+        raise ValidationFailed(
+            f"Unknown scopes: {', '.join(unknown)}.", details={"allowed": sorted(ALL)}
+        )
     beyond = sorted(set(requested) - allowed)
     if beyond:
         raise ValidationFailed(
             f"A key cannot grant scopes its creator lacks: {', '.join(beyond)}."
         )
     return sorted(set(requested))
+
+
+def check_expiry(expires_at: datetime | None) -> datetime | None:
+    """A requested ``expiresAt`` must be an aware timestamp in the future."""
+    if expires_at is None:
+        return None
+    if expires_at.tzinfo is None:
+        raise ValidationFailed("expiresAt must carry a time zone (RFC 3339).")
+    if expires_at <= utcnow():
+        raise ValidationFailed("expiresAt must be in the future.")
+    return expires_at
 
 
 def parse_custom_secret(kind: KeyKind, secret: str) -> str:

@@ -164,14 +164,17 @@ async def create_master_key(
     request: AnyRequest, session: AsyncSession, master: Principal,
     data: MasterKeyBody | None = None,
 ) -> CreatedMasterKey:
+    """Another master key for this platform (shown once), optionally expiring."""
     issued = await platforms.create_master_key(
         session, runtime_of(request).pepper, _platform_id(master), data.label if data else None,
-        master.key_id,
+        master.key_id, data.expires_at if data else None,
     )
     await record(session, _actor(request, master), "master_key.create", "key", issued.key.id,
-                 after={"label": issued.key.label, "hint": issued.key.hint})
+                 after={"label": issued.key.label, "hint": issued.key.hint,
+                        "expiresAt": rfc3339(issued.key.expires_at)})
     return CreatedMasterKey(id=issued.key.id, key=issued.secret, label=issued.key.label,
-                            created_at=rfc3339(issued.key.created_at) or "")
+                            created_at=rfc3339(issued.key.created_at) or "",
+                            expires_at=rfc3339(issued.key.expires_at))
 
 
 @get("/master-keys")

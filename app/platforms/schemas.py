@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 import msgspec
 
 from app.http.schemas import Label, Micros, Name
@@ -22,8 +24,9 @@ class SpendingLimitView(msgspec.Struct, rename="camel"):
     daily_limit_micros: int | None
 
 
-class MasterKeyBody(msgspec.Struct, forbid_unknown_fields=True):
+class MasterKeyBody(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
     label: Label | None = None
+    expires_at: datetime | None = None
 
 
 class CreatedMasterKey(msgspec.Struct, rename="camel"):
@@ -31,6 +34,7 @@ class CreatedMasterKey(msgspec.Struct, rename="camel"):
     key: str
     label: str | None
     created_at: str
+    expires_at: str | None = None
     warning: str = "Save this master key now. It will not be shown again."
 
 
@@ -48,7 +52,7 @@ class CreatedPlatform(msgspec.Struct, rename="camel"):
 class UpdatePlatformBody(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
     name: Name | msgspec.UnsetType = msgspec.UNSET
     disabled: bool | msgspec.UnsetType = msgspec.UNSET
-    daily_spending_limit_micros: Micros | None | msgspec.UnsetType = msgspec.UNSET
+    daily_spending_limit_micros: Micros | msgspec.UnsetType | None = msgspec.UNSET
 
     def changes(self) -> dict[str, object]:
         fields = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -59,11 +60,16 @@ async def set_spending_limit(
 
 
 async def create_master_key(
-    session: AsyncSession, pepper: str, platform_id: str, label: str | None, created_by: str
+    session: AsyncSession,
+    pepper: str,
+    platform_id: str,
+    label: str | None,
+    created_by: str,
+    expires_at: datetime | None = None,
 ) -> keys.IssuedKey:
     return await keys.issue(
         session, pepper, KeyKind.MASTER, platform_id=platform_id, label=label,
-        created_by=created_by,
+        expires_at=keys.check_expiry(expires_at), created_by=created_by,
     )
 
 

@@ -13,7 +13,7 @@ _STATE_KEY = "rate_limit"
 
 
 def remember(request: Request[Any, Any, Any], state: RateState) -> None:
-    request.scope.setdefault("state", {})[_STATE_KEY] = state  # type: ignore[typeddict-item]
+    request.scope.setdefault("state", {})[_STATE_KEY] = state
 
 
 def headers_for_scope(scope_state: Mapping[str, Any]) -> dict[str, str]:

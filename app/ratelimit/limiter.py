@@ -1,21 +1,30 @@
-"""Per-key (and per-IP) rate limits on the ``limits`` library.
+"""Per-key (and per-IP) fixed-window rate limits, shared by every API process.
 
-Redis storage when ``PASSGATE_REDIS_URL`` is set, so every API process shares the counters;
-memory storage only in the embedded single-process mode. Fixed windows: one atomic INCR per
-window per request, which keeps the check to one Redis round trip per window.
+Counters live in the ``limits`` library's storage: Redis when ``PASSGATE_REDIS_URL`` is set,
+memory only in the embedded single-process mode. On top of its atomic ``incr`` we lease
+tokens: a process takes a small block of a window's budget with one INCRBY and hands it out
+locally. A key with 60 requests/minute leases one token at a time (exact, one round trip per
+request); a key with a million leases a hundred, so hot keys cost Redis one round trip per
+hundred requests. Leased tokens count against the window at once, so processes together never
+admit more than the limit; tokens a process leased but did not use before the window ends are
+lost, which can under-admit by at most (processes x lease size), capped at 1% of the limit.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
-from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import FixedWindowRateLimiter
 
 from app.settings import Settings
+
+MINUTE = 60
+DAY = 86_400
+MAX_LEASE = 100
+MAX_TRACKED = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,35 +33,74 @@ class RateState:
 
     limit: int
     remaining: int
-    reset_epoch: int
+    reset_at: float
     allowed: bool
 
     @property
+    def reset_epoch(self) -> int:
+        return math.ceil(self.reset_at)
+
+    @property
     def retry_after(self) -> int:
-        return max(1, math.ceil(self.reset_epoch - time.time()))
+        return max(1, math.ceil(self.reset_at - time.time()))
+
+
+@dataclass(slots=True)
+class _Lease:
+    window_start: int
+    available: int
+    # The shared counter as of the last lease: the basis of the Remaining header.
+    counted: int
+
+
+def lease_size(limit: int) -> int:
+    return max(1, min(MAX_LEASE, limit // 100))
 
 
 class RateLimiter:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
-        self._strategy = FixedWindowRateLimiter(storage)
+        self._leases: OrderedDict[str, _Lease] = OrderedDict()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimiter:
         if settings.embedded:
             return cls(MemoryStorage())
-        uri = "async+" + settings.redis_url
-        return cls(RedisStorage(uri, implementation="redispy", key_prefix=f"{settings.redis_prefix}:rl"))
+        from redis.asyncio import BlockingConnectionPool
 
-    async def _hit(self, item: RateLimitItem, scope: str, subject: str) -> RateState:
-        allowed = await self._strategy.hit(item, scope, subject)
-        stats = await self._strategy.get_window_stats(item, scope, subject)
-        return RateState(
-            limit=item.amount,
-            remaining=max(0, stats.remaining),
-            reset_epoch=math.ceil(stats.reset_time),
-            allowed=allowed,
+        # A blocking pool makes a burst wait for a connection instead of failing.
+        pool = BlockingConnectionPool.from_url(settings.redis_url, max_connections=64, timeout=5)
+        storage = RedisStorage(
+            "async+" + settings.redis_url, implementation="redispy",
+            key_prefix=f"{settings.redis_prefix}:rl",
+            # limits types its pass-through client options narrowly; the pool is passed on as is.
+            connection_pool=pool,  # type: ignore[arg-type]
         )
+        return cls(storage)
+
+    async def _take(self, name: str, limit: int, window: int) -> RateState:
+        now = time.time()
+        start = int(now // window) * window
+        reset_at = float(start + window)
+        lease = self._leases.get(name)
+        if lease is None or lease.window_start != start:
+            lease = _Lease(window_start=start, available=0, counted=0)
+            self._leases[name] = lease
+            self._leases.move_to_end(name)
+            if len(self._leases) > MAX_TRACKED:
+                self._leases.popitem(last=False)
+        if lease.available <= 0:
+            want = lease_size(limit)
+            # Reading ``counted`` before the await keeps concurrent leases consistent.
+            count = await self.storage.incr(f"{name}:{start}", window + 1, amount=want)
+            granted = max(0, min(want, limit - (count - want)))
+            lease.available += granted
+            lease.counted = max(lease.counted, min(count, limit))
+        if lease.available <= 0:
+            return RateState(limit=limit, remaining=0, reset_at=reset_at, allowed=False)
+        lease.available -= 1
+        remaining = max(0, limit - lease.counted + lease.available)
+        return RateState(limit=limit, remaining=remaining, reset_at=reset_at, allowed=True)
 
     async def check(
         self, scope: str, subject: str, per_minute: int, per_day: int | None
@@ -62,10 +110,10 @@ class RateLimiter:
         The day window is only charged when the minute window admitted the request, so a
         burst of rejected calls does not eat the daily allowance.
         """
-        minute = await self._hit(RateLimitItemPerMinute(per_minute), scope, subject)
+        minute = await self._take(f"{scope}:{subject}:m", per_minute, MINUTE)
         if not minute.allowed or per_day is None:
             return minute
-        day = await self._hit(RateLimitItemPerDay(per_day), scope, subject)
+        day = await self._take(f"{scope}:{subject}:d", per_day, DAY)
         if not day.allowed:
             return day
         return minute if minute.remaining <= day.remaining else day
@@ -74,4 +122,5 @@ class RateLimiter:
         return bool(await self.storage.check())
 
     async def reset(self) -> None:
+        self._leases.clear()
         await self.storage.reset()

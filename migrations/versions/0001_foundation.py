@@ -1,7 +1,7 @@
 """initial schema
 
-Revision ID: e75a3cb9f0c5
-Revises: 
+Revision ID: 0001_foundation
+Revises:
 Create Date: 2026-11-23 06:26:46.275693
 """
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from alembic import op
 
 import app.db.types
 
-revision: str = 'e75a3cb9f0c5'
+revision: str = '0001_foundation'
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

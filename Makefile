@@ -1,0 +1,40 @@
+# passgate — `make help` lists the targets.
+SHELL := /bin/bash
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+NODE_DIR := chain/node
+
+.DEFAULT_GOAL := help
+.PHONY: help setup demo test test-sqlite lint typecheck check contracts bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+setup: ## Install uv if missing, the Python environment (locked) and the dev-chain npm packages
+	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || python3 -m pip install --quiet --user uv
+	$(UV) sync --frozen
+	@if [ -f $(NODE_DIR)/package-lock.json ] && [ ! -d $(NODE_DIR)/node_modules ]; then \
+		npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error; fi
+
+demo: setup ## Run passgate end to end on embedded defaults (SQLite, in-process worker, anvil)
+	$(UV) run passgate demo
+
+test: setup ## Run the whole test suite (SQLite and PostgreSQL, real Redis and anvil)
+	$(UV) run pytest
+
+lint: setup ## ruff
+	$(UV) run ruff check app workers chain webhooks tests benchmarks migrations
+
+typecheck: setup ## mypy --strict on the packages
+	$(UV) run mypy
+
+check: lint typecheck ## Lint and type-check
+
+contracts: ## Rebuild chain/contracts/TestUSDC.json with solc from npm
+	npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error
+	node $(NODE_DIR)/compile.mjs
+
+bench: setup ## Run every benchmark (prints figures, writes benchmarks/results/)
+	@for b in benchmarks/*.py; do echo "== $$b"; $(UV) run python $$b || exit 1; done
+
+clean: ## Remove caches and local databases
+	rm -rf .pytest_cache .mypy_cache .ruff_cache passgate.db*
