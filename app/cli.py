@@ -187,3 +187,7 @@ def keys_regenerate(key_id: str, grace: int) -> None:
 
 def settings_for_cli() -> Settings:
     return get_settings()
+
+
+if __name__ == "__main__":
+    main()
