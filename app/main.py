@@ -23,6 +23,7 @@ from app.http.request_id import add_response_headers
 from app.http.transaction import provide_session
 from app.keys.routes import router as keys_router
 from app.platforms.routes import router as platforms_router
+from app.wallets.routes import router as wallets_router
 from app.runtime import Runtime
 from app.settings import Settings, get_settings
 
@@ -53,7 +54,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     return Litestar(
         route_handlers=[
             health, live, catalog_router, agents_router, keys_router, credits_router,
-            platforms_router, admin_router,
+            platforms_router, admin_router, wallets_router,
         ],
         dependencies={"session": Provide(provide_session)},
         exception_handlers=handlers,

@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     pass_scopes: list[str] = Field(default_factory=lambda: ["api:read", "gateway:call"])
     providers: list[ProviderSettings] = Field(default_factory=list)
 
+    wallet_challenge_seconds: int = Field(default=600, ge=1, le=86_400)
+
     webhook_allowed_cidrs: list[str] = Field(default_factory=list)
     trusted_proxies: list[str] = Field(default_factory=list)
     log_level: str = "INFO"

@@ -15,6 +15,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 def alembic_config(settings: Settings) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("file_template", "%%(rev)s")
     # ConfigParser interpolation would treat a '%' in a password as syntax.
     config.set_main_option("sqlalchemy.url", settings.sync_database_url().replace("%", "%%"))
     return config

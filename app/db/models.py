@@ -8,9 +8,11 @@ from app.credits.models import LedgerEntry
 from app.events.models import Event
 from app.keys.models import ApiKey, KeySecret
 from app.platforms.models import Platform
+from app.wallets.models import Wallet, WalletChallenge
 
 metadata = SQLModel.metadata
 
 __all__ = [
-    "Agent", "ApiKey", "AuditEntry", "Event", "KeySecret", "LedgerEntry", "Platform", "metadata",
+    "Agent", "ApiKey", "AuditEntry", "Event", "KeySecret", "LedgerEntry", "Platform", "Wallet",
+    "WalletChallenge", "metadata",
 ]
