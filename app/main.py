@@ -23,9 +23,9 @@ from app.http.request_id import add_response_headers
 from app.http.transaction import provide_session
 from app.keys.routes import router as keys_router
 from app.platforms.routes import router as platforms_router
-from app.wallets.routes import router as wallets_router
 from app.runtime import Runtime
 from app.settings import Settings, get_settings
+from app.wallets.routes import router as wallets_router
 
 
 def app_version() -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 from litestar import Request, Router, delete, get, post
 from litestar.di import Provide
 from litestar.params import Parameter

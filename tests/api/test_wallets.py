@@ -20,7 +20,8 @@ async def _challenge(client, key: str, address: str) -> dict:
 
 
 def _sign(account, message: str) -> str:
-    return "0x" + account.sign_message(encode_defunct(text=message)).signature.hex().removeprefix("0x")
+    signature = account.sign_message(encode_defunct(text=message)).signature
+    return "0x" + signature.hex().removeprefix("0x")
 
 
 async def test_a_signed_challenge_links_the_wallet_and_lists_it(client):
