@@ -1,0 +1,518 @@
+"""One small typed client over web3 for everything passgate asks a chain.
+
+Why ``AsyncWeb3``: the API (Litestar) and the workers (Dramatiq async actors) both run on an
+event loop, and a sync client would block it for a full RPC round trip on every call.
+
+Why our own HTTP provider (httpx) instead of web3's ``AsyncHTTPProvider``:
+- one hard timeout per call, and no hidden retries (callers own backoff, e.g. the watcher);
+- HTTP 4xx answers keep their JSON-RPC error body, which is where hosted providers say
+  "range too large" (aiohttp's ``raise_for_status`` in web3's provider drops it);
+- connection failures surface as ``RpcUnavailable`` instead of aiohttp/web3 internals.
+
+All results are small frozen msgspec Structs with plain ``int``/``str`` fields: checksummed
+addresses and lowercase ``0x`` hex hashes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+from collections.abc import AsyncIterator, Sequence
+from types import TracebackType
+from typing import Any, Literal, Self, cast
+
+import httpx
+import msgspec
+from eth_typing import URI, ChecksumAddress, HexStr
+from eth_utils.address import to_checksum_address
+from hexbytes import HexBytes
+from web3 import AsyncWeb3
+from web3.contract import AsyncContract
+from web3.exceptions import (
+    ContractLogicError,
+    Web3Exception,
+    Web3RPCError,
+)
+from web3.providers.async_base import AsyncJSONBaseProvider
+from web3.types import RPCEndpoint, RPCResponse, TxParams
+
+from chain.errors import (
+    ChainError,
+    ExecutionReverted,
+    RpcError,
+    RpcUnavailable,
+    classify_rpc_error,
+    decode_revert_reason,
+)
+from chain.networks import Network
+from chain.usdc import (
+    TRANSFER_TOPIC,
+    TransferAuthorization,
+    encode_transfer_with_authorization,
+    token_abi,
+)
+
+__all__ = [
+    "BlockHeader",
+    "ChainClient",
+    "FeeEstimate",
+    "Receipt",
+    "SimulationResult",
+    "TransferLog",
+]
+
+DEFAULT_TIMEOUT_SECONDS = 10.0
+# Hosted providers cap JSON-RPC batches (commonly at 100 or 1,000 calls).
+_BATCH_SIZE = 100
+BlockTag = Literal["latest", "pending", "safe", "finalized", "earliest"]
+
+
+class BlockHeader(msgspec.Struct, frozen=True):
+    number: int
+    hash: str
+    parent_hash: str
+    timestamp: int
+    base_fee_per_gas: int | None = None
+
+
+class TransferLog(msgspec.Struct, frozen=True):
+    """A decoded ERC-20 ``Transfer`` log; unique by (chain, ``tx_hash``, ``log_index``)."""
+
+    block_number: int
+    block_hash: str
+    tx_hash: str
+    log_index: int
+    from_address: str
+    to_address: str
+    value: int
+
+
+class Receipt(msgspec.Struct, frozen=True):
+    """A mined transaction. ``transfers`` are the token's Transfer logs inside it."""
+
+    tx_hash: str
+    status: int  # 1 success, 0 reverted
+    block_number: int
+    block_hash: str
+    from_address: str
+    to_address: str | None
+    gas_used: int
+    effective_gas_price: int
+    transfers: tuple[TransferLog, ...]
+
+
+class FeeEstimate(msgspec.Struct, frozen=True):
+    """EIP-1559 fees in wei. ``max_fee`` = 2 x base fee + tip, which stays valid through
+    several consecutive full blocks (each may raise the base fee by 12.5%)."""
+
+    base_fee: int
+    max_priority_fee: int
+    max_fee: int
+
+
+class SimulationResult(msgspec.Struct, frozen=True):
+    ok: bool
+    reason: str | None = None
+
+
+class _HttpProvider(AsyncJSONBaseProvider):
+    """JSON-RPC over HTTP with httpx; see the module docstring for why."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        super().__init__()
+        self.endpoint_uri = URI(url)
+        self._timeout = timeout
+        self._client: httpx.AsyncClient | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+        # CCIP-read would let a contract make us fetch arbitrary URLs; we never need it.
+        self.global_ccip_read_enabled = False
+
+    def __str__(self) -> str:
+        # Never the URL: hosted RPC URLs embed API keys.
+        return "passgate HTTP JSON-RPC provider"
+
+    async def _post(self, body: bytes) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._client is not None and self._client_loop is not loop:
+            # httpx connections belong to the loop that opened them; a client reused from
+            # another loop (app startup vs. a worker's loop) gets fresh ones instead.
+            self._client = None
+        if self._client is None:
+            self._client_loop = loop
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self._timeout),
+                headers={"Content-Type": "application/json"},
+                follow_redirects=False,
+            )
+        try:
+            response = await self._client.post(self.endpoint_uri, content=body)
+        except httpx.TimeoutException as exc:
+            raise RpcUnavailable(f"RPC timed out after {self._timeout:g}s") from exc
+        except httpx.TransportError as exc:
+            raise RpcUnavailable(f"RPC unreachable: {type(exc).__name__}") from exc
+        status = response.status_code
+        if status in (408, 429, 502, 503, 504):
+            raise RpcUnavailable(f"RPC answered HTTP {status}")
+        try:
+            decoded = json.loads(response.content)
+        except ValueError:
+            decoded = None
+        if isinstance(decoded, dict | list):
+            # A JSON-RPC body is authoritative even on HTTP 4xx/5xx: it says what went wrong.
+            return decoded
+        if status >= 500:
+            raise RpcUnavailable(f"RPC answered HTTP {status}")
+        raise RpcError(f"RPC answered HTTP {status} without a JSON-RPC body")
+
+    async def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        return cast(RPCResponse, await self._post(self.encode_rpc_request(method, params)))
+
+    async def make_batch_request(
+        self, batch_requests: list[tuple[RPCEndpoint, Any]]
+    ) -> list[RPCResponse] | RPCResponse:
+        body = self.encode_batch_rpc_request(batch_requests)
+        return cast(list[RPCResponse] | RPCResponse, await self._post(body))
+
+    async def disconnect(self) -> None:
+        client, loop = self._client, self._client_loop
+        self._client = self._client_loop = None
+        # Connections can only be closed on their own loop; from any other loop (or once that
+        # loop is closed) they are simply dropped and the OS reclaims the sockets.
+        if client is not None and loop is asyncio.get_running_loop():
+            await client.aclose()
+
+
+class _Endpoint:
+    def __init__(self, url: str, timeout: float, token_address: ChecksumAddress) -> None:
+        self.provider = _HttpProvider(url, timeout)
+        # No middleware: results stay plain dicts and nothing issues extra requests behind
+        # our back (the validation middleware would call eth_chainId, ENS would resolve names).
+        self.w3 = AsyncWeb3(self.provider, middleware=[])
+        self.token: AsyncContract = self.w3.eth.contract(address=token_address, abi=token_abi())
+
+
+class ChainClient:
+    """Async access to one chain and its USDC token.
+
+    Every call is bounded by ``timeout`` seconds and raises only ``chain.errors`` exceptions.
+    With several RPC URLs, a call that finds its node unavailable raises ``RpcUnavailable`` and
+    the *next* call goes to the next URL: no hidden retries, so callers keep control of backoff.
+    """
+
+    def __init__(
+        self,
+        rpc_urls: str | Sequence[str],
+        *,
+        token_address: str,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> None:
+        urls = [rpc_urls] if isinstance(rpc_urls, str) else list(rpc_urls)
+        if not urls:
+            raise ValueError("ChainClient needs at least one RPC URL")
+        self.token_address = to_checksum_address(token_address)
+        self.timeout = timeout
+        self._endpoints = [_Endpoint(url, timeout, self.token_address) for url in urls]
+        self._current = 0
+
+    @classmethod
+    def for_network(cls, network: Network, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> Self:
+        return cls(network.rpc_urls, token_address=network.usdc_address, timeout=timeout)
+
+    async def close(self) -> None:
+        for endpoint in self._endpoints:
+            await endpoint.provider.disconnect()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ plumbing
+
+    @contextlib.asynccontextmanager
+    async def _guard(self, method: str) -> AsyncIterator[_Endpoint]:
+        """Bound the call in time and translate whatever web3/httpx raise into our tree."""
+        index = self._current
+        endpoint = self._endpoints[index]
+        try:
+            async with asyncio.timeout(self.timeout):
+                yield endpoint
+        except ChainError as exc:
+            if isinstance(exc, RpcUnavailable):
+                self._rotate(index)
+            raise
+        except TimeoutError as exc:
+            self._rotate(index)
+            raise RpcUnavailable(f"{method} timed out after {self.timeout:g}s") from exc
+        except ContractLogicError as exc:
+            raise _reverted(method, exc) from exc
+        except Web3RPCError as exc:
+            error = (exc.rpc_response or {}).get("error") or exc.message
+            raise classify_rpc_error(method, error) from exc
+        except (Web3Exception, ValueError, KeyError, TypeError) as exc:
+            # Malformed answers (missing fields, bad hex) are a node problem, not ours to crash on.
+            raise RpcError(
+                f"{method}: unexpected response ({type(exc).__name__})", method=method
+            ) from exc
+
+    def _rotate(self, failed_index: int) -> None:
+        if len(self._endpoints) > 1 and self._current == failed_index:
+            self._current = (failed_index + 1) % len(self._endpoints)
+
+    async def rpc(self, method: str, params: Sequence[Any] = ()) -> Any:
+        """Raw JSON-RPC call (dev/test methods such as ``anvil_setCode``, ``evm_mine``)."""
+        async with self._guard(method) as endpoint:
+            response = await endpoint.provider.make_request(RPCEndpoint(method), list(params))
+            if "error" in response:
+                raise classify_rpc_error(method, response["error"])
+            return response.get("result")
+
+    # ------------------------------------------------------------------ chain state
+
+    async def chain_id(self) -> int:
+        async with self._guard("eth_chainId") as endpoint:
+            return int(await endpoint.w3.eth.chain_id)
+
+    async def block_number(self) -> int:
+        async with self._guard("eth_blockNumber") as endpoint:
+            return int(await endpoint.w3.eth.block_number)
+
+    async def get_block(self, block: int | BlockTag = "latest") -> BlockHeader | None:
+        """The header of a block, or None when the node does not have it (yet)."""
+        identifier = hex(block) if isinstance(block, int) else block
+        return _decode_header(await self.rpc("eth_getBlockByNumber", [identifier, False]))
+
+    async def get_blocks(self, numbers: Sequence[int]) -> list[BlockHeader | None]:
+        """Headers of many blocks in one JSON-RPC batch per 100 (e.g. to re-check recent
+        hashes for reorgs); None for blocks the node does not have."""
+        headers: list[BlockHeader | None] = []
+        for start in range(0, len(numbers), _BATCH_SIZE):
+            chunk = numbers[start : start + _BATCH_SIZE]
+            async with self._guard("eth_getBlockByNumber") as endpoint:
+                batch = [
+                    (RPCEndpoint("eth_getBlockByNumber"), [hex(number), False]) for number in chunk
+                ]
+                responses = await endpoint.provider.make_batch_request(batch)
+            if not isinstance(responses, list) or len(responses) != len(chunk):
+                error = responses.get("error") if isinstance(responses, dict) else None
+                raise classify_rpc_error("eth_getBlockByNumber", error or "bad batch response")
+            for response in responses:
+                if "error" in response:
+                    raise classify_rpc_error("eth_getBlockByNumber", response["error"])
+                headers.append(_decode_header(response.get("result")))
+        return headers
+
+    async def get_transfer_logs(
+        self, from_block: int, to_block: int, *, to_addresses: Sequence[str] | None = None
+    ) -> list[TransferLog]:
+        """USDC ``Transfer`` logs in ``[from_block, to_block]`` (inclusive), oldest first.
+
+        ``to_addresses`` filters on the indexed ``to`` topic at the node (None: every transfer).
+        Raises ``RangeTooLarge`` when the provider refuses the range or the result size.
+        """
+        if from_block > to_block:
+            return []
+        to_topics: list[str] | None = None
+        if to_addresses is not None:
+            if not to_addresses:
+                return []
+            to_topics = [_address_topic(address) for address in to_addresses]
+        params = {
+            "fromBlock": hex(from_block),
+            "toBlock": hex(to_block),
+            "address": self.token_address,
+            "topics": [TRANSFER_TOPIC, None, to_topics],
+        }
+        # Raw JSON instead of w3.eth.get_logs: web3's result formatters (checksumming every
+        # log's address, HexBytes everywhere) cost ~10x the HTTP round trip on big backfills.
+        logs = await self.rpc("eth_getLogs", [params])
+        if not isinstance(logs, list):
+            raise RpcError("eth_getLogs: unexpected response", method="eth_getLogs")
+        try:
+            transfers = [_decode_transfer(log) for log in logs if _is_transfer(log)]
+        except (KeyError, ValueError, TypeError, IndexError) as exc:
+            raise RpcError("eth_getLogs: malformed log", method="eth_getLogs") from exc
+        transfers.sort(key=lambda t: (t.block_number, t.log_index))
+        return transfers
+
+    async def get_receipt(self, tx_hash: str) -> Receipt | None:
+        """The receipt of a mined transaction, or None while it is pending or unknown."""
+        data = await self.rpc("eth_getTransactionReceipt", [tx_hash])
+        if data is None:
+            return None
+        try:
+            token = self.token_address.lower()
+            transfers = tuple(
+                _decode_transfer(log)
+                for log in data["logs"]
+                if str(log["address"]).lower() == token and _is_transfer(log)
+            )
+            to_address = data.get("to")
+            return Receipt(
+                tx_hash=str(data["transactionHash"]).lower(),
+                status=int(data["status"], 16),
+                block_number=int(data["blockNumber"], 16),
+                block_hash=str(data["blockHash"]).lower(),
+                from_address=_checksum(data["from"]),
+                to_address=_checksum(to_address) if to_address else None,
+                gas_used=int(data["gasUsed"], 16),
+                effective_gas_price=int(data.get("effectiveGasPrice") or "0x0", 16),
+                transfers=transfers,
+            )
+        except (KeyError, ValueError, TypeError, IndexError) as exc:
+            raise RpcError(
+                "eth_getTransactionReceipt: malformed receipt", method="eth_getTransactionReceipt"
+            ) from exc
+
+    async def get_nonce(self, address: str, *, pending: bool = True) -> int:
+        """Transaction count of ``address``: including the mempool (``pending``) or mined only."""
+        async with self._guard("eth_getTransactionCount") as endpoint:
+            block: BlockTag = "pending" if pending else "latest"
+            return int(
+                await endpoint.w3.eth.get_transaction_count(to_checksum_address(address), block)
+            )
+
+    async def get_eth_balance(self, address: str) -> int:
+        async with self._guard("eth_getBalance") as endpoint:
+            return int(await endpoint.w3.eth.get_balance(to_checksum_address(address)))
+
+    async def estimate_fees(self) -> FeeEstimate:
+        """Current EIP-1559 fees from the latest base fee and the node's suggested tip."""
+        header = await self.get_block("latest")
+        if header is None or header.base_fee_per_gas is None:
+            raise RpcError("latest block has no base fee (pre-London chain?)")
+        async with self._guard("eth_maxPriorityFeePerGas") as endpoint:
+            tip = int(await endpoint.w3.eth.max_priority_fee)
+        base = header.base_fee_per_gas
+        return FeeEstimate(base_fee=base, max_priority_fee=tip, max_fee=2 * base + tip)
+
+    async def estimate_gas(self, *, sender: str, to: str, data: str, value: int = 0) -> int:
+        async with self._guard("eth_estimateGas") as endpoint:
+            tx: TxParams = {
+                "from": to_checksum_address(sender),
+                "to": to_checksum_address(to),
+                "data": HexStr(data),
+                "value": value,  # type: ignore[typeddict-item]  # Wei is a NewType of int
+            }
+            return int(await endpoint.w3.eth.estimate_gas(tx))
+
+    async def send_raw_transaction(self, raw_transaction: bytes | str) -> str:
+        """Broadcast a signed transaction; returns its hash. Rejections raise
+        ``TransactionRejected`` with a ``kind`` (nonce_too_low, underpriced, already_known...)."""
+        raw = raw_transaction if isinstance(raw_transaction, bytes) else HexBytes(raw_transaction)
+        async with self._guard("eth_sendRawTransaction") as endpoint:
+            return _hex(await endpoint.w3.eth.send_raw_transaction(raw))
+
+    # ------------------------------------------------------------------ USDC
+
+    async def balance_of(self, address: str) -> int:
+        """USDC balance in base units (6 decimals)."""
+        async with self._guard("eth_call") as endpoint:
+            result = await endpoint.token.functions.balanceOf(to_checksum_address(address)).call()
+            return int(result)
+
+    async def authorization_state(self, authorizer: str, nonce: str) -> bool:
+        """True once an EIP-3009 nonce of ``authorizer`` has been used (or canceled)."""
+        async with self._guard("eth_call") as endpoint:
+            call = endpoint.token.functions.authorizationState(
+                to_checksum_address(authorizer), HexBytes(nonce)
+            )
+            return bool(await call.call())
+
+    async def simulate_transfer_with_authorization(
+        self,
+        authorization: TransferAuthorization,
+        signature: str | bytes,
+        *,
+        sender: str | None = None,
+        block: BlockTag = "latest",
+    ) -> SimulationResult:
+        """``eth_call`` the exact calldata the settlement signer would send, on ``block``.
+
+        A revert is an answer, not an error: it comes back as ``ok=False`` with the reason
+        ("authorization is used or canceled", "ERC20: transfer amount exceeds balance", ...).
+        """
+        tx: TxParams = {
+            "to": self.token_address,
+            "data": HexStr(encode_transfer_with_authorization(authorization, signature)),
+        }
+        if sender is not None:
+            tx["from"] = to_checksum_address(sender)
+        try:
+            async with self._guard("eth_call") as endpoint:
+                await endpoint.w3.eth.call(tx, block, ccip_read_enabled=False)
+        except ExecutionReverted as exc:
+            return SimulationResult(ok=False, reason=exc.reason or exc.message)
+        return SimulationResult(ok=True)
+
+
+def _reverted(method: str, exc: ContractLogicError) -> ExecutionReverted:
+    data = exc.data if isinstance(exc.data, str) else None
+    message = exc.message or "execution reverted"
+    reason = decode_revert_reason(data)
+    if reason is None and message.startswith("execution reverted: "):
+        reason = message.removeprefix("execution reverted: ")
+    return ExecutionReverted(message, method=method, code=3, reason=reason, data=data)
+
+
+def _hex(value: Any) -> str:
+    if isinstance(value, bytes | bytearray):
+        return "0x" + bytes(value).hex()
+    return str(value).lower()
+
+
+def _address_topic(address: str) -> str:
+    return "0x" + "00" * 12 + _checksum(address)[2:].lower()
+
+
+def _decode_header(data: Any) -> BlockHeader | None:
+    if data is None:
+        return None
+    try:
+        base_fee = data.get("baseFeePerGas")
+        return BlockHeader(
+            number=int(data["number"], 16),
+            hash=str(data["hash"]).lower(),
+            parent_hash=str(data["parentHash"]).lower(),
+            timestamp=int(data["timestamp"], 16),
+            base_fee_per_gas=None if base_fee is None else int(base_fee, 16),
+        )
+    except (AttributeError, KeyError, ValueError, TypeError) as exc:
+        raise RpcError(
+            "eth_getBlockByNumber: malformed block", method="eth_getBlockByNumber"
+        ) from exc
+
+
+@functools.lru_cache(maxsize=65_536)
+def _checksum(address: str) -> str:
+    # Checksumming costs a keccak (~80 us); the same few addresses recur in every batch.
+    return str(to_checksum_address(address))
+
+
+def _is_transfer(log: dict[str, Any]) -> bool:
+    # An ERC-721 Transfer has the same topic0 but four topics; only ERC-20 has three.
+    topics = log["topics"]
+    return len(topics) == 3 and str(topics[0]).lower() == TRANSFER_TOPIC
+
+
+def _decode_transfer(log: dict[str, Any]) -> TransferLog:
+    """Decode a raw JSON-RPC log (hex strings) of an ERC-20 Transfer."""
+    topics = log["topics"]
+    data = str(log["data"])
+    return TransferLog(
+        block_number=int(log["blockNumber"], 16),
+        block_hash=str(log["blockHash"]).lower(),
+        tx_hash=str(log["transactionHash"]).lower(),
+        log_index=int(log["logIndex"], 16),
+        from_address=_checksum("0x" + str(topics[1])[-40:]),
+        to_address=_checksum("0x" + str(topics[2])[-40:]),
+        value=int(data[2:66] or "0", 16),
+    )

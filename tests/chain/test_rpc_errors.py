@@ -1,0 +1,219 @@
+"""RPC failures map onto chain.errors: RangeTooLarge, RpcUnavailable, RpcError."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from chain.client import ChainClient
+from chain.devchain import DevChain, free_port
+from chain.errors import (
+    ExecutionReverted,
+    RangeTooLarge,
+    RpcError,
+    RpcUnavailable,
+    TransactionRejected,
+    classify_rpc_error,
+)
+from chain.networks import BASE_SEPOLIA_USDC
+
+# ---------------------------------------------------------------------- classification
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        {"code": -32005, "message": "query returned more than 10000 results"},
+        {"code": -32602, "message": "Log response size exceeded. You can make eth_getLogs..."},
+        {"code": -32000, "message": "block range too large"},
+        {"code": -32600, "message": "eth_getLogs is limited to a 10,000 range"},
+        {"code": -32000, "message": "exceed maximum block range: 50000"},
+        {"code": -32000, "message": "query timeout exceeded"},
+        {"code": -32005, "message": "limit exceeded"},
+        {"code": -32000, "message": "too many logs, max is 10000"},
+    ],
+)
+def test_provider_log_limits_are_range_too_large(error: dict[str, object]) -> None:
+    assert isinstance(classify_rpc_error("eth_getLogs", error), RangeTooLarge)
+
+
+def test_same_wording_outside_get_logs_is_a_plain_rpc_error() -> None:
+    error = classify_rpc_error("eth_call", {"code": -32005, "message": "limit exceeded"})
+    assert type(error) is RpcError
+    assert error.code == -32005
+
+
+def test_revert_data_is_decoded_into_the_reason() -> None:
+    data = (
+        "0x08c379a0"
+        "0000000000000000000000000000000000000000000000000000000000000020"
+        "0000000000000000000000000000000000000000000000000000000000000011"
+        "696e76616c6964207369676e6174757265000000000000000000000000000000"
+    )
+    error = classify_rpc_error(
+        "eth_call", {"code": 3, "message": "execution reverted", "data": data}
+    )
+    assert isinstance(error, ExecutionReverted)
+    assert error.reason == "invalid signature"
+
+
+@pytest.mark.parametrize(
+    ("message", "kind"),
+    [
+        ("nonce too low: next nonce 5, tx nonce 4", "nonce_too_low"),
+        ("replacement transaction underpriced", "underpriced"),
+        ("already known", "already_known"),
+        ("insufficient funds for gas * price + value", "insufficient_funds"),
+        ("max fee per gas less than block base fee", "fee_too_low"),
+        ("something new", "other"),
+    ],
+)
+def test_raw_transaction_rejections_have_a_kind(message: str, kind: str) -> None:
+    error = classify_rpc_error("eth_sendRawTransaction", {"code": -32000, "message": message})
+    assert isinstance(error, TransactionRejected)
+    assert error.kind == kind
+
+
+# ---------------------------------------------------------------------- a scripted JSON-RPC node
+
+
+class ScriptedNode:
+    """A local HTTP server answering every JSON-RPC request with a fixed status and body."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.error: dict[str, object] = {"code": -32000, "message": "unset"}
+        node = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = json.dumps({"jsonrpc": "2.0", "id": request["id"], "error": node.error})
+                self.send_response(node.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def scripted_node() -> Iterator[ScriptedNode]:
+    node = ScriptedNode()
+    yield node
+    node.close()
+
+
+@pytest.mark.parametrize("status", [200, 400])
+async def test_get_logs_limit_from_the_node_raises_range_too_large(
+    scripted_node: ScriptedNode, status: int
+) -> None:
+    # Some providers send the JSON-RPC error with HTTP 200, others with HTTP 400.
+    scripted_node.status = status
+    scripted_node.error = {"code": -32005, "message": "query returned more than 10000 results"}
+    async with ChainClient(scripted_node.url, token_address=BASE_SEPOLIA_USDC, timeout=3) as client:
+        with pytest.raises(RangeTooLarge):
+            await client.get_transfer_logs(0, 1_000_000, to_addresses=[BASE_SEPOLIA_USDC])
+
+
+async def test_overloaded_node_is_unavailable(scripted_node: ScriptedNode) -> None:
+    scripted_node.status = 503
+    async with ChainClient(scripted_node.url, token_address=BASE_SEPOLIA_USDC, timeout=3) as client:
+        with pytest.raises(RpcUnavailable):
+            await client.block_number()
+
+
+async def test_other_node_errors_are_rpc_errors(scripted_node: ScriptedNode) -> None:
+    scripted_node.error = {"code": -32601, "message": "the method does not exist"}
+    async with ChainClient(scripted_node.url, token_address=BASE_SEPOLIA_USDC, timeout=3) as client:
+        with pytest.raises(RpcError) as caught:
+            await client.block_number()
+    assert type(caught.value) is RpcError
+    assert caught.value.code == -32601
+
+
+# ---------------------------------------------------------------------- a real anvil going away
+
+
+@pytest.mark.chain
+async def test_killed_node_is_unavailable_within_the_timeout(
+    devchain_factory: Callable[..., DevChain],
+) -> None:
+    # Given a working client on its own chain
+    chain = devchain_factory(usdc_per_account=0)
+    async with chain.client(timeout=2) as client:
+        assert await client.chain_id() == 84532
+        # When anvil is killed
+        chain.stop()
+        started = time.monotonic()
+        # Then the next call fails fast as RpcUnavailable
+        with pytest.raises(RpcUnavailable):
+            await client.block_number()
+        assert time.monotonic() - started < 2.5
+
+
+def wait_until_stopped(pid: int, within: float = 5.0) -> None:
+    # SIGSTOP is delivered asynchronously; a request sent too early could still be answered.
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state in ("T", "t"):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} did not stop within {within:g}s")
+
+
+@pytest.mark.chain
+async def test_hung_node_times_out_as_unavailable_then_recovers(
+    devchain_factory: Callable[..., DevChain],
+) -> None:
+    chain = devchain_factory(usdc_per_account=0)
+    async with chain.client(timeout=1) as client:
+        head = await client.block_number()
+        # When anvil is frozen (accepts connections, never answers)
+        os.kill(chain.pid, signal.SIGSTOP)
+        try:
+            wait_until_stopped(chain.pid)
+            started = time.monotonic()
+            with pytest.raises(RpcUnavailable):
+                await client.block_number()
+            elapsed = time.monotonic() - started
+        finally:
+            os.kill(chain.pid, signal.SIGCONT)
+        # Then the call gave up after about the timeout, and the client works again afterwards
+        assert 0.9 < elapsed < 3.0
+        assert await client.block_number() >= head
+
+
+@pytest.mark.chain
+async def test_client_moves_to_the_next_rpc_url_after_an_unavailable_one(
+    devchain: DevChain,
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    client = ChainClient([dead, devchain.rpc_url], token_address=devchain.token_address, timeout=2)
+    async with client:
+        with pytest.raises(RpcUnavailable):
+            await client.chain_id()
+        assert await client.chain_id() == 84532
