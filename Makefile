@@ -13,7 +13,7 @@ setup: ## Install uv if missing, the Python environment (locked) and the dev-cha
 	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || python3 -m pip install --quiet --user uv
 	$(UV) sync --frozen
 	@if [ -f $(NODE_DIR)/package-lock.json ] && [ ! -d $(NODE_DIR)/node_modules ]; then \
-		npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error; fi
+		npm ci --prefix $(NODE_DIR) --ignore-scripts --no-audit --no-fund --loglevel=error; fi
 
 demo: setup ## Run passgate end to end on embedded defaults (SQLite, in-process worker, anvil)
 	$(UV) run passgate demo
@@ -30,7 +30,7 @@ typecheck: setup ## mypy --strict on the packages
 check: lint typecheck ## Lint and type-check
 
 contracts: ## Rebuild chain/contracts/TestUSDC.json with solc from npm
-	npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error
+	npm ci --prefix $(NODE_DIR) --ignore-scripts --no-audit --no-fund --loglevel=error
 	node $(NODE_DIR)/compile.mjs
 
 bench: setup ## Run every benchmark (prints figures, writes benchmarks/results/)
