@@ -18,10 +18,13 @@ class AppError(Exception):
         *,
         details: Any = None,
         headers: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
     ) -> None:
         self.message = message or self.default_message
         self.details = details
         self.headers = headers or {}
+        # Extra top-level body fields a protocol needs beside the error (x402's v1 form).
+        self.body = body or {}
         super().__init__(self.message)
 
 

@@ -16,16 +16,24 @@ from app.admin.routes import router as admin_router
 from app.agents.routes import router as agents_router
 from app.catalog.routes import router as catalog_router
 from app.credits.routes import router as credits_router
+from app.gateway.routes import admin_router as admin_gateway_router
+from app.gateway.routes import router as gateway_router
 from app.health.routes import health, live
 from app.http.dependency_errors import dependency_error_handlers
 from app.http.errors import exception_handlers
+from app.http.input_guard import reject_nul_characters
 from app.http.request_id import add_response_headers
 from app.http.transaction import provide_session
 from app.keys.routes import router as keys_router
+from app.passes.routes import router as passes_router
+from app.payments.routes import router as payments_router
 from app.platforms.routes import router as platforms_router
 from app.runtime import Runtime
 from app.settings import Settings, get_settings
+from app.transfers.routes import router as chain_admin_router
 from app.wallets.routes import router as wallets_router
+from app.webhooks.routes import admin_router as admin_webhooks_router
+from app.webhooks.routes import platform_router as platform_webhooks_router
 
 
 def app_version() -> str:
@@ -55,10 +63,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         route_handlers=[
             health, live, catalog_router, agents_router, keys_router, credits_router,
             platforms_router, admin_router, wallets_router,
+            platform_webhooks_router, admin_webhooks_router, passes_router, payments_router,
+            chain_admin_router, gateway_router, admin_gateway_router,
         ],
         dependencies={"session": Provide(provide_session)},
         exception_handlers=handlers,
         before_send=[add_response_headers],
+        before_request=reject_nul_characters,
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(

@@ -11,8 +11,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.auth.cache import KeyCache
 from app.auth.service import Authenticator
 from app.db.engine import create_engine, session_factory
+from app.events.dispatch import OUTBOX_DISPATCHER
+from app.gateway.service import Gateway
+from app.jobs import JOB_QUEUE, JobQueue
 from app.ratelimit.limiter import RateLimiter
 from app.settings import Settings
+from app.webhooks.jobs import WEBHOOK_JOBS, WebhookOutbox
+from workers.broker import LazyBroker
 
 
 @dataclass
@@ -23,11 +28,21 @@ class Runtime:
     limiter: RateLimiter
     auth: Authenticator
     redis: Any = None  # redis.asyncio.Redis when configured
+    jobs: JobQueue | None = None
+    # app.payments.service.Payments, created on first use (see app.payments.runtime).
+    payments: Any = None
+    gateway: Gateway | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         engine = create_engine(settings)
         sessions = session_factory(engine)
+        broker = LazyBroker(settings)
+        jobs = JobQueue(broker, close=broker.close)
+        # Sessions carry the outbox dispatcher: events emitted in a request are fanned out
+        # (and webhook messages sent) once its transaction commits.
+        outbox = WebhookOutbox(jobs)
+        sessions.configure(info={OUTBOX_DISPATCHER: outbox, WEBHOOK_JOBS: outbox, JOB_QUEUE: jobs})
         cache = KeyCache(settings.key_cache_seconds)
         redis = None
         if not settings.embedded:
@@ -41,6 +56,8 @@ class Runtime:
             limiter=RateLimiter.from_settings(settings),
             auth=Authenticator(settings, sessions, cache),
             redis=redis,
+            jobs=jobs,
+            gateway=Gateway(settings, sessions),
         )
 
     @property
@@ -48,6 +65,12 @@ class Runtime:
         return self.settings.key_pepper.get_secret_value()
 
     async def close(self) -> None:
+        if self.payments is not None:
+            await self.payments.close()
+        if self.gateway is not None:
+            await self.gateway.aclose()
         await self.engine.dispose()
+        if self.jobs is not None:
+            self.jobs.close()
         if self.redis is not None:
             await self.redis.aclose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +15,10 @@ from litestar.testing import AsyncTestClient
 # Nothing in the app reads the environment at import, but a developer's .env must not leak in.
 os.environ.setdefault("PASSGATE_ENVIRONMENT", "test")
 
-from app.db import migrate  # noqa: E402
-from app.main import create_app  # noqa: E402
-from app.settings import Settings  # noqa: E402
+from app.db import migrate
+from app.main import create_app
+from app.settings import Settings
+from tests.fixtures.services import delete_prefixed_keys
 
 pytest_plugins = ["tests.fixtures.services"]
 
@@ -41,7 +42,7 @@ SettingsFactory = Callable[..., Settings]
 
 
 @pytest.fixture(scope="session")
-def settings_factory(database_url: str, redis_url: str) -> SettingsFactory:
+def settings_factory(database_url: str, redis_url: str) -> Iterator[SettingsFactory]:
     session_prefix = f"pgtest:{uuid.uuid4().hex[:8]}"
 
     def build(**overrides: Any) -> Settings:
@@ -59,7 +60,10 @@ def settings_factory(database_url: str, redis_url: str) -> SettingsFactory:
         values.update(overrides)
         return Settings(**values)
 
-    return build
+    yield build
+    # The API enqueues jobs (webhook fan-out) that no test worker consumes; leave the shared
+    # Redis as we found it.
+    delete_prefixed_keys(redis_url, session_prefix)
 
 
 @pytest.fixture

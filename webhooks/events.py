@@ -87,6 +87,7 @@ class AgentRegistered(EventData, frozen=True, kw_only=True):
     agent_id: str
     agent_name: str
     platform_id: str | None = None
+    key_id: str | None = None  # the agent's first key
     created_at: datetime
 
 
@@ -95,10 +96,12 @@ class KeyCreated(EventData, frozen=True, kw_only=True):
 
     key_id: str
     agent_id: str | None = None
-    key_type: str  # "agent", "gateway", "pass", "platform", "master"
+    platform_id: str | None = None
+    key_type: str  # "agent", "gateway", "personal", "x402" (a pass), "master"
     label: str | None = None
     hint: str
     scopes: list[str] = msgspec.field(default_factory=list)
+    period: str | None = None  # passes: "1d", "1w", "4w"
     expires_at: datetime | None = None
     created_at: datetime
 
@@ -108,6 +111,7 @@ class KeyRevoked(EventData, frozen=True, kw_only=True):
 
     key_id: str
     agent_id: str | None = None
+    platform_id: str | None = None
     key_type: str
     hint: str
     reason: str | None = None
@@ -119,6 +123,7 @@ class KeyRotated(EventData, frozen=True, kw_only=True):
 
     key_id: str
     agent_id: str | None = None
+    platform_id: str | None = None
     hint: str
     previous_hint: str
     previous_valid_until: datetime | None = None
@@ -130,6 +135,7 @@ class KeyExpired(EventData, frozen=True, kw_only=True):
 
     key_id: str
     agent_id: str | None = None
+    platform_id: str | None = None
     key_type: str
     hint: str
     expired_at: datetime
@@ -209,6 +215,7 @@ class CreditsDeposited(EventData, frozen=True, kw_only=True):
     source: str  # "deposit", "adjustment", "starter"
     network: str | None = None
     transaction: str | None = None
+    ledger_entry_id: str | None = None
     deposited_at: datetime
 
 

@@ -6,7 +6,10 @@ the stub broker dying with the demo) loses no work: the scheduler re-drives from
 
 from __future__ import annotations
 
+import threading
+
 import dramatiq
+from dramatiq import broker as dramatiq_broker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AsyncIO
 
@@ -14,6 +17,8 @@ from app.settings import Settings
 
 
 def build_broker(settings: Settings) -> dramatiq.Broker:
+    from workers.context import WorkerResources
+
     broker: dramatiq.Broker
     if settings.embedded:
         broker = StubBroker()
@@ -21,9 +26,19 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
     else:
         from dramatiq.brokers.redis import RedisBroker
 
-        # dramatiq ships no type hints for its broker constructors.
-        broker = RedisBroker(url=settings.redis_url, namespace="passgate")  # type: ignore[no-untyped-call]
+        # The Redis prefix namespaces the queues too, so deployments sharing a server (or a
+        # test run) never consume each other's messages.
+        broker = RedisBroker(  # type: ignore[no-untyped-call]  # dramatiq leaves it unannotated
+            url=settings.redis_url, namespace=settings.redis_prefix
+        )
     broker.add_middleware(AsyncIO())
+    # After AsyncIO: "after" hooks run in reverse, so resources close while the loop still runs.
+    broker.add_middleware(WorkerResources())
+    if settings.embedded:
+        from workers.embedded import EmbeddedScheduler
+
+        # No scheduler process without Redis: the in-process worker runs the periodic jobs.
+        broker.add_middleware(EmbeddedScheduler())
     return broker
 
 
@@ -32,3 +47,39 @@ def install_broker(settings: Settings) -> dramatiq.Broker:
     broker = build_broker(settings)
     dramatiq.set_broker(broker)
     return broker
+
+
+def installed_broker() -> dramatiq.Broker | None:
+    """The global broker if one was installed, without creating Dramatiq's default one."""
+    return dramatiq_broker.global_broker
+
+
+class LazyBroker:
+    """Where a process that only *sends* jobs (the API) finds its broker.
+
+    Redis: a broker of its own, built on first use (a process that never sends never
+    connects). Embedded: the in-process worker's broker if a worker runs in this process;
+    otherwise nothing is sent and the work waits in the database for a worker's sweeper.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._broker: dramatiq.Broker | None = None
+
+    def __call__(self) -> dramatiq.Broker | None:
+        if self._settings.embedded:
+            return installed_broker()
+        with self._lock:
+            if self._broker is None:
+                self._broker = build_broker(self._settings)
+            return self._broker
+
+    def close(self) -> None:
+        with self._lock:
+            broker, self._broker = self._broker, None
+        if broker is not None:
+            broker.close()
+            client = getattr(broker, "client", None)
+            if client is not None:
+                client.close()

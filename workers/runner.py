@@ -16,6 +16,10 @@ def load_actors() -> None:
 
 
 def start_worker(settings: Settings, threads: int = 4) -> dramatiq.Worker:
+    from workers import context
+
+    # Actors read these settings, not the environment's (the demo passes its own).
+    context.configure(settings)
     broker = install_broker(settings)
     load_actors()
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)

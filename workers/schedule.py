@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import dramatiq
 
@@ -17,10 +18,13 @@ class PeriodicJob:
 _JOBS: dict[str, PeriodicJob] = {}
 
 
-def periodic(every_seconds: float) -> Any:
+ActorT = TypeVar("ActorT", bound="dramatiq.Actor[Any, Any]")
+
+
+def periodic(every_seconds: float) -> Callable[[ActorT], ActorT]:
     """Decorator for an actor: the scheduler sends it every ``every_seconds``."""
 
-    def register(actor: dramatiq.Actor[Any, Any]) -> dramatiq.Actor[Any, Any]:
+    def register(actor: ActorT) -> ActorT:
         _JOBS[actor.actor_name] = PeriodicJob(actor, every_seconds)
         return actor
 

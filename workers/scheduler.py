@@ -6,6 +6,7 @@ Actors declare their own schedule (``workers.schedule.periodic``); this process 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -25,7 +26,9 @@ def build_scheduler(settings: Settings) -> BackgroundScheduler:
     for job in registered():
         scheduler.add_job(
             job.actor.send, "interval", seconds=job.every_seconds, id=job.actor.actor_name,
-            max_instances=1, coalesce=True, misfire_grace_time=job.every_seconds,
+            max_instances=1, coalesce=True,
+            # APScheduler wants whole seconds here.
+            misfire_grace_time=max(1, math.ceil(job.every_seconds)),
         )
     return scheduler
 

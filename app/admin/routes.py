@@ -35,6 +35,7 @@ from app.http.request_id import request_id_of
 from app.http.transaction import after_commit
 from app.keys import service as keys
 from app.keys.format import KeyKind
+from app.keys.models import ApiKey
 from app.keys.schemas import KeyView
 from app.keys.views import key_view
 from app.platforms import service as platforms
@@ -45,6 +46,7 @@ from app.platforms.schemas import (
     UpdatePlatformBody,
 )
 from app.platforms.views import platform_snapshot, platform_view
+from app.settings import Settings
 
 AnyRequest = Request[Any, Any, Any]
 
@@ -141,6 +143,12 @@ async def update_agent(
 # -- keys --------------------------------------------------------------------------------
 
 
+async def _key_view(session: AsyncSession, key: ApiKey, settings: Settings) -> KeyView:
+    """The key with the rate limit it really gets (its agent's plan, unless overridden)."""
+    plans = await agents.plans(session, {key.agent_id} if key.agent_id else set())
+    return key_view(key, settings, plans.get(key.agent_id or ""))
+
+
 @get("/keys")
 async def list_keys(
     request: AnyRequest, session: AsyncSession, admin: Principal,
@@ -157,7 +165,9 @@ async def list_keys(
         kind=prefix.rstrip("_") if prefix else None, status=status, hint_suffix=hint,
     )
     settings = runtime_of(request).settings
-    return Page(data=[key_view(k, settings) for k in rows], next_cursor=next_cursor)
+    plans = await agents.plans(session, {k.agent_id for k in rows if k.agent_id})
+    return Page(data=[key_view(k, settings, plans.get(k.agent_id or "")) for k in rows],
+                next_cursor=next_cursor)
 
 
 @post("/keys/lookup", status_code=200)
@@ -169,13 +179,13 @@ async def lookup_key(
     found = await keys.find_by_hash(session, rt.auth.digest(data.key.strip()))
     if found is None:
         raise NotFound("No key has this secret.")
-    return key_view(found[0], rt.settings)
+    return await _key_view(session, found[0], rt.settings)
 
 
 @get("/keys/{key_id:str}")
 async def get_key(request: AnyRequest, session: AsyncSession, admin: Principal,
                   key_id: str) -> KeyView:
-    return key_view(await keys.get(session, key_id), runtime_of(request).settings)
+    return await _key_view(session, await keys.get(session, key_id), runtime_of(request).settings)
 
 
 @patch("/keys/{key_id:str}")
@@ -191,7 +201,7 @@ async def update_key(
     await record(session, _actor(request, admin), "key.update", "key", key.id,
                  before=before, after=keys.key_snapshot(key))
     after_commit(session, lambda: rt.auth.cache.forget_key(key_id))
-    return key_view(key, rt.settings)
+    return await _key_view(session, key, rt.settings)
 
 
 @post("/keys/{key_id:str}/revoke", status_code=200)
@@ -205,7 +215,7 @@ async def revoke_key(
     await record(session, _actor(request, admin), "key.revoke", "key", key.id,
                  before=before, after=keys.key_snapshot(key))
     after_commit(session, lambda: rt.auth.cache.forget_key(key_id))
-    return key_view(key, rt.settings)
+    return await _key_view(session, key, rt.settings)
 
 
 @post("/tokens", status_code=201)

@@ -176,6 +176,14 @@ async def get(session: AsyncSession, agent_id: str) -> Agent:
     return agent
 
 
+async def plans(session: AsyncSession, agent_ids: set[str]) -> dict[str, str]:
+    """Each agent's plan: a key's effective rate limit comes from its agent's plan."""
+    if not agent_ids:
+        return {}
+    rows = await session.exec(select(Agent.id, Agent.plan).where(col(Agent.id).in_(agent_ids)))
+    return dict(rows.all())
+
+
 async def get_in_platform(session: AsyncSession, agent_id: str, platform_id: str) -> Agent:
     agent = await session.get(Agent, agent_id)
     if agent is None or agent.platform_id != platform_id:

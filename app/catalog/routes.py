@@ -16,6 +16,9 @@ class ProviderView(msgspec.Struct, rename="camel"):
     description: str | None
     price_micros: int
     price_usd: float
+    # Prices that differ from ``priceMicros``: by the JSON body's ``model``, by path prefix.
+    model_prices: dict[str, int]
+    route_prices: dict[str, int]
 
 
 class PassView(msgspec.Struct, rename="camel"):
@@ -33,12 +36,14 @@ class Catalog(msgspec.Struct):
 
 @get("/providers")
 async def list_providers(request: Request[Any, Any, Any]) -> Catalog:
-    """Gateway providers and their per-request prices."""
-    settings = runtime_of(request).settings
+    """Gateway providers and their per-request prices (configured and admin-managed)."""
+    gateway = runtime_of(request).gateway
+    providers = await gateway.registry.all() if gateway is not None else []
     return Catalog(data=[
         ProviderView(name=p.name, description=p.description, price_micros=p.price_micros,
-                     price_usd=p.price_micros / 1_000_000)
-        for p in settings.providers
+                     price_usd=p.price_micros / 1_000_000, model_prices=dict(p.model_prices),
+                     route_prices=dict(p.route_prices))
+        for p in providers
     ])
 
 

@@ -52,7 +52,9 @@ async def post(
     )
     if amount_micros < 0 and not allow_negative:
         stmt = stmt.where(col(Agent.balance_micros) >= -amount_micros)
-    if kind == "charge":
+    if kind in ("charge", "refund"):
+        # spent_micros counts charges net of refunds: a refund gives a charge back (the
+        # gateway releases the reservation of a call that failed), so it is not spent.
         stmt = stmt.values(
             balance_micros=Agent.balance_micros + amount_micros,
             spent_micros=Agent.spent_micros - amount_micros,

@@ -38,7 +38,7 @@ async def adjust(
                 "balanceMicros": entry.balance_after_micros,
                 "source": "adjustment",
                 "ledgerEntryId": entry.id,
-                "createdAt": rfc3339(entry.created_at),
+                "depositedAt": rfc3339(entry.created_at),
             },
             agent_id=agent_id,
         )

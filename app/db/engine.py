@@ -26,7 +26,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
     if settings.is_sqlite:
         kwargs["connect_args"] = {"timeout": 30}
     else:
-        kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+        kwargs.update(pool_size=settings.database_pool_size,
+                      max_overflow=settings.database_max_overflow, pool_pre_ping=True)
     engine = create_async_engine(settings.database_url, **kwargs)
     if settings.is_sqlite:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

@@ -27,7 +27,10 @@ def upgrade(settings: Settings, revision: str = "heads") -> None:
 
 
 def revision(settings: Settings, message: str, rev_id: str | None = None,
-             head: str = "head") -> None:
-    """Autogenerate a revision against the database at ``settings.database_url``."""
+             head: str = "head", splice: bool = False) -> None:
+    """Autogenerate a revision against the database at ``settings.database_url``.
+
+    ``head`` + ``splice`` start a branch from an older revision (the database must be there).
+    """
     command.revision(alembic_config(settings), message=message, autogenerate=True,
-                     rev_id=rev_id, head=head)
+                     rev_id=rev_id, head=head, splice=splice)

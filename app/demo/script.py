@@ -5,10 +5,13 @@ Each step is a small function over the HTTP API; later features add their steps 
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
 import logging
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,8 +24,11 @@ import httpx
 from app.db import migrate
 from app.demo.server import embedded_service, free_port
 from app.settings import Settings
+from chain.devchain import DevChain
 
 DEMO_PER_MINUTE = 5
+# Which of anvil's dev accounts play the deposit address, the x402 payTo and the signer.
+DEMO_DEPOSIT_ACCOUNT, DEMO_PAY_TO_ACCOUNT, DEMO_SIGNER_ACCOUNT = 7, 8, 9
 
 
 @dataclass
@@ -125,9 +131,90 @@ def step_audit(s: DemoState) -> None:
         say(f"{entry['createdAt']} {entry['actorType']} {entry['action']} {entry['targetId']}")
 
 
+@functools.cache
+def demo_chain() -> DevChain:
+    """The demo's dev chain (anvil from chain/node, TestUSDC at the Base Sepolia address, a
+    block a second), started on first use and stopped when the demo process exits."""
+    from chain.devchain import start_devchain
+
+    chain = start_devchain(port=free_port(), block_time=1.0)
+    atexit.register(chain.stop)
+    return chain
+
+
+def _rpc(chain: DevChain, method: str, *params: Any) -> Any:
+    response = httpx.post(chain.rpc_url, timeout=10, json={
+        "jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)})
+    body: dict[str, Any] = response.json()
+    if "error" in body:
+        raise DemoFailed(f"{method}: {body['error']}")
+    return body.get("result")
+
+
+def step_deposit(s: DemoState) -> None:
+    show("Deposits: an agent links a wallet, sends USDC on the dev chain, its credits rise")
+    from eth_abi.abi import encode as abi_encode
+    from eth_account import Account
+    from eth_account.messages import encode_defunct
+    from eth_utils.crypto import keccak
+
+    chain = demo_chain()
+    say(f"dev chain: anvil pid {chain.pid} at {chain.rpc_url}, USDC {chain.token_address}")
+    # A fresh agent: the earlier steps used up most of the demo key's 5 requests a minute.
+    agent = expect(s.http.post("/v1/agents/register", json={"name": "depositor"}), 201)
+    headers = {"X-API-Key": agent["apiKey"]}
+    wallet = Account.create()
+    challenge = expect(s.http.post("/v1/wallets/challenge", json={"address": wallet.address},
+                                   headers=headers), 201)
+    signature = wallet.sign_message(encode_defunct(text=challenge["message"])).signature
+    expect(s.http.post("/v1/wallets", headers=headers, json={
+        "address": wallet.address, "message": challenge["message"],
+        "signature": "0x" + bytes(signature).hex().removeprefix("0x")}), 201)
+    say(f"linked wallet {wallet.address} (EIP-191 signed challenge)")
+    before = expect(s.http.get("/v1/balance", headers=headers), 200)["creditsMicros"]
+
+    # Fund the wallet (gas + 100 test USDC), then it pays 25 USDC to the deposit address.
+    amount, minter = 25_000_000, chain.accounts[0].address
+    deposit_address = chain.accounts[DEMO_DEPOSIT_ACCOUNT].address
+    _rpc(chain, "anvil_setBalance", wallet.address, hex(10**18))
+    _rpc(chain, "anvil_impersonateAccount", wallet.address)
+
+    def call(signature: str, types: list[str], args: list[Any]) -> str:
+        return "0x" + (keccak(text=signature)[:4] + abi_encode(types, args)).hex()
+
+    _rpc(chain, "eth_sendTransaction", {"from": minter, "to": chain.token_address, "data": call(
+        "mint(address,uint256)", ["address", "uint256"], [wallet.address, 100_000_000])})
+    tx_hash = _rpc(chain, "eth_sendTransaction", {
+        "from": wallet.address, "to": chain.token_address, "data": call(
+            "transfer(address,uint256)", ["address", "uint256"], [deposit_address, amount])})
+    say(f"sent 25 USDC to the deposit address {deposit_address}: tx {tx_hash[:18]}…")
+
+    admin = {"Authorization": f"Bearer {s.admin_token}"}
+    deadline, status = time.monotonic() + 30, None
+    while time.monotonic() < deadline:
+        found = s.http.get("/admin/v1/transfers", params={"txHash": tx_hash}, headers=admin)
+        rows = found.json()["data"] if found.status_code == 200 else []
+        if rows and rows[0]["status"] != status:
+            status = rows[0]["status"]
+            say(f"watcher: transfer in block {rows[0]['blockNumber']} is {status}")
+        if status == "confirmed":
+            break
+        time.sleep(0.5)  # the watcher polls the chain every second; nothing to wait on here
+    else:
+        raise DemoFailed("the deposit was not confirmed within 30 s")
+    after = expect(s.http.get("/v1/balance", headers=headers), 200)["creditsMicros"]
+    if after != before + amount:
+        raise DemoFailed(f"balance went from {before} to {after}, expected +{amount}")
+    say(f"balance {before / 1e6:.2f} -> {after / 1e6:.2f} USD: credited exactly once")
+    watchers = s.http.get("/admin/v1/chain/watchers", headers=admin)
+    watcher: dict[str, Any] = watchers.json()[0]
+    say(f"watcher {watcher['network']}: head {watcher['head']}, cursor {watcher['cursor']}, "
+        f"lag {watcher['lag']}, status {watcher['status']}")
+
+
 STEPS: list[Callable[[DemoState], None]] = [
     step_health, step_register, step_extra_key, step_list_keys, step_rate_limit, step_revoke,
-    step_audit,
+    step_audit, step_deposit,
 ]
 
 
@@ -140,7 +227,23 @@ def demo_settings(workdir: Path) -> Settings:
         admin_token="adm-demo-" + uuid.uuid4().hex,
         plan_free_per_minute=DEMO_PER_MINUTE,
         log_level="WARNING",
+        **demo_chain_settings(),
     )
+
+
+def demo_chain_settings() -> dict[str, Any]:
+    """Watch the demo's dev chain: deposits to one of its dev accounts, 1 confirmation."""
+    chain = demo_chain()
+    return {
+        "chain_rpc_urls": {"local": chain.rpc_url},
+        "chain_local_chain_id": chain.chain_id,
+        "chain_local_usdc_address": chain.token_address,
+        "chain_deposit_address": chain.accounts[DEMO_DEPOSIT_ACCOUNT].address,
+        "chain_pay_to_address": chain.accounts[DEMO_PAY_TO_ACCOUNT].address,
+        # anvil's public test key: fine on a dev chain, never anywhere else.
+        "chain_signer_private_key": chain.accounts[DEMO_SIGNER_ACCOUNT].private_key,
+        "chain_max_backoff_seconds": 2.0,
+    }
 
 
 def run_demo(keep: bool = False) -> int:

@@ -10,6 +10,10 @@ from litestar import Request, Response, get
 from sqlalchemy import text
 
 from app.auth.guards import runtime_of
+from app.db.types import utcnow
+from app.transfers import service as transfers
+from app.transfers.schemas import WatcherView
+from app.transfers.views import watcher_view
 
 CHECK_TIMEOUT = 2.0
 
@@ -23,7 +27,7 @@ class Health(msgspec.Struct):
     status: str
     database: DependencyState
     broker: DependencyState
-    chains: list[dict[str, Any]]
+    chains: list[WatcherView]
 
 
 async def _database(request: Request[Any, Any, Any]) -> DependencyState:
@@ -46,6 +50,24 @@ async def _broker(request: Request[Any, Any, Any]) -> DependencyState:
     return DependencyState("ok")
 
 
+async def _chains(request: Request[Any, Any, Any]) -> list[WatcherView]:
+    """Each enabled network's watcher as last recorded (no RPC call: health stays fast)."""
+    rt = runtime_of(request)
+    networks = rt.settings.networks()
+    if not networks:
+        return []
+    try:
+        async with rt.sessions() as session:
+            states = await asyncio.wait_for(
+                transfers.watcher_states(session, list(networks)), CHECK_TIMEOUT
+            )
+    except Exception:  # the database check reports the failure; nothing to add per chain
+        states = {}
+    now = utcnow()
+    limit = rt.settings.chain_unhealthy_after_seconds
+    return [watcher_view(net, states.get(name), now, limit) for name, net in networks.items()]
+
+
 class Live(msgspec.Struct):
     status: str
 
@@ -58,8 +80,17 @@ async def live() -> Live:
 
 @get("/v1/health", tags=["health"])
 async def health(request: Request[Any, Any, Any]) -> Response[Health]:
-    """Database, broker and chain watchers (head, cursor, lag)."""
-    database, broker = await asyncio.gather(_database(request), _broker(request))
-    up = database.status == "ok" and broker.status == "ok"
-    body = Health(status="ok" if up else "degraded", database=database, broker=broker, chains=[])
+    """Database, broker and chain watchers (head, cursor, lag).
+
+    503 when the database or broker is down, or when a chain watcher has been failing (or not
+    run at all) for longer than ``chain_unhealthy_after_seconds``: payments and deposits on
+    that network would not be seen. Short RPC blips show as ``failing`` with a 200.
+    """
+    database, broker, chains = await asyncio.gather(
+        _database(request), _broker(request), _chains(request)
+    )
+    up = (database.status == "ok" and broker.status == "ok"
+          and all(chain.status != "down" for chain in chains))
+    body = Health(status="ok" if up else "degraded", database=database, broker=broker,
+                  chains=chains)
     return Response(body, status_code=200 if up else 503)

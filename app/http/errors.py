@@ -50,9 +50,10 @@ def _response(
 
 
 def app_error_handler(request: Request[Any, Any, Any], exc: AppError) -> Response[dict[str, Any]]:
-    return _response(
-        request, exc.status, _body(request, exc.message, exc.code, exc.details), exc.headers
-    )
+    body = _body(request, exc.message, exc.code, exc.details)
+    for name, value in exc.body.items():
+        body.setdefault(name, value)
+    return _response(request, exc.status, body, exc.headers)
 
 
 def _validation_details(exc: ValidationException) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -14,6 +15,7 @@ from sqlalchemy import Select
 from app.errors import ValidationFailed
 
 T = TypeVar("T")
+_ID = re.compile(r"^[A-Za-z0-9_]{1,61}$")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 
@@ -46,7 +48,8 @@ def decode_cursor(cursor: str) -> str:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise ValidationFailed("cursor is not valid.") from None
-    if not raw.startswith("v1:") or len(raw) > 64:
+    # Only ever an id we produced: anything else (control characters included) never reaches SQL.
+    if not raw.startswith("v1:") or not _ID.match(raw[3:]):
         raise ValidationFailed("cursor is not valid.")
     return raw[3:]
 

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from litestar import Request
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.auth.guards import runtime_of
+from app.db.hooks import AFTER_COMMIT, after_commit
 
-AFTER_COMMIT = "after_commit"
-
-
-def after_commit(session: AsyncSession, callback: Callable[[], Awaitable[None] | None]) -> None:
-    """Run ``callback`` only once the transaction has committed (e.g. enqueue a job)."""
-    session.info.setdefault(AFTER_COMMIT, []).append(callback)
+__all__ = ["AFTER_COMMIT", "after_commit", "provide_session"]
 
 
 async def provide_session(request: Request[Any, Any, Any]) -> AsyncGenerator[AsyncSession, None]:

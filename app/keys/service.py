@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import update as sa_update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -29,9 +30,10 @@ class IssuedKey:
 
 
 def key_event_data(key: ApiKey) -> dict[str, Any]:
+    """``data`` of the ``key.*`` events (shapes in ``webhooks.events``; never the secret)."""
     return {
         "keyId": key.id,
-        "type": TYPE_NAMES[KeyKind(key.kind)],
+        "keyType": TYPE_NAMES[KeyKind(key.kind)],
         "agentId": key.agent_id,
         "platformId": key.platform_id,
         "label": key.label,
@@ -39,6 +41,7 @@ def key_event_data(key: ApiKey) -> dict[str, Any]:
         "scopes": list(key.scopes),
         "expiresAt": rfc3339(key.expires_at),
         "period": key.period,
+        "createdAt": rfc3339(key.created_at),
     }
 
 
@@ -196,8 +199,8 @@ async def revoke(session: AsyncSession, key: ApiKey) -> ApiKey:
     key.revoked_at = utcnow()
     session.add(key)
     await session.flush()
-    await emit(session, "key.revoked", key_event_data(key), agent_id=key.agent_id,
-               platform_id=key.platform_id)
+    data = key_event_data(key) | {"revokedAt": rfc3339(key.revoked_at)}
+    await emit(session, "key.revoked", data, agent_id=key.agent_id, platform_id=key.platform_id)
     return key
 
 
@@ -218,10 +221,15 @@ async def regenerate(
             session.add(old)
     secret = key_format.generate(KeyKind(key.kind))
     session.add(KeySecret(id=new_id("sec"), key_id=key.id, secret_hash=key_hash(pepper, secret)))
+    previous_hint = key.hint
     key.hint = key_format.hint(secret)
     session.add(key)
     await session.flush()
-    data = key_event_data(key) | {"previousSecretExpiresAt": rfc3339(old_until)}
+    data = key_event_data(key) | {
+        "previousHint": previous_hint,
+        "previousValidUntil": rfc3339(old_until),
+        "rotatedAt": rfc3339(now),
+    }
     await emit(session, "key.rotated", data, agent_id=key.agent_id, platform_id=key.platform_id)
     return secret, old_until
 
@@ -242,3 +250,44 @@ async def update(session: AsyncSession, key: ApiKey, changes: dict[str, Any]) ->
     session.add(key)
     await session.flush()
     return key
+
+
+async def expire_due(session: AsyncSession, now: datetime, limit: int = 500) -> list[str]:
+    """Mark keys whose ``expiresAt`` has passed as expired and emit ``key.expired`` once each.
+
+    Authentication already refuses them on its own; this makes the state visible (lists,
+    admin, webhooks). The conditional UPDATE makes two concurrent runs emit nothing twice.
+    """
+    due = (
+        await session.exec(
+            select(ApiKey)
+            .where(col(ApiKey.status) == "active", col(ApiKey.expires_at) <= now)
+            .order_by(col(ApiKey.expires_at))
+            .limit(limit)
+        )
+    ).all()
+    expired: list[str] = []
+    for key in due:
+        changed = await session.execute(
+            sa_update(ApiKey)
+            .where(col(ApiKey.id) == key.id, col(ApiKey.status) == "active")
+            .values(status="expired")
+        )
+        if not changed.rowcount:  # type: ignore[attr-defined]
+            continue
+        expired.append(key.id)
+        await emit(
+            session,
+            "key.expired",
+            {
+                "keyId": key.id,
+                "keyType": TYPE_NAMES[KeyKind(key.kind)],
+                "agentId": key.agent_id,
+                "platformId": key.platform_id,
+                "hint": key.hint,
+                "expiredAt": rfc3339(key.expires_at),
+            },
+            agent_id=key.agent_id,
+            platform_id=key.platform_id,
+        )
+    return expired

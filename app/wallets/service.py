@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from datetime import timedelta
 
 from eth_account import Account
@@ -116,3 +117,13 @@ async def owner_of(session: AsyncSession, address: str) -> str | None:
         await session.exec(select(Wallet).where(col(Wallet.address) == address.lower()))
     ).first()
     return wallet.agent_id if wallet else None
+
+
+async def owners_of(session: AsyncSession, addresses: Iterable[str]) -> dict[str, str]:
+    """``{lower-case address: agent id}`` for the linked ones among ``addresses`` (one query,
+    for crediting a batch of deposits)."""
+    wanted = sorted({address.lower() for address in addresses})
+    if not wanted:
+        return {}
+    rows = (await session.exec(select(Wallet).where(col(Wallet.address).in_(wanted)))).all()
+    return {wallet.address: wallet.agent_id for wallet in rows}

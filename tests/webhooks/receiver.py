@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import time
 from dataclasses import dataclass, field
 
 _MAX_HEADER_BYTES = 64 * 1024
@@ -29,13 +30,17 @@ class Received:
     path: str
     headers: dict[str, str]  # lower-cased names
     body: bytes
+    at: float = field(default_factory=time.monotonic)  # when the request was read
 
 
 class Receiver:
-    """Answers each path with its :class:`Reply` (404 for unknown paths) and logs requests."""
+    """Answers each path with its :class:`Reply` (404 for unknown paths) and logs requests.
 
-    def __init__(self, routes: dict[str, Reply] | None = None) -> None:
-        self.routes: dict[str, Reply] = dict(routes or {})
+    A path may map to a list of replies, used in turn; the last one repeats.
+    """
+
+    def __init__(self, routes: dict[str, Reply | list[Reply]] | None = None) -> None:
+        self.routes: dict[str, Reply | list[Reply]] = dict(routes or {})
         self.requests: list[Received] = []
         self.connections = 0
         self.sni_names: list[str | None] = []
@@ -101,6 +106,14 @@ class Receiver:
                 async with asyncio.timeout(1):
                     await writer.wait_closed()
 
+    def _reply_for(self, path: str) -> Reply:
+        route = self.routes.get(path, Reply(404, b"no such route"))
+        if isinstance(route, Reply):
+            return route
+        if len(route) > 1:
+            return route.pop(0)
+        return route[0]
+
     async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         async with asyncio.timeout(_READ_TIMEOUT):
             head = await reader.readuntil(b"\r\n\r\n")
@@ -116,7 +129,7 @@ class Receiver:
             length = int(headers.get("content-length", "0"))
             body = await reader.readexactly(length) if length else b""
         self.requests.append(Received(method, path, headers, body))
-        reply = self.routes.get(path, Reply(404, b"no such route"))
+        reply = self._reply_for(path)
         if reply.delay:
             await asyncio.sleep(reply.delay)
         lines = [f"HTTP/1.1 {reply.status} Status", f"Content-Length: {len(reply.body)}"]

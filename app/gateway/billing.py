@@ -1,0 +1,229 @@
+"""Paying for gateway calls with credits: reserve before the call, keep or give back after.
+
+The reservation *is* a ledger ``charge``, posted in a short transaction that commits before
+the upstream is called:
+
+1. the usage row is written ``pending`` (on SQLite this write also takes the write lock
+   first, so nothing below runs on a stale snapshot);
+2. today's spend counters of the agent and of its platform (fleet) are bumped in one upsert
+   and checked against the daily limits -> SPENDING_LIMIT_EXCEEDED;
+3. the charge is one conditional UPDATE of the balance (``ledger.post``) -> INSUFFICIENT_CREDITS.
+
+Any failure rolls all three back. The row locks on the counters and the agent are held only
+for this transaction, never during the upstream call, and every gateway transaction takes them
+in the same order (usage, counters, agent), so concurrent calls in many processes queue rather
+than deadlock. On upstream 2xx the usage row is marked ``succeeded`` and the charge stands.
+Otherwise the release marks it ``failed``, lowers the counters and posts a ``refund`` (which
+also takes the amount back out of ``spent_micros``). The pending -> final transition is a
+conditional UPDATE, so the request and the stale-reservation sweeper can never both release.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.credits import ledger
+from app.db.hooks import commit
+from app.db.types import rfc3339, utcnow
+from app.errors import NotFound, SpendingLimitExceeded
+from app.events.service import emit
+from app.gateway import repository
+from app.gateway.models import AGENT, FAILED, PLATFORM, SUCCEEDED, GatewayUsage
+
+log = logging.getLogger("passgate.gateway")
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    usage_id: str
+    price_micros: int
+    # The balance right after the charge; None for a free call (nothing was charged).
+    balance_after_micros: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How an upstream call ended, as the usage row records it."""
+
+    upstream_status: int | None
+    latency_ms: int | None
+    upstream_request_id: str | None = None
+    error: str | None = None
+
+
+def spend_day(moment: datetime) -> str:
+    """Daily limits run on UTC days."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d")
+
+
+def _next_midnight(moment: datetime) -> datetime:
+    day = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return day + timedelta(days=1)
+
+
+def _owners(agent_id: str, platform_id: str | None) -> list[tuple[str, str]]:
+    owners = [(AGENT, agent_id)]
+    if platform_id is not None:
+        owners.append((PLATFORM, platform_id))
+    return owners
+
+
+async def open_call(session: AsyncSession, usage: GatewayUsage) -> None:
+    """Record a call as ``pending`` before it is forwarded (nothing charged)."""
+    session.add(usage)
+    await session.flush()
+
+
+async def reserve(
+    session: AsyncSession, usage: GatewayUsage, *, low_threshold_micros: int
+) -> Reservation:
+    """Write the pending usage row and charge its price, within the daily limits."""
+    if usage.agent_id is None:
+        raise ValueError("a credit reservation needs an agent")
+    agent_id = usage.agent_id
+    price = usage.price_micros
+    now = usage.created_at
+    day = spend_day(now)
+    if price > 0:
+        usage.spend_day = day
+    await open_call(session, usage)
+    if price == 0:
+        return Reservation(usage_id=usage.id, price_micros=0, balance_after_micros=None)
+
+    limits = await repository.spending_limits(session, agent_id)
+    if limits is None:
+        raise NotFound("Agent not found.")
+    if usage.platform_id != limits.platform_id:
+        # The fleet is the agent's platform as stored now, not as the cached key remembers
+        # it (claimed a moment ago); the release must lower the same counters.
+        usage.platform_id = limits.platform_id
+    totals = await repository.add_spend(session, _owners(agent_id, limits.platform_id), day, price)
+    for scope, limit in ((AGENT, limits.agent_limit), (PLATFORM, limits.platform_limit)):
+        if limit is not None and scope in totals and totals[scope] > limit:
+            raise SpendingLimitExceeded(
+                "The agent's daily spending limit is reached."
+                if scope == AGENT
+                else "The fleet's daily spending limit is reached.",
+                details={
+                    "scope": scope,
+                    "limitMicros": limit,
+                    "spentTodayMicros": totals[scope] - price,
+                    "priceMicros": price,
+                    "resetsAt": rfc3339(_next_midnight(now)),
+                },
+            )
+
+    entry = await ledger.post(
+        session, agent_id, "charge", -price, reference=usage.id,
+        reason=f"gateway {usage.provider} {usage.method}",
+    )
+    balance = entry.balance_after_micros
+    if low_threshold_micros and balance < low_threshold_micros <= balance + price:
+        await _credits_low(session, agent_id, balance, low_threshold_micros, now)
+    return Reservation(usage_id=usage.id, price_micros=price, balance_after_micros=balance)
+
+
+async def _credits_low(
+    session: AsyncSession, agent_id: str, balance: int, threshold: int, now: datetime
+) -> None:
+    """``credits.low`` once per dip below the threshold.
+
+    Only a charge that crosses the threshold gets here. Refunds of failed calls can lift the
+    balance back over it and the next charge crosses again; that is the same dip, so the event
+    is sent again only after credits came in from outside since the last one. The agent row is
+    locked by the charge, so two calls cannot both decide to send it.
+    """
+    last_alert = await repository.last_event_at(session, agent_id, "credits.low")
+    if last_alert is not None:
+        last_top_up = await repository.last_top_up_at(session, agent_id)
+        if last_top_up is None or last_top_up <= last_alert:
+            return
+    await emit(
+        session,
+        "credits.low",
+        {
+            "agentId": agent_id,
+            "balanceMicros": balance,
+            "thresholdMicros": threshold,
+            "observedAt": rfc3339(now),
+        },
+        agent_id=agent_id,
+    )
+
+
+async def keep(session: AsyncSession, usage_id: str, outcome: Outcome) -> bool:
+    """The upstream answered 2xx: the charge stands. False if the call was already closed."""
+    finished = await repository.finish_usage(
+        session,
+        usage_id,
+        {
+            "status": SUCCEEDED,
+            "cost_micros": GatewayUsage.price_micros,
+            "upstream_status": outcome.upstream_status,
+            "latency_ms": outcome.latency_ms,
+            "upstream_request_id": outcome.upstream_request_id,
+            "completed_at": utcnow(),
+        },
+    )
+    return finished is not None
+
+
+async def release(session: AsyncSession, usage_id: str, outcome: Outcome) -> bool:
+    """The call failed: give the reservation back. False if the call was already closed."""
+    finished = await repository.finish_usage(
+        session,
+        usage_id,
+        {
+            "status": FAILED,
+            "cost_micros": 0,
+            "upstream_status": outcome.upstream_status,
+            "latency_ms": outcome.latency_ms,
+            "upstream_request_id": outcome.upstream_request_id,
+            "error": outcome.error,
+            "completed_at": utcnow(),
+        },
+    )
+    if finished is None:
+        return False
+    if finished.payment != "credits" or finished.agent_id is None or finished.price_micros == 0:
+        # Nothing was taken from credits (an x402 call is paid, or not, by its payment).
+        return True
+    if finished.spend_day is not None:
+        await repository.remove_spend(
+            session, _owners(finished.agent_id, finished.platform_id), finished.spend_day,
+            finished.price_micros,
+        )
+    await ledger.post(
+        session, finished.agent_id, "refund", finished.price_micros,
+        idempotency_key=f"gateway-release:{usage_id}", reference=usage_id,
+        reason=f"gateway call not charged ({outcome.error or outcome.upstream_status})",
+    )
+    return True
+
+
+async def release_stale(
+    sessions: async_sessionmaker[AsyncSession], older_than_seconds: float, batch: int = 500
+) -> int:
+    """Release reservations whose call was abandoned (the process died mid-call).
+
+    Errs in the agent's favour: a call whose upstream did answer 2xx but whose process died
+    before recording it is not charged.
+    """
+    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    async with sessions() as session:
+        ids = await repository.stale_usage_ids(session, cutoff, batch)
+    released = 0
+    for usage_id in ids:
+        # One transaction per call: a batch never holds many agents' locks at once.
+        async with sessions() as session:
+            if await release(session, usage_id, Outcome(None, None, error="abandoned")):
+                released += 1
+            await commit(session)
+    if released:
+        log.warning("released %d abandoned gateway reservations", released)
+    return released

@@ -1,0 +1,214 @@
+"""Admin-managed providers: create, change, delete, list beside the configured ones.
+
+Configured providers are read-only here (they change with the deployment): creating one under
+a configured name, or changing or deleting a configured one, is CONFLICT. Every value goes
+through the same validation as the settings (``ProviderSettings``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.db.types import utcnow
+from app.errors import Conflict, NotFound, ValidationFailed
+from app.gateway import repository
+from app.gateway.models import GatewayProvider
+from app.gateway.providers import CONFIG, header_context, open_headers
+from app.http.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from app.ids import new_id
+from app.settings import PROVIDER_NAME, ProviderSettings, Settings
+from app.webhooks.crypto import SecretBox, SecretUnreadableError
+
+_FIELDS = (
+    "base_url", "price_micros", "description", "model_prices", "route_prices",
+    "timeout_seconds", "request_id_header",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One provider for the admin API; never carries header values."""
+
+    config: ProviderSettings
+    source: str
+    row: GatewayProvider | None
+    header_names: list[str]
+    enabled: bool
+    shadowed: bool
+
+
+def _validated(values: dict[str, Any]) -> ProviderSettings:
+    try:
+        return ProviderSettings.model_validate(values)
+    except ValidationError as exc:
+        # Messages and locations only: the input may hold an upstream secret.
+        details = [
+            {"message": err["msg"], "key": ".".join(str(p) for p in err["loc"])}
+            for err in exc.errors(include_input=False, include_url=False)
+        ]
+        raise ValidationFailed("The provider is not valid.", details=details) from None
+
+
+def _row_values(row: GatewayProvider, headers: dict[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {name: getattr(row, name) for name in _FIELDS}
+    return {**values, "name": row.name, "headers": headers}
+
+
+def _seal(box: SecretBox, provider_id: str, headers: dict[str, str]) -> dict[str, str]:
+    return {name: box.seal(value, context=header_context(provider_id, name))
+            for name, value in headers.items()}
+
+
+def snapshot(row: GatewayProvider) -> dict[str, Any]:
+    """The audited view: header names, never their values."""
+    return {
+        "name": row.name,
+        "baseUrl": row.base_url,
+        "priceMicros": row.price_micros,
+        "modelPrices": row.model_prices,
+        "routePrices": row.route_prices,
+        "timeoutSeconds": row.timeout_seconds,
+        "headerNames": sorted(row.headers_sealed),
+        "enabled": row.enabled,
+    }
+
+
+def _config_entry(config: ProviderSettings) -> Entry:
+    return Entry(config=config, source=CONFIG, row=None, header_names=sorted(config.headers),
+                 enabled=True, shadowed=False)
+
+
+def _row_entry(row: GatewayProvider, configured: set[str]) -> Entry:
+    # Built without opening the sealed values: the admin view never needs them.
+    values = _row_values(row, {})
+    config = ProviderSettings.model_validate(values)
+    return Entry(config=config, source="admin", row=row, header_names=sorted(row.headers_sealed),
+                 enabled=row.enabled, shadowed=row.name in configured)
+
+
+async def entries(session: AsyncSession, settings: Settings) -> list[Entry]:
+    """Configured and admin-managed providers (disabled and shadowed ones too), by name."""
+    configured = {p.name for p in settings.providers}
+    found = [_config_entry(p) for p in settings.providers]
+    rows = await repository.all_providers(session)
+    found.extend(_row_entry(row, configured) for row in rows)
+    return sorted(found, key=lambda e: (e.config.name, e.source != CONFIG))
+
+
+async def entry(session: AsyncSession, settings: Settings, name: str) -> Entry:
+    for config in settings.providers:
+        if config.name == name:
+            return _config_entry(config)
+    row = await repository.provider_by_name(session, name)
+    if row is None:
+        raise NotFound("Provider not found.")
+    return _row_entry(row, set())
+
+
+def _refuse_configured(settings: Settings, name: str) -> None:
+    if any(p.name == name for p in settings.providers):
+        raise Conflict(
+            f"'{name}' is a configured provider; change it in the deployment's settings."
+        )
+
+
+async def create(
+    session: AsyncSession, settings: Settings, box: SecretBox, values: dict[str, Any],
+    *, enabled: bool,
+) -> GatewayProvider:
+    config = _validated(values)
+    _refuse_configured(settings, config.name)
+    now = utcnow()
+    row = GatewayProvider(id=new_id("prv"), name=config.name, base_url=config.base_url,
+                          enabled=enabled, created_at=now, updated_at=now)
+    _apply(row, config, box, values.get("headers"))
+    session.add(row)
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise Conflict(f"A provider named '{config.name}' already exists.") from None
+    return row
+
+
+async def update(
+    session: AsyncSession, settings: Settings, box: SecretBox, name: str,
+    changes: dict[str, Any],
+) -> GatewayProvider:
+    _refuse_configured(settings, name)
+    row = await repository.provider_by_name(session, name)
+    if row is None:
+        raise NotFound("Provider not found.")
+    enabled = changes.pop("enabled", None)
+    new_headers: dict[str, str] | None = changes.get("headers")
+    if changes:
+        try:
+            current_headers = new_headers if new_headers is not None else open_headers(box, row)
+        except SecretUnreadableError:
+            raise Conflict(
+                "The stored headers cannot be opened (was the pepper changed?); "
+                "send new headers with this change."
+            ) from None
+        config = _validated({**_row_values(row, current_headers), **changes})
+        _apply(row, config, box, new_headers)
+    if isinstance(enabled, bool):
+        row.enabled = enabled
+    row.updated_at = utcnow()
+    session.add(row)
+    await session.flush()
+    return row
+
+
+def _apply(
+    row: GatewayProvider, config: ProviderSettings, box: SecretBox,
+    headers: dict[str, str] | None,
+) -> None:
+    for name in _FIELDS:
+        setattr(row, name, getattr(config, name))
+    if headers is not None:
+        row.headers_sealed = _seal(box, row.id, headers)
+
+
+async def delete(session: AsyncSession, settings: Settings, name: str) -> GatewayProvider:
+    _refuse_configured(settings, name)
+    row = await repository.provider_by_name(session, name)
+    if row is None:
+        raise NotFound("Provider not found.")
+    await session.delete(row)
+    await session.flush()
+    return row
+
+
+def page(
+    items: list[Entry], limit: int | None, cursor: str | None
+) -> tuple[list[Entry], str | None]:
+    """Providers are few and merged from two sources, so they are paged in memory, by name."""
+    size = limit if limit is not None else DEFAULT_LIMIT
+    if not 1 <= size <= MAX_LIMIT:
+        raise ValidationFailed(f"limit must be between 1 and {MAX_LIMIT}.")
+    after = _decode_cursor(cursor) if cursor else None
+    rest = [e for e in items if after is None or e.config.name > after]
+    chunk = rest[:size]
+    more = len(rest) > size
+    return chunk, (_encode_cursor(chunk[-1].config.name) if more and chunk else None)
+
+
+def _encode_cursor(name: str) -> str:
+    return base64.urlsafe_b64encode(f"p1:{name}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValidationFailed("cursor is not valid.") from None
+    if not raw.startswith("p1:") or not re.match(PROVIDER_NAME, raw[3:]):
+        raise ValidationFailed("cursor is not valid.")
+    return raw[3:]

@@ -1,0 +1,218 @@
+"""SQL of the gateway: providers, usage rows, spend counters. Never commits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, func, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.agents.models import Agent
+from app.credits.models import LedgerEntry
+from app.events.models import Event
+from app.gateway.models import PENDING, GatewayProvider, GatewayUsage, SpendCounter
+from app.http.pagination import PageParams, apply, split
+from app.platforms.models import Platform
+
+# -- providers ---------------------------------------------------------------------------
+
+
+async def enabled_providers(session: AsyncSession) -> list[GatewayProvider]:
+    stmt = select(GatewayProvider).where(col(GatewayProvider.enabled).is_(True))
+    return list((await session.exec(stmt)).all())  # type: ignore[call-overload]
+
+
+async def all_providers(session: AsyncSession) -> list[GatewayProvider]:
+    stmt = select(GatewayProvider).order_by(col(GatewayProvider.name))
+    return list((await session.exec(stmt)).all())  # type: ignore[call-overload]
+
+
+async def provider_by_id(session: AsyncSession, provider_id: str) -> GatewayProvider | None:
+    return await session.get(GatewayProvider, provider_id)
+
+
+async def provider_by_name(session: AsyncSession, name: str) -> GatewayProvider | None:
+    stmt = select(GatewayProvider).where(col(GatewayProvider.name) == name)
+    row: GatewayProvider | None = (await session.exec(stmt)).first()  # type: ignore[call-overload]
+    return row
+
+
+# -- spending limits -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    platform_id: str | None
+    agent_limit: int | None
+    platform_limit: int | None
+
+
+async def spending_limits(session: AsyncSession, agent_id: str) -> Limits | None:
+    """The agent's platform and both daily limits, read as of now (one round trip)."""
+    stmt = (
+        select(
+            col(Agent.platform_id),
+            col(Agent.daily_spending_limit_micros),
+            col(Platform.daily_spending_limit_micros),
+        )
+        .select_from(Agent)
+        .outerjoin(Platform, col(Platform.id) == col(Agent.platform_id))
+        .where(col(Agent.id) == agent_id)
+    )
+    row = (await session.execute(stmt)).first()
+    if row is None:
+        return None
+    return Limits(platform_id=row[0], agent_limit=row[1], platform_limit=row[2])
+
+
+def _upsert(session: AsyncSession) -> Any:
+    dialect = session.get_bind().dialect.name
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+async def add_spend(
+    session: AsyncSession, owners: Sequence[tuple[str, str]], day: str, amount: int
+) -> dict[str, int]:
+    """Add ``amount`` to each (scope, owner) counter of ``day``; the new totals by scope.
+
+    One INSERT ... ON CONFLICT DO UPDATE: it creates the day's row or locks and bumps the
+    existing one, and the lock is held until the transaction ends, so a concurrent call in
+    another process sees this call's total (or waits for it to roll back).
+    """
+    insert = _upsert(session)
+    stmt = insert(SpendCounter).values(
+        [{"scope": s, "owner_id": o, "day": day, "spent_micros": amount} for s, o in owners]
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["scope", "owner_id", "day"],
+        set_={"spent_micros": SpendCounter.spent_micros + stmt.excluded.spent_micros},
+    ).returning(col(SpendCounter.scope), col(SpendCounter.spent_micros))
+    rows = (await session.execute(stmt)).all()
+    return {scope: spent for scope, spent in rows}  # noqa: C416  (Row pairs, typed)
+
+
+async def remove_spend(
+    session: AsyncSession, owners: Sequence[tuple[str, str]], day: str, amount: int
+) -> None:
+    for scope, owner in owners:
+        await session.execute(
+            update(SpendCounter)
+            .where(
+                col(SpendCounter.scope) == scope,
+                col(SpendCounter.owner_id) == owner,
+                col(SpendCounter.day) == day,
+            )
+            # Never below zero, even if a counter was reset by hand meanwhile.
+            .values(
+                spent_micros=case(
+                    (col(SpendCounter.spent_micros) > amount, SpendCounter.spent_micros - amount),
+                    else_=0,
+                )
+            )
+        )
+
+
+async def spent_on(session: AsyncSession, scope: str, owner_id: str, day: str) -> int:
+    row = await session.get(SpendCounter, (scope, owner_id, day))
+    return row.spent_micros if row is not None else 0
+
+
+# -- usage -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """What a release needs to know about the call it just closed."""
+
+    agent_id: str | None
+    platform_id: str | None
+    price_micros: int
+    spend_day: str | None
+    payment: str
+
+
+async def finish_usage(
+    session: AsyncSession, usage_id: str, values: dict[str, Any]
+) -> Finished | None:
+    """Move a ``pending`` usage row to its final state; None if it was not pending any more.
+
+    The conditional UPDATE is what makes commit and release exactly-once between the request
+    that made the call and the sweeper that releases abandoned ones.
+    """
+    stmt = (
+        update(GatewayUsage)
+        .where(col(GatewayUsage.id) == usage_id, col(GatewayUsage.status) == PENDING)
+        .values(**values)
+        .returning(
+            col(GatewayUsage.agent_id),
+            col(GatewayUsage.platform_id),
+            col(GatewayUsage.price_micros),
+            col(GatewayUsage.spend_day),
+            col(GatewayUsage.payment),
+        )
+    )
+    row = (await session.execute(stmt)).first()
+    if row is None:
+        return None
+    return Finished(agent_id=row[0], platform_id=row[1], price_micros=row[2], spend_day=row[3],
+                    payment=row[4])
+
+
+async def stale_usage_ids(session: AsyncSession, before: datetime, limit: int) -> list[str]:
+    stmt = (
+        select(col(GatewayUsage.id))
+        .where(col(GatewayUsage.status) == PENDING, col(GatewayUsage.created_at) < before)
+        .order_by(col(GatewayUsage.created_at))
+        .limit(limit)
+    )
+    return list((await session.execute(stmt)).scalars().all())
+
+
+async def search_usage(
+    session: AsyncSession,
+    params: PageParams,
+    *,
+    agent_id: str,
+    provider: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> tuple[list[GatewayUsage], str | None]:
+    stmt = select(GatewayUsage).where(col(GatewayUsage.agent_id) == agent_id)
+    if provider:
+        stmt = stmt.where(col(GatewayUsage.provider) == provider)
+    if since is not None:
+        stmt = stmt.where(col(GatewayUsage.created_at) >= since)
+    if until is not None:
+        stmt = stmt.where(col(GatewayUsage.created_at) < until)
+    rows = (await session.exec(apply(stmt, col(GatewayUsage.id), params))).all()  # type: ignore[call-overload]
+    return split(rows, params, lambda u: u.id)
+
+
+# -- credits.low -----------------------------------------------------------------------------
+
+
+async def last_event_at(session: AsyncSession, agent_id: str, event_type: str) -> datetime | None:
+    stmt = select(func.max(col(Event.created_at))).where(
+        col(Event.agent_id) == agent_id, col(Event.type) == event_type
+    )
+    value: datetime | None = (await session.execute(stmt)).scalar_one_or_none()
+    return value
+
+
+async def last_top_up_at(session: AsyncSession, agent_id: str) -> datetime | None:
+    """When credits last came in from outside (a grant, deposit or credit adjustment).
+
+    Refunds do not count: a released reservation is money coming back, not a top-up.
+    """
+    stmt = select(func.max(col(LedgerEntry.created_at))).where(
+        col(LedgerEntry.agent_id) == agent_id,
+        col(LedgerEntry.amount_micros) > 0,
+        col(LedgerEntry.kind) != "refund",
+    )
+    value: datetime | None = (await session.execute(stmt)).scalar_one_or_none()
+    return value

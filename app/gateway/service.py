@@ -1,0 +1,276 @@
+"""The gateway: price a call, pay for it, forward it, relay the answer, record the usage.
+
+Upstream outcomes and what they cost the caller:
+
+- **2xx**: relayed as it streams; the reserved price is kept (charged exactly once). The usage
+  row is finalised in the background while the body streams, so it adds no latency.
+- **1xx/3xx/4xx**: relayed unchanged (the caller's request was the problem, or a redirect for
+  the caller to follow), and not charged: the reservation is released first.
+- **5xx, timeout, refused or broken connection**: ``502 UPSTREAM_ERROR`` (the SPEC's "failed or
+  timed out"; a 5xx body may carry upstream internals, so it is not passed on, but the status,
+  the upstream request id and ``Retry-After`` are), released, not charged.
+
+The price is reserved before the call and the response headers decide, so a 2xx whose body
+then breaks mid-stream is charged: the upstream did the work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import anyio
+from litestar.response.base import ASGIResponse
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.auth.principal import Principal
+from app.db.hooks import commit
+from app.db.types import utcnow
+from app.errors import Forbidden, NotFound, UpstreamError, ValidationFailed
+from app.gateway import billing, repository
+from app.gateway.billing import Outcome, Reservation
+from app.gateway.models import GatewayUsage
+from app.gateway.providers import Provider, ProviderRegistry, decoded_route
+from app.gateway.proxy import (
+    BALANCE,
+    COST,
+    USAGE_ID,
+    IncomingCall,
+    RelayedResponse,
+    UpstreamClient,
+    UpstreamFailure,
+    discard,
+    relay_body,
+    requested_model,
+    response_headers,
+    upstream_error,
+)
+from app.http.pagination import PageParams
+from app.ids import new_id
+from app.settings import Settings
+from app.webhooks.crypto import SecretBox
+
+log = logging.getLogger("passgate.gateway")
+
+# How long closing the runtime waits for usage rows still being finalised.
+_DRAIN_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """Which provider serves a call, at which route, and its price."""
+
+    provider: Provider
+    route: str
+    model: str | None
+    price_micros: int
+
+
+@dataclass(slots=True)
+class Forwarded:
+    """An upstream answer, before its body is read.
+
+    ``ok`` is True exactly when the upstream answered 2xx: the only case in which the call may
+    be paid for. Then or for a 1xx/3xx/4xx, ``response`` relays the answer; on a failure
+    (5xx, timeout, unreachable) ``error`` is the ``UPSTREAM_ERROR`` to raise instead.
+    """
+
+    usage_id: str
+    ok: bool
+    status: int | None
+    response: ASGIResponse | None = None
+    error: UpstreamError | None = None
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+class Gateway:
+    """One per process (on the runtime): providers, the pooled upstream client, billing."""
+
+    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.box = SecretBox(settings.key_pepper.get_secret_value())
+        self.registry = ProviderRegistry(settings, sessions, self.box)
+        self.upstream = UpstreamClient(settings)
+        self._finishing: set[asyncio.Task[None]] = set()
+
+    async def aclose(self) -> None:
+        if self._finishing:
+            await asyncio.wait(set(self._finishing), timeout=_DRAIN_SECONDS)
+        await self.upstream.aclose()
+
+    # -- pricing -------------------------------------------------------------------------
+
+    async def quote(self, call: IncomingCall) -> Quote:
+        """The provider and price of a call (also what an x402 challenge asks for)."""
+        provider = await self.registry.get(call.provider)
+        if provider is None:
+            raise NotFound(f"Unknown gateway provider '{call.provider}'.")
+        route = decoded_route(call.path)
+        model = requested_model(call) if provider.prices_by_model else None
+        return Quote(provider, route, model, provider.price_for(route, model))
+
+    # -- paying with credits -------------------------------------------------------------
+
+    async def call_with_credits(self, caller: Principal, call: IncomingCall) -> ASGIResponse:
+        """Reserve the price from the caller's credits, forward, keep or release the charge."""
+        if caller.agent_id is None:
+            raise Forbidden("This key has no agent, so no credits to pay with.")
+        quote = await self.quote(call)
+        usage = self._usage(quote, call, caller, payment="credits")
+        async with self.sessions() as session:
+            reservation = await billing.reserve(
+                session, usage, low_threshold_micros=self.settings.credits_low_threshold_micros
+            )
+            await commit(session)
+        forwarded = await self._forward(quote, call, usage.id, reservation)
+        if forwarded.error is not None:
+            raise forwarded.error
+        assert forwarded.response is not None
+        return forwarded.response
+
+    # -- x402 seam ------------------------------------------------------------------------
+
+    async def forward_unsettled(
+        self, call: IncomingCall, quote: Quote, *, payment_id: str, caller: Principal | None = None
+    ) -> Forwarded:
+        """Forward a call whose x402 payment is verified but not settled yet.
+
+        Records the usage (``payment="x402"``, no credits touched) and reports whether the
+        upstream answered 2xx: settle the payment only when ``ok``; otherwise drop it and
+        return ``response`` (4xx relayed) or raise ``error`` (502).
+        """
+        usage = self._usage(quote, call, caller, payment="x402", payment_id=payment_id)
+        async with self.sessions() as session:
+            await billing.open_call(session, usage)
+            await commit(session)
+        return await self._forward(quote, call, usage.id, None)
+
+    # -- usage -----------------------------------------------------------------------------
+
+    async def usage_page(
+        self,
+        session: AsyncSession,
+        caller: Principal,
+        params: PageParams,
+        *,
+        provider: str | None,
+        since: str | None,
+        until: str | None,
+    ) -> tuple[list[GatewayUsage], str | None]:
+        """The caller's agent's gateway calls, newest first, filtered by time and provider."""
+        if caller.agent_id is None:
+            return [], None
+        return await repository.search_usage(
+            session, params, agent_id=caller.agent_id, provider=provider,
+            since=parse_time(since, "from"), until=parse_time(until, "to"),
+        )
+
+    # -- internals -------------------------------------------------------------------------
+
+    @staticmethod
+    def _usage(
+        quote: Quote, call: IncomingCall, caller: Principal | None, *, payment: str,
+        payment_id: str | None = None,
+    ) -> GatewayUsage:
+        return GatewayUsage(
+            id=new_id("use"),
+            agent_id=caller.agent_id if caller else None,
+            key_id=caller.key_id if caller else None,
+            platform_id=caller.platform_id if caller else None,
+            provider=quote.provider.name,
+            method=call.method,
+            route=quote.route[:2048],
+            price_micros=quote.price_micros,
+            cost_micros=0,
+            payment=payment,
+            payment_id=payment_id,
+            created_at=utcnow(),
+        )
+
+    async def _forward(
+        self, quote: Quote, call: IncomingCall, usage_id: str, reservation: Reservation | None
+    ) -> Forwarded:
+        provider = quote.provider
+        try:
+            response, latency_ms = await self.upstream.open(call, provider)
+        except UpstreamFailure as failure:
+            await self._release(usage_id, Outcome(None, failure.latency_ms, error=failure.reason))
+            return Forwarded(usage_id, ok=False, status=None,
+                             error=upstream_error(failure, provider.name))
+        except BaseException:
+            # Cancelled (shutdown) or a bug: the caller gets no answer, so no charge either.
+            await self._release(usage_id, Outcome(None, None, error="cancelled"))
+            raise
+
+        status = response.status_code
+        headers, upstream_id = response_headers(response, provider)
+        outcome = Outcome(status, latency_ms, upstream_id)
+        refused = Outcome(status, latency_ms, upstream_id, "upstream_status")
+        ok = 200 <= status < 300
+        if status >= 500:
+            retry_after = response.headers.get("retry-after")
+            await discard(response)
+            await self._release(usage_id, refused)
+            return Forwarded(usage_id, ok=False, status=status, error=upstream_error(
+                None, provider.name, status=status, request_id=upstream_id,
+                retry_after=retry_after,
+            ))
+        if ok:
+            self._keep_later(usage_id, outcome)
+        else:
+            await self._release(usage_id, refused)
+
+        cost = quote.price_micros if ok else 0
+        headers.append((USAGE_ID, usage_id.encode()))
+        headers.append((COST, str(cost).encode()))
+        if reservation is not None and reservation.balance_after_micros is not None:
+            balance = reservation.balance_after_micros + (0 if ok else reservation.price_micros)
+            headers.append((BALANCE, str(balance).encode()))
+        relayed = RelayedResponse(
+            iterator=relay_body(response, provider.name),
+            status_code=status,
+            raw_headers=headers,
+            is_head_response=call.method == "HEAD",
+        )
+        return Forwarded(usage_id, ok=ok, status=status, response=relayed, headers=headers)
+
+    async def _release(self, usage_id: str, outcome: Outcome) -> None:
+        # Shielded: a release interrupted by cancellation would leave the money reserved until
+        # the sweeper finds it.
+        with anyio.CancelScope(shield=True):
+            async with self.sessions() as session:
+                await billing.release(session, usage_id, outcome)
+                await commit(session)
+
+    def _keep_later(self, usage_id: str, outcome: Outcome) -> None:
+        task = asyncio.create_task(self._keep(usage_id, outcome))
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+
+    async def _keep(self, usage_id: str, outcome: Outcome) -> None:
+        try:
+            async with self.sessions() as session:
+                await billing.keep(session, usage_id, outcome)
+                await commit(session)
+        except Exception:
+            # The charge itself is already committed; left pending, the sweeper would refund
+            # the call after the reservation TTL.
+            log.exception("could not record the outcome of gateway call %s", usage_id)
+
+
+def parse_time(value: str | None, name: str) -> datetime | None:
+    """An RFC 3339 query value; a time without an offset is taken as UTC."""
+    if value is None or value == "":
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("z", "Z"))
+    except ValueError:
+        raise ValidationFailed(f"{name} must be an RFC 3339 timestamp.") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+__all__ = ["Forwarded", "Gateway", "IncomingCall", "Quote"]

@@ -1,0 +1,105 @@
+"""Send Dramatiq messages by actor name, after a commit, without blocking the event loop.
+
+The API never imports actor modules (that would bind them to whatever broker is global at
+import time); it addresses actors by ``(queue, actor name)`` instead. Sending is best effort by
+design: the database is the source of truth, so a message the broker refuses or loses is
+re-driven by the scheduler's sweeper. A failure is logged, never raised into a request that has
+already committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+from dramatiq.errors import QueueNotFound
+
+log = logging.getLogger("passgate.jobs")
+
+BrokerSource = Callable[[], "dramatiq.Broker | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One actor invocation: ``delay_ms`` postpones it (must stay under Dramatiq's 7 days)."""
+
+    queue: str
+    actor: str
+    args: tuple[Any, ...]
+    delay_ms: int | None = None
+
+
+class JobQueue:
+    """Enqueues :class:`Job` s on the broker ``source()`` returns (``None``: no broker, skip).
+
+    ``source`` is called at send time so the embedded mode can use the broker the in-process
+    worker installed, whichever of the two was started first.
+    """
+
+    def __init__(self, source: BrokerSource, close: Callable[[], None] | None = None) -> None:
+        self._source = source
+        self._close = close
+
+    @classmethod
+    def on(cls, broker: dramatiq.Broker | None) -> JobQueue:
+        return cls(lambda: broker)
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
+
+    async def send(self, jobs: Sequence[Job]) -> int:
+        """Enqueue every job; returns how many were accepted."""
+        if not jobs:
+            return 0
+        broker = self._source()
+        if broker is None:
+            return 0
+        # Redis calls are blocking; one thread hop for the whole batch.
+        return await asyncio.to_thread(_enqueue_all, broker, list(jobs))
+
+
+def _enqueue_all(broker: dramatiq.Broker, jobs: list[Job]) -> int:
+    sent = 0
+    for job in jobs:
+        message: dramatiq.Message[Any] = dramatiq.Message(
+            queue_name=job.queue, actor_name=job.actor, args=job.args, kwargs={}, options={}
+        )
+        try:
+            broker.enqueue(message, delay=job.delay_ms)
+        except QueueNotFound:
+            # An embedded process without a worker: nothing consumes this queue, and the
+            # sweeper of whichever worker starts later picks the work up from the database.
+            log.debug("no consumer for queue %s; %s left to the sweeper", job.queue, job.actor)
+            return sent
+        except Exception:
+            log.warning("could not enqueue %s; the sweeper will re-drive it", job.actor,
+                        exc_info=True)
+            return sent
+        sent += 1
+    return sent
+
+
+# Key of the process's JobQueue on ``session.info`` (set by the API runtime and the worker
+# context), so a service can enqueue work for after its transaction commits.
+JOB_QUEUE = "job_queue"
+
+
+def send_after_commit(session: Any, jobs: Sequence[Job]) -> None:
+    """Enqueue ``jobs`` once the session's transaction commits (dropped on rollback). Without a
+    queue on the session (a tool, a test session) nothing is sent: the sweepers re-drive it."""
+    queue: JobQueue | None = session.info.get(JOB_QUEUE)
+    if queue is None or not jobs:
+        return
+    from app.db.hooks import after_commit
+
+    pending = list(jobs)
+
+    async def send() -> None:
+        await queue.send(pending)
+
+    after_commit(session, send)

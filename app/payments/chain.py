@@ -1,0 +1,62 @@
+"""The chain side of x402 for the API: offered networks, their clients, the challenge."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from chain.client import ChainClient
+from chain.networks import Network
+from chain.x402 import PaymentChallenge, build_payment_challenge
+from app.errors import ServiceUnavailable
+from app.settings import Settings
+
+
+@dataclass
+class PaymentChain:
+    """Networks payments are accepted on, and one ``ChainClient`` per network per event loop.
+
+    Clients hold an HTTP pool bound to the loop that made them; the API has one loop, but a
+    test process may run several apps, each on its own.
+    """
+
+    settings: Settings
+    networks: dict[str, Network] = field(init=False)
+    _clients: dict[tuple[int, str], ChainClient] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.networks = self.settings.networks()
+
+    @property
+    def pay_to(self) -> str:
+        if not self.settings.chain_pay_to_address or not self.networks:
+            raise ServiceUnavailable("Payments are not configured on this server.")
+        return self.settings.chain_pay_to_address
+
+    def clients(self) -> dict[str, ChainClient]:
+        loop_id = id(asyncio.get_running_loop())
+        found: dict[str, ChainClient] = {}
+        for name, network in self.networks.items():
+            client = self._clients.get((loop_id, name))
+            if client is None:
+                client = ChainClient.for_network(
+                    network, timeout=self.settings.chain_rpc_timeout_seconds
+                )
+                self._clients[(loop_id, name)] = client
+            found[name] = client
+        return found
+
+    def challenge(self, price_micros: int, resource_url: str, description: str) -> PaymentChallenge:
+        return build_payment_challenge(
+            price_micros=price_micros,
+            networks=self.networks.values(),
+            pay_to=self.pay_to,
+            max_timeout_seconds=self.settings.x402_max_timeout_seconds,
+            resource_url=resource_url,
+            description=description,
+        )
+
+    async def close(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.close()

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from app.db.columns import created_at, json_column, micros, timestamp
+
+
+class Payment(SQLModel, table=True):
+    """One x402 payment (a "challenge" answered): what was bought, with what, and its fate.
+
+    The unique indexes on (network, authorization nonce) and (network, tx hash) are what make
+    a payment unable to buy twice, whatever the number of API processes racing with it.
+    """
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        sa.UniqueConstraint("network", "auth_nonce", name="uq_payments_network_nonce"),
+        sa.UniqueConstraint("network", "tx_hash", name="uq_payments_network_tx"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    purpose: str = Field(max_length=20, index=True)  # pass, gateway
+    resource: str = Field(max_length=300)
+    # sha256 of what was bought with which payment: an identical retry replays the outcome.
+    fingerprint: str = Field(max_length=64, index=True)
+    network: str = Field(max_length=40, index=True)
+    scheme: str = Field(max_length=10)  # exact (EIP-3009) or push (tx hash)
+    x402_version: int | None = None
+    payer: str = Field(max_length=42, index=True)
+    pay_to: str = Field(max_length=42)
+    amount_micros: int = micros()
+    auth_nonce: str | None = Field(default=None, max_length=66)
+    tx_hash: str | None = Field(default=None, max_length=66)
+    # The signed EIP-3009 authorization the settlement signer submits.
+    authorization: dict[str, Any] | None = json_column(nullable=True)
+    valid_before: datetime | None = timestamp()
+    status: str = Field(default="pending", max_length=12, index=True)
+    failure_reason: str | None = Field(default=None, max_length=500)
+    agent_id: str | None = Field(default=None, max_length=40, index=True)
+    claim_token_hash: str | None = Field(default=None, max_length=64)
+    claimed_at: datetime | None = timestamp()
+    fulfilled_at: datetime | None = timestamp()
+    result_key_id: str | None = Field(default=None, max_length=40)
+    # The response body sealed (AES-GCM) for the replay window, then purged.
+    result_sealed: str | None = Field(default=None, sa_column=sa.Column(sa.Text(), nullable=True))
+    result_expires_at: datetime | None = timestamp()
+    settled_at: datetime | None = timestamp()
+    created_at: datetime = created_at()
+    updated_at: datetime | None = timestamp()

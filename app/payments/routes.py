@@ -1,0 +1,72 @@
+"""Payment status and the one-time result of a payment that settled after its request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Router, get
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.auth.guards import presented_key, provide_key_holder, runtime_of
+from app.db.types import rfc3339
+from app.errors import Conflict, NotFound
+from app.passes import service as passes
+from app.payments.models import Payment
+from app.payments.runtime import payments_of
+
+
+class PaymentView(msgspec.Struct, rename="camel"):
+    payment_id: str
+    status: str
+    purpose: str
+    network: str
+    payer: str
+    amount_micros: int
+    transaction: str | None
+    reason: str | None
+    created_at: str
+    settled_at: str | None
+    result: dict[str, Any] | None = None
+
+
+def _view(payment: Payment, result: dict[str, Any] | None = None) -> PaymentView:
+    return PaymentView(
+        payment_id=payment.id, status=payment.status, purpose=payment.purpose,
+        network=payment.network, payer=payment.payer, amount_micros=payment.amount_micros,
+        transaction=payment.tx_hash, reason=payment.failure_reason,
+        created_at=rfc3339(payment.created_at) or "", settled_at=rfc3339(payment.settled_at),
+        result=result,
+    )
+
+
+@get("/payments/{payment_id:str}")
+async def get_payment(
+    request: Request[Any, Any, Any], session: AsyncSession, payment_id: str
+) -> PaymentView:
+    """With ``X-Claim-Token``: the payment's state, and once settled its result (the key),
+    exactly once. With the buyer's key: the state only."""
+    rt = runtime_of(request)
+    payments = payments_of(rt)
+    payment = await session.get(Payment, payment_id)
+    token = request.headers.get("x-claim-token")
+    if token is not None:
+        if payment is None or not payments.check_claim_token(payment, rt.pepper, token):
+            raise NotFound("Payment not found.")
+        if payment.claimed_at is not None:
+            raise Conflict("This payment's result was already claimed.")
+        if payment.status != "settled" or payment.purpose != "pass":
+            return _view(payment)
+        result = await passes.fulfill(session, rt.settings, payment)
+        payment.claimed_at = payment.fulfilled_at
+        session.add(payment)
+        return _view(payment, result)
+    if presented_key(request) is None:
+        raise NotFound("Payment not found.")
+    caller = await provide_key_holder(request)
+    if payment is None or payment.agent_id is None or payment.agent_id != caller.agent_id:
+        raise NotFound("Payment not found.")
+    return _view(payment)
+
+
+router = Router(path="/v1", route_handlers=[get_payment], tags=["payments"])

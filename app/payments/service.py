@@ -1,0 +1,424 @@
+"""x402 payments: answer with requirements, verify and record a payment exactly once, follow it
+to settlement, and replay the outcome of an identical retry.
+
+A payment is recorded before anything is settled, under unique (network, nonce) and (network,
+tx hash) indexes: a second request carrying the same payment either is the same purchase
+(same fingerprint: it gets the same outcome) or is refused with PAYMENT_ALREADY_USED.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.db.hooks import after_commit
+from app.db.types import rfc3339, utcnow
+from app.errors import (
+    NotFound,
+    PaymentAlreadyUsed,
+    PaymentInvalid,
+    PaymentRequired,
+    ServiceUnavailable,
+)
+from app.events.service import emit
+from app.ids import new_id
+from app.payments.chain import PaymentChain
+from app.payments.models import Payment
+from app.payments.waiter import SettlementWaiter, announce_settled
+from chain.errors import RpcError, RpcUnavailable
+from chain.x402 import (
+    PaymentChallenge,
+    PaymentHeaderError,
+    PushedPayment,
+    SignedPayment,
+    decode_payment,
+    settlement_response_header,
+    verify_pushed_transfer,
+    verify_signed_payment,
+)
+from chain.x402.headers import PAYMENT_REQUIRED
+
+FINAL = frozenset({"settled", "failed", "expired"})
+
+
+@dataclass(frozen=True, slots=True)
+class PaidRequest:
+    """What a paid route sells: ``terms`` distinguish purchases (the pass period, the call)."""
+
+    purpose: str
+    terms: str
+    resource: str
+    resource_url: str
+    price_micros: int
+    description: str
+
+
+def _fingerprint(paid: PaidRequest, network: str, identity: str) -> str:
+    raw = f"{paid.purpose}|{paid.terms}|{paid.price_micros}|{network}|{identity.lower()}"
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _challenge_error(
+    exc_type: type[PaymentRequired] | type[PaymentInvalid] | type[PaymentAlreadyUsed],
+    challenge: PaymentChallenge,
+    message: str,
+    details: Any = None,
+) -> PaymentRequired | PaymentInvalid | PaymentAlreadyUsed:
+    """Every 402 carries the requirements, so a client can pay (again) straight away."""
+    return exc_type(
+        message,
+        details=details,
+        headers={PAYMENT_REQUIRED: challenge.header_value()},
+        body=challenge.v1_body(),
+    )
+
+
+def event_data(payment: Payment, event: str, asset: str | None = None) -> dict[str, Any]:
+    """The ``data`` of a ``payment.*`` event, in the shapes of ``webhooks.events``."""
+    now = rfc3339(utcnow())
+    base: dict[str, Any] = {
+        "paymentId": payment.id,
+        "agentId": payment.agent_id,
+        "amountMicros": payment.amount_micros,
+        "network": payment.network,
+    }
+    if event == "payment.pending":
+        return base | {"asset": asset or "", "payTo": payment.pay_to, "payer": payment.payer,
+                       "resource": payment.resource, "createdAt": rfc3339(payment.created_at)}
+    if event == "payment.settled":
+        return base | {"asset": asset or "", "payTo": payment.pay_to, "payer": payment.payer,
+                       "transaction": payment.tx_hash or "",
+                       "settledAt": rfc3339(payment.settled_at) or now}
+    if event == "payment.failed":
+        return base | {"payer": payment.payer, "reason": payment.failure_reason or "unknown",
+                       "failedAt": now}
+    return base | {"expiredAt": now}
+
+
+class Payments:
+    """The payment flow of one API process (chain access, waiting for settlement)."""
+
+    def __init__(self, chain: PaymentChain, waiter: SettlementWaiter, redis: Any,
+                 redis_prefix: str) -> None:
+        self.chain = chain
+        self.waiter = waiter
+        self._redis = redis
+        self._prefix = redis_prefix
+
+    # -- challenge and acceptance -------------------------------------------------------
+
+    def _asset(self, network: str) -> str:
+        found = self.chain.networks.get(network)
+        return found.usdc_address if found else ""
+
+    def challenge(self, paid: PaidRequest) -> PaymentChallenge:
+        return self.chain.challenge(paid.price_micros, paid.resource_url, paid.description)
+
+    async def accept(
+        self, session: AsyncSession, paid: PaidRequest, headers: Mapping[str, str]
+    ) -> Payment:
+        """Verify the payment in ``headers`` and record it (or find the one it repeats).
+
+        Raises PaymentRequired (no payment), PaymentInvalid, PaymentAlreadyUsed. Commits.
+        """
+        challenge = self.challenge(paid)
+        try:
+            decoded = decode_payment(headers, self.chain.networks.values())
+        except PaymentHeaderError as exc:
+            raise _challenge_error(PaymentInvalid, challenge, str(exc)) from None
+        if decoded is None:
+            raise _challenge_error(PaymentRequired, challenge, f"Payment required: {paid.description}.")
+        if isinstance(decoded, PushedPayment):
+            return await self._accept_pushed(session, paid, challenge, decoded)
+        return await self._accept_signed(session, paid, challenge, decoded)
+
+    async def _existing(
+        self, session: AsyncSession, network: str, *, nonce: str | None = None,
+        tx_hash: str | None = None,
+    ) -> Payment | None:
+        stmt = select(Payment).where(col(Payment.network) == network)
+        if nonce is not None:
+            stmt = stmt.where(col(Payment.auth_nonce) == nonce)
+        else:
+            stmt = stmt.where(col(Payment.tx_hash) == tx_hash)
+        return (await session.exec(stmt)).first()
+
+    @staticmethod
+    def _replay_or_refuse(
+        existing: Payment, fingerprint: str, challenge: PaymentChallenge
+    ) -> Payment:
+        if existing.fingerprint != fingerprint:
+            raise _challenge_error(
+                PaymentAlreadyUsed, challenge,
+                "This payment was already used for another purchase.",
+                details={"paymentId": existing.id},
+            )
+        return existing
+
+    async def _record(
+        self, session: AsyncSession, payment: Payment, challenge: PaymentChallenge, *,
+        nonce: str | None, tx_hash: str | None,
+    ) -> Payment:
+        session.add(payment)
+        try:
+            await session.flush()
+        except IntegrityError:
+            # Another request (maybe in another process) recorded this payment first.
+            await session.rollback()
+            existing = await self._existing(session, payment.network, nonce=nonce, tx_hash=tx_hash)
+            if existing is None:
+                raise
+            return self._replay_or_refuse(existing, payment.fingerprint, challenge)
+        await emit(session, "payment.pending",
+                   event_data(payment, "payment.pending", self._asset(payment.network)),
+                   agent_id=payment.agent_id)
+        return payment
+
+    async def _accept_signed(
+        self, session: AsyncSession, paid: PaidRequest, challenge: PaymentChallenge,
+        signed: SignedPayment,
+    ) -> Payment:
+        offer = challenge.offer_for(signed.network)
+        network = offer.network.name if offer else signed.network
+        nonce = signed.authorization.nonce.lower()
+        fingerprint = _fingerprint(paid, network, nonce)
+        existing = await self._existing(session, network, nonce=nonce)
+        if existing is not None:
+            return self._replay_or_refuse(existing, fingerprint, challenge)
+        try:
+            verdict = await verify_signed_payment(signed, challenge, self.chain.clients())
+        except (RpcUnavailable, RpcError) as exc:
+            raise ServiceUnavailable(f"The {network} node did not answer: {exc}") from None
+        if not verdict.ok:
+            error = PaymentAlreadyUsed if verdict.already_used else PaymentInvalid
+            raise _challenge_error(error, challenge, verdict.message,
+                                   details={"reason": verdict.reason})
+        auth = verdict.authorization
+        payment = Payment(
+            id=new_id("pay"),
+            purpose=paid.purpose,
+            resource=paid.resource,
+            fingerprint=fingerprint,
+            network=verdict.network,
+            scheme="exact",
+            x402_version=signed.version,
+            payer=verdict.payer.lower(),
+            pay_to=auth.to_address.lower(),
+            amount_micros=verdict.amount,
+            auth_nonce=nonce,
+            authorization={
+                "from": auth.from_address, "to": auth.to_address, "value": str(auth.value),
+                "validAfter": str(auth.valid_after), "validBefore": str(auth.valid_before),
+                "nonce": auth.nonce, "signature": verdict.signature,
+            },
+            valid_before=datetime.fromtimestamp(verdict.valid_before, UTC),
+        )
+        return await self._record(session, payment, challenge, nonce=nonce, tx_hash=None)
+
+    async def _accept_pushed(
+        self, session: AsyncSession, paid: PaidRequest, challenge: PaymentChallenge,
+        pushed: PushedPayment,
+    ) -> Payment:
+        network = pushed.network.name
+        fingerprint = _fingerprint(paid, network, pushed.tx_hash)
+        existing = await self._existing(session, network, tx_hash=pushed.tx_hash)
+        if existing is not None:
+            return self._replay_or_refuse(existing, fingerprint, challenge)
+        client = self.chain.clients().get(network)
+        if client is None or challenge.offer_for(network) is None:
+            raise _challenge_error(PaymentInvalid, challenge,
+                                   f"Payments on {network} are not accepted here.")
+        try:
+            verdict = await verify_pushed_transfer(
+                client, pushed.network, pushed.tx_hash, pay_to=self.chain.pay_to,
+                min_amount=paid.price_micros,
+            )
+        except (RpcUnavailable, RpcError) as exc:
+            raise ServiceUnavailable(f"The {network} node did not answer: {exc}") from None
+        if not verdict.ok and verdict.reason != "not_confirmed":
+            raise _challenge_error(PaymentInvalid, challenge, verdict.message,
+                                   details={"reason": verdict.reason})
+        now = utcnow()
+        payment = Payment(
+            id=new_id("pay"),
+            purpose=paid.purpose,
+            resource=paid.resource,
+            fingerprint=fingerprint,
+            network=network,
+            scheme="push",
+            x402_version=None,
+            payer=(verdict.payer or "").lower(),
+            pay_to=self.chain.pay_to.lower(),
+            amount_micros=verdict.amount or 0,
+            tx_hash=pushed.tx_hash,
+            status="settled" if verdict.ok else "submitted",
+            settled_at=now if verdict.ok else None,
+        )
+        recorded = await self._record(session, payment, challenge, nonce=None,
+                                      tx_hash=pushed.tx_hash)
+        if recorded is payment and verdict.ok:
+            await emit(session, "payment.settled",
+                       event_data(payment, "payment.settled", self._asset(network)))
+        return recorded
+
+    # -- settlement ----------------------------------------------------------------------
+
+    async def request_settlement(self, session: AsyncSession, payment: Payment) -> None:
+        """Hand a freshly recorded EIP-3009 payment to the settlement signer (after commit).
+
+        Pushed transfers need no signer: the chain watcher confirms them.
+        """
+        if payment.scheme != "exact" or payment.status != "pending":
+            return
+        await submit_for_settlement(session, payment)
+
+    async def get(self, session: AsyncSession, payment_id: str) -> Payment:
+        payment = await session.get(Payment, payment_id)
+        if payment is None:
+            raise NotFound("Payment not found.")
+        return payment
+
+    async def wait_until_final(
+        self, sessions: Any, payment_id: str, timeout: float
+    ) -> Payment:
+        """Wait (without holding a transaction) until the payment settles, fails, expires,
+        or ``timeout`` passes; returns its latest state."""
+        deadline = time.monotonic() + timeout
+        with self.waiter.watch(payment_id) as watch:
+            while True:
+                async with sessions() as session:
+                    payment = await self.get(session, payment_id)
+                remaining = deadline - time.monotonic()
+                if payment.status in FINAL or remaining <= 0:
+                    return payment
+                await watch.wait(remaining)
+
+    def response_header(self, payment: Payment) -> tuple[str, str]:
+        network = self.chain.networks[payment.network]
+        version = 1 if payment.scheme == "push" or payment.x402_version == 1 else 2
+        return settlement_response_header(
+            version, success=payment.status == "settled", transaction=payment.tx_hash or "",
+            network=network, payer=payment.payer or None,
+        )
+
+    # -- claim tokens --------------------------------------------------------------------
+
+    @staticmethod
+    def new_claim_token(payment: Payment, pepper: str) -> str:
+        """A fresh token (only its hash is kept); each 202 answer hands out a new one."""
+        token = "clt_" + secrets.token_urlsafe(24)
+        payment.claim_token_hash = _token_hash(pepper, token)
+        return token
+
+    @staticmethod
+    def check_claim_token(payment: Payment, pepper: str, token: str | None) -> bool:
+        if not token or payment.claim_token_hash is None:
+            return False
+        return hmac.compare_digest(payment.claim_token_hash, _token_hash(pepper, token))
+
+    async def close(self) -> None:
+        await self.waiter.close()
+        await self.chain.close()
+
+
+def _token_hash(pepper: str, token: str) -> str:
+    return hmac.new(pepper.encode(), token.encode(), hashlib.sha256).hexdigest()
+
+
+# -- transitions shared by the API and the workers ---------------------------------------
+
+
+async def mark_settled(
+    session: AsyncSession, payment_id: str, tx_hash: str, *, asset: str = "",
+    redis: Any = None, redis_prefix: str = "passgate",
+) -> bool:
+    """``pending/submitted -> settled`` exactly once; True when this call made the change."""
+    now = utcnow()
+    # From any unsettled state: money that moved on chain is honoured even when it arrives
+    # after the payment was given up as expired or failed (a late payment is never dropped).
+    result = await session.execute(
+        update(Payment)
+        .where(col(Payment.id) == payment_id, col(Payment.status) != "settled")
+        .values(status="settled", tx_hash=tx_hash, settled_at=now, updated_at=now)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False
+    payment = await session.get(Payment, payment_id, populate_existing=True)
+    assert payment is not None
+    await emit(session, "payment.settled", event_data(payment, "payment.settled", asset),
+               agent_id=payment.agent_id)
+    after_commit(session, lambda: announce_settled(redis, redis_prefix, payment_id))
+    return True
+
+
+async def mark_submitted(session: AsyncSession, payment_id: str, tx_hash: str) -> None:
+    await session.execute(
+        update(Payment)
+        .where(col(Payment.id) == payment_id, col(Payment.status) == "pending")
+        .values(status="submitted", tx_hash=tx_hash, updated_at=utcnow())
+    )
+
+
+async def mark_failed(
+    session: AsyncSession, payment_id: str, reason: str, *, status: str = "failed",
+    redis: Any = None, redis_prefix: str = "passgate",
+) -> bool:
+    """``pending/submitted -> failed|expired`` exactly once."""
+    result = await session.execute(
+        update(Payment)
+        .where(col(Payment.id) == payment_id, col(Payment.status).in_(("pending", "submitted")))
+        .values(status=status, failure_reason=reason[:500], updated_at=utcnow())
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False
+    payment = await session.get(Payment, payment_id, populate_existing=True)
+    assert payment is not None
+    event = f"payment.{status}"
+    await emit(session, event, event_data(payment, event), agent_id=payment.agent_id)
+    after_commit(session, lambda: announce_settled(redis, redis_prefix, payment_id))
+    return True
+
+
+async def submit_for_settlement(session: AsyncSession, payment: Payment) -> None:
+    """The seam to the settlement signer (chain side)."""
+    raise NotImplementedError
+
+
+async def expire_due(
+    session: AsyncSession, now: datetime, *, exact_grace_seconds: int = 600,
+    push_after_seconds: int = 3600, limit: int = 200, redis: Any = None,
+    redis_prefix: str = "passgate",
+) -> list[str]:
+    """Give up on payments that can no longer settle: an EIP-3009 authorization past its
+    ``validBefore`` (plus a grace for a transaction already in flight), or a pushed transfer
+    still unconfirmed after ``push_after_seconds``. Each emits ``payment.expired`` once."""
+    exact_cutoff = now - timedelta(seconds=exact_grace_seconds)
+    push_cutoff = now - timedelta(seconds=push_after_seconds)
+    stale = (
+        await session.exec(
+            select(Payment.id)
+            .where(
+                col(Payment.status).in_(("pending", "submitted")),
+                ((col(Payment.scheme) == "exact") & (col(Payment.valid_before) <= exact_cutoff))
+                | ((col(Payment.scheme) == "push") & (col(Payment.created_at) <= push_cutoff)),
+            )
+            .limit(limit)
+        )
+    ).all()
+    expired = []
+    for payment_id in stale:
+        if await mark_failed(session, payment_id, "not settled within its validity window",
+                             status="expired", redis=redis, redis_prefix=redis_prefix):
+            expired.append(payment_id)
+    return expired

@@ -1,0 +1,479 @@
+"""The settlement signer: submits ``transferWithAuthorization`` for queued submissions.
+
+Each call of :func:`advance` moves one submission one step and says when to call again:
+
+- ``queued`` -> checks that need no nonce: validity window, ``authorizationState`` (used:
+  ``already_used``, never retried), and a gas estimate, which simulates the exact calldata (a
+  revert: ``failed`` with the reason, no nonce spent). Then, holding the signer lock, it
+  allocates a nonce, signs an EIP-1559 transaction and **records it** (``signed``) - and only
+  after that commit broadcasts it. A crash at any point after the record re-broadcasts the
+  same raw bytes (same hash) instead of signing anew, so nothing is ever submitted twice.
+- ``signed`` -> broadcast the recorded transaction (``broadcast``); "already known" is success.
+- ``broadcast`` -> look for a receipt of any of its transactions (the original or a
+  replacement); with the network's confirmations it is final: ``mined``, or for a revert
+  ``already_used`` when the authorization was consumed by someone else, else ``reverted``.
+  Not mined after ``stuck_after`` seconds: a replacement with the same nonce and fees bumped by
+  ``fee_bump_percent`` (>= the 10% nodes require), or, once the authorization has expired, a
+  0-value self-transfer that frees the nonce (``expired``). Meanwhile the latest transaction is
+  re-sent on every check, since a restarted node forgets its mempool.
+
+Serialisation: every state change happens in a transaction that starts by taking the signer
+lock (``service.lock_signer``: an UPDATE of the signer's nonce row, i.e. a row lock in
+PostgreSQL and the write lock in SQLite) and re-reads the submission, so two workers, a
+sweeper re-drive and a delayed message can never allocate the same nonce or finish a
+submission twice. The ``settlement`` queue is meant to have a single consumer, but correctness
+does not depend on it.
+
+Nonces: the database counter is the truth while transactions are in flight; whenever the
+signer has nothing in flight the node's pending count is taken instead (which is also how the
+counter is recovered on start, or after someone else used the key).
+
+RPC failures leave the state as it is and retry with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from eth_account import Account
+from pydantic import SecretStr
+from sqlalchemy import func, update
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.db.hooks import commit
+from app.db.types import utcnow
+from app.errors import NotFound
+from app.ids import new_id
+from app.settings import Settings
+from app.settlement import service
+from app.settlement.models import (
+    ALREADY_USED,
+    BROADCAST,
+    EXPIRED,
+    FAILED,
+    FINAL_STATUSES,
+    MINED,
+    QUEUED,
+    REVERTED,
+    SIGNED,
+    SettlementSubmission,
+    SettlementTransaction,
+)
+from app.settlement.service import SWEEP_GRACE_SECONDS
+from chain.client import ChainClient, FeeEstimate, Receipt
+from chain.errors import ChainError, ExecutionReverted, TransactionRejected
+from chain.networks import Network
+from chain.usdc import encode_transfer_with_authorization
+
+log = logging.getLogger("passgate.settlement")
+
+# Gas estimates get this much headroom (the authorization's storage writes vary slightly).
+_GAS_HEADROOM_PERCENT = 25
+_CANCEL_GAS = 21_000
+
+
+@dataclass(frozen=True, slots=True)
+class SignerConfig:
+    network: Network
+    key: SecretStr
+    address: str
+    stuck_after_seconds: float
+    fee_bump_percent: int
+    poll_seconds: float
+    max_backoff_seconds: float
+    # Not worth starting when the authorization expires sooner than this.
+    min_validity_seconds: float = 3.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, network: Network) -> SignerConfig | None:
+        key = settings.chain_signer_private_key
+        if key is None:
+            return None
+        return cls(
+            network=network,
+            key=key,
+            address=str(Account.from_key(key.get_secret_value()).address),
+            stuck_after_seconds=settings.settlement_stuck_after_seconds,
+            fee_bump_percent=settings.settlement_fee_bump_percent,
+            poll_seconds=settings.settlement_poll_seconds,
+            max_backoff_seconds=settings.chain_max_backoff_seconds,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """``delay``: seconds until the next step is due; None once the submission is final."""
+
+    status: str
+    delay: float | None
+
+
+async def advance(
+    sessions: async_sessionmaker[AsyncSession],
+    client: ChainClient,
+    config: SignerConfig,
+    submission_id: str,
+) -> Step:
+    """Move one submission one step (see the module docstring)."""
+    async with sessions() as session:
+        try:
+            submission = await service.get(session, submission_id)
+        except NotFound:
+            return Step("missing", None)
+    if submission.status in FINAL_STATUSES:
+        return Step(submission.status, None)
+    signer = _Signer(sessions, client, config)
+    try:
+        if submission.status == QUEUED:
+            return await signer.prepare(submission)
+        if submission.status == SIGNED:
+            return await signer.broadcast(submission_id)
+        return await signer.check(submission_id)
+    except ChainError as exc:
+        return await signer.retry_later(submission_id, exc)
+
+
+async def prepare(
+    sessions: async_sessionmaker[AsyncSession],
+    client: ChainClient,
+    config: SignerConfig,
+    submission_id: str,
+    *,
+    broadcast: bool = True,
+) -> Step:
+    """Only the first step of a queued submission; ``broadcast=False`` stops right after the
+    transaction is recorded (what a worker killed at that moment leaves behind)."""
+    async with sessions() as session:
+        submission = await service.get(session, submission_id)
+    return await _Signer(sessions, client, config).prepare(submission, broadcast=broadcast)
+
+
+class _Signer:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], client: ChainClient,
+        config: SignerConfig,
+    ) -> None:
+        self.sessions = sessions
+        self.client = client
+        self.config = config
+        self.chain_id = config.network.chain_id
+
+    # -- queued -> signed -------------------------------------------------------------------
+
+    async def prepare(self, submission: SettlementSubmission, *, broadcast: bool = True) -> Step:
+        sid = submission.id
+        now = time.time()
+        if submission.valid_before <= now + self.config.min_validity_seconds:
+            return await self.final(sid, QUEUED, EXPIRED,
+                                    error="The authorization expired before it was submitted.")
+        if now < submission.valid_after:
+            return await self.later(sid, submission.valid_after - now + 1.0)
+        authorization = service.authorization_of(submission)
+        if await self.client.authorization_state(authorization.from_address,
+                                                 authorization.nonce):
+            return await self.final(sid, QUEUED, ALREADY_USED,
+                                    error="The authorization was already used on chain.")
+        data = encode_transfer_with_authorization(authorization, submission.signature)
+        token = self.client.token_address
+        try:
+            gas = await self.client.estimate_gas(sender=self.config.address, to=token, data=data)
+        except ExecutionReverted as exc:
+            if await self.client.authorization_state(authorization.from_address,
+                                                     authorization.nonce):
+                return await self.final(sid, QUEUED, ALREADY_USED,
+                                        error="The authorization was already used on chain.")
+            reason = exc.reason or exc.message
+            return await self.final(sid, QUEUED, FAILED, error=f"Simulation reverted: {reason}")
+        fees = await self.client.estimate_fees()
+        gas_limit = gas * (100 + _GAS_HEADROOM_PERCENT) // 100
+
+        async with self.sessions() as session:
+            state = await service.lock_signer(session, self.chain_id, self.config.address)
+            current = await service.reload(session, sid)
+            if current.status != QUEUED:
+                await session.commit()  # another run got here first: continue from its state
+                return Step(current.status, 0.0)
+            duplicate = await service.in_flight_duplicate(session, current)
+            if duplicate is not None:
+                await service.finish(
+                    session, current, ALREADY_USED, duplicate_of=duplicate.id,
+                    error="Another settlement already submitted this authorization.",
+                )
+                await commit(session)
+                return Step(ALREADY_USED, None)
+            if not await self._in_flight(session):
+                # Nothing of ours is pending: the node's count is authoritative (recovers the
+                # counter on start, and after anyone else used the key).
+                state.next_nonce = await self.client.get_nonce(self.config.address, pending=True)
+                state.synced_at = utcnow()
+            nonce = state.next_nonce
+            tx = self._sign(nonce, to=token, data=data, gas=gas_limit,
+                            max_fee=fees.max_fee, tip=fees.max_priority_fee, kind="settle",
+                            submission_id=sid)
+            session.add(tx)
+            state.next_nonce = nonce + 1
+            state.updated_at = utcnow()
+            session.add(state)
+            current.status = SIGNED
+            current.signer = self.config.address.lower()
+            current.tx_nonce = nonce
+            current.tx_hash = tx.tx_hash
+            current.last_error = None
+            self._due(current, 0.0)
+            session.add(current)
+            await commit(session)
+        log.info("settlement %s: recorded tx %s (nonce %d)", sid, tx.tx_hash, nonce)
+        if not broadcast:
+            return Step(SIGNED, 0.0)
+        return await self.broadcast(sid)
+
+    async def _in_flight(self, session: AsyncSession) -> bool:
+        count = (
+            await session.execute(
+                select(func.count())
+                .select_from(SettlementSubmission)
+                .where(
+                    col(SettlementSubmission.chain_id) == self.chain_id,
+                    col(SettlementSubmission.signer) == self.config.address.lower(),
+                    col(SettlementSubmission.status).in_((SIGNED, BROADCAST)),
+                )
+            )
+        ).scalar_one()
+        return bool(count)
+
+    def _sign(
+        self, nonce: int, *, to: str, data: str, gas: int, max_fee: int, tip: int, kind: str,
+        submission_id: str,
+    ) -> SettlementTransaction:
+        fields = {
+            "type": 2,
+            "chainId": self.chain_id,
+            "nonce": nonce,
+            "to": to,
+            "value": 0,
+            "data": data,
+            "gas": gas,
+            "maxFeePerGas": max_fee,
+            "maxPriorityFeePerGas": tip,
+        }
+        signed = Account.sign_transaction(fields, self.config.key.get_secret_value())
+        return SettlementTransaction(
+            id=new_id("stx"),
+            submission_id=submission_id,
+            chain_id=self.chain_id,
+            signer=self.config.address.lower(),
+            nonce=nonce,
+            tx_hash="0x" + bytes(signed.hash).hex(),
+            raw_tx="0x" + bytes(signed.raw_transaction).hex(),
+            kind=kind,
+            max_fee_per_gas=max_fee,
+            max_priority_fee_per_gas=tip,
+            gas_limit=gas,
+        )
+
+    # -- signed -> broadcast ----------------------------------------------------------------
+
+    async def broadcast(self, sid: str) -> Step:
+        async with self.sessions() as session:
+            txs = await service.transactions_of(session, sid)
+        if not txs:
+            raise RuntimeError(f"settlement {sid} is signed but has no transaction")
+        latest = txs[0]
+        try:
+            await self.client.send_raw_transaction(latest.raw_tx)
+        except TransactionRejected as exc:
+            if exc.kind == "nonce_too_low":
+                return await self.check(sid, nonce_used=True)
+            if exc.kind in ("underpriced", "fee_too_low"):
+                return await self.replace(sid, latest.id)
+            if exc.kind != "already_known":
+                return await self.retry_later(sid, exc)
+        async with self.sessions() as session:
+            await service.lock_signer(session, self.chain_id, self.config.address)
+            current = await service.reload(session, sid)
+            tx = await session.get(SettlementTransaction, latest.id, populate_existing=True)
+            if tx is not None and tx.broadcast_at is None:
+                tx.broadcast_at = utcnow()
+                session.add(tx)
+            if current.status == SIGNED:
+                current.status = BROADCAST
+            if current.status == BROADCAST:
+                self._due(current, self.config.poll_seconds)
+                session.add(current)
+            await session.commit()
+        return Step(BROADCAST, self.config.poll_seconds)
+
+    # -- broadcast -> final -----------------------------------------------------------------
+
+    async def check(self, sid: str, *, nonce_used: bool = False) -> Step:
+        async with self.sessions() as session:
+            submission = await service.get(session, sid)
+            txs = await service.transactions_of(session, sid)
+        if not txs:
+            raise RuntimeError(f"settlement {sid} has no transaction to check")
+        found: tuple[SettlementTransaction, Receipt] | None = None
+        for tx in txs:
+            receipt = await self.client.get_receipt(tx.tx_hash)
+            if receipt is not None:
+                found = (tx, receipt)
+                break
+        if found is not None:
+            return await self._mined(submission, *found)
+        latest = txs[0]
+        if not nonce_used:
+            try:
+                await self.client.send_raw_transaction(latest.raw_tx)  # still in the mempool?
+            except TransactionRejected as exc:
+                nonce_used = exc.kind == "nonce_too_low"
+        if nonce_used:
+            mined_count = await self.client.get_nonce(self.config.address, pending=False)
+            if mined_count > latest.nonce:
+                return await self._nonce_taken(submission)
+            return await self.later(sid, self.config.poll_seconds)
+        sent_at = latest.broadcast_at or latest.created_at
+        if _age(sent_at) >= self.config.stuck_after_seconds:
+            return await self.replace(sid, latest.id)
+        return await self.later(sid, self.config.poll_seconds)
+
+    async def _mined(
+        self, submission: SettlementSubmission, tx: SettlementTransaction, receipt: Receipt
+    ) -> Step:
+        head = await self.client.block_number()
+        if head - receipt.block_number + 1 < self.config.network.confirmations:
+            return await self.later(submission.id, self.config.poll_seconds)
+        expected = submission.status
+        if tx.kind == "cancel":
+            return await self.final(
+                submission.id, expected, EXPIRED, tx_hash=tx.tx_hash,
+                block_number=receipt.block_number,
+                error="The authorization expired while its transaction was stuck; "
+                      "the nonce was freed with a cancellation.",
+            )
+        if receipt.status == 1:
+            return await self.final(submission.id, expected, MINED, tx_hash=tx.tx_hash,
+                                    block_number=receipt.block_number)
+        authorization = service.authorization_of(submission)
+        used = await self.client.authorization_state(authorization.from_address,
+                                                     authorization.nonce)
+        return await self.final(
+            submission.id, expected, ALREADY_USED if used else REVERTED, tx_hash=tx.tx_hash,
+            block_number=receipt.block_number,
+            error="The authorization was used by another transaction first." if used
+            else "The settlement transaction reverted.",
+        )
+
+    async def _nonce_taken(self, submission: SettlementSubmission) -> Step:
+        """Our nonce was consumed by a transaction that is not ours (the key is used elsewhere):
+        start over with a fresh nonce unless the authorization is gone."""
+        authorization = service.authorization_of(submission)
+        if await self.client.authorization_state(authorization.from_address,
+                                                 authorization.nonce):
+            return await self.final(submission.id, submission.status, ALREADY_USED,
+                                    error="The authorization was already used on chain.")
+        async with self.sessions() as session:
+            await service.lock_signer(session, self.chain_id, self.config.address)
+            current = await service.reload(session, submission.id)
+            if current.status in (SIGNED, BROADCAST):
+                log.warning("settlement %s: nonce %s was used by another transaction; "
+                            "re-queued", current.id, current.tx_nonce)
+                current.status = QUEUED
+                current.tx_nonce = None
+                current.last_error = "Its nonce was used by another transaction; re-queued."
+                self._due(current, 0.0)
+                session.add(current)
+            await session.commit()
+        return Step(QUEUED, 0.0)
+
+    async def replace(self, sid: str, replacing_id: str) -> Step:
+        """Same nonce, higher fees (or a cancellation once the authorization has expired)."""
+        fees: FeeEstimate = await self.client.estimate_fees()
+        async with self.sessions() as session:
+            await service.lock_signer(session, self.chain_id, self.config.address)
+            current = await service.reload(session, sid)
+            txs = await service.transactions_of(session, sid)
+            if current.status not in (SIGNED, BROADCAST) or not txs or txs[0].id != replacing_id:
+                await session.commit()  # someone else moved it on
+                return Step(current.status, 0.0)
+            old = txs[0]
+            bump = 100 + self.config.fee_bump_percent
+            tip = max(old.max_priority_fee_per_gas * bump // 100 + 1, fees.max_priority_fee)
+            max_fee = max(old.max_fee_per_gas * bump // 100 + 1, fees.max_fee, tip)
+            if time.time() >= current.valid_before:
+                tx = self._sign(old.nonce, to=self.config.address, data="0x", gas=_CANCEL_GAS,
+                                max_fee=max_fee, tip=tip, kind="cancel", submission_id=sid)
+            else:
+                data = encode_transfer_with_authorization(
+                    service.authorization_of(current), current.signature
+                )
+                tx = self._sign(old.nonce, to=self.client.token_address, data=data,
+                                gas=old.gas_limit, max_fee=max_fee, tip=tip, kind="settle",
+                                submission_id=sid)
+            session.add(tx)
+            current.tx_hash = tx.tx_hash
+            self._due(current, 0.0)
+            session.add(current)
+            await session.commit()
+        log.info("settlement %s: replaced %s with %s %s (nonce %d, max fee %d)",
+                 sid, old.tx_hash, tx.kind, tx.tx_hash, tx.nonce, max_fee)
+        return await self.broadcast(sid)
+
+    # -- bookkeeping ------------------------------------------------------------------------
+
+    def _due(self, submission: SettlementSubmission, delay: float) -> None:
+        now = utcnow()
+        submission.next_attempt_at = now + timedelta(seconds=delay + SWEEP_GRACE_SECONDS)
+        submission.updated_at = now
+
+    async def final(
+        self, sid: str, expected: str, status: str, *, error: str | None = None,
+        tx_hash: str | None = None, block_number: int | None = None,
+    ) -> Step:
+        async with self.sessions() as session:
+            await service.lock_signer(session, self.chain_id, self.config.address)
+            current = await service.reload(session, sid)
+            if current.status != expected:
+                await session.commit()
+                return Step(current.status, None if current.status in FINAL_STATUSES else 0.0)
+            await service.finish(session, current, status, error=error, tx_hash=tx_hash,
+                                 block_number=block_number)
+            await commit(session)
+        log.info("settlement %s: %s%s", sid, status, f" ({error})" if error else "")
+        return Step(status, None)
+
+    async def later(self, sid: str, delay: float) -> Step:
+        async with self.sessions() as session:
+            await session.execute(
+                update(SettlementSubmission)
+                .where(col(SettlementSubmission.id) == sid)
+                .values(next_attempt_at=utcnow() + timedelta(seconds=delay + SWEEP_GRACE_SECONDS))
+            )
+            await session.commit()
+            current = await service.get(session, sid)
+        return Step(current.status, delay)
+
+    async def retry_later(self, sid: str, exc: ChainError) -> Step:
+        """A node problem: keep the state, try again with exponential backoff."""
+        message = f"{type(exc).__name__}: {exc}"[:500]
+        async with self.sessions() as session:
+            current = await service.get(session, sid)
+            attempts = current.attempts + 1
+            delay = min(self.config.max_backoff_seconds,
+                        self.config.poll_seconds * 2 ** min(attempts, 16))
+            await session.execute(
+                update(SettlementSubmission)
+                .where(col(SettlementSubmission.id) == sid)
+                .values(attempts=attempts, last_error=message, updated_at=utcnow(),
+                        next_attempt_at=utcnow() + timedelta(seconds=delay + SWEEP_GRACE_SECONDS))
+            )
+            await session.commit()
+        log.warning("settlement %s: %s; retrying in %.1fs", sid, message, delay)
+        return Step(current.status, delay)
+
+
+def _age(moment: datetime) -> float:
+    return (utcnow() - moment).total_seconds()

@@ -1,0 +1,411 @@
+"""SQL of the chain watchers: storing transfers, cursors, block hashes, reorgs, and queries.
+
+Nothing here commits: the watcher run (``app.transfers.watcher``) and the request own the
+transactions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, or_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.agents.models import Agent
+from app.db.types import utcnow
+from app.errors import Conflict, NotFound, ValidationFailed
+from app.http.pagination import PageParams, apply, split
+from app.ids import new_id
+from app.transfers import purposes
+from app.transfers.models import (
+    CONFIRMED,
+    PENDING,
+    REORGED,
+    ChainBlock,
+    ChainTransfer,
+    ChainWatcher,
+)
+from chain.client import TransferLog
+
+# A uint256 beyond BIGINT is stored exactly in ``value`` but never credited automatically.
+_MAX_MICROS = 2**63 - 1
+# Rows per INSERT statement when storing a big range of logs.
+_INSERT_CHUNK = 1000
+
+
+# -- watcher state ------------------------------------------------------------------------
+
+
+async def get_watcher(session: AsyncSession, network: str) -> ChainWatcher | None:
+    return await session.get(ChainWatcher, network)
+
+
+async def ensure_watcher(session: AsyncSession, network: str, chain_id: int) -> ChainWatcher:
+    """The watcher row, created on first use (concurrent creators: one insert wins)."""
+    watcher = await session.get(ChainWatcher, network)
+    if watcher is not None:
+        return watcher
+    await session.execute(
+        _insert(session, ChainWatcher)
+        .values(network=network, chain_id=chain_id, updated_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["network"])
+    )
+    watcher = await session.get(ChainWatcher, network)
+    assert watcher is not None
+    return watcher
+
+
+async def acquire_lease(
+    session: AsyncSession, network: str, owner: str, now: datetime, seconds: float,
+    *, due_only: bool,
+) -> bool:
+    """Take the run lease unless another run holds it (or, with ``due_only``, unless the next
+    run is not due yet). One conditional UPDATE, so two runs can never both win."""
+    stmt = (
+        update(ChainWatcher)
+        .where(col(ChainWatcher.network) == network)
+        .where(or_(col(ChainWatcher.lease_until).is_(None), col(ChainWatcher.lease_until) < now))
+        .values(lease_owner=owner, lease_until=now + timedelta(seconds=seconds), last_run_at=now)
+    )
+    if due_only:
+        stmt = stmt.where(
+            or_(col(ChainWatcher.next_run_at).is_(None), col(ChainWatcher.next_run_at) <= now)
+        )
+    result = await session.execute(stmt)
+    return bool(result.rowcount)  # type: ignore[attr-defined]  # CursorResult of an UPDATE
+
+
+async def release_lease(session: AsyncSession, network: str, owner: str) -> None:
+    await session.execute(
+        update(ChainWatcher)
+        .where(col(ChainWatcher.network) == network, col(ChainWatcher.lease_owner) == owner)
+        .values(lease_owner=None, lease_until=None)
+    )
+
+
+async def list_watchers(session: AsyncSession) -> list[ChainWatcher]:
+    rows = (await session.exec(select(ChainWatcher).order_by(col(ChainWatcher.network)))).all()
+    return list(rows)
+
+
+# -- storing ------------------------------------------------------------------------------
+
+
+def _insert(session: AsyncSession, table: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def _row(network: str, chain_id: int, log: TransferLog, now: datetime) -> dict[str, Any]:
+    return {
+        "id": new_id("trf"),
+        "network": network,
+        "chain_id": chain_id,
+        "tx_hash": log.tx_hash,
+        "log_index": log.log_index,
+        "block_number": log.block_number,
+        "block_hash": log.block_hash,
+        "from_address": log.from_address.lower(),
+        "to_address": log.to_address.lower(),
+        "value": str(log.value),
+        "amount_micros": log.value if log.value <= _MAX_MICROS else None,
+        "status": PENDING,
+        "unmatched": False,
+        "epoch": 0,
+        "seen_at": now,
+        "updated_at": now,
+    }
+
+
+async def store_logs(
+    session: AsyncSession, network: str, chain_id: int, logs: Sequence[TransferLog]
+) -> int:
+    """Store new transfers (``pending``); returns how many rows were new or revived.
+
+    Known (chain, tx, log index) keys are no-ops, except a transfer marked ``reorged`` that
+    shows up again (its transaction was mined anew): it is revived as ``pending`` in its new
+    block with ``epoch`` + 1, so it is counted again under fresh ledger keys.
+    """
+    if not logs:
+        return 0
+    now = utcnow()
+    new_keys: set[tuple[str, int]] = set()
+    for start in range(0, len(logs), _INSERT_CHUNK):
+        chunk = logs[start : start + _INSERT_CHUNK]
+        stmt = (
+            _insert(session, ChainTransfer)
+            .values([_row(network, chain_id, log, now) for log in chunk])
+            .on_conflict_do_nothing(index_elements=["chain_id", "tx_hash", "log_index"])
+            .returning(col(ChainTransfer.tx_hash), col(ChainTransfer.log_index))
+        )
+        result = await session.execute(stmt)
+        new_keys.update((row[0], row[1]) for row in result.all())
+    known = [log for log in logs if (log.tx_hash, log.log_index) not in new_keys]
+    return len(new_keys) + await _revive(session, chain_id, known, now)
+
+
+async def _revive(
+    session: AsyncSession, chain_id: int, logs: Sequence[TransferLog], now: datetime
+) -> int:
+    if not logs:
+        return 0
+    by_key = {(log.tx_hash, log.log_index): log for log in logs}
+    revived = 0
+    hashes = sorted({log.tx_hash for log in logs})
+    for start in range(0, len(hashes), _INSERT_CHUNK):
+        rows = (
+            await session.exec(
+                select(ChainTransfer).where(
+                    col(ChainTransfer.chain_id) == chain_id,
+                    col(ChainTransfer.status) == REORGED,
+                    col(ChainTransfer.tx_hash).in_(hashes[start : start + _INSERT_CHUNK]),
+                )
+            )
+        ).all()
+        for transfer in rows:
+            log = by_key.get((transfer.tx_hash, transfer.log_index))
+            if log is None:
+                continue
+            transfer.block_number = log.block_number
+            transfer.block_hash = log.block_hash
+            transfer.status = PENDING
+            transfer.epoch += 1
+            transfer.purpose = None
+            transfer.unmatched = False
+            transfer.agent_id = None
+            transfer.ledger_entry_id = None
+            transfer.reference = None
+            transfer.confirmed_at = None
+            transfer.updated_at = now
+            session.add(transfer)
+            revived += 1
+    return revived
+
+
+async def remember_blocks(session: AsyncSession, network: str, blocks: Mapping[int, str]) -> None:
+    """Remember block hashes (a re-scan may see a block again: the newest hash wins)."""
+    if not blocks:
+        return
+    numbers = sorted(blocks)
+    await session.execute(
+        delete(ChainBlock).where(
+            col(ChainBlock.network) == network, col(ChainBlock.number).in_(numbers)
+        )
+    )
+    await session.execute(
+        _insert(session, ChainBlock).values(
+            [{"network": network, "number": n, "hash": blocks[n]} for n in numbers]
+        )
+    )
+
+
+async def recent_blocks(session: AsyncSession, network: str) -> list[ChainBlock]:
+    rows = await session.exec(
+        select(ChainBlock).where(col(ChainBlock.network) == network).order_by(
+            col(ChainBlock.number)
+        )
+    )
+    return list(rows.all())
+
+
+async def forget_blocks(
+    session: AsyncSession, network: str, *, below: int | None = None, above: int | None = None
+) -> None:
+    stmt = delete(ChainBlock).where(col(ChainBlock.network) == network)
+    if below is not None:
+        stmt = stmt.where(col(ChainBlock.number) < below)
+    if above is not None:
+        stmt = stmt.where(col(ChainBlock.number) > above)
+    await session.execute(stmt)
+
+
+# -- confirmations and reorgs -------------------------------------------------------------
+
+
+async def confirm_ready(
+    session: AsyncSession, ctx: purposes.PurposeContext, up_to_block: int, limit: int
+) -> int:
+    """Count the oldest ``limit`` pending transfers at or below ``up_to_block``."""
+    rows = list(
+        (
+            await session.exec(
+                select(ChainTransfer)
+                .where(
+                    col(ChainTransfer.network) == ctx.network,
+                    col(ChainTransfer.status) == PENDING,
+                    col(ChainTransfer.block_number) <= up_to_block,
+                )
+                .order_by(col(ChainTransfer.block_number), col(ChainTransfer.log_index))
+                .limit(limit)
+            )
+        ).all()
+    )
+    if not rows:
+        return 0
+    now = utcnow()
+    for transfer in rows:
+        transfer.status = CONFIRMED
+        transfer.confirmed_at = now
+        transfer.updated_at = now
+    await purposes.confirm(session, rows, ctx)
+    session.add_all(rows)
+    await session.flush()
+    return len(rows)
+
+
+async def transfers_above(
+    session: AsyncSession, network: str, block: int
+) -> list[ChainTransfer]:
+    """Live (not reorged) transfers in blocks above ``block``: the ones a reorg may orphan."""
+    rows = await session.exec(
+        select(ChainTransfer).where(
+            col(ChainTransfer.network) == network,
+            col(ChainTransfer.status) != REORGED,
+            col(ChainTransfer.block_number) > block,
+        )
+    )
+    return list(rows.all())
+
+
+async def orphan(
+    session: AsyncSession, transfers: Sequence[ChainTransfer], ctx: purposes.PurposeContext
+) -> int:
+    """Mark transfers of orphaned blocks ``reorged`` and undo what counted ones caused."""
+    now = utcnow()
+    for transfer in transfers:
+        if transfer.status == CONFIRMED:
+            await purposes.reverse(session, transfer, ctx)
+        transfer.status = REORGED
+        transfer.reorged_at = now
+        transfer.updated_at = now
+        session.add(transfer)
+    await session.flush()
+    return len(transfers)
+
+
+# -- queries and operator actions ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TransferFilter:
+    network: str | None = None
+    status: str | None = None
+    from_address: str | None = None
+    to_address: str | None = None
+    unmatched: bool | None = None
+    agent_id: str | None = None
+    tx_hash: str | None = None
+
+
+async def search(
+    session: AsyncSession, params: PageParams, where: TransferFilter
+) -> tuple[list[ChainTransfer], str | None]:
+    stmt = select(ChainTransfer)
+    if where.network:
+        stmt = stmt.where(col(ChainTransfer.network) == where.network)
+    if where.status:
+        stmt = stmt.where(col(ChainTransfer.status) == where.status)
+    if where.from_address:
+        stmt = stmt.where(col(ChainTransfer.from_address) == where.from_address.lower())
+    if where.to_address:
+        stmt = stmt.where(col(ChainTransfer.to_address) == where.to_address.lower())
+    if where.unmatched is not None:
+        stmt = stmt.where(col(ChainTransfer.unmatched) == where.unmatched)
+    if where.agent_id:
+        stmt = stmt.where(col(ChainTransfer.agent_id) == where.agent_id)
+    if where.tx_hash:
+        stmt = stmt.where(col(ChainTransfer.tx_hash) == where.tx_hash.lower())
+    rows = (await session.exec(apply(stmt, col(ChainTransfer.id), params))).all()  # type: ignore[call-overload]
+    return split(rows, params, lambda t: t.id)
+
+
+async def get(session: AsyncSession, transfer_id: str) -> ChainTransfer:
+    transfer = await session.get(ChainTransfer, transfer_id)
+    if transfer is None:
+        raise NotFound("Transfer not found.")
+    return transfer
+
+
+def snapshot(transfer: ChainTransfer) -> dict[str, Any]:
+    """What the audit log keeps of a transfer before/after an operator action."""
+    return {
+        "status": transfer.status,
+        "purpose": transfer.purpose,
+        "unmatched": transfer.unmatched,
+        "agentId": transfer.agent_id,
+        "ledgerEntryId": transfer.ledger_entry_id,
+    }
+
+
+async def assign(
+    session: AsyncSession, transfer: ChainTransfer, agent_id: str, reason: str
+) -> ChainTransfer:
+    """Credit an unmatched, confirmed deposit to an agent (the operator's decision).
+
+    The row is locked first so two operators cannot both assign it; the ledger key is the one
+    the automatic credit uses, so a transfer can never be credited twice either way.
+    """
+    # Re-read under a row lock (PostgreSQL; SQLite serialises writers anyway).
+    await session.refresh(transfer, with_for_update=True)
+    locked = transfer
+    if locked.status != CONFIRMED or not locked.unmatched:
+        raise Conflict("Only a confirmed, unmatched transfer can be assigned.")
+    if locked.amount_micros is None or locked.amount_micros <= 0:
+        raise Conflict("This transfer's amount cannot be credited.")
+    if await session.get(Agent, agent_id) is None:
+        raise ValidationFailed("agentId does not name an agent.")
+    await purposes.credit_deposit(session, locked, agent_id, reason=reason)
+    locked.updated_at = utcnow()
+    session.add(locked)
+    await session.flush()
+    return locked
+
+
+async def rewind(
+    session: AsyncSession, network: str, chain_id: int, block: int
+) -> tuple[ChainWatcher, int | None]:
+    """Re-scan from ``block``: the cursor moves to ``block - 1`` (only ever backwards).
+
+    Stored transfers stay; the re-scan finds them again as no-ops, and adds whatever a
+    provider had left out. Returns the watcher and its previous cursor.
+    """
+    if block < 0:
+        raise ValidationFailed("block must be >= 0.")
+    locked = await ensure_watcher(session, network, chain_id)
+    await session.refresh(locked, with_for_update=True)
+    before = locked.cursor
+    if before is not None and block - 1 > before:
+        raise ValidationFailed(f"block must be at or below the cursor + 1 ({before + 1}).")
+    locked.cursor = block - 1
+    locked.next_run_at = None
+    locked.updated_at = utcnow()
+    session.add(locked)
+    await forget_blocks(session, network, above=block - 1)
+    await session.flush()
+    return locked, before
+
+
+async def counts_by_status(session: AsyncSession, network: str) -> dict[str, int]:
+    rows = await session.execute(
+        select(ChainTransfer.status, func.count())
+        .where(col(ChainTransfer.network) == network)
+        .group_by(ChainTransfer.status)
+    )
+    return {str(status): int(count) for status, count in rows.all()}
+
+
+async def watcher_states(
+    session: AsyncSession, networks: Sequence[str]
+) -> dict[str, ChainWatcher]:
+    """The stored state of each named network's watcher (missing: never ran)."""
+    if not networks:
+        return {}
+    rows = await session.exec(
+        select(ChainWatcher).where(col(ChainWatcher.network).in_(list(networks)))
+    )
+    return {row.network: row for row in rows.all()}

@@ -1,0 +1,388 @@
+"""One run of a network's chain watcher: check for reorgs, scan new blocks, count confirmed
+transfers. The actor (``workers/chain.py``), tests and the ingest benchmark all call
+:func:`run_watcher`; like an actor it owns its transactions.
+
+Algorithm (per run, under a lease so one run per network at a time):
+
+1. **Reorg check.** The hashes of recently scanned blocks are remembered (each range's last
+   block near the tip, and every block holding a transfer). They are compared with the node's
+   in one batch. At the lowest block whose hash changed (or that vanished), the chain under the
+   cursor has changed: the cursor goes back to the highest remembered block below it that still
+   matches, transfers above it whose block hash is no longer canonical become ``reorged``
+   (undoing whatever counting them caused), and the blocks above are scanned again. A reorg
+   deeper than the remembered window rewinds by the window and is logged.
+2. **Scan.** ``eth_getLogs`` for USDC ``Transfer`` logs to the receiving addresses over
+   ``[cursor + 1, cursor + range]``, up to the head. "Range too large" halves the range (down
+   to one block); three good ranges in a row double it back up to the network's maximum. Each
+   range is stored, its blocks remembered and the cursor advanced in *one* transaction, so the
+   cursor never passes what was stored and no block is ever skipped; the cursor update is
+   conditional on the value the run started from, so an operator's rewind during a run wins.
+3. **Confirm.** Pending transfers with the network's confirmations are counted through their
+   purpose (``app.transfers.purposes``): stored first, processed after.
+
+RPC failures end the run with the error recorded and the next run pushed back exponentially
+(poll interval x 2^failures, capped); nothing is half-done because every step is its own
+transaction. A run stops after its time budget and reports ``more`` so the caller runs again
+at once instead of waiting a poll interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.db.hooks import commit
+from app.db.types import utcnow
+from app.settings import Settings
+from app.transfers import service
+from app.transfers.models import ChainWatcher
+from app.transfers.purposes import PurposeContext
+from chain.client import BlockHeader, ChainClient
+from chain.errors import ChainError, RangeTooLarge
+from chain.networks import Network
+
+log = logging.getLogger("passgate.chain.watcher")
+
+# Good ranges in a row before the range doubles again after a shrink.
+_GROW_AFTER = 3
+# Transfers counted per transaction.
+_CONFIRM_BATCH = 500
+# A run that crashed without releasing its lease blocks the next one at most this much longer
+# than its budget.
+_LEASE_MARGIN_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class WatchConfig:
+    network: Network
+    addresses: tuple[str, ...]
+    # First block to scan when there is no cursor; None = the head at that moment.
+    start_block: int | None
+    reorg_window: int
+    budget_seconds: float
+    max_backoff_seconds: float
+    deposit_address: str | None
+    pay_to_address: str | None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, network: Network) -> WatchConfig:
+        start = settings.chain_start_blocks.get(network.name)
+        if start is None and network.name == "local":
+            start = 0  # a dev chain is young: scan it all
+        return cls(
+            network=network,
+            addresses=tuple(settings.watched_addresses()),
+            start_block=start,
+            reorg_window=settings.chain_reorg_window_blocks,
+            budget_seconds=settings.chain_scan_budget_seconds,
+            max_backoff_seconds=settings.chain_max_backoff_seconds,
+            deposit_address=_lower(settings.chain_deposit_address),
+            pay_to_address=_lower(settings.chain_pay_to_address),
+        )
+
+    @property
+    def purpose_context(self) -> PurposeContext:
+        return PurposeContext(
+            network=self.network.name,
+            chain_id=self.network.chain_id,
+            deposit_address=self.deposit_address,
+            pay_to_address=self.pay_to_address,
+        )
+
+
+def _lower(address: str | None) -> str | None:
+    return address.lower() if address else None
+
+
+@dataclass
+class RunReport:
+    network: str
+    ran: bool = False
+    head: int | None = None
+    cursor: int | None = None
+    stored: int = 0
+    confirmed: int = 0
+    reorged: int = 0
+    more: bool = False
+    error: str | None = None
+    next_delay: float = 0.0
+    ranges: list[tuple[int, int]] = field(default_factory=list)
+
+
+class _Interrupted(Exception):
+    """The cursor moved under this run (an operator rewind): stop, the next run continues."""
+
+
+async def run_watcher(
+    sessions: async_sessionmaker[AsyncSession],
+    client: ChainClient,
+    config: WatchConfig,
+    *,
+    due_only: bool = True,
+) -> RunReport:
+    """One bounded watcher pass; see the module docstring. ``due_only=False`` ignores the poll
+    interval and backoff (tests, an operator's "run now"), never the lease."""
+    network = config.network
+    report = RunReport(network=network.name)
+    owner = uuid.uuid4().hex
+    lease_seconds = config.budget_seconds + _LEASE_MARGIN_SECONDS
+    async with sessions() as session:
+        await service.ensure_watcher(session, network.name, network.chain_id)
+        won = await service.acquire_lease(
+            session, network.name, owner, utcnow(), lease_seconds, due_only=due_only
+        )
+        await session.commit()
+    if not won:
+        return report
+    report.ran = True
+    run = _Run(sessions, client, config, owner, report)
+    try:
+        await run.execute()
+    except ChainError as exc:
+        await run.failed(exc)
+    except _Interrupted:
+        await run.finish(delay=0.0)
+    except BaseException:
+        await run.release()
+        raise
+    return report
+
+
+class _Run:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        client: ChainClient,
+        config: WatchConfig,
+        owner: str,
+        report: RunReport,
+    ) -> None:
+        self.sessions = sessions
+        self.client = client
+        self.config = config
+        self.network = config.network
+        self.owner = owner
+        self.report = report
+        self.started = time.monotonic()
+
+    def _over_budget(self) -> bool:
+        return time.monotonic() - self.started >= self.config.budget_seconds
+
+    async def _state(self) -> ChainWatcher:
+        async with self.sessions() as session:
+            watcher = await service.get_watcher(session, self.network.name)
+            assert watcher is not None
+            return watcher
+
+    async def execute(self) -> None:
+        state = await self._state()
+        head = await self.client.block_number()
+        self.report.head = head
+        cursor = state.cursor
+        range_size = min(state.range_size or self.network.max_log_range,
+                         self.network.max_log_range)
+        good = state.good_ranges
+        if cursor is None:
+            start = head if self.config.start_block is None else self.config.start_block
+            cursor = await self._set_cursor(None, start - 1, head, range_size, good)
+        cursor = await self._check_reorg(cursor)
+        # Scan up to the head in bounded ranges, each stored with its cursor move.
+        while cursor < head and not self._over_budget():
+            low, high = cursor + 1, min(cursor + range_size, head)
+            try:
+                logs = await self.client.get_transfer_logs(
+                    low, high, to_addresses=list(self.config.addresses)
+                )
+            except RangeTooLarge:
+                if high == low:
+                    raise  # one block is still too much: nothing smaller to ask for
+                range_size, good = max(1, (high - low + 1) // 2), 0
+                log.info("%s: eth_getLogs range too large, shrinking to %d blocks",
+                         self.network.name, range_size)
+                continue
+            blocks: dict[int, str] = {}
+            tip_floor = head - self.config.reorg_window
+            if high > tip_floor:
+                header = await self.client.get_block(high)
+                if header is None or any(
+                    item.block_number == high and item.block_hash != header.hash for item in logs
+                ):
+                    break  # the tip moved under us; the next run's reorg check sorts it out
+                blocks[high] = header.hash
+            blocks.update(
+                {i.block_number: i.block_hash for i in logs if i.block_number > tip_floor}
+            )
+            if high - low + 1 >= range_size:
+                good += 1
+                if good >= _GROW_AFTER and range_size < self.network.max_log_range:
+                    range_size, good = min(self.network.max_log_range, range_size * 2), 0
+            async with self.sessions() as session:
+                self.report.stored += await service.store_logs(
+                    session, self.network.name, self.network.chain_id, logs
+                )
+                await service.remember_blocks(session, self.network.name, blocks)
+                await self._advance(session, cursor, high, head, range_size, good)
+                await session.commit()
+            self.report.ranges.append((low, high))
+            cursor = high
+        self.report.cursor = cursor
+        # Count what has its confirmations.
+        confirmed_up_to = min(self.network.confirmed_block(head), cursor)
+        while not self._over_budget():
+            async with self.sessions() as session:
+                count = await service.confirm_ready(
+                    session, self.config.purpose_context, confirmed_up_to, _CONFIRM_BATCH
+                )
+                await _commit(session)
+            self.report.confirmed += count
+            if count < _CONFIRM_BATCH:
+                break
+        else:
+            self.report.more = True
+        if cursor < head:
+            self.report.more = True
+        await self.finish(delay=0.0 if self.report.more else self.network.poll_interval_seconds,
+                          prune_below=head - self.config.reorg_window)
+
+    async def _set_cursor(
+        self, expected: int | None, cursor: int, head: int, range_size: int, good: int
+    ) -> int:
+        async with self.sessions() as session:
+            await self._advance(session, expected, cursor, head, range_size, good)
+            await session.commit()
+        return cursor
+
+    async def _advance(
+        self, session: AsyncSession, expected: int | None, cursor: int, head: int,
+        range_size: int, good: int,
+    ) -> None:
+        condition = (
+            col(ChainWatcher.cursor).is_(None) if expected is None
+            else col(ChainWatcher.cursor) == expected
+        )
+        result = await session.execute(
+            update(ChainWatcher)
+            .where(col(ChainWatcher.network) == self.network.name, condition,
+                   col(ChainWatcher.lease_owner) == self.owner)
+            .values(cursor=cursor, head=head, range_size=range_size, good_ranges=good,
+                    updated_at=utcnow())
+        )
+        if not result.rowcount:  # type: ignore[attr-defined]  # CursorResult of an UPDATE
+            await session.rollback()
+            raise _Interrupted
+
+    async def _check_reorg(self, cursor: int) -> int:
+        """Compare remembered hashes with the node's; rewind past the first that changed."""
+        async with self.sessions() as session:
+            remembered = await service.recent_blocks(session, self.network.name)
+        if not remembered:
+            return cursor
+        headers = await self.client.get_blocks([block.number for block in remembered])
+        canonical: dict[int, str | None] = {
+            block.number: _hash(header) for block, header in zip(remembered, headers, strict=True)
+        }
+        changed = next(
+            (i for i, block in enumerate(remembered) if canonical[block.number] != block.hash),
+            None,
+        )
+        if changed is None:
+            return cursor
+        if changed > 0:
+            fork_cursor = remembered[changed - 1].number
+        else:
+            fork_cursor = max(remembered[0].number - self.config.reorg_window, -1)
+            log.error("%s: reorg deeper than the %d remembered blocks; rewinding to %d",
+                      self.network.name, self.config.reorg_window, fork_cursor)
+        fork_cursor = min(fork_cursor, cursor)
+        async with self.sessions() as session:
+            suspects = await service.transfers_above(session, self.network.name, fork_cursor)
+        unknown = sorted({t.block_number for t in suspects} - canonical.keys())
+        if unknown:
+            for number, header in zip(unknown, await self.client.get_blocks(unknown), strict=True):
+                canonical[number] = _hash(header)
+        orphaned = [t for t in suspects if canonical.get(t.block_number) != t.block_hash]
+        async with self.sessions() as session:
+            self.report.reorged += await service.orphan(
+                session, orphaned, self.config.purpose_context
+            )
+            await service.forget_blocks(session, self.network.name, above=fork_cursor)
+            await self._advance(session, cursor, fork_cursor, self.report.head or fork_cursor,
+                                self.network.max_log_range, 0)
+            await session.execute(
+                update(ChainWatcher)
+                .where(col(ChainWatcher.network) == self.network.name)
+                .values(reorgs=ChainWatcher.reorgs + 1, last_reorg_at=utcnow(),
+                        last_reorg_block=fork_cursor + 1)
+            )
+            await _commit(session)
+        log.warning("%s: reorg at block %d; %d transfer(s) orphaned, re-scanning",
+                    self.network.name, fork_cursor + 1, len(orphaned))
+        return fork_cursor
+
+    async def finish(self, delay: float, prune_below: int | None = None) -> None:
+        self.report.next_delay = delay
+        now = utcnow()
+        async with self.sessions() as session:
+            if prune_below is not None:
+                await service.forget_blocks(session, self.network.name, below=prune_below)
+            await session.execute(
+                update(ChainWatcher)
+                .where(col(ChainWatcher.network) == self.network.name,
+                       col(ChainWatcher.lease_owner) == self.owner)
+                .values(consecutive_failures=0, failing_since=None, last_success_at=now,
+                        next_run_at=now + timedelta(seconds=delay), lease_owner=None,
+                        lease_until=None, updated_at=now)
+            )
+            await session.commit()
+
+    async def failed(self, exc: ChainError) -> None:
+        message = f"{type(exc).__name__}: {exc}"[:500]
+        async with self.sessions() as session:
+            state = await service.get_watcher(session, self.network.name)
+            assert state is not None
+            failures = state.consecutive_failures + 1
+            delay = min(
+                self.config.max_backoff_seconds,
+                self.network.poll_interval_seconds * 2 ** min(failures, 16),
+            )
+            now = utcnow()
+            await session.execute(
+                update(ChainWatcher)
+                .where(col(ChainWatcher.network) == self.network.name,
+                       col(ChainWatcher.lease_owner) == self.owner)
+                .values(consecutive_failures=failures,
+                        failing_since=state.failing_since or now,
+                        last_error=message, last_error_at=now,
+                        next_run_at=now + timedelta(seconds=delay), lease_owner=None,
+                        lease_until=None, updated_at=now)
+            )
+            await session.commit()
+        self.report.error = message
+        self.report.next_delay = delay
+        log.warning("%s watcher: %s; next try in %.1fs", self.network.name, message, delay)
+
+    async def release(self) -> None:
+        try:
+            async with self.sessions() as session:
+                await service.release_lease(session, self.network.name, self.owner)
+                await session.commit()
+        except Exception:  # best effort while another error propagates; the lease expires
+            log.warning("%s watcher: could not release its lease", self.network.name,
+                        exc_info=True)
+
+
+def _hash(header: BlockHeader | None) -> str | None:
+    return header.hash if header is not None else None
+
+
+async def _commit(session: AsyncSession) -> None:
+    # Counting transfers emits events: their after-commit fan-out must run too.
+    await commit(session)

@@ -1,0 +1,49 @@
+"""The webhook actors' addresses, and the outbox dispatcher that feeds the fan-out.
+
+The actors live in ``workers/webhooks.py``; the API reaches them by name through a
+:class:`~app.jobs.JobQueue` so it never imports worker code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from app.jobs import Job, JobQueue
+
+QUEUE = "webhooks"
+SWEEP_QUEUE = "webhooks_sweep"
+FAN_OUT = "webhook_fan_out"
+DELIVER = "webhook_deliver"
+SWEEP = "webhook_sweep"
+
+# Dramatiq refuses delays of 7 days or more; nothing in webhooks waits that long.
+_MAX_DELAY_MS = 6 * 86_400_000
+
+
+def fan_out_job(event_id: str) -> Job:
+    return Job(QUEUE, FAN_OUT, (event_id,))
+
+
+def deliver_job(message_id: str, delay_seconds: float | None = None) -> Job:
+    delay = None
+    if delay_seconds is not None and delay_seconds > 0:
+        delay = min(int(delay_seconds * 1000), _MAX_DELAY_MS)
+    return Job(QUEUE, DELIVER, (message_id,), delay)
+
+
+class WebhookOutbox:
+    """The :class:`~app.events.dispatch.OutboxDispatcher` of the API and the workers."""
+
+    def __init__(self, jobs: JobQueue) -> None:
+        self.jobs = jobs
+
+    async def dispatch_events(self, event_ids: Sequence[str]) -> None:
+        await self.jobs.send([fan_out_job(event_id) for event_id in event_ids])
+
+    async def deliver(self, scheduled: Sequence[tuple[str, float | None]]) -> None:
+        """Enqueue ``(message id, delay in seconds)`` pairs."""
+        await self.jobs.send([deliver_job(mid, delay) for mid, delay in scheduled])
+
+
+# Key of the WebhookOutbox on ``session.info``: services schedule deliveries through it.
+WEBHOOK_JOBS = "webhook_jobs"

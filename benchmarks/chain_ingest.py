@@ -1,0 +1,147 @@
+"""Chain ingest: the watcher's backfill vs a bare eth_getLogs + decode loop (goal: ratio >= 0.6).
+
+Starts an automining anvil with TestUSDC, creates N USDC transfers to one deposit address
+(``multiTransfer`` batches, empty blocks between them), then, on the same chain and the same
+block ranges:
+
+- raw: ``ChainClient.get_transfer_logs`` over the ranges, decoding every log, storing nothing;
+- watcher: ``run_watcher`` until it has caught up on a fresh SQLite database: the same logs,
+  plus block headers for reorg tracking, storing every transfer (unique insert), advancing the
+  cursor per range, and counting every transfer through the deposit purpose (the sender is not
+  a linked wallet, so each is recorded as unmatched).
+
+Prints logs/s for both and the ratio; writes benchmarks/results/chain_ingest.json.
+Usage: ``python benchmarks/chain_ingest.py [N]`` (default 20,000).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from eth_abi.abi import encode as abi_encode
+from eth_account import Account
+from eth_utils.crypto import keccak
+
+from app.db import migrate
+from app.db.engine import create_engine, session_factory
+from app.settings import Settings
+from app.transfers.watcher import WatchConfig, run_watcher
+from benchmarks._support import write_result
+from chain.client import ChainClient
+from chain.devchain import start_devchain
+
+BATCH = 250  # transfers per multiTransfer transaction
+RANGE = 2_000  # blocks per eth_getLogs call, for both loops (the hosted-provider default)
+RUNS = 3
+
+
+def _call(signature: str, types: list[str], args: list[object]) -> str:
+    return "0x" + (keccak(text=signature)[:4] + abi_encode(types, args)).hex()
+
+
+async def make_transfers(client: ChainClient, sender: str, deposit: str, count: int) -> None:
+    data = _call("multiTransfer(address[],uint256[])", ["address[]", "uint256[]"],
+                 [[deposit] * BATCH, [1_000] * BATCH])
+    for _ in range(count // BATCH):
+        tx_hash = await client.rpc("eth_sendTransaction", [
+            {"from": sender, "to": client.token_address, "data": data}])
+        receipt = None
+        for _ in range(200):  # automine: the receipt shows up within milliseconds
+            receipt = await client.get_receipt(tx_hash)
+            if receipt is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert receipt is not None and receipt.status == 1, "multiTransfer failed"
+        for _ in range(3):  # spread the batches over many blocks
+            await client.rpc("evm_mine", [])
+
+
+async def raw_loop(client: ChainClient, start: int, head: int, deposit: str) -> tuple[int, float]:
+    began = time.perf_counter()
+    total = 0
+    for low in range(start, head + 1, RANGE):
+        logs = await client.get_transfer_logs(low, min(low + RANGE - 1, head),
+                                              to_addresses=[deposit])
+        total += len(logs)
+    return total, time.perf_counter() - began
+
+
+async def watcher_loop(settings: Settings, client: ChainClient) -> tuple[int, float]:
+    network = settings.networks()["local"]
+    engine = create_engine(settings)
+    sessions = session_factory(engine)
+    config = WatchConfig.from_settings(settings, network)
+    began = time.perf_counter()
+    stored = 0
+    while True:
+        report = await run_watcher(sessions, client, config, due_only=False)
+        if report.error:
+            raise RuntimeError(report.error)
+        stored += report.stored
+        if not report.more:
+            break
+    elapsed = time.perf_counter() - began
+    await engine.dispose()
+    return stored, elapsed
+
+
+async def main(count: int) -> None:
+    chain = start_devchain(block_time=0)
+    try:
+        deposit = Account.create().address
+        sender = chain.accounts[1].address
+        async with chain.client(timeout=60) as client:
+            start = await client.block_number() + 1
+            print(f"creating {count:,} transfers on anvil ...", flush=True)
+            await make_transfers(client, sender, deposit, count)
+            head = await client.block_number()
+            print(f"{count:,} transfers in blocks {start}..{head}", flush=True)
+
+            raw_rates, watch_rates = [], []
+            for run in range(RUNS):
+                found, raw_seconds = await raw_loop(client, start, head, deposit)
+                assert found == count, f"raw loop found {found}"
+                workdir = Path(tempfile.mkdtemp(prefix="passgate-ingest-"))
+                settings = Settings(
+                    database_url=f"sqlite+aiosqlite:///{workdir / 'ingest.db'}",
+                    chain_rpc_urls={"local": chain.rpc_url},
+                    chain_local_usdc_address=chain.token_address,
+                    chain_deposit_address=deposit,
+                    chain_start_blocks={"local": start},
+                    chain_max_log_range={"local": RANGE},
+                    chain_scan_budget_seconds=600,
+                    log_level="WARNING",
+                )
+                migrate.upgrade(settings)
+                stored, watch_seconds = await watcher_loop(settings, client)
+                assert stored == count, f"watcher stored {stored}"
+                raw_rates.append(count / raw_seconds)
+                watch_rates.append(count / watch_seconds)
+                print(f"run {run + 1}: raw {count / raw_seconds:,.0f} logs/s "
+                      f"({raw_seconds:.2f}s), watcher {count / watch_seconds:,.0f} logs/s "
+                      f"({watch_seconds:.2f}s)", flush=True)
+    finally:
+        chain.stop()
+
+    raw = sorted(raw_rates)[len(raw_rates) // 2]
+    watcher = sorted(watch_rates)[len(watch_rates) // 2]
+    ratio = watcher / raw
+    print(f"\nraw eth_getLogs+decode: {raw:,.0f} logs/s (median of {RUNS})")
+    print(f"watcher (store + count): {watcher:,.0f} logs/s (median of {RUNS})")
+    print(f"ratio {ratio:.2f} (goal >= 0.6)")
+    path = write_result("chain_ingest", {
+        "transfers": count, "blocks": head - start + 1, "range_blocks": RANGE,
+        "database": "sqlite", "raw_logs_per_s": round(raw), "watcher_logs_per_s": round(watcher),
+        "ratio": round(ratio, 3), "goal_ratio": 0.6, "runs": RUNS,
+    })
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 20_000))

@@ -1,0 +1,387 @@
+"""Webhook delivery throughput: the full pipeline vs a raw httpx POST loop (goal: ratio >= 0.4).
+
+One run, same receiver, same body size:
+
+- **raw**: an ``httpx.AsyncClient`` posting N bodies with ``CONCURRENCY`` requests in flight;
+- **passgate**: N events committed to the outbox (each in its own transaction, like a request
+  would, ``CONCURRENCY`` at a time) -> fan-out job -> message rows -> deliver jobs, through the
+  real Redis broker and ``passgate worker`` processes, signed, SSRF-guarded, every attempt logged.
+
+Prints deliveries/s for both, their ratio, and latency from event commit to receipt (p50/p95/p99,
+wall clock, same host). PostgreSQL when one answers on 127.0.0.1:5432 (a scratch database,
+dropped afterwards), SQLite otherwise; Redis database 13 under a scratch namespace (deleted).
+
+    uv run python benchmarks/webhook_throughput.py [--events 2000] [--workers 2] [--threads 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._support import free_port, write_result
+
+REDIS_URL = "redis://127.0.0.1:6379/13"
+PG = ("127.0.0.1", 5432, "postgres", "test")
+CONCURRENCY = 32
+WAIT_SECONDS = 300.0
+
+
+# -- the receiver (a separate process, so it competes with neither side) ----------------------
+
+
+def receiver_app() -> Any:
+    """A minimal ASGI receiver: 200 to every POST, remembers when each body's ``agentId``
+    arrived; ``GET /stats?path=...`` returns those times."""
+    arrivals: dict[str, dict[str, float]] = {}
+    duplicates: dict[str, int] = {}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        path = scope["path"]
+        if scope["method"] == "GET":
+            query = scope["query_string"].decode()
+            wanted = query.removeprefix("path=")
+            payload = json.dumps({"arrivals": arrivals.get(wanted, {}),
+                                  "duplicates": duplicates.get(wanted, 0)}).encode()
+        else:
+            now = time.time()
+            tag = json.loads(body)["data"]["agentId"]
+            seen = arrivals.setdefault(path, {})
+            if tag in seen:
+                duplicates[path] = duplicates.get(path, 0) + 1
+            else:
+                seen[tag] = now
+            payload = b"ok"
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": payload})
+
+    return app
+
+
+def start_receiver(port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve-receiver", str(port)], cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    wait_port(port)
+    return proc
+
+
+def serve_receiver(port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(receiver_app(), host="127.0.0.1", port=port, log_level="warning",
+                access_log=False, loop="uvloop", http="httptools")
+
+
+def wait_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def arrivals(port: int, path: str) -> tuple[dict[str, float], int]:
+    body = httpx.get(f"http://127.0.0.1:{port}/stats", params={"path": path}, timeout=30).json()
+    return body["arrivals"], body["duplicates"]
+
+
+# -- scratch database and broker --------------------------------------------------------------
+
+
+def pg_reachable() -> bool:
+    try:
+        with socket.create_connection(PG[:2], timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def create_database() -> tuple[str, Callable[[], None]]:
+    if not pg_reachable():
+        path = Path(tempfile.mkdtemp(prefix="passgate-bench-")) / "bench.db"
+        return f"sqlite+aiosqlite:///{path}", lambda: None
+    import psycopg
+
+    name = f"passgate_bench_{uuid.uuid4().hex[:10]}"
+    host, port, user, admin_db = PG
+
+    def connect() -> psycopg.Connection[Any]:
+        return psycopg.connect(host=host, port=port, user=user, dbname=admin_db,
+                               autocommit=True, connect_timeout=5)
+
+    with connect() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with connect() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return f"postgresql+asyncpg://{user}@{host}:{port}/{name}", drop
+
+
+def delete_namespace(namespace: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+# -- the two measurements ---------------------------------------------------------------------
+
+
+def envelope(tag: str) -> bytes:
+    """The body the pipeline sends for one event, built the same way."""
+    from webhooks.events import build_envelope
+
+    return build_envelope("credits.low", event_data(tag))
+
+
+def event_data(tag: str) -> dict[str, Any]:
+    return {"agentId": tag, "balanceMicros": 250_000, "thresholdMicros": 1_000_000,
+            "observedAt": "2026-03-27T08:00:00Z"}
+
+
+async def bounded(count: int, concurrency: int, work: Callable[[int], Awaitable[None]]) -> None:
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(count):
+        queue.put_nowait(i)
+
+    async def runner() -> None:
+        while not queue.empty():
+            await work(queue.get_nowait())
+
+    await asyncio.gather(*(runner() for _ in range(concurrency)))
+
+
+async def raw_loop(url: str, count: int, prefix: str) -> float:
+    """Seconds to POST ``count`` bodies with httpx, ``CONCURRENCY`` in flight."""
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    async with httpx.AsyncClient(limits=limits, timeout=15) as client:
+        bodies = [envelope(f"{prefix}{i}") for i in range(count)]
+
+        async def post(i: int) -> None:
+            response = await client.post(url, content=bodies[i],
+                                         headers={"Content-Type": "application/json"})
+            response.raise_for_status()
+
+        started = time.perf_counter()
+        await bounded(count, CONCURRENCY, post)
+        return time.perf_counter() - started
+
+
+async def emit_events(settings: Any, count: int, prefix: str) -> dict[str, float]:
+    """Commit ``count`` outbox events the way a request does; returns each commit time."""
+    from app.db.engine import create_engine, session_factory
+    from app.db.hooks import run_after_commit
+    from app.events.dispatch import OUTBOX_DISPATCHER
+    from app.events.service import emit
+    from app.jobs import JobQueue
+    from app.webhooks.jobs import WEBHOOK_JOBS, WebhookOutbox
+    from workers.broker import LazyBroker
+
+    engine = create_engine(settings)
+    sessions = session_factory(engine)
+    broker = LazyBroker(settings)
+    outbox = WebhookOutbox(JobQueue(broker))
+    sessions.configure(info={OUTBOX_DISPATCHER: outbox, WEBHOOK_JOBS: outbox})
+    committed: dict[str, float] = {}
+
+    async def one(i: int) -> None:
+        tag = f"{prefix}{i}"
+        async with sessions() as session:
+            await emit(session, "credits.low", event_data(tag))
+            await session.commit()
+            committed[tag] = time.time()
+            await run_after_commit(session)  # enqueue the fan-out, as the request does
+
+    try:
+        await bounded(count, CONCURRENCY, one)
+    finally:
+        await engine.dispose()
+        broker.close()
+    return committed
+
+
+async def create_operator_endpoint(settings: Any, url: str) -> None:
+    from app.db.engine import create_engine, session_factory
+    from app.webhooks import service
+    from app.webhooks.options import WebhookOptions
+
+    engine = create_engine(settings)
+    async with session_factory(engine)() as session:
+        await service.create(session, WebhookOptions.from_settings(settings), service.OPERATOR,
+                             url=url, description="benchmark", event_types=[])
+        await session.commit()
+    await engine.dispose()
+
+
+async def wait_for_arrivals(port: int, path: str, tags: set[str]) -> dict[str, float]:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        seen, _ = await asyncio.to_thread(arrivals, port, path)
+        if tags <= seen.keys():
+            return seen
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {len(tags & seen.keys())}/{len(tags)} deliveries arrived")
+        await asyncio.sleep(0.2)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def pipeline(settings: Any, port: int, count: int, prefix: str) -> dict[str, float]:
+    committed = await emit_events(settings, count, prefix)
+    seen = await wait_for_arrivals(port, "/hook", set(committed))
+    mine = {tag: seen[tag] for tag in committed}
+    elapsed = max(mine.values()) - min(committed.values())
+    latencies = [(mine[tag] - committed[tag]) * 1000 for tag in committed]
+    return {
+        "seconds": elapsed,
+        "p50_ms": statistics.median(latencies),
+        "p95_ms": percentile(latencies, 0.95),
+        "p99_ms": percentile(latencies, 0.99),
+    }
+
+
+# -- orchestration ----------------------------------------------------------------------------
+
+
+def worker_env(settings: Any) -> dict[str, str]:
+    values = {
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "REDIS_PREFIX": settings.redis_prefix,
+        "KEY_PEPPER": settings.key_pepper.get_secret_value(),
+        "WEBHOOK_ALLOWED_CIDRS": json.dumps(settings.webhook_allowed_cidrs),
+        "LOG_LEVEL": "WARNING",
+    }
+    return {**os.environ, **{f"PASSGATE_{k}": v for k, v in values.items()}}
+
+
+def start_workers(settings: Any, processes: int, threads: int) -> list[subprocess.Popen[bytes]]:
+    return [
+        subprocess.Popen(
+            [sys.executable, "-c", "from app.cli import main; main()", "worker",
+             "--threads", str(threads)],
+            cwd=ROOT, env=worker_env(settings),
+        )
+        for _ in range(processes)
+    ]
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    from app.db import migrate
+    from app.settings import Settings
+
+    database_url, drop_database = create_database()
+    namespace = f"bench:{uuid.uuid4().hex[:8]}"
+    settings = Settings(database_url=database_url, redis_url=REDIS_URL, redis_prefix=namespace,
+                        key_pepper=uuid.uuid4().hex, webhook_allowed_cidrs=["127.0.0.0/8"],
+                        log_level="WARNING")
+    port = free_port()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        migrate.upgrade(settings)
+        procs.append(start_receiver(port))
+        await create_operator_endpoint(settings, f"http://127.0.0.1:{port}/hook")
+        procs += start_workers(settings, args.workers, args.threads)
+
+        # Warm-up: connections, worker start-up, JIT-free but cache-warm code paths.
+        await raw_loop(f"http://127.0.0.1:{port}/warm", args.warmup, "warm-raw-")
+        await pipeline(settings, port, args.warmup, "warm-")
+
+        raw_seconds = await raw_loop(f"http://127.0.0.1:{port}/raw", args.events, "raw-")
+        raw_seen, _ = arrivals(port, "/raw")
+        assert len(raw_seen) == args.events
+        ours = await pipeline(settings, port, args.events, "evt-")
+        _, duplicates = arrivals(port, "/hook")
+    finally:
+        stop(procs)
+        drop_database()
+        delete_namespace(namespace)
+
+    raw_rate = args.events / raw_seconds
+    our_rate = args.events / ours["seconds"]
+    return {
+        "events": args.events,
+        "database": "postgresql" if database_url.startswith("postgresql") else "sqlite",
+        "worker_processes": args.workers,
+        "worker_threads": args.threads,
+        "concurrency": CONCURRENCY,
+        "cpus": os.cpu_count(),
+        "raw_deliveries_per_s": round(raw_rate, 1),
+        "passgate_deliveries_per_s": round(our_rate, 1),
+        "ratio": round(our_rate / raw_rate, 3),
+        "goal": 0.4,
+        "commit_to_receipt_p50_ms": round(ours["p50_ms"], 1),
+        "commit_to_receipt_p95_ms": round(ours["p95_ms"], 1),
+        "commit_to_receipt_p99_ms": round(ours["p99_ms"], 1),
+        "duplicate_deliveries": duplicates,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument("--threads", type=int, default=16, help="threads per worker")
+    parser.add_argument("--serve-receiver", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_receiver:
+        serve_receiver(args.serve_receiver)
+        return
+    figures = asyncio.run(run(args))
+    for name, value in figures.items():
+        print(f"{name:>26}: {value}")
+    print(f"written to {write_result('webhook_throughput', figures)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""Helpers for gateway tests: processes on 127.0.0.1, sign-up, balance, usage, events."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.db.engine import create_engine, session_factory
+from app.events.models import Event
+from app.settings import Settings
+from tests.factories import key_headers
+
+ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 20.0
+
+# What the upstream must see in place of the caller's credentials, and never anything else.
+UPSTREAM_SECRET = "sk-upstream-" + uuid.uuid4().hex
+PRICE = 10_000  # 0.01 USD
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until_up(url: str, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{url} exited with {proc.returncode}")
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up in {START_TIMEOUT} s")
+
+
+def start_uvicorn(target: str, port: int, env: dict[str, str] | None = None,
+                  factory: bool = False) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port",
+               str(port), "--log-level", "warning", "--no-access-log"]
+    if factory:
+        command.append("--factory")
+    return subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})})
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def provider_config(upstream: str, **overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "name": "echo",
+        "base_url": upstream,
+        "price_micros": PRICE,
+        "description": "test upstream",
+        "headers": {"Authorization": f"Bearer {UPSTREAM_SECRET}", "X-Upstream-Key": "k-123"},
+        "route_prices": {"/echo/premium": 50_000},
+        "model_prices": {"big-model": 100_000},
+        "timeout_seconds": 1.0,
+    }
+    config.update(overrides)
+    return config
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+async def signup(client: httpx.AsyncClient) -> str:
+    """A gateway key (``gw_``) with the starter credits of the app's settings."""
+    response = await client.post("/v1/keys", json={"email": f"{uuid.uuid4().hex}@example.com"})
+    assert response.status_code == 201, response.text
+    key: str = response.json()["api_key"]
+    return key
+
+
+async def balance(client: httpx.AsyncClient, key: str) -> dict[str, Any]:
+    response = await client.get("/v1/balance", headers=key_headers(key))
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def usage(client: httpx.AsyncClient, key: str, **params: Any) -> dict[str, Any]:
+    response = await client.get("/v1/usage", headers=key_headers(key), params=params)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def settled_usage(client: httpx.AsyncClient, key: str, usage_id: str) -> dict[str, Any]:
+    """The usage record once it left ``pending`` (a 2xx is finalised in the background)."""
+    deadline = time.monotonic() + 5
+    while True:
+        records = (await usage(client, key, limit=500))["data"]
+        found = [r for r in records if r["id"] == usage_id]
+        if found and found[0]["status"] != "pending":
+            return found[0]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"usage {usage_id} still pending: {found}")
+        await asyncio.sleep(0.05)
+
+
+async def upstream_hits(upstream: str, path: str) -> int:
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"{upstream}/__hits", params={"path": path})
+        hits: int = response.json()["hits"]
+        return hits
+
+
+@asynccontextmanager
+async def database(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions of the test's own (the app's run on the test client's loop, not this one)."""
+    engine = create_engine(settings)
+    try:
+        yield session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+async def events_of(settings: Settings, agent_id: str, event_type: str) -> list[Event]:
+    async with database(settings) as sessions, sessions() as session:
+        stmt = select(Event).where(col(Event.agent_id) == agent_id, col(Event.type) == event_type)
+        return list((await session.exec(stmt)).all())
+

@@ -1,0 +1,26 @@
+"""Gateway actors: give back reservations whose call was abandoned mid-flight."""
+
+from __future__ import annotations
+
+import dramatiq
+
+from app.gateway import billing
+from workers import context
+from workers.schedule import periodic
+
+QUEUE = "gateway"
+RELEASE_STALE = "gateway_release_stale"
+RELEASE_EVERY_SECONDS = 60.0
+
+
+@periodic(RELEASE_EVERY_SECONDS)
+@dramatiq.actor(actor_name=RELEASE_STALE, queue_name=QUEUE, max_retries=0, time_limit=120_000)
+async def release_stale() -> None:
+    """Release credit reservations still pending after the reservation TTL.
+
+    An API process that dies between reserving and recording the outcome leaves a ``pending``
+    usage row; this puts the money back. Idempotent: each release is a conditional update of
+    that row, so a call finishing at the same moment is released or kept, never both.
+    """
+    ctx = context.current()
+    await billing.release_stale(ctx.sessions, ctx.settings.gateway_reservation_ttl_seconds)

@@ -1,0 +1,85 @@
+"""Webhook actors: fan out events, deliver messages, sweep what the broker lost.
+
+All three take ids (or nothing) and are idempotent; the database decides what is left to do
+(see ``app/webhooks/delivery.py``). Retries of a failing *receiver* follow the webhook schedule
+(a delayed ``deliver`` job plus ``next_attempt_at`` in the row); Dramatiq's own retries only
+cover infrastructure errors (database or broker down) while running the actor.
+"""
+
+from __future__ import annotations
+
+import dramatiq
+
+from app.db.hooks import commit
+from app.db.types import utcnow
+from app.webhooks import delivery
+from app.webhooks.jobs import DELIVER, FAN_OUT, QUEUE, SWEEP, SWEEP_QUEUE
+from app.webhooks.options import WebhookOptions
+from webhooks.signing import build_headers
+from webhooks.transport import WebhookSender
+from workers import context
+from workers.schedule import periodic
+
+SWEEP_EVERY_SECONDS = 10.0
+
+
+def _options(ctx: context.WorkerContext) -> WebhookOptions:
+    return ctx.resource("webhook_options", lambda: WebhookOptions.from_settings(ctx.settings))
+
+
+def _sender(ctx: context.WorkerContext, options: WebhookOptions) -> WebhookSender:
+    # One pooled, SSRF-guarded client per worker loop.
+    return ctx.resource(
+        "webhook_sender",
+        lambda: WebhookSender(options.policy, options.transport),
+        lambda sender: sender.aclose(),
+    )
+
+
+@dramatiq.actor(actor_name=FAN_OUT, queue_name=QUEUE, max_retries=10, time_limit=60_000)
+async def fan_out(event_id: str) -> None:
+    """Turn an outbox event into one message per matching endpoint, then deliver them."""
+    ctx = context.current()
+    async with ctx.sessions() as session:
+        await delivery.fan_out_event(session, event_id, utcnow())
+        await commit(session)
+
+
+@dramatiq.actor(actor_name=DELIVER, queue_name=QUEUE, max_retries=5, time_limit=120_000)
+async def deliver(message_id: str) -> None:
+    """One attempt at a message, if it is due and nobody else holds it.
+
+    Claim (short transaction) -> HTTP POST (no transaction open) -> record the attempt and
+    schedule the next one (short transaction). A delivered or failed message is a no-op.
+    """
+    ctx = context.current()
+    options = _options(ctx)
+    async with ctx.sessions() as session:
+        claimed = await delivery.claim(session, message_id, utcnow(), options)
+        if isinstance(claimed, delivery.NotDue):
+            delivery.schedule_deliveries(session, [(message_id, claimed.seconds)])
+        await commit(session)
+    if not isinstance(claimed, delivery.Claimed):
+        return
+    headers = build_headers(claimed.message_id, claimed.body, claimed.secrets)
+    result = await _sender(ctx, options).send(claimed.url, claimed.body, headers)
+    async with ctx.sessions() as session:
+        await delivery.record(session, claimed, result, utcnow(), options)
+        await commit(session)
+
+
+@periodic(SWEEP_EVERY_SECONDS)
+@dramatiq.actor(actor_name=SWEEP, queue_name=SWEEP_QUEUE, max_retries=0, time_limit=120_000)
+async def sweep() -> None:
+    """Re-drive from the database: undispatched events and overdue, unleased messages.
+
+    This is what makes a Redis flush or a killed worker lose nothing: every piece of work is a
+    row, and rows the broker forgot are found here.
+    """
+    ctx = context.current()
+    options = _options(ctx)
+    async with ctx.sessions() as session:
+        now = utcnow()
+        await delivery.fan_out_stale(session, now, options)
+        await delivery.redrive_due(session, now, options)
+        await commit(session)
