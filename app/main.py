@@ -26,6 +26,7 @@ from app.http.request_id import add_response_headers
 from app.http.transaction import provide_session
 from app.keys.routes import router as keys_router
 from app.passes.routes import router as passes_router
+from app.payments.admin_routes import router as admin_payments_router
 from app.payments.routes import router as payments_router
 from app.platforms.routes import router as platforms_router
 from app.runtime import Runtime
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             health, live, catalog_router, agents_router, keys_router, credits_router,
             platforms_router, admin_router, wallets_router,
             platform_webhooks_router, admin_webhooks_router, passes_router, payments_router,
+            admin_payments_router,
             chain_admin_router, gateway_router, admin_gateway_router,
         ],
         dependencies={"session": Provide(provide_session)},

@@ -172,6 +172,11 @@ class Settings(BaseSettings):
     # A reservation still pending this long (its process died mid-call) is released by the
     # sweeper; longer than any provider timeout.
     gateway_reservation_ttl_seconds: float = Field(default=900.0, ge=60)
+    # PostgreSQL: commit reservations and kept charges without waiting for the WAL flush
+    # (releases always wait). A database crash can then only forget the last moments' charges
+    # (calls that become free), never a refund, so errors stay in the agent's favour; off
+    # makes every charge durable at the price of a disk flush per call.
+    gateway_async_commit: bool = True
     # ``credits.low`` fires when a charge takes a balance below this (0 disables it).
     credits_low_threshold_micros: int = Field(default=1_000_000, ge=0)
 

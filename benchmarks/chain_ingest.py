@@ -57,7 +57,8 @@ async def make_transfers(client: ChainClient, sender: str, deposit: str, count: 
             if receipt is not None:
                 break
             await asyncio.sleep(0.01)
-        assert receipt is not None and receipt.status == 1, "multiTransfer failed"
+        assert receipt is not None, "multiTransfer not mined"
+        assert receipt.status == 1, "multiTransfer failed"
         for _ in range(3):  # spread the batches over many blocks
             await client.rpc("evm_mine", [])
 

@@ -18,7 +18,6 @@ os.environ.setdefault("PASSGATE_ENVIRONMENT", "test")
 from app.db import migrate
 from app.main import create_app
 from app.settings import Settings
-from tests.fixtures.services import delete_prefixed_keys
 
 pytest_plugins = ["tests.fixtures.services"]
 
@@ -39,6 +38,19 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 
 SettingsFactory = Callable[..., Settings]
+
+
+def delete_prefixed_keys(redis_url: str, prefix: str) -> None:
+    """Delete every ``{prefix}:*`` key (a test session's queues and counters)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    try:
+        batch = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        for start in range(0, len(batch), 1000):
+            client.delete(*batch[start : start + 1000])
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from app.settings import Settings
 
 
 def build_broker(settings: Settings) -> dramatiq.Broker:
-    from workers.context import WorkerResources
+    from workers.context import FastEventLoop, WorkerResources
 
     broker: dramatiq.Broker
     if settings.embedded:
@@ -31,6 +31,7 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
         broker = RedisBroker(  # type: ignore[no-untyped-call]  # dramatiq leaves it unannotated
             url=settings.redis_url, namespace=settings.redis_prefix
         )
+    broker.add_middleware(FastEventLoop())
     broker.add_middleware(AsyncIO())
     # After AsyncIO: "after" hooks run in reverse, so resources close while the loop still runs.
     broker.add_middleware(WorkerResources())

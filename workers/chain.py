@@ -7,25 +7,27 @@
   left (a backfill, a long confirmation batch) it sends itself again at once.
 - ``settlement_settle`` moves one submission one step and re-sends itself with the delay the
   step asks for; ``settlement_sweep`` re-drives submissions whose message was lost.
+
+Importing this module stays cheap (the scheduler process only needs the actor names): web3
+and the services behind the actors are imported when an actor first runs.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import dramatiq
 
 from app.db.types import utcnow
 from app.jobs import Job, JobQueue
-from app.settlement import service as settlement
-from app.settlement.models import SettlementSubmission
-from app.settlement.signer import SignerConfig, advance
-from app.transfers import service as transfers
-from app.transfers.watcher import WatchConfig, run_watcher
-from chain.client import ChainClient
-from chain.networks import Network
+from app.settlement.jobs import SETTLE_ACTOR, SETTLE_QUEUE, settle_job
 from workers import context
 from workers.schedule import periodic
+
+if TYPE_CHECKING:
+    from chain.client import ChainClient
+    from chain.networks import Network
 
 log = logging.getLogger("passgate.chain")
 
@@ -43,6 +45,8 @@ def _jobs() -> JobQueue:
 
 
 def _client(ctx: context.WorkerContext, network: Network) -> ChainClient:
+    from chain.client import ChainClient
+
     # One client (and HTTP connection pool) per network per worker loop.
     return ctx.resource(
         f"chain_client:{network.name}",
@@ -55,6 +59,8 @@ def _client(ctx: context.WorkerContext, network: Network) -> ChainClient:
 @dramatiq.actor(actor_name=TICK, queue_name=WATCH_QUEUE, max_retries=0, time_limit=10_000)
 async def tick() -> None:
     """Send a watcher run for every enabled network that is due (or has never run)."""
+    from app.transfers import service as transfers
+
     ctx = context.current()
     networks = ctx.settings.networks()
     if not networks:
@@ -75,6 +81,8 @@ async def tick() -> None:
 @dramatiq.actor(actor_name=WATCH, queue_name=WATCH_QUEUE, max_retries=3, time_limit=300_000)
 async def watch(network: str) -> None:
     """One bounded watcher pass over ``network``; continues at once when work is left."""
+    from app.transfers.watcher import WatchConfig, run_watcher
+
     ctx = context.current()
     found = ctx.settings.networks().get(network)
     if found is None:
@@ -85,12 +93,13 @@ async def watch(network: str) -> None:
         await _jobs().send([Job(WATCH_QUEUE, WATCH, (network,))])
 
 
-@dramatiq.actor(
-    actor_name=settlement.SETTLE_ACTOR, queue_name=settlement.SETTLE_QUEUE, max_retries=5,
-    time_limit=120_000,
-)
+@dramatiq.actor(actor_name=SETTLE_ACTOR, queue_name=SETTLE_QUEUE, max_retries=5,
+                time_limit=120_000)
 async def settle(submission_id: str) -> None:
     """Advance one settlement one step; re-sends itself for the next one."""
+    from app.settlement.models import SettlementSubmission
+    from app.settlement.signer import SignerConfig, advance
+
     ctx = context.current()
     async with ctx.sessions() as session:
         submission = await session.get(SettlementSubmission, submission_id)
@@ -105,20 +114,21 @@ async def settle(submission_id: str) -> None:
         return
     step = await advance(ctx.sessions, _client(ctx, network), config, submission_id)
     if step.delay is not None:
-        await _jobs().send([settlement.settle_job(submission_id, step.delay)])
+        await _jobs().send([settle_job(submission_id, step.delay)])
 
 
 @periodic(SWEEP_EVERY_SECONDS)
-@dramatiq.actor(actor_name=SWEEP, queue_name=settlement.SETTLE_QUEUE, max_retries=0,
-                time_limit=30_000)
+@dramatiq.actor(actor_name=SWEEP, queue_name=SETTLE_QUEUE, max_retries=0, time_limit=30_000)
 async def sweep() -> None:
     """Re-drive open settlements whose next step is overdue (a lost message, a crash)."""
+    from app.settlement import service as settlement
+
     ctx = context.current()
     async with ctx.sessions() as session:
         due = await settlement.due_submissions(session, utcnow(), _SWEEP_BATCH)
     if due:
         log.info("settlement sweep: re-driving %d submission(s)", len(due))
-        await _jobs().send([settlement.settle_job(item.id) for item in due])
+        await _jobs().send([settle_job(item.id) for item in due])
 
 
 __all__ = ["settle", "sweep", "tick", "watch"]

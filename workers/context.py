@@ -111,6 +111,20 @@ async def close_current() -> None:
         await context.aclose()
 
 
+class FastEventLoop(Middleware):
+    """Runs the async actors on uvloop when it is installed (it ships with uvicorn[standard]).
+
+    Must come before the AsyncIO middleware, which creates the loop in ``before_worker_boot``.
+    """
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - optional speed-up
+            return
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
 class WorkerResources(Middleware):
     """Closes the worker loop's context (engine, HTTP clients) before the loop stops."""
 

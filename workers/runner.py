@@ -10,9 +10,18 @@ from app.settings import Settings
 from workers.broker import install_broker
 
 
-def load_actors() -> None:
-    """Import every actor module so the broker knows their queues."""
-    import workers.actors  # noqa: F401
+def load_actors(broker: dramatiq.Broker | None = None) -> None:
+    """Import every actor module and bind its actors to ``broker`` (default: the global one).
+
+    Actors bind to the global broker of the moment their module is imported; a process that
+    builds a broker later (the demo, tests starting several workers) re-binds them here.
+    """
+    from workers.actors import all_actors
+
+    target = broker or dramatiq.get_broker()
+    for actor in all_actors():
+        actor.broker = target
+        target.declare_actor(actor)
 
 
 def start_worker(settings: Settings, threads: int = 4) -> dramatiq.Worker:
@@ -21,7 +30,7 @@ def start_worker(settings: Settings, threads: int = 4) -> dramatiq.Worker:
     # Actors read these settings, not the environment's (the demo passes its own).
     context.configure(settings)
     broker = install_broker(settings)
-    load_actors()
+    load_actors(broker)
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
     worker.start()
     return worker

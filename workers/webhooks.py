@@ -8,6 +8,8 @@ cover infrastructure errors (database or broker down) while running the actor.
 
 from __future__ import annotations
 
+import asyncio
+
 import dramatiq
 
 from app.db.hooks import commit
@@ -36,13 +38,28 @@ def _sender(ctx: context.WorkerContext, options: WebhookOptions) -> WebhookSende
     )
 
 
-@dramatiq.actor(actor_name=FAN_OUT, queue_name=QUEUE, max_retries=10, time_limit=60_000)
-async def fan_out(event_id: str) -> None:
-    """Turn an outbox event into one message per matching endpoint, then deliver them."""
-    ctx = context.current()
+async def _attempt(
+    ctx: context.WorkerContext, options: WebhookOptions, claimed: delivery.Claimed
+) -> None:
+    """Send one leased message and record the outcome (own short transaction)."""
+    headers = build_headers(claimed.message_id, claimed.body, claimed.secrets)
+    result = await _sender(ctx, options).send(claimed.url, claimed.body, headers)
     async with ctx.sessions() as session:
-        await delivery.fan_out_event(session, event_id, utcnow())
+        await delivery.record(session, claimed, result, utcnow(), options)
         await commit(session)
+
+
+@dramatiq.actor(actor_name=FAN_OUT, queue_name=QUEUE, max_retries=10, time_limit=120_000)
+async def fan_out(event_id: str) -> None:
+    """Turn an outbox event into one message per matching endpoint and make the first attempt
+    at each right away (concurrently); failures are retried by ``deliver`` on the schedule."""
+    ctx = context.current()
+    options = _options(ctx)
+    async with ctx.sessions() as session:
+        claims = await delivery.fan_out_and_claim(session, event_id, utcnow(), options)
+        await commit(session)
+    if claims:
+        await asyncio.gather(*(_attempt(ctx, options, claimed) for claimed in claims))
 
 
 @dramatiq.actor(actor_name=DELIVER, queue_name=QUEUE, max_retries=5, time_limit=120_000)
@@ -59,13 +76,8 @@ async def deliver(message_id: str) -> None:
         if isinstance(claimed, delivery.NotDue):
             delivery.schedule_deliveries(session, [(message_id, claimed.seconds)])
         await commit(session)
-    if not isinstance(claimed, delivery.Claimed):
-        return
-    headers = build_headers(claimed.message_id, claimed.body, claimed.secrets)
-    result = await _sender(ctx, options).send(claimed.url, claimed.body, headers)
-    async with ctx.sessions() as session:
-        await delivery.record(session, claimed, result, utcnow(), options)
-        await commit(session)
+    if isinstance(claimed, delivery.Claimed):
+        await _attempt(ctx, options, claimed)
 
 
 @periodic(SWEEP_EVERY_SECONDS)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import base64
 import json
 import logging
 import shutil
@@ -212,9 +213,95 @@ def step_deposit(s: DemoState) -> None:
         f"lag {watcher['lag']}, status {watcher['status']}")
 
 
+def step_pass(s: DemoState) -> None:
+    show("x402: an agent buys a 1-day key pass with the Python x402 client, paying USDC")
+    import asyncio
+
+    from eth_abi.abi import encode as abi_encode
+    from eth_account import Account
+    from eth_utils.crypto import keccak
+    from x402.http.clients import x402HttpxClient
+
+    from chain.x402.payer import build_payer_client
+
+    chain = demo_chain()
+    buyer = Account.create()
+    data = "0x" + (keccak(text="mint(address,uint256)")[:4]
+                   + abi_encode(["address", "uint256"], [buyer.address, 10_000_000])).hex()
+    minted = _rpc(chain, "eth_sendTransaction",
+                  {"from": chain.accounts[0].address, "to": chain.token_address, "data": data})
+    deadline = time.monotonic() + 15
+    while _rpc(chain, "eth_getTransactionReceipt", minted) is None:
+        if time.monotonic() > deadline:
+            raise DemoFailed("the dev chain did not mine the funding transaction")
+        time.sleep(0.2)  # blocks come every second on the demo chain
+    say(f"buyer wallet {buyer.address} holds 10 test USDC and no ETH (payments are gasless)")
+    offer = s.http.post("/v1/passes/1d")
+    expect(offer, 402)
+    accepts = offer.json()["accepts"][0]
+    say(f"402 PAYMENT_REQUIRED: {int(accepts['maxAmountRequired']) / 1e6:.2f} USDC to "
+        f"{accepts['payTo']} on {accepts['network']} (v2 offer in the PAYMENT-REQUIRED header)")
+
+    async def buy() -> httpx.Response:
+        payer = build_payer_client(buyer, max_amount_micros=10_000_000)
+        async with x402HttpxClient(payer, base_url=str(s.http.base_url), timeout=60) as client:
+            return await client.post("/v1/passes/1d")
+
+    started = time.monotonic()
+    response = asyncio.run(buy())
+    body = expect(response, 201)
+    settlement = json.loads(base64.b64decode(response.headers["PAYMENT-RESPONSE"]))
+    say(f"settled on chain in {time.monotonic() - started:.1f} s: tx "
+        f"{settlement['transaction'][:18]}…, the key is shown once")
+    key = body["data"]["apiKey"]
+    info = expect(s.http.get("/v1/api-keys/info", headers={"X-API-Key": key}), 200)
+    say(f"pass key {mask(key)}: type {info['type']}, period {info['period']}, expires "
+        f"{info['expiresAt']}, {info['rateLimit']['requestsPerMinute']} requests/minute")
+
+
+def step_gateway_credits(s: DemoState) -> None:
+    show("Gateway: an agent calls an upstream AI API through passgate, paid with credits")
+    from app.demo.upstream import OPERATOR_KEY, serve_upstream
+
+    admin = {"Authorization": f"Bearer {s.admin_token}"}
+    with serve_upstream(free_port()) as upstream:
+        # The operator adds the provider with its own upstream key (never shown to agents).
+        expect(s.http.post("/admin/v1/providers", headers=admin, json={
+            "name": "demo-llm", "baseUrl": upstream, "priceMicros": 20_000,
+            "routePrices": {"/v1/chat": 50_000},
+            "headers": {"Authorization": f"Bearer {OPERATOR_KEY}"}}), 201)
+        catalog = expect(s.http.get("/v1/providers"), 200)["data"]
+        for provider in catalog:
+            say(f"provider {provider['name']}: {provider['priceMicros']} micros a call, "
+                f"by route {provider['routePrices']}")
+        # A gateway key by e-mail comes with starter credits (10 USD by default).
+        signup = expect(s.http.post("/v1/keys", json={"email": "demo-agent@example.com"}), 201)
+        headers = {"X-API-Key": signup["api_key"]}
+        say(f"gateway key {mask(signup['api_key'])} with {signup['credits_usd']:.2f} USD")
+        for _ in range(2):
+            response = s.http.post("/v1/gateway/demo-llm/v1/chat/completions", headers=headers,
+                                   json={"model": "demo", "messages": [{"role": "user",
+                                                                        "content": "Hi"}]})
+            answer = expect(response, 200)
+            say(f"upstream answered {answer['choices'][0]['message']['content']!r}; saw the "
+                f"operator key: {answer['sawOperatorKey']}, the agent key: "
+                f"{answer['sawAgentKey']}; cost {response.headers['X-Gateway-Cost-Micros']} "
+                f"micros, balance {int(response.headers['X-Gateway-Balance-Micros']) / 1e6:.2f}")
+    after = expect(s.http.get("/v1/balance", headers=headers), 200)
+    if after["creditsMicros"] != signup["creditsMicros"] - 2 * 50_000:
+        raise DemoFailed(f"unexpected balance {after}")
+    say(f"balance {signup['credits_usd']:.2f} -> {after['credits_usd']:.2f} USD, "
+        f"total spent {after['total_spent']:.2f} USD")
+    usage = expect(s.http.get("/v1/usage", headers=headers), 200)["data"]
+    for record in usage:
+        say(f"{record['createdAt']} {record['method']} {record['provider']}{record['route']} "
+            f"-> {record['upstreamStatus'] or '-'} {record['status']}, "
+            f"{record['costMicros']} micros, {record['latencyMs']} ms")
+
+
 STEPS: list[Callable[[DemoState], None]] = [
     step_health, step_register, step_extra_key, step_list_keys, step_rate_limit, step_revoke,
-    step_audit, step_deposit,
+    step_audit, step_deposit, step_pass, step_gateway_credits,
 ]
 
 
@@ -247,7 +334,7 @@ def demo_chain_settings() -> dict[str, Any]:
 
 
 def run_demo(keep: bool = False) -> int:
-    for noisy in ("httpx", "dramatiq", "apscheduler"):
+    for noisy in ("httpx", "dramatiq", "apscheduler", "x402"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     workdir = Path(tempfile.mkdtemp(prefix="passgate-demo-"))
     settings = demo_settings(workdir)

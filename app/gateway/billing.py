@@ -5,25 +5,30 @@ the upstream is called:
 
 1. the usage row is written ``pending`` (on SQLite this write also takes the write lock
    first, so nothing below runs on a stale snapshot);
-2. today's spend counters of the agent and of its platform (fleet) are bumped in one upsert
-   and checked against the daily limits -> SPENDING_LIMIT_EXCEEDED;
-3. the charge is one conditional UPDATE of the balance (``ledger.post``) -> INSUFFICIENT_CREDITS.
+2. the charge is one conditional UPDATE of the balance (``ledger.post``), which can never take
+   it below zero -> INSUFFICIENT_CREDITS;
+3. today's spend counters of the agent and of its platform (fleet) are bumped in one upsert
+   and checked against the daily limits -> SPENDING_LIMIT_EXCEEDED.
 
-Any failure rolls all three back. The row locks on the counters and the agent are held only
+Any failure rolls all three back. The row locks on the agent and the counters are held only
 for this transaction, never during the upstream call, and every gateway transaction takes them
-in the same order (usage, counters, agent), so concurrent calls in many processes queue rather
-than deadlock. On upstream 2xx the usage row is marked ``succeeded`` and the charge stands.
-Otherwise the release marks it ``failed``, lowers the counters and posts a ``refund`` (which
-also takes the amount back out of ``spent_micros``). The pending -> final transition is a
-conditional UPDATE, so the request and the stale-reservation sweeper can never both release.
+in the same order (agent, then counters), so concurrent calls in many processes queue rather
+than deadlock; a call that cannot pay stops at the balance without queueing on the counters.
+
+On upstream 2xx the usage row is marked ``succeeded`` and the charge stands. Otherwise the
+release marks it ``failed``, posts a ``refund`` (which also takes the amount back out of
+``spent_micros``) and lowers the counters. The pending -> final transition is a conditional
+UPDATE, so the request and the stale-reservation sweeper can never both settle a call.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -33,7 +38,7 @@ from app.db.types import rfc3339, utcnow
 from app.errors import NotFound, SpendingLimitExceeded
 from app.events.service import emit
 from app.gateway import repository
-from app.gateway.models import AGENT, FAILED, PLATFORM, SUCCEEDED, GatewayUsage
+from app.gateway.models import AGENT, FAILED, PLATFORM, GatewayUsage
 
 log = logging.getLogger("passgate.gateway")
 
@@ -73,16 +78,34 @@ def _owners(agent_id: str, platform_id: str | None) -> list[tuple[str, str]]:
     return owners
 
 
+async def relax_durability(session: AsyncSession) -> None:
+    """Commit this transaction without waiting for the WAL flush (PostgreSQL only).
+
+    For writes whose loss in a database crash can only favour the agent: a reservation (the
+    call becomes free) or a kept charge (the sweeper then refunds it). Atomicity and the row
+    locks are unchanged, so nothing about overdraw or limits depends on this. A later
+    synchronous commit (any release) flushes everything before it anyway.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+
+
 async def open_call(session: AsyncSession, usage: GatewayUsage) -> None:
     """Record a call as ``pending`` before it is forwarded (nothing charged)."""
-    session.add(usage)
-    await session.flush()
+    await repository.insert_usage(session, usage)
 
 
 async def reserve(
-    session: AsyncSession, usage: GatewayUsage, *, low_threshold_micros: int
+    session: AsyncSession,
+    usage: GatewayUsage,
+    *,
+    low_threshold_micros: int,
+    relax_durability: bool = False,
 ) -> Reservation:
-    """Write the pending usage row and charge its price, within the daily limits."""
+    """Write the pending usage row and charge its price, within the daily limits.
+
+    ``relax_durability``: see :func:`relax_durability`.
+    """
     if usage.agent_id is None:
         raise ValueError("a credit reservation needs an agent")
     agent_id = usage.agent_id
@@ -95,16 +118,28 @@ async def reserve(
     if price == 0:
         return Reservation(usage_id=usage.id, price_micros=0, balance_after_micros=None)
 
-    limits = await repository.spending_limits(session, agent_id)
+    limits = await repository.spending_limits(session, agent_id, relax_durability=relax_durability)
     if limits is None:
         raise NotFound("Agent not found.")
     if usage.platform_id != limits.platform_id:
         # The fleet is the agent's platform as stored now, not as the cached key remembers
         # it (claimed a moment ago); the release must lower the same counters.
         usage.platform_id = limits.platform_id
+        await repository.set_usage_platform(session, usage.id, limits.platform_id)
+
+    # The balance first: a call that cannot pay fails here without queueing on the counters.
+    entry = await ledger.post(
+        session,
+        agent_id,
+        "charge",
+        -price,
+        reference=usage.id,
+        reason=f"gateway {usage.provider} {usage.method}",
+    )
     totals = await repository.add_spend(session, _owners(agent_id, limits.platform_id), day, price)
     for scope, limit in ((AGENT, limits.agent_limit), (PLATFORM, limits.platform_limit)):
         if limit is not None and scope in totals and totals[scope] > limit:
+            # Raising rolls back the charge and the counters with it.
             raise SpendingLimitExceeded(
                 "The agent's daily spending limit is reached."
                 if scope == AGENT
@@ -118,10 +153,6 @@ async def reserve(
                 },
             )
 
-    entry = await ledger.post(
-        session, agent_id, "charge", -price, reference=usage.id,
-        reason=f"gateway {usage.provider} {usage.method}",
-    )
     balance = entry.balance_after_micros
     if low_threshold_micros and balance < low_threshold_micros <= balance + price:
         await _credits_low(session, agent_id, balance, low_threshold_micros, now)
@@ -156,21 +187,25 @@ async def _credits_low(
     )
 
 
-async def keep(session: AsyncSession, usage_id: str, outcome: Outcome) -> bool:
-    """The upstream answered 2xx: the charge stands. False if the call was already closed."""
-    finished = await repository.finish_usage(
+async def keep(session: AsyncSession, kept: Sequence[tuple[str, Outcome]]) -> None:
+    """The upstream answered 2xx: these calls' charges stand (one batched statement).
+
+    A call already released meanwhile (by the sweeper) stays released.
+    """
+    now = utcnow()
+    await repository.keep_usage(
         session,
-        usage_id,
-        {
-            "status": SUCCEEDED,
-            "cost_micros": GatewayUsage.price_micros,
-            "upstream_status": outcome.upstream_status,
-            "latency_ms": outcome.latency_ms,
-            "upstream_request_id": outcome.upstream_request_id,
-            "completed_at": utcnow(),
-        },
+        [
+            {
+                "usage_id": usage_id,
+                "upstream_status": outcome.upstream_status,
+                "latency_ms": outcome.latency_ms,
+                "upstream_request_id": outcome.upstream_request_id,
+                "completed_at": now,
+            }
+            for usage_id, outcome in kept
+        ],
     )
-    return finished is not None
 
 
 async def release(session: AsyncSession, usage_id: str, outcome: Outcome) -> bool:
@@ -193,16 +228,22 @@ async def release(session: AsyncSession, usage_id: str, outcome: Outcome) -> boo
     if finished.payment != "credits" or finished.agent_id is None or finished.price_micros == 0:
         # Nothing was taken from credits (an x402 call is paid, or not, by its payment).
         return True
-    if finished.spend_day is not None:
-        await repository.remove_spend(
-            session, _owners(finished.agent_id, finished.platform_id), finished.spend_day,
-            finished.price_micros,
-        )
     await ledger.post(
-        session, finished.agent_id, "refund", finished.price_micros,
-        idempotency_key=f"gateway-release:{usage_id}", reference=usage_id,
+        session,
+        finished.agent_id,
+        "refund",
+        finished.price_micros,
+        idempotency_key=f"gateway-release:{usage_id}",
+        reference=usage_id,
         reason=f"gateway call not charged ({outcome.error or outcome.upstream_status})",
     )
+    if finished.spend_day is not None:
+        await repository.remove_spend(
+            session,
+            _owners(finished.agent_id, finished.platform_id),
+            finished.spend_day,
+            finished.price_micros,
+        )
     return True
 
 

@@ -28,8 +28,13 @@ from app.settings import PROVIDER_NAME, ProviderSettings, Settings
 from app.webhooks.crypto import SecretBox, SecretUnreadableError
 
 _FIELDS = (
-    "base_url", "price_micros", "description", "model_prices", "route_prices",
-    "timeout_seconds", "request_id_header",
+    "base_url",
+    "price_micros",
+    "description",
+    "model_prices",
+    "route_prices",
+    "timeout_seconds",
+    "request_id_header",
 )
 
 
@@ -63,8 +68,10 @@ def _row_values(row: GatewayProvider, headers: dict[str, str]) -> dict[str, Any]
 
 
 def _seal(box: SecretBox, provider_id: str, headers: dict[str, str]) -> dict[str, str]:
-    return {name: box.seal(value, context=header_context(provider_id, name))
-            for name, value in headers.items()}
+    return {
+        name: box.seal(value, context=header_context(provider_id, name))
+        for name, value in headers.items()
+    }
 
 
 def snapshot(row: GatewayProvider) -> dict[str, Any]:
@@ -82,16 +89,28 @@ def snapshot(row: GatewayProvider) -> dict[str, Any]:
 
 
 def _config_entry(config: ProviderSettings) -> Entry:
-    return Entry(config=config, source=CONFIG, row=None, header_names=sorted(config.headers),
-                 enabled=True, shadowed=False)
+    return Entry(
+        config=config,
+        source=CONFIG,
+        row=None,
+        header_names=sorted(config.headers),
+        enabled=True,
+        shadowed=False,
+    )
 
 
 def _row_entry(row: GatewayProvider, configured: set[str]) -> Entry:
     # Built without opening the sealed values: the admin view never needs them.
     values = _row_values(row, {})
     config = ProviderSettings.model_validate(values)
-    return Entry(config=config, source="admin", row=row, header_names=sorted(row.headers_sealed),
-                 enabled=row.enabled, shadowed=row.name in configured)
+    return Entry(
+        config=config,
+        source="admin",
+        row=row,
+        header_names=sorted(row.headers_sealed),
+        enabled=row.enabled,
+        shadowed=row.name in configured,
+    )
 
 
 async def entries(session: AsyncSession, settings: Settings) -> list[Entry]:
@@ -121,14 +140,24 @@ def _refuse_configured(settings: Settings, name: str) -> None:
 
 
 async def create(
-    session: AsyncSession, settings: Settings, box: SecretBox, values: dict[str, Any],
-    *, enabled: bool,
+    session: AsyncSession,
+    settings: Settings,
+    box: SecretBox,
+    values: dict[str, Any],
+    *,
+    enabled: bool,
 ) -> GatewayProvider:
     config = _validated(values)
     _refuse_configured(settings, config.name)
     now = utcnow()
-    row = GatewayProvider(id=new_id("prv"), name=config.name, base_url=config.base_url,
-                          enabled=enabled, created_at=now, updated_at=now)
+    row = GatewayProvider(
+        id=new_id("prv"),
+        name=config.name,
+        base_url=config.base_url,
+        enabled=enabled,
+        created_at=now,
+        updated_at=now,
+    )
     _apply(row, config, box, values.get("headers"))
     session.add(row)
     try:
@@ -139,7 +168,10 @@ async def create(
 
 
 async def update(
-    session: AsyncSession, settings: Settings, box: SecretBox, name: str,
+    session: AsyncSession,
+    settings: Settings,
+    box: SecretBox,
+    name: str,
     changes: dict[str, Any],
 ) -> GatewayProvider:
     _refuse_configured(settings, name)
@@ -167,7 +199,9 @@ async def update(
 
 
 def _apply(
-    row: GatewayProvider, config: ProviderSettings, box: SecretBox,
+    row: GatewayProvider,
+    config: ProviderSettings,
+    box: SecretBox,
     headers: dict[str, str] | None,
 ) -> None:
     for name in _FIELDS:

@@ -17,6 +17,7 @@ PENDING = "pending"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
 
+
 def _json_dict() -> Any:
     return Field(default_factory=dict, sa_column=sa.Column(sa.JSON(), nullable=False))
 

@@ -60,9 +60,7 @@ class Provider:
     injected_headers: tuple[tuple[bytes, bytes], ...] = field(repr=False, default=())
 
     @classmethod
-    def build(
-        cls, config: ProviderSettings, source: str, headers: Mapping[str, str]
-    ) -> Provider:
+    def build(cls, config: ProviderSettings, source: str, headers: Mapping[str, str]) -> Provider:
         routes = sorted(config.route_prices.items(), key=lambda item: len(item[0]), reverse=True)
         return cls(
             name=config.name,

@@ -37,8 +37,15 @@ log = logging.getLogger("passgate.gateway")
 
 HOP_BY_HOP = frozenset(
     {
-        b"connection", b"keep-alive", b"proxy-connection", b"proxy-authenticate",
-        b"proxy-authorization", b"te", b"trailer", b"trailers", b"transfer-encoding",
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
         b"upgrade",
     }
 )
@@ -46,13 +53,26 @@ HOP_BY_HOP = frozenset(
 REQUEST_DROP = HOP_BY_HOP | frozenset(
     {
         # Set by the HTTP client for the upstream connection and body.
-        b"host", b"content-length", b"expect",
+        b"host",
+        b"content-length",
+        b"expect",
         # The caller's credentials for passgate: they must never reach an upstream.
-        b"x-api-key", b"authorization", b"x-master-key", b"cookie", b"x-tenant-id",
-        b"x-claim-token", b"payment-signature", b"x-payment", b"x-payment-chain",
+        b"x-api-key",
+        b"authorization",
+        b"x-master-key",
+        b"cookie",
+        b"x-tenant-id",
+        b"x-claim-token",
+        b"payment-signature",
+        b"x-payment",
+        b"x-payment-chain",
         # Client-claimed addresses and routing: not passed on, and not forgeable.
-        b"forwarded", b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto",
-        b"x-forwarded-port", b"x-real-ip",
+        b"forwarded",
+        b"x-forwarded-for",
+        b"x-forwarded-host",
+        b"x-forwarded-proto",
+        b"x-forwarded-port",
+        b"x-real-ip",
         # Replaced by passgate's own request id.
         b"x-request-id",
     }
@@ -65,10 +85,21 @@ BALANCE = b"x-gateway-balance-micros"
 
 RESPONSE_DROP = HOP_BY_HOP | frozenset(
     {
-        b"set-cookie", b"set-cookie2", b"www-authenticate", b"server", b"date", b"alt-svc",
+        b"set-cookie",
+        b"set-cookie2",
+        b"www-authenticate",
+        b"server",
+        b"date",
+        b"alt-svc",
         # passgate sets these itself on every response.
-        b"x-request-id", b"x-ratelimit-limit", b"x-ratelimit-remaining", b"x-ratelimit-reset",
-        UPSTREAM_REQUEST_ID, USAGE_ID, COST, BALANCE,
+        b"x-request-id",
+        b"x-ratelimit-limit",
+        b"x-ratelimit-remaining",
+        b"x-ratelimit-reset",
+        UPSTREAM_REQUEST_ID,
+        USAGE_ID,
+        COST,
+        BALANCE,
     }
 )
 
@@ -100,7 +131,7 @@ def upstream_path(raw_path: bytes, provider: str) -> str:
     index = path.find(marker)
     if index < 0:
         raise ValidationFailed("The gateway path is not valid.")
-    rest = path[index + len(marker):]
+    rest = path[index + len(marker) :]
     if rest and not rest.startswith("/"):
         raise ValidationFailed("The gateway path is not valid.")
     check_path(rest)
@@ -253,18 +284,21 @@ class UpstreamClient:
             response = await self.client.send(request, stream=True)
         except httpx.TimeoutException:
             raise UpstreamFailure(
-                "timeout", f"The upstream provider '{provider.name}' timed out.",
+                "timeout",
+                f"The upstream provider '{provider.name}' timed out.",
                 _elapsed_ms(started),
             ) from None
         except httpx.ConnectError:
             raise UpstreamFailure(
-                "connect_error", f"The upstream provider '{provider.name}' could not be reached.",
+                "connect_error",
+                f"The upstream provider '{provider.name}' could not be reached.",
                 _elapsed_ms(started),
             ) from None
         except httpx.HTTPError as exc:
             log.warning("gateway call to %s failed: %s", provider.name, type(exc).__name__)
             raise UpstreamFailure(
-                "upstream_error", f"The upstream provider '{provider.name}' failed.",
+                "upstream_error",
+                f"The upstream provider '{provider.name}' failed.",
                 _elapsed_ms(started),
             ) from None
         return response, _elapsed_ms(started)
@@ -301,11 +335,16 @@ class RelayedResponse(ASGIStreamingResponse):
     __slots__ = ("raw_headers",)
 
     def __init__(
-        self, *, iterator: AsyncIterator[bytes], status_code: int, raw_headers: Headers,
+        self,
+        *,
+        iterator: AsyncIterator[bytes],
+        status_code: int,
+        raw_headers: Headers,
         is_head_response: bool,
     ) -> None:
-        super().__init__(iterator=iterator, status_code=status_code,
-                         is_head_response=is_head_response)
+        super().__init__(
+            iterator=iterator, status_code=status_code, is_head_response=is_head_response
+        )
         self.raw_headers = raw_headers
 
     def encode_headers(self) -> list[tuple[bytes, bytes]]:
@@ -327,10 +366,14 @@ def upstream_error(
 ) -> UpstreamError:
     """The 502 the caller gets; the upstream's own error body is not passed on."""
     if failure is not None:
-        return UpstreamError(failure.message, details={"provider": provider,
-                                                       "reason": failure.reason})
-    details: dict[str, object] = {"provider": provider, "reason": "upstream_status",
-                                  "upstreamStatus": status}
+        return UpstreamError(
+            failure.message, details={"provider": provider, "reason": failure.reason}
+        )
+    details: dict[str, object] = {
+        "provider": provider,
+        "reason": "upstream_status",
+        "upstreamStatus": status,
+    }
     if request_id:
         details["upstreamRequestId"] = request_id
     return UpstreamError(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, update
+from sqlalchemy import bindparam, case, func, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -15,7 +15,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.agents.models import Agent
 from app.credits.models import LedgerEntry
 from app.events.models import Event
-from app.gateway.models import PENDING, GatewayProvider, GatewayUsage, SpendCounter
+from app.gateway.models import (
+    PENDING,
+    SUCCEEDED,
+    GatewayProvider,
+    GatewayUsage,
+    SpendCounter,
+)
 from app.http.pagination import PageParams, apply, split
 from app.platforms.models import Platform
 
@@ -24,22 +30,17 @@ from app.platforms.models import Platform
 
 async def enabled_providers(session: AsyncSession) -> list[GatewayProvider]:
     stmt = select(GatewayProvider).where(col(GatewayProvider.enabled).is_(True))
-    return list((await session.exec(stmt)).all())  # type: ignore[call-overload]
+    return list((await session.exec(stmt)).all())
 
 
 async def all_providers(session: AsyncSession) -> list[GatewayProvider]:
     stmt = select(GatewayProvider).order_by(col(GatewayProvider.name))
-    return list((await session.exec(stmt)).all())  # type: ignore[call-overload]
-
-
-async def provider_by_id(session: AsyncSession, provider_id: str) -> GatewayProvider | None:
-    return await session.get(GatewayProvider, provider_id)
+    return list((await session.exec(stmt)).all())
 
 
 async def provider_by_name(session: AsyncSession, name: str) -> GatewayProvider | None:
     stmt = select(GatewayProvider).where(col(GatewayProvider.name) == name)
-    row: GatewayProvider | None = (await session.exec(stmt)).first()  # type: ignore[call-overload]
-    return row
+    return (await session.exec(stmt)).first()
 
 
 # -- spending limits -------------------------------------------------------------------------
@@ -52,14 +53,23 @@ class Limits:
     platform_limit: int | None
 
 
-async def spending_limits(session: AsyncSession, agent_id: str) -> Limits | None:
-    """The agent's platform and both daily limits, read as of now (one round trip)."""
+async def spending_limits(
+    session: AsyncSession, agent_id: str, *, relax_durability: bool = False
+) -> Limits | None:
+    """The agent's platform and both daily limits, read as of now (one round trip).
+
+    ``relax_durability`` (PostgreSQL) also switches this transaction to asynchronous commit,
+    in the same round trip: ``set_config(..., true)`` is the function form of ``SET LOCAL``.
+    """
+    columns: list[Any] = [
+        col(Agent.platform_id),
+        col(Agent.daily_spending_limit_micros),
+        col(Platform.daily_spending_limit_micros),
+    ]
+    if relax_durability and session.get_bind().dialect.name == "postgresql":
+        columns.append(func.set_config("synchronous_commit", "off", True))
     stmt = (
-        select(
-            col(Agent.platform_id),
-            col(Agent.daily_spending_limit_micros),
-            col(Platform.daily_spending_limit_micros),
-        )
+        select(*columns)
         .select_from(Agent)
         .outerjoin(Platform, col(Platform.id) == col(Agent.platform_id))
         .where(col(Agent.id) == agent_id)
@@ -136,6 +146,41 @@ class Finished:
     payment: str
 
 
+async def insert_usage(session: AsyncSession, usage: GatewayUsage) -> None:
+    """One Core INSERT: the row is never read back, so the ORM unit of work is not needed."""
+    table = GatewayUsage.__table__  # type: ignore[attr-defined]
+    await session.execute(insert(table).values(**usage.model_dump()))
+
+
+async def set_usage_platform(session: AsyncSession, usage_id: str, platform_id: str | None) -> None:
+    await session.execute(
+        update(GatewayUsage).where(col(GatewayUsage.id) == usage_id).values(platform_id=platform_id)
+    )
+
+
+async def keep_usage(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Mark many pending calls ``succeeded`` in one batched statement (an executemany).
+
+    Each row: ``usage_id``, ``upstream_status``, ``latency_ms``, ``upstream_request_id``,
+    ``completed_at``. A row no longer pending (released by the sweeper) is left alone.
+    """
+    table = GatewayUsage.__table__  # type: ignore[attr-defined]
+    stmt = (
+        update(table)
+        .where(table.c.id == bindparam("usage_id"), table.c.status == PENDING)
+        .values(
+            status=SUCCEEDED,
+            cost_micros=table.c.price_micros,
+            upstream_status=bindparam("upstream_status"),
+            latency_ms=bindparam("latency_ms"),
+            upstream_request_id=bindparam("upstream_request_id"),
+            completed_at=bindparam("completed_at"),
+        )
+    )
+    connection = await session.connection()
+    await connection.execute(stmt, list(rows))
+
+
 async def finish_usage(
     session: AsyncSession, usage_id: str, values: dict[str, Any]
 ) -> Finished | None:
@@ -159,8 +204,9 @@ async def finish_usage(
     row = (await session.execute(stmt)).first()
     if row is None:
         return None
-    return Finished(agent_id=row[0], platform_id=row[1], price_micros=row[2], spend_day=row[3],
-                    payment=row[4])
+    return Finished(
+        agent_id=row[0], platform_id=row[1], price_micros=row[2], spend_day=row[3], payment=row[4]
+    )
 
 
 async def stale_usage_ids(session: AsyncSession, before: datetime, limit: int) -> list[str]:

@@ -27,8 +27,13 @@ from app.keys.scopes import GATEWAY, USAGE_READ
 AnyRequest = Request[Any, Any, Any]
 
 METHODS: list[HttpMethod] = [
-    HttpMethod.GET, HttpMethod.POST, HttpMethod.PUT, HttpMethod.PATCH, HttpMethod.DELETE,
-    HttpMethod.HEAD, HttpMethod.OPTIONS,
+    HttpMethod.GET,
+    HttpMethod.POST,
+    HttpMethod.PUT,
+    HttpMethod.PATCH,
+    HttpMethod.DELETE,
+    HttpMethod.HEAD,
+    HttpMethod.OPTIONS,
 ]
 
 
@@ -58,7 +63,6 @@ async def incoming_call(request: AnyRequest, provider: str) -> IncomingCall:
     dependencies={"caller": Provide(provide_key_holder)},
     opt={"scope": GATEWAY},
     summary="Call an upstream provider through the gateway",
-    operation_id="gatewayCall",
 )
 async def gateway_call(
     request: AnyRequest, caller: Principal, provider: str, path: str = ""
@@ -115,16 +119,25 @@ async def create_provider(
     gateway = gateway_of(request)
     values = {name: getattr(data, name) for name in data.__struct_fields__ if name != "enabled"}
     row = await manage.create(session, gateway.settings, gateway.box, values, enabled=data.enabled)
-    await record(session, _actor(request, admin), "provider.create", "provider", row.id,
-                 after=manage.snapshot(row))
+    await record(
+        session,
+        _actor(request, admin),
+        "provider.create",
+        "provider",
+        row.id,
+        after=manage.snapshot(row),
+    )
     _refresh_after_commit(request, session)
     return admin_provider_view(await manage.entry(session, gateway.settings, row.name))
 
 
 @get("/providers")
 async def list_providers(
-    request: AnyRequest, session: AsyncSession, admin: Principal,
-    limit: int | None = Parameter(default=None), cursor: str | None = Parameter(default=None),
+    request: AnyRequest,
+    session: AsyncSession,
+    admin: Principal,
+    limit: int | None = Parameter(default=None),
+    cursor: str | None = Parameter(default=None),
 ) -> Page:
     """Configured and admin-managed providers, by name (header names only)."""
     entries = await manage.entries(session, gateway_of(request).settings)
@@ -141,7 +154,10 @@ async def get_provider(
 
 @patch("/providers/{name:str}")
 async def update_provider(
-    request: AnyRequest, session: AsyncSession, admin: Principal, name: str,
+    request: AnyRequest,
+    session: AsyncSession,
+    admin: Principal,
+    name: str,
     data: UpdateProviderBody,
 ) -> AdminProviderView:
     """Change an admin-managed provider; configured ones are CONFLICT."""
@@ -149,8 +165,15 @@ async def update_provider(
     before = await manage.entry(session, gateway.settings, name)
     before_snapshot = manage.snapshot(before.row) if before.row is not None else None
     row = await manage.update(session, gateway.settings, gateway.box, name, data.changes())
-    await record(session, _actor(request, admin), "provider.update", "provider", row.id,
-                 before=before_snapshot, after=manage.snapshot(row))
+    await record(
+        session,
+        _actor(request, admin),
+        "provider.update",
+        "provider",
+        row.id,
+        before=before_snapshot,
+        after=manage.snapshot(row),
+    )
     _refresh_after_commit(request, session)
     return admin_provider_view(await manage.entry(session, gateway.settings, row.name))
 
@@ -163,16 +186,27 @@ async def delete_provider(
     gateway = gateway_of(request)
     gone = await manage.entry(session, gateway.settings, name)
     row = await manage.delete(session, gateway.settings, name)
-    await record(session, _actor(request, admin), "provider.delete", "provider", row.id,
-                 before=manage.snapshot(row))
+    await record(
+        session,
+        _actor(request, admin),
+        "provider.delete",
+        "provider",
+        row.id,
+        before=manage.snapshot(row),
+    )
     _refresh_after_commit(request, session)
     return admin_provider_view(gone)
 
 
 admin_router = Router(
     path="/admin/v1",
-    route_handlers=[create_provider, list_providers, get_provider, update_provider,
-                    delete_provider],
+    route_handlers=[
+        create_provider,
+        list_providers,
+        get_provider,
+        update_provider,
+        delete_provider,
+    ],
     dependencies={"admin": Provide(provide_admin)},
     tags=["admin"],
 )

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import anyio
+import httpx
 from litestar.response.base import ASGIResponse
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -95,11 +96,10 @@ class Gateway:
         self.box = SecretBox(settings.key_pepper.get_secret_value())
         self.registry = ProviderRegistry(settings, sessions, self.box)
         self.upstream = UpstreamClient(settings)
-        self._finishing: set[asyncio.Task[None]] = set()
+        self.kept = KeptCalls(sessions, relax_durability=settings.gateway_async_commit)
 
     async def aclose(self) -> None:
-        if self._finishing:
-            await asyncio.wait(set(self._finishing), timeout=_DRAIN_SECONDS)
+        await self.kept.aclose()
         await self.upstream.aclose()
 
     # -- pricing -------------------------------------------------------------------------
@@ -123,7 +123,10 @@ class Gateway:
         usage = self._usage(quote, call, caller, payment="credits")
         async with self.sessions() as session:
             reservation = await billing.reserve(
-                session, usage, low_threshold_micros=self.settings.credits_low_threshold_micros
+                session,
+                usage,
+                low_threshold_micros=self.settings.credits_low_threshold_micros,
+                relax_durability=self.settings.gateway_async_commit,
             )
             await commit(session)
         forwarded = await self._forward(quote, call, usage.id, reservation)
@@ -165,15 +168,23 @@ class Gateway:
         if caller.agent_id is None:
             return [], None
         return await repository.search_usage(
-            session, params, agent_id=caller.agent_id, provider=provider,
-            since=parse_time(since, "from"), until=parse_time(until, "to"),
+            session,
+            params,
+            agent_id=caller.agent_id,
+            provider=provider,
+            since=parse_time(since, "from"),
+            until=parse_time(until, "to"),
         )
 
     # -- internals -------------------------------------------------------------------------
 
     @staticmethod
     def _usage(
-        quote: Quote, call: IncomingCall, caller: Principal | None, *, payment: str,
+        quote: Quote,
+        call: IncomingCall,
+        caller: Principal | None,
+        *,
+        payment: str,
         payment_id: str | None = None,
     ) -> GatewayUsage:
         return GatewayUsage(
@@ -199,34 +210,60 @@ class Gateway:
             response, latency_ms = await self.upstream.open(call, provider)
         except UpstreamFailure as failure:
             await self._release(usage_id, Outcome(None, failure.latency_ms, error=failure.reason))
-            return Forwarded(usage_id, ok=False, status=None,
-                             error=upstream_error(failure, provider.name))
+            return Forwarded(
+                usage_id, ok=False, status=None, error=upstream_error(failure, provider.name)
+            )
         except BaseException:
             # Cancelled (shutdown) or a bug: the caller gets no answer, so no charge either.
             await self._release(usage_id, Outcome(None, None, error="cancelled"))
             raise
+        try:
+            return await self._answer(quote, call, usage_id, reservation, response, latency_ms)
+        except BaseException:
+            await discard(response)
+            await self._release(
+                usage_id, Outcome(response.status_code, latency_ms, error="cancelled")
+            )
+            raise
 
+    async def _answer(
+        self,
+        quote: Quote,
+        call: IncomingCall,
+        usage_id: str,
+        reservation: Reservation | None,
+        response: httpx.Response,
+        latency_ms: int,
+    ) -> Forwarded:
+        """Decide on the charge from the status, then relay (or replace) the answer."""
+        provider = quote.provider
         status = response.status_code
         headers, upstream_id = response_headers(response, provider)
-        outcome = Outcome(status, latency_ms, upstream_id)
         refused = Outcome(status, latency_ms, upstream_id, "upstream_status")
         ok = 200 <= status < 300
         if status >= 500:
             retry_after = response.headers.get("retry-after")
             await discard(response)
             await self._release(usage_id, refused)
-            return Forwarded(usage_id, ok=False, status=status, error=upstream_error(
-                None, provider.name, status=status, request_id=upstream_id,
-                retry_after=retry_after,
-            ))
+            return Forwarded(
+                usage_id,
+                ok=False,
+                status=status,
+                error=upstream_error(
+                    None,
+                    provider.name,
+                    status=status,
+                    request_id=upstream_id,
+                    retry_after=retry_after,
+                ),
+            )
         if ok:
-            self._keep_later(usage_id, outcome)
+            self.kept.add(usage_id, Outcome(status, latency_ms, upstream_id))
         else:
             await self._release(usage_id, refused)
 
-        cost = quote.price_micros if ok else 0
         headers.append((USAGE_ID, usage_id.encode()))
-        headers.append((COST, str(cost).encode()))
+        headers.append((COST, str(quote.price_micros if ok else 0).encode()))
         if reservation is not None and reservation.balance_after_micros is not None:
             balance = reservation.balance_after_micros + (0 if ok else reservation.price_micros)
             headers.append((BALANCE, str(balance).encode()))
@@ -239,27 +276,63 @@ class Gateway:
         return Forwarded(usage_id, ok=ok, status=status, response=relayed, headers=headers)
 
     async def _release(self, usage_id: str, outcome: Outcome) -> None:
-        # Shielded: a release interrupted by cancellation would leave the money reserved until
-        # the sweeper finds it.
+        """Give the reservation back now; if the database fails, the sweeper will.
+
+        Shielded: a release interrupted by cancellation would leave the money reserved until
+        the reservation TTL. A failure is logged, not raised, so the caller still gets the
+        upstream's answer (or the 502) rather than a 500.
+        """
         with anyio.CancelScope(shield=True):
-            async with self.sessions() as session:
-                await billing.release(session, usage_id, outcome)
-                await commit(session)
+            try:
+                async with self.sessions() as session:
+                    await billing.release(session, usage_id, outcome)
+                    await commit(session)
+            except Exception:
+                log.exception("could not release gateway reservation %s", usage_id)
 
-    def _keep_later(self, usage_id: str, outcome: Outcome) -> None:
-        task = asyncio.create_task(self._keep(usage_id, outcome))
-        self._finishing.add(task)
-        task.add_done_callback(self._finishing.discard)
 
-    async def _keep(self, usage_id: str, outcome: Outcome) -> None:
-        try:
-            async with self.sessions() as session:
-                await billing.keep(session, usage_id, outcome)
-                await commit(session)
-        except Exception:
-            # The charge itself is already committed; left pending, the sweeper would refund
-            # the call after the reservation TTL.
-            log.exception("could not record the outcome of gateway call %s", usage_id)
+class KeptCalls:
+    """Records 2xx outcomes off the request path, many per transaction.
+
+    One writer task drains the queue; while it writes a batch the next one accumulates, so
+    under load a transaction covers many calls. The charges are already committed: an outcome
+    lost here (a database error, a crash) leaves its call ``pending``, and the sweeper then
+    releases it (the agent's favour).
+    """
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        relax_durability: bool,
+        batch: int = 500,
+    ) -> None:
+        self._sessions = sessions
+        self._relax = relax_durability
+        self._batch = batch
+        self._queue: list[tuple[str, Outcome]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    def add(self, usage_id: str, outcome: Outcome) -> None:
+        self._queue.append((usage_id, outcome))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain())
+
+    async def aclose(self) -> None:
+        if self._writer is not None and not self._writer.done():
+            await asyncio.wait({self._writer}, timeout=_DRAIN_SECONDS)
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[: self._batch], self._queue[self._batch :]
+            try:
+                async with self._sessions() as session:
+                    if self._relax:
+                        await billing.relax_durability(session)
+                    await billing.keep(session, batch)
+                    await commit(session)
+            except Exception:
+                log.exception("could not record %d gateway outcomes", len(batch))
 
 
 def parse_time(value: str | None, name: str) -> datetime | None:

@@ -56,16 +56,35 @@ def app_error_handler(request: Request[Any, Any, Any], exc: AppError) -> Respons
     return _response(request, exc.status, body, exc.headers)
 
 
-def _validation_details(exc: ValidationException) -> Any:
+def _validation_details(exc: ValidationException) -> list[dict[str, Any]] | None:
     extra = exc.extra
     if isinstance(extra, list):
         # Litestar reports {"message", "key", "source"}; keep those, drop anything echoing input.
-        return [
+        details = [
             {k: item[k] for k in ("message", "key", "source") if k in item}
             for item in extra
             if isinstance(item, dict)
-        ] or None
+        ]
+        for item in details:
+            # A missing body surfaces as the KeyError text of the handler's ``data`` argument.
+            if item.get("message") == "'data'" and item.get("source") == "body":
+                item["message"] = "A JSON body is required."
+        return details or None
     return None
+
+
+def _validation_message(exc: ValidationException, details: list[dict[str, Any]] | None) -> str:
+    """Name the first problem in the message itself: clients often show only ``error``."""
+    if details:
+        first = details[0]
+        key = first.get("key")
+        where = f"{key}: " if key and key != "data" else ""
+        more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+        return f"Invalid request: {where}{first.get('message', 'invalid value')}{more}"
+    detail = str(exc.detail or "")
+    if detail and not detail.startswith("Validation failed"):
+        return f"Malformed request body: {detail}"
+    return "The request is not valid."
 
 
 def http_error_handler(
@@ -76,7 +95,12 @@ def http_error_handler(
         return internal_error_handler(request, exc)
     code = _CODE_BY_STATUS.get(status, "VALIDATION_ERROR")
     message = _MESSAGE_BY_STATUS.get(status) or str(exc.detail or "Bad request.")
-    details = _validation_details(exc) if isinstance(exc, ValidationException) else None
+    details = None
+    if isinstance(exc, ValidationException):
+        details = _validation_details(exc)
+        message = _validation_message(exc, details)
+    elif status == 400:
+        message = f"Malformed request: {message}"
     headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() == "allow"}
     return _response(request, status, _body(request, message, code, details), headers)
 

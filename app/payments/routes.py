@@ -30,7 +30,7 @@ class PaymentView(msgspec.Struct, rename="camel"):
     result: dict[str, Any] | None = None
 
 
-def _view(payment: Payment, result: dict[str, Any] | None = None) -> PaymentView:
+def payment_view(payment: Payment, result: dict[str, Any] | None = None) -> PaymentView:
     return PaymentView(
         payment_id=payment.id, status=payment.status, purpose=payment.purpose,
         network=payment.network, payer=payment.payer, amount_micros=payment.amount_micros,
@@ -56,17 +56,17 @@ async def get_payment(
         if payment.claimed_at is not None:
             raise Conflict("This payment's result was already claimed.")
         if payment.status != "settled" or payment.purpose != "pass":
-            return _view(payment)
+            return payment_view(payment)
         result = await passes.fulfill(session, rt.settings, payment)
         payment.claimed_at = payment.fulfilled_at
         session.add(payment)
-        return _view(payment, result)
+        return payment_view(payment, result)
     if presented_key(request) is None:
         raise NotFound("Payment not found.")
     caller = await provide_key_holder(request)
     if payment is None or payment.agent_id is None or payment.agent_id != caller.agent_id:
         raise NotFound("Payment not found.")
-    return _view(payment)
+    return payment_view(payment)
 
 
 router = Router(path="/v1", route_handlers=[get_payment], tags=["payments"])

@@ -36,7 +36,9 @@ from app.ids import new_id
 from app.payments.chain import PaymentChain
 from app.payments.models import Payment
 from app.payments.waiter import SettlementWaiter, announce_settled
+from app.settlement.service import request_settlement
 from chain.errors import RpcError, RpcUnavailable
+from chain.usdc import TransferAuthorization
 from chain.x402 import (
     PaymentChallenge,
     PaymentHeaderError,
@@ -279,9 +281,20 @@ class Payments:
 
         Pushed transfers need no signer: the chain watcher confirms them.
         """
-        if payment.scheme != "exact" or payment.status != "pending":
+        if payment.scheme != "exact" or payment.status != "pending" or not payment.authorization:
             return
-        await submit_for_settlement(session, payment)
+        auth = payment.authorization
+        await request_settlement(
+            session,
+            self.chain.networks[payment.network],
+            TransferAuthorization(
+                from_address=auth["from"], to_address=auth["to"], value=int(auth["value"]),
+                valid_after=int(auth["validAfter"]), valid_before=int(auth["validBefore"]),
+                nonce=auth["nonce"],
+            ),
+            auth["signature"],
+            purpose_ref=payment.id,
+        )
 
     async def get(self, session: AsyncSession, payment_id: str) -> Payment:
         payment = await session.get(Payment, payment_id)
@@ -388,11 +401,6 @@ async def mark_failed(
     await emit(session, event, event_data(payment, event), agent_id=payment.agent_id)
     after_commit(session, lambda: announce_settled(redis, redis_prefix, payment_id))
     return True
-
-
-async def submit_for_settlement(session: AsyncSession, payment: Payment) -> None:
-    """The seam to the settlement signer (chain side)."""
-    raise NotImplementedError
 
 
 async def expire_due(

@@ -33,7 +33,8 @@ from app.db.types import rfc3339, utcnow
 from app.errors import Conflict, NotFound
 from app.http.pagination import PageParams, apply, split
 from app.ids import new_id
-from app.jobs import Job, send_after_commit
+from app.jobs import send_after_commit
+from app.settlement.jobs import settle_job
 from app.settlement.models import (
     BROADCAST,
     FINAL_STATUSES,
@@ -48,16 +49,8 @@ from app.settlement.models import (
 from chain.networks import Network
 from chain.usdc import TransferAuthorization
 
-SETTLE_QUEUE = "settlement"
 # The sweeper leaves a submission alone this long past its next step (its own message is due).
 SWEEP_GRACE_SECONDS = 10.0
-SETTLE_ACTOR = "settlement_settle"
-
-
-def settle_job(submission_id: str, delay_seconds: float | None = None) -> Job:
-    delay = int(delay_seconds * 1000) if delay_seconds and delay_seconds > 0 else None
-    return Job(SETTLE_QUEUE, SETTLE_ACTOR, (submission_id,), delay)
-
 
 class SettlementOutcome(msgspec.Struct, frozen=True, rename="camel"):
     """Where a settlement stands. ``final`` once nothing more will happen to it."""
@@ -80,9 +73,11 @@ OutcomeHandler = Callable[[AsyncSession, SettlementSubmission], Awaitable[None]]
 
 
 def outcome_handlers() -> list[OutcomeHandler]:
-    """Called in the transaction that makes a submission final (the payments code adds its
-    handler here: mark the payment settled or failed)."""
-    return []
+    """Called in the transaction that makes a submission final: payments settle or fail."""
+    # Imported here: the payments code itself calls into this module to request settlement.
+    from app.payments.settlement import on_submission_final
+
+    return [on_submission_final]
 
 
 async def request_settlement(

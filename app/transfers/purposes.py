@@ -27,6 +27,7 @@ from typing import Protocol
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.credits import ledger
+from app.credits.models import LedgerEntry
 from app.db.types import rfc3339, utcnow
 from app.events.service import emit
 from app.transfers.models import ChainTransfer
@@ -46,13 +47,66 @@ class PurposeContext:
     pay_to_address: str | None  # lower-case
 
 
+class TransferLike(Protocol):
+    """What crediting needs of a transfer (a stored row or a :class:`Candidate`)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def network(self) -> str: ...
+    @property
+    def chain_id(self) -> int: ...
+    @property
+    def tx_hash(self) -> str: ...
+    @property
+    def log_index(self) -> int: ...
+    @property
+    def epoch(self) -> int: ...
+    @property
+    def amount_micros(self) -> int | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A transfer that just got its confirmations, offered to the purposes. A plain row
+    (not an ORM object) so that a backfill of thousands is counted with a few statements."""
+
+    id: str
+    network: str
+    chain_id: int
+    tx_hash: str
+    log_index: int
+    block_number: int
+    from_address: str  # lower-case
+    to_address: str  # lower-case
+    amount_micros: int | None
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """What counting a transfer decided (written to its row)."""
+
+    purpose: str
+    unmatched: bool = False
+    agent_id: str | None = None
+    ledger_entry_id: str | None = None
+    reference: str | None = None
+
+
+_UNCLAIMED = Counted(UNKNOWN, unmatched=True)
+_UNMATCHED_DEPOSIT = Counted(DEPOSIT, unmatched=True)
+_EMPTY_DEPOSIT = Counted(DEPOSIT)
+
+
 class TransferPurpose(Protocol):
     name: str
 
     async def claim(
-        self, session: AsyncSession, transfers: Sequence[ChainTransfer], ctx: PurposeContext
-    ) -> list[ChainTransfer]:
-        """Take the transfers that are this purpose's, apply their effects, return them."""
+        self, session: AsyncSession, candidates: Sequence[Candidate], ctx: PurposeContext
+    ) -> dict[str, Counted]:
+        """Take the transfers that are this purpose's, apply their effects, and return what
+        was decided for each of them, by transfer id."""
 
     async def reverse(
         self, session: AsyncSession, transfer: ChainTransfer, ctx: PurposeContext
@@ -60,7 +114,7 @@ class TransferPurpose(Protocol):
         """Undo what ``claim`` caused for a transfer whose block was orphaned."""
 
 
-def ledger_key(kind: str, transfer: ChainTransfer) -> str:
+def ledger_key(kind: str, transfer: TransferLike) -> str:
     """Idempotency key of a transfer's ledger entry: once per (chain, tx, log index), and once
     more per revival after a reorg (``epoch``)."""
     key = f"{kind}:{transfer.chain_id}:{transfer.tx_hash}:{transfer.log_index}"
@@ -68,18 +122,14 @@ def ledger_key(kind: str, transfer: ChainTransfer) -> str:
 
 
 async def credit_deposit(
-    session: AsyncSession, transfer: ChainTransfer, agent_id: str, *, reason: str | None = None
-) -> None:
+    session: AsyncSession, transfer: TransferLike, agent_id: str, *, reason: str | None = None
+) -> LedgerEntry:
     """Credit a deposit transfer to ``agent_id`` exactly once and emit ``credits.deposited``."""
     amount = transfer.amount_micros or 0
     entry = await ledger.post(
         session, agent_id, "deposit", amount, idempotency_key=ledger_key("deposit", transfer),
         reference=transfer.id, reason=reason,
     )
-    transfer.purpose = DEPOSIT
-    transfer.agent_id = agent_id
-    transfer.ledger_entry_id = entry.id
-    transfer.unmatched = False
     await emit(
         session,
         "credits.deposited",
@@ -95,6 +145,7 @@ async def credit_deposit(
         },
         agent_id=agent_id,
     )
+    return entry
 
 
 class DepositPurpose:
@@ -103,23 +154,27 @@ class DepositPurpose:
     name = DEPOSIT
 
     async def claim(
-        self, session: AsyncSession, transfers: Sequence[ChainTransfer], ctx: PurposeContext
-    ) -> list[ChainTransfer]:
+        self, session: AsyncSession, candidates: Sequence[Candidate], ctx: PurposeContext
+    ) -> dict[str, Counted]:
         if ctx.deposit_address is None:
-            return []
-        mine = [t for t in transfers if t.to_address == ctx.deposit_address]
-        owners = await wallets.owners_of(session, (t.from_address for t in mine))
-        for transfer in mine:
-            transfer.purpose = DEPOSIT
-            agent_id = owners.get(transfer.from_address)
-            amount = transfer.amount_micros
+            return {}
+        mine = [c for c in candidates if c.to_address == ctx.deposit_address]
+        owners = await wallets.owners_of(session, {c.from_address for c in mine})
+        counted: dict[str, Counted] = {}
+        for candidate in mine:
+            agent_id = owners.get(candidate.from_address)
+            amount = candidate.amount_micros
             if amount == 0:
-                continue  # zero-value transfers (address-poisoning spam) carry nothing
-            if agent_id is None or amount is None:
-                transfer.unmatched = True  # kept for an operator: never lost, never guessed
-                continue
-            await credit_deposit(session, transfer, agent_id)
-        return mine
+                # Zero-value transfers (address-poisoning spam) carry nothing to credit.
+                counted[candidate.id] = _EMPTY_DEPOSIT
+            elif agent_id is None or amount is None:
+                # Kept for an operator: never lost, never guessed.
+                counted[candidate.id] = _UNMATCHED_DEPOSIT
+            else:
+                entry = await credit_deposit(session, candidate, agent_id)
+                counted[candidate.id] = Counted(DEPOSIT, agent_id=agent_id,
+                                                ledger_entry_id=entry.id)
+        return counted
 
     async def reverse(
         self, session: AsyncSession, transfer: ChainTransfer, ctx: PurposeContext
@@ -138,22 +193,27 @@ class DepositPurpose:
 
 def purposes() -> list[TransferPurpose]:
     """Purposes in the order they may claim a transfer (payments go before deposits)."""
-    return [DepositPurpose()]
+    # Imported here: payments import this module's types.
+    from app.payments.settlement import PaymentPurpose
+
+    return [PaymentPurpose(), DepositPurpose()]
 
 
 async def confirm(
-    session: AsyncSession, transfers: Sequence[ChainTransfer], ctx: PurposeContext
-) -> None:
-    """Count confirmed transfers: each goes to the first purpose that claims it."""
-    remaining = list(transfers)
+    session: AsyncSession, candidates: Sequence[Candidate], ctx: PurposeContext
+) -> dict[str, Counted]:
+    """Count confirmed transfers: each goes to the first purpose that claims it; the rest are
+    ``unknown`` and unmatched."""
+    decided: dict[str, Counted] = {}
+    remaining = list(candidates)
     for purpose in purposes():
         if not remaining:
             break
-        taken = {id(t) for t in await purpose.claim(session, remaining, ctx)}
-        remaining = [t for t in remaining if id(t) not in taken]
-    for transfer in remaining:
-        transfer.purpose = UNKNOWN
-        transfer.unmatched = True
+        decided.update(await purpose.claim(session, remaining, ctx))
+        remaining = [c for c in remaining if c.id not in decided]
+    for candidate in remaining:
+        decided[candidate.id] = _UNCLAIMED
+    return decided
 
 
 async def reverse(session: AsyncSession, transfer: ChainTransfer, ctx: PurposeContext) -> None:

@@ -6,12 +6,15 @@ transactions.
 
 from __future__ import annotations
 
+import secrets
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, or_, update
+from sqlalchemy import select as core_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -20,7 +23,6 @@ from app.agents.models import Agent
 from app.db.types import utcnow
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.http.pagination import PageParams, apply, split
-from app.ids import new_id
 from app.transfers import purposes
 from app.transfers.models import (
     CONFIRMED,
@@ -101,9 +103,29 @@ def _insert(session: AsyncSession, table: Any) -> Any:
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
-def _row(network: str, chain_id: int, log: TransferLog, now: datetime) -> dict[str, Any]:
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def _transfer_ids(count: int) -> list[str]:
+    """``count`` ``trf_`` ids in ULID format, in increasing order (the same shape ``new_id``
+    makes, minus its per-call cost, which dominates storing a large backfill)."""
+    base = (int(time.time() * 1000) << 80) | int.from_bytes(secrets.token_bytes(9), "big")
+    ids: list[str] = []
+    for offset in range(count):
+        value = base + offset
+        chars = []
+        for _ in range(26):
+            chars.append(_CROCKFORD[value & 31])
+            value >>= 5
+        ids.append("trf_" + "".join(reversed(chars)))
+    return ids
+
+
+def _row(
+    network: str, chain_id: int, log: TransferLog, now: datetime, transfer_id: str
+) -> dict[str, Any]:
     return {
-        "id": new_id("trf"),
+        "id": transfer_id,
         "network": network,
         "chain_id": chain_id,
         "tx_hash": log.tx_hash,
@@ -134,19 +156,33 @@ async def store_logs(
     if not logs:
         return 0
     now = utcnow()
-    new_keys: set[tuple[str, int]] = set()
-    for start in range(0, len(logs), _INSERT_CHUNK):
-        chunk = logs[start : start + _INSERT_CHUNK]
-        stmt = (
-            _insert(session, ChainTransfer)
-            .values([_row(network, chain_id, log, now) for log in chunk])
-            .on_conflict_do_nothing(index_elements=["chain_id", "tx_hash", "log_index"])
-            .returning(col(ChainTransfer.tx_hash), col(ChainTransfer.log_index))
+    t = ChainTransfer.__table__  # type: ignore[attr-defined]  # SQLModel tables have it
+    # Which keys exist already: one indexed lookup per chunk of distinct tx hashes (re-scans
+    # and reorgs make this non-empty; a fresh range usually finds nothing).
+    hashes = sorted({log.tx_hash for log in logs})
+    known: set[tuple[str, int]] = set()
+    for start in range(0, len(hashes), _INSERT_CHUNK):
+        rows = await session.execute(
+            core_select(t.c.tx_hash, t.c.log_index).where(
+                t.c.chain_id == chain_id, t.c.tx_hash.in_(hashes[start : start + _INSERT_CHUNK])
+            )
         )
-        result = await session.execute(stmt)
-        new_keys.update((row[0], row[1]) for row in result.all())
-    known = [log for log in logs if (log.tx_hash, log.log_index) not in new_keys]
-    return len(new_keys) + await _revive(session, chain_id, known, now)
+        known.update((row[0], row[1]) for row in rows.all())
+    fresh = [log for log in logs if (log.tx_hash, log.log_index) not in known]
+    if fresh:
+        # Core executemany, no RETURNING: the driver runs it in one call. ON CONFLICT keeps a
+        # concurrent writer (there should be none: runs hold a lease) from failing the range.
+        await session.execute(
+            _insert(session, t).on_conflict_do_nothing(
+                index_elements=["chain_id", "tx_hash", "log_index"]
+            ),
+            [
+                _row(network, chain_id, log, now, transfer_id)
+                for log, transfer_id in zip(fresh, _transfer_ids(len(fresh)), strict=True)
+            ],
+        )
+    again = [log for log in logs if (log.tx_hash, log.log_index) in known]
+    return len(fresh) + await _revive(session, chain_id, again, now)
 
 
 async def _revive(
@@ -230,31 +266,41 @@ async def forget_blocks(
 async def confirm_ready(
     session: AsyncSession, ctx: purposes.PurposeContext, up_to_block: int, limit: int
 ) -> int:
-    """Count the oldest ``limit`` pending transfers at or below ``up_to_block``."""
-    rows = list(
-        (
-            await session.exec(
-                select(ChainTransfer)
-                .where(
-                    col(ChainTransfer.network) == ctx.network,
-                    col(ChainTransfer.status) == PENDING,
-                    col(ChainTransfer.block_number) <= up_to_block,
-                )
-                .order_by(col(ChainTransfer.block_number), col(ChainTransfer.log_index))
-                .limit(limit)
-            )
-        ).all()
-    )
+    """Count the oldest ``limit`` pending transfers at or below ``up_to_block``.
+
+    Rows are read and written set-wise (one UPDATE per distinct outcome): a backfill of
+    thousands of transfers must not cost an ORM round trip each.
+    """
+    t = ChainTransfer.__table__.c  # type: ignore[attr-defined]  # SQLModel tables have it
+    rows = (
+        await session.execute(
+            core_select(t.id, t.network, t.chain_id, t.tx_hash, t.log_index, t.block_number,
+                   t.from_address, t.to_address, t.amount_micros, t.epoch)
+            .where(t.network == ctx.network, t.status == PENDING,
+                   t.block_number <= up_to_block)
+            .order_by(t.block_number, t.log_index)
+            .limit(limit)
+        )
+    ).all()
     if not rows:
         return 0
+    candidates = [purposes.Candidate(*row) for row in rows]
+    decided = await purposes.confirm(session, candidates, ctx)
+    groups: dict[purposes.Counted, list[str]] = {}
+    for transfer_id, counted in decided.items():
+        groups.setdefault(counted, []).append(transfer_id)
     now = utcnow()
-    for transfer in rows:
-        transfer.status = CONFIRMED
-        transfer.confirmed_at = now
-        transfer.updated_at = now
-    await purposes.confirm(session, rows, ctx)
-    session.add_all(rows)
-    await session.flush()
+    for counted, ids in groups.items():
+        for start in range(0, len(ids), _INSERT_CHUNK):
+            await session.execute(
+                update(ChainTransfer)
+                .where(col(ChainTransfer.id).in_(ids[start : start + _INSERT_CHUNK]))
+                .values(status=CONFIRMED, confirmed_at=now, updated_at=now,
+                        purpose=counted.purpose, unmatched=counted.unmatched,
+                        agent_id=counted.agent_id, ledger_entry_id=counted.ledger_entry_id,
+                        reference=counted.reference)
+                .execution_options(synchronize_session=False)
+            )
     return len(rows)
 
 
@@ -359,7 +405,11 @@ async def assign(
         raise Conflict("This transfer's amount cannot be credited.")
     if await session.get(Agent, agent_id) is None:
         raise ValidationFailed("agentId does not name an agent.")
-    await purposes.credit_deposit(session, locked, agent_id, reason=reason)
+    entry = await purposes.credit_deposit(session, locked, agent_id, reason=reason)
+    locked.purpose = purposes.DEPOSIT
+    locked.agent_id = agent_id
+    locked.ledger_entry_id = entry.id
+    locked.unmatched = False
     locked.updated_at = utcnow()
     session.add(locked)
     await session.flush()

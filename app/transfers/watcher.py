@@ -54,7 +54,7 @@ log = logging.getLogger("passgate.chain.watcher")
 # Good ranges in a row before the range doubles again after a shrink.
 _GROW_AFTER = 3
 # Transfers counted per transaction.
-_CONFIRM_BATCH = 500
+_CONFIRM_BATCH = 5_000
 # A run that crashed without releasing its lease blocks the next one at most this much longer
 # than its budget.
 _LEASE_MARGIN_SECONDS = 60.0

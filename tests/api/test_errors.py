@@ -247,3 +247,23 @@ async def test_an_unexpected_exception_is_a_json_500_without_details(settings):
     body = assert_error(response, 500, "INTERNAL_ERROR")
     assert body["requestId"] == "r-500"
     assert "secret internal detail" not in response.text
+
+
+async def test_a_missing_body_and_a_wrong_field_are_named_in_the_error(client):
+    missing = await client.post("/v1/agents/register")
+    wrong = await client.post("/v1/agents/register", json={"name": 5})
+
+    assert missing.status_code == 400
+    assert missing.json()["error"] == "Invalid request: A JSON body is required."
+    assert wrong.status_code == 400
+    assert wrong.json()["error"] == "Invalid request: name: Expected `str`, got `int`"
+
+
+async def test_truncated_json_is_a_malformed_request(client):
+    response = await client.post(
+        "/v1/agents/register", content=b"{", headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "VALIDATION_ERROR"
+    assert response.json()["error"].startswith("Malformed request:")

@@ -74,8 +74,9 @@ async def gw(make_gateway: GatewayFactory) -> AsyncTestClient[Litestar]:
 async def serve(app: Litestar) -> AsyncIterator[str]:
     """Run ``app`` under uvicorn on this event loop, on a real socket; yields its base URL."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
     task = asyncio.create_task(server.serve())
     deadline = time.monotonic() + START_TIMEOUT
     while not server.started:
@@ -87,5 +88,3 @@ async def serve(app: Litestar) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, timeout=10)
-
-

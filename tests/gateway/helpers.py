@@ -25,7 +25,8 @@ from app.settings import Settings
 from tests.factories import key_headers
 
 ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT = 20.0
+# Importing the app (web3, x402) takes seconds, more with several processes on few cores.
+START_TIMEOUT = 90.0
 
 # What the upstream must see in place of the caller's credentials, and never anything else.
 UPSTREAM_SECRET = "sk-upstream-" + uuid.uuid4().hex
@@ -52,10 +53,22 @@ def wait_until_up(url: str, proc: subprocess.Popen[bytes] | None = None) -> None
     raise RuntimeError(f"{url} did not come up in {START_TIMEOUT} s")
 
 
-def start_uvicorn(target: str, port: int, env: dict[str, str] | None = None,
-                  factory: bool = False) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port",
-               str(port), "--log-level", "warning", "--no-access-log"]
+def start_uvicorn(
+    target: str, port: int, env: dict[str, str] | None = None, factory: bool = False
+) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        target,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
     if factory:
         command.append("--factory")
     return subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})})
@@ -114,7 +127,7 @@ async def settled_usage(client: httpx.AsyncClient, key: str, usage_id: str) -> d
     """The usage record once it left ``pending`` (a 2xx is finalised in the background)."""
     deadline = time.monotonic() + 5
     while True:
-        records = (await usage(client, key, limit=500))["data"]
+        records: list[dict[str, Any]] = (await usage(client, key, limit=500))["data"]
         found = [r for r in records if r["id"] == usage_id]
         if found and found[0]["status"] != "pending":
             return found[0]
@@ -144,4 +157,3 @@ async def events_of(settings: Settings, agent_id: str, event_type: str) -> list[
     async with database(settings) as sessions, sessions() as session:
         stmt = select(Event).where(col(Event.agent_id) == agent_id, col(Event.type) == event_type)
         return list((await session.exec(stmt)).all())
-

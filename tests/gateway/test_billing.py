@@ -59,8 +59,10 @@ async def test_a_successful_call_is_charged_exactly_once(gw: Client) -> None:
     assert record["costMicros"] == PRICE
     assert record["upstreamStatus"] == 200
     assert record["upstreamRequestId"] == response.headers["x-upstream-request-id"]
-    assert record["route"] == "/echo" and record["method"] == "POST"
-    assert record["latencyMs"] is not None and record["latencyMs"] >= 0
+    assert record["route"] == "/echo"
+    assert record["method"] == "POST"
+    assert record["latencyMs"] is not None
+    assert record["latencyMs"] >= 0
     now = await balance(gw, key)
     assert now["creditsMicros"] == 10_000_000 - PRICE
     assert now["spentMicros"] == PRICE
@@ -88,8 +90,9 @@ async def test_too_few_credits_is_402_and_the_upstream_is_not_called(
     assert (await usage(gw, key))["data"] == []
 
 
-async def assert_failed_call_is_free(gw: Client, key: str, path: str, reason: str,
-                                     upstream_status: int | None) -> dict[str, Any]:
+async def assert_failed_call_is_free(
+    gw: Client, key: str, path: str, reason: str, upstream_status: int | None
+) -> dict[str, Any]:
     response = await gw.get(path, headers=key_headers(key))
     body = assert_error(response, 502, "UPSTREAM_ERROR")
     assert body["details"]["reason"] == reason
@@ -106,8 +109,9 @@ async def assert_failed_call_is_free(gw: Client, key: str, path: str, reason: st
 async def test_an_upstream_500_is_502_and_free(gw: Client) -> None:
     key = await signup(gw)
 
-    body = await assert_failed_call_is_free(gw, key, "/v1/gateway/echo/status/500",
-                                            "upstream_status", 500)
+    body = await assert_failed_call_is_free(
+        gw, key, "/v1/gateway/echo/status/500", "upstream_status", 500
+    )
 
     # The upstream's status is told, its error body is not relayed.
     assert body["details"]["upstreamStatus"] == 500
@@ -152,21 +156,25 @@ async def test_a_released_reservation_leaves_a_refund_in_the_ledger(gw: Client) 
     assert response.status_code == 502
     record = (await usage(gw, key))["data"][0]
     usage_id = record["id"]
-    moves = sorted((e.kind, e.amount_micros, e.reference)
-                   for e in await ledger_of(gw, record["agentId"]) if e.reference == usage_id)
+    moves = sorted(
+        (e.kind, e.amount_micros, e.reference)
+        for e in await ledger_of(gw, record["agentId"])
+        if e.reference == usage_id
+    )
     assert moves == [("charge", -PRICE, usage_id), ("refund", PRICE, usage_id)]
 
 
 async def test_prices_follow_the_model_then_the_route(gw: Client) -> None:
     key = await signup(gw)
 
-    by_model = await gw.post("/v1/gateway/echo/echo/premium/x", json={"model": "big-model"},
-                             headers=key_headers(key))
-    by_route = await gw.post("/v1/gateway/echo/echo/premium/x", json={"model": "other"},
-                             headers=key_headers(key))
+    by_model = await gw.post(
+        "/v1/gateway/echo/echo/premium/x", json={"model": "big-model"}, headers=key_headers(key)
+    )
+    by_route = await gw.post(
+        "/v1/gateway/echo/echo/premium/x", json={"model": "other"}, headers=key_headers(key)
+    )
     not_the_route = await gw.get("/v1/gateway/echo/echo/premiumish", headers=key_headers(key))
-    default = await gw.post("/v1/gateway/echo/echo", content=b"not json",
-                            headers=key_headers(key))
+    default = await gw.post("/v1/gateway/echo/echo", content=b"not json", headers=key_headers(key))
 
     assert by_model.headers["x-gateway-cost-micros"] == "100000"
     assert by_route.headers["x-gateway-cost-micros"] == "50000"
@@ -182,7 +190,8 @@ async def test_a_free_provider_charges_nothing_but_records_usage(gw: Client) -> 
 
     assert response.status_code == 200
     record = await settled_usage(gw, key, response.headers["x-gateway-usage-id"])
-    assert record["costMicros"] == 0 and record["status"] == "succeeded"
+    assert record["costMicros"] == 0
+    assert record["status"] == "succeeded"
     assert (await balance(gw, key))["creditsMicros"] == 10_000_000
 
 
@@ -190,8 +199,9 @@ async def test_credits_low_is_emitted_once_when_the_balance_crosses_the_threshol
     make_gateway: GatewayFactory,
 ) -> None:
     # Given 0.05 USD and a low-credit threshold of 0.03 USD
-    gw = await make_gateway(starter_credits_micros=5 * PRICE,
-                            credits_low_threshold_micros=3 * PRICE)
+    gw = await make_gateway(
+        starter_credits_micros=5 * PRICE, credits_low_threshold_micros=3 * PRICE
+    )
     key = await signup(gw)
 
     # When calls take it down past the threshold, with failed (refunded) calls around it
@@ -208,16 +218,21 @@ async def test_credits_low_is_emitted_once_when_the_balance_crosses_the_threshol
 
 
 async def test_credits_low_fires_again_after_a_top_up(
-    make_gateway: GatewayFactory, admin_headers: dict[str, str],
+    make_gateway: GatewayFactory,
+    admin_headers: dict[str, str],
 ) -> None:
-    gw = await make_gateway(starter_credits_micros=2 * PRICE,
-                            credits_low_threshold_micros=2 * PRICE)
+    gw = await make_gateway(
+        starter_credits_micros=2 * PRICE, credits_low_threshold_micros=2 * PRICE
+    )
     key = await signup(gw)
     await gw.get("/v1/gateway/echo/echo", headers=key_headers(key))
     agent_id = (await usage(gw, key))["data"][0]["agentId"]
 
-    top_up = await gw.post("/admin/v1/credits/adjustments", headers=admin_headers, json={
-        "agentId": agent_id, "amountMicros": 5 * PRICE, "reason": "top up"})
+    top_up = await gw.post(
+        "/admin/v1/credits/adjustments",
+        headers=admin_headers,
+        json={"agentId": agent_id, "amountMicros": 5 * PRICE, "reason": "top up"},
+    )
     assert top_up.status_code == 201, top_up.text
     for _ in range(5):
         await gw.get("/v1/gateway/echo/echo", headers=key_headers(key))
@@ -232,16 +247,19 @@ async def test_concurrent_calls_never_overdraw(make_gateway: GatewayFactory) -> 
     key = await signup(first)
 
     # When 20 calls race through both
-    responses = await asyncio.gather(*(
-        (first if i % 2 else second).get("/v1/gateway/echo/echo", headers=key_headers(key))
-        for i in range(20)
-    ))
+    responses = await asyncio.gather(
+        *(
+            (first if i % 2 else second).get("/v1/gateway/echo/echo", headers=key_headers(key))
+            for i in range(20)
+        )
+    )
 
     # Then exactly five succeed and the balance is exactly zero
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [200] * 5 + [402] * 15
     now = await balance(first, key)
-    assert now["creditsMicros"] == 0 and now["spentMicros"] == 5 * PRICE
+    assert now["creditsMicros"] == 0
+    assert now["spentMicros"] == 5 * PRICE
 
 
 async def test_abandoned_reservations_are_released_by_the_sweeper(gw: Client) -> None:
@@ -265,6 +283,7 @@ async def test_abandoned_reservations_are_released_by_the_sweeper(gw: Client) ->
 
     # Then the reservation came back once and the call is recorded as abandoned
     now = await balance(gw, key)
-    assert now["creditsMicros"] == 10_000_000 and now["spentMicros"] == 0
+    assert now["creditsMicros"] == 10_000_000
+    assert now["spentMicros"] == 0
     record = (await usage(gw, key))["data"][0]
     assert (record["status"], record["error"]) == ("failed", "abandoned")

@@ -39,8 +39,10 @@ def api_processes(
     """Three ``uvicorn app.main:create_app`` processes on one PostgreSQL database and Redis."""
     settings = settings_factory()
     if settings.is_sqlite:
-        pytest.skip("multi-process: SQLite is a single local file with one writer; passgate "
-                    "scales out on PostgreSQL, so that is what this test exercises")
+        pytest.skip(
+            "multi-process: SQLite is a single local file with one writer; passgate "
+            "scales out on PostgreSQL, so that is what this test exercises"
+        )
     env = {
         "PASSGATE_ENVIRONMENT": "test",
         "PASSGATE_DATABASE_URL": settings.database_url,
@@ -49,7 +51,8 @@ def api_processes(
         "PASSGATE_KEY_PEPPER": settings.key_pepper.get_secret_value(),
         "PASSGATE_PROVIDERS": json.dumps(providers),
         "PASSGATE_STARTER_CREDITS_MICROS": str(CREDITS),
-        "PASSGATE_PLAN_FREE_PER_MINUTE": "100000",
+        # Far above the burst, so leased rate-limit tokens never run short.
+        "PASSGATE_PLAN_FREE_PER_MINUTE": "100000000",
         "PASSGATE_SIGNUP_PER_MINUTE": "100000",
         # The PostgreSQL server is shared: 3 x (8 + 4) connections at most.
         "PASSGATE_DATABASE_POOL_SIZE": "8",
@@ -72,16 +75,19 @@ async def test_a_thousand_concurrent_calls_spend_exactly_the_balance(
     api_processes: tuple[Settings, list[str]],
 ) -> None:
     settings, bases = api_processes
-    limits = httpx.Limits(max_connections=CALLS, max_keepalive_connections=CALLS)
-    async with httpx.AsyncClient(timeout=120, limits=limits) as http:
-        # Given one key with 1 USD, and a provider at 0.01 USD a call
-        http.base_url = httpx.URL(bases[0])
+    # Given one key with 1 USD, and a provider at 0.01 USD a call
+    async with httpx.AsyncClient(base_url=bases[0], timeout=30) as http:
         key = await signup(http)
 
-        # When 1,000 calls are made at once, spread over the three processes
+    # When 1,000 calls are made at once, spread over the three processes (one connection each:
+    # a reused keep-alive connection could meet the server's idle timeout, a client-side race)
+    limits = httpx.Limits(max_connections=CALLS, max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as http:
+
         async def one(index: int) -> tuple[int, str | None]:
-            response = await http.get(f"{bases[index % PROCESSES]}/v1/gateway/echo/echo",
-                                      headers={"X-API-Key": key})
+            response = await http.get(
+                f"{bases[index % PROCESSES]}/v1/gateway/echo/echo", headers={"X-API-Key": key}
+            )
             code = response.json().get("code") if response.status_code != 200 else None
             return response.status_code, code
 
@@ -89,8 +95,9 @@ async def test_a_thousand_concurrent_calls_spend_exactly_the_balance(
         results = await asyncio.gather(*(one(i) for i in range(CALLS)))
         elapsed = time.monotonic() - started
 
-        # Then exactly 100 succeed, 900 are INSUFFICIENT_CREDITS, and the balance is exactly 0
-        assert Counter(results) == {(200, None): 100, (402, "INSUFFICIENT_CREDITS"): 900}, elapsed
+    # Then exactly 100 succeed, 900 are INSUFFICIENT_CREDITS, and the balance is exactly 0
+    assert Counter(results) == {(200, None): 100, (402, "INSUFFICIENT_CREDITS"): 900}, elapsed
+    async with httpx.AsyncClient(base_url=bases[1], timeout=30) as http:
         now = await balance(http, key)
         assert now["creditsMicros"] == 0
         assert now["spentMicros"] == CREDITS
@@ -100,11 +107,13 @@ async def test_a_thousand_concurrent_calls_spend_exactly_the_balance(
     assert Counter(r["status"] for r in records) == {"succeeded": 100}
     agent_id = records[0]["agentId"]
     async with database(settings) as sessions, sessions() as session:
-        entries = (await session.exec(
-            select(LedgerEntry.kind, func.count(), func.sum(LedgerEntry.amount_micros))
-            .where(col(LedgerEntry.agent_id) == agent_id)
-            .group_by(LedgerEntry.kind)
-        )).all()
+        entries = (
+            await session.exec(
+                select(LedgerEntry.kind, func.count(), func.sum(LedgerEntry.amount_micros))
+                .where(col(LedgerEntry.agent_id) == agent_id)
+                .group_by(LedgerEntry.kind)
+            )
+        ).all()
     assert sorted(entries) == [("charge", 100, -100 * PRICE), ("grant", 1, CREDITS)]
 
 

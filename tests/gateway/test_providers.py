@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from pydantic import ValidationError
+from sqlalchemy import delete
 from sqlmodel import col, select
 
 from app.gateway.models import GatewayProvider
@@ -22,10 +24,26 @@ Client = AsyncTestClient[Litestar]
 ADMIN_SECRET = "sk-admin-managed-upstream-key"
 
 
+@pytest.fixture(autouse=True)
+async def forget_admin_providers(
+    settings_factory: Callable[..., Settings],
+) -> AsyncIterator[None]:
+    """Stored providers outlive the app that made them; other tests' catalogs must not see them."""
+    yield
+    async with database(settings_factory()) as sessions, sessions() as session:
+        await session.execute(delete(GatewayProvider))
+        await session.commit()
+
+
 def new_provider(upstream: str, name: str = "managed", **fields: Any) -> dict[str, Any]:
-    return {"name": name, "baseUrl": upstream, "priceMicros": 25_000,
-            "description": "added at run time", "headers": {"X-Admin-Key": ADMIN_SECRET},
-            **fields}
+    return {
+        "name": name,
+        "baseUrl": upstream,
+        "priceMicros": 25_000,
+        "description": "added at run time",
+        "headers": {"X-Admin-Key": ADMIN_SECRET},
+        **fields,
+    }
 
 
 async def test_the_public_catalog_lists_names_and_prices_only(gw: Client) -> None:
@@ -34,23 +52,30 @@ async def test_the_public_catalog_lists_names_and_prices_only(gw: Client) -> Non
     assert response.status_code == 200
     echo = next(p for p in response.json()["data"] if p["name"] == "echo")
     assert echo == {
-        "name": "echo", "description": "test upstream", "priceMicros": PRICE, "priceUsd": 0.01,
-        "modelPrices": {"big-model": 100_000}, "routePrices": {"/echo/premium": 50_000},
+        "name": "echo",
+        "description": "test upstream",
+        "priceMicros": PRICE,
+        "priceUsd": 0.01,
+        "modelPrices": {"big-model": 100_000},
+        "routePrices": {"/echo/premium": 50_000},
     }
-    assert UPSTREAM_SECRET not in response.text and "127.0.0.1" not in response.text
+    assert UPSTREAM_SECRET not in response.text
+    assert "127.0.0.1" not in response.text
 
 
 async def test_an_admin_managed_provider_is_usable_at_once(
     gw: Client, admin_headers: dict[str, str], upstream_url: str
 ) -> None:
     # When the operator adds a provider
-    created = await gw.post("/admin/v1/providers", json=new_provider(upstream_url),
-                            headers=admin_headers)
+    created = await gw.post(
+        "/admin/v1/providers", json=new_provider(upstream_url), headers=admin_headers
+    )
 
     # Then it is shown without its header values
     assert created.status_code == 201, created.text
     view = created.json()
-    assert view["source"] == "admin" and view["headerNames"] == ["X-Admin-Key"]
+    assert view["source"] == "admin"
+    assert view["headerNames"] == ["X-Admin-Key"]
     assert ADMIN_SECRET not in created.text
     # And listed in the catalog, and callable with its own credentials injected
     catalog = (await gw.get("/v1/providers")).json()["data"]
@@ -65,13 +90,15 @@ async def test_an_admin_managed_provider_is_usable_at_once(
 async def test_header_values_are_sealed_at_rest_and_absent_from_the_audit_log(
     gw: Client, admin_headers: dict[str, str], upstream_url: str
 ) -> None:
-    created = await gw.post("/admin/v1/providers", json=new_provider(upstream_url, "sealed"),
-                            headers=admin_headers)
+    created = await gw.post(
+        "/admin/v1/providers", json=new_provider(upstream_url, "sealed"), headers=admin_headers
+    )
     assert created.status_code == 201, created.text
 
     async with database(gw.app.state.runtime.settings) as sessions, sessions() as session:
-        row = (await session.exec(
-            select(GatewayProvider).where(col(GatewayProvider.name) == "sealed"))).one()
+        row = (
+            await session.exec(select(GatewayProvider).where(col(GatewayProvider.name) == "sealed"))
+        ).one()
     assert ADMIN_SECRET not in json.dumps(row.headers_sealed)
     log = await gw.get("/admin/v1/audit-log", headers=admin_headers)
     assert "provider.create" in log.text
@@ -81,28 +108,33 @@ async def test_header_values_are_sealed_at_rest_and_absent_from_the_audit_log(
 async def test_changes_and_deletion_apply_to_the_next_call(
     gw: Client, admin_headers: dict[str, str], upstream_url: str
 ) -> None:
-    await gw.post("/admin/v1/providers", json=new_provider(upstream_url, "changing"),
-                  headers=admin_headers)
+    await gw.post(
+        "/admin/v1/providers", json=new_provider(upstream_url, "changing"), headers=admin_headers
+    )
     key = await signup(gw)
 
-    patched = await gw.patch("/admin/v1/providers/changing", json={"priceMicros": 7},
-                             headers=admin_headers)
+    patched = await gw.patch(
+        "/admin/v1/providers/changing", json={"priceMicros": 7}, headers=admin_headers
+    )
     assert patched.status_code == 200, patched.text
     assert patched.json()["headerNames"] == ["X-Admin-Key"]  # headers kept
     call = await gw.get("/v1/gateway/changing/echo", headers=key_headers(key))
     assert call.headers["x-gateway-cost-micros"] == "7"
     assert ["x-admin-key", ADMIN_SECRET] in call.json()["headers"]
 
-    disabled = await gw.patch("/admin/v1/providers/changing", json={"enabled": False},
-                              headers=admin_headers)
+    disabled = await gw.patch(
+        "/admin/v1/providers/changing", json={"enabled": False}, headers=admin_headers
+    )
     assert disabled.json()["enabled"] is False
-    assert_error(await gw.get("/v1/gateway/changing/echo", headers=key_headers(key)),
-                 404, "NOT_FOUND")
+    assert_error(
+        await gw.get("/v1/gateway/changing/echo", headers=key_headers(key)), 404, "NOT_FOUND"
+    )
 
     deleted = await gw.delete("/admin/v1/providers/changing", headers=admin_headers)
     assert deleted.status_code == 200, deleted.text
-    assert_error(await gw.get("/admin/v1/providers/changing", headers=admin_headers),
-                 404, "NOT_FOUND")
+    assert_error(
+        await gw.get("/admin/v1/providers/changing", headers=admin_headers), 404, "NOT_FOUND"
+    )
 
 
 async def test_another_process_sees_admin_changes_within_its_cache_time(
@@ -111,39 +143,48 @@ async def test_another_process_sees_admin_changes_within_its_cache_time(
     first = await make_gateway()
     second = await make_gateway(gateway_provider_cache_seconds=0)
     key = await signup(first)
-    assert_error(await second.get("/v1/gateway/elsewhere/echo", headers=key_headers(key)),
-                 404, "NOT_FOUND")
+    assert_error(
+        await second.get("/v1/gateway/elsewhere/echo", headers=key_headers(key)), 404, "NOT_FOUND"
+    )
 
-    await first.post("/admin/v1/providers", json=new_provider(upstream_url, "elsewhere"),
-                     headers=admin_headers)
+    await first.post(
+        "/admin/v1/providers", json=new_provider(upstream_url, "elsewhere"), headers=admin_headers
+    )
 
-    assert (await second.get("/v1/gateway/elsewhere/echo", headers=key_headers(key))).status_code == 200
+    assert (
+        await second.get("/v1/gateway/elsewhere/echo", headers=key_headers(key))
+    ).status_code == 200
 
 
 async def test_configured_providers_cannot_be_changed_through_the_admin_api(
     gw: Client, admin_headers: dict[str, str], upstream_url: str
 ) -> None:
     for response in (
-        await gw.post("/admin/v1/providers", json=new_provider(upstream_url, "echo"),
-                      headers=admin_headers),
+        await gw.post(
+            "/admin/v1/providers", json=new_provider(upstream_url, "echo"), headers=admin_headers
+        ),
         await gw.patch("/admin/v1/providers/echo", json={"priceMicros": 1}, headers=admin_headers),
         await gw.delete("/admin/v1/providers/echo", headers=admin_headers),
     ):
         assert_error(response, 409, "CONFLICT")
     view = (await gw.get("/admin/v1/providers/echo", headers=admin_headers)).json()
-    assert view["source"] == "config" and view["priceMicros"] == PRICE
+    assert view["source"] == "config"
+    assert view["priceMicros"] == PRICE
     assert view["headerNames"] == ["Authorization", "X-Upstream-Key"]
     assert UPSTREAM_SECRET not in json.dumps(view)
 
 
 async def test_a_configured_provider_shadows_a_stored_one_of_the_same_name(
-    make_gateway: GatewayFactory, admin_headers: dict[str, str], upstream_url: str,
+    make_gateway: GatewayFactory,
+    admin_headers: dict[str, str],
+    upstream_url: str,
     providers: list[dict[str, Any]],
 ) -> None:
     # Given a stored provider "later", and then a deployment that configures "later" too
     before = await make_gateway()
-    await before.post("/admin/v1/providers", json=new_provider(upstream_url, "later"),
-                      headers=admin_headers)
+    await before.post(
+        "/admin/v1/providers", json=new_provider(upstream_url, "later"), headers=admin_headers
+    )
     configured = {**providers[0], "name": "later", "price_micros": 3}
     after = await make_gateway(providers=[*providers, configured])
 
@@ -151,8 +192,9 @@ async def test_a_configured_provider_shadows_a_stored_one_of_the_same_name(
     key = await signup(after)
     call = await after.get("/v1/gateway/later/echo", headers=key_headers(key))
     assert call.headers["x-gateway-cost-micros"] == "3"
-    listed = (await after.get("/admin/v1/providers", params={"limit": 500},
-                              headers=admin_headers)).json()["data"]
+    listed = (
+        await after.get("/admin/v1/providers", params={"limit": 500}, headers=admin_headers)
+    ).json()["data"]
     later = [(p["source"], p["shadowed"]) for p in listed if p["name"] == "later"]
     assert later == [("config", False), ("admin", True)]
     await after.delete("/admin/v1/providers/later", headers=admin_headers)  # 409: configured
@@ -161,11 +203,17 @@ async def test_a_configured_provider_shadows_a_stored_one_of_the_same_name(
 async def test_duplicate_and_invalid_providers_are_refused_without_echoing_secrets(
     gw: Client, admin_headers: dict[str, str], upstream_url: str
 ) -> None:
-    ok = await gw.post("/admin/v1/providers", json=new_provider(upstream_url, "twice"),
-                       headers=admin_headers)
+    ok = await gw.post(
+        "/admin/v1/providers", json=new_provider(upstream_url, "twice"), headers=admin_headers
+    )
     assert ok.status_code == 201
-    assert_error(await gw.post("/admin/v1/providers", json=new_provider(upstream_url, "twice"),
-                               headers=admin_headers), 409, "CONFLICT")
+    assert_error(
+        await gw.post(
+            "/admin/v1/providers", json=new_provider(upstream_url, "twice"), headers=admin_headers
+        ),
+        409,
+        "CONFLICT",
+    )
 
     for bad in (
         new_provider("ftp://example.com", "bad-scheme"),
@@ -182,8 +230,9 @@ async def test_the_admin_list_pages_by_name(
     gw: Client, admin_headers: dict[str, str], upstream_url: str
 ) -> None:
     for name in ("page-a", "page-b", "page-c"):
-        await gw.post("/admin/v1/providers", json=new_provider(upstream_url, name),
-                      headers=admin_headers)
+        await gw.post(
+            "/admin/v1/providers", json=new_provider(upstream_url, name), headers=admin_headers
+        )
     names: list[str] = []
     cursor = None
     for _ in range(100):
@@ -210,10 +259,13 @@ def test_providers_load_from_a_json_or_toml_file_and_the_environment_wins(
         '[[providers]]\nname = "beta"\nbase_url = "https://beta.example"\nprice_micros = 5\n'
     )
     as_json = tmp_path / "providers.json"
-    as_json.write_text(json.dumps([{"name": "gamma", "base_url": "http://g.example",
-                                    "price_micros": 1}]))
-    monkeypatch.setenv("PASSGATE_PROVIDERS", json.dumps(
-        [{"name": "beta", "base_url": "https://beta-env.example", "price_micros": 9}]))
+    as_json.write_text(
+        json.dumps([{"name": "gamma", "base_url": "http://g.example", "price_micros": 1}])
+    )
+    monkeypatch.setenv(
+        "PASSGATE_PROVIDERS",
+        json.dumps([{"name": "beta", "base_url": "https://beta-env.example", "price_micros": 9}]),
+    )
 
     from_toml = Settings(providers_file=toml)
     from_json = Settings(providers_file=as_json)
@@ -232,5 +284,9 @@ def test_invalid_provider_settings_fail_at_startup() -> None:
     with pytest.raises(ValidationError):
         Settings(providers=[{"name": "x", "base_url": "http://a", "price_micros": -1}])
     with pytest.raises(ValidationError):
-        Settings(providers=[{"name": "x", "base_url": "http://a", "price_micros": 1},
-                            {"name": "x", "base_url": "http://b", "price_micros": 1}])
+        Settings(
+            providers=[
+                {"name": "x", "base_url": "http://a", "price_micros": 1},
+                {"name": "x", "base_url": "http://b", "price_micros": 1},
+            ]
+        )

@@ -69,8 +69,17 @@ async def test_the_callers_credentials_never_reach_the_upstream(gw: Client) -> N
     # Then the upstream sees only safe headers and the provider's injected credentials
     assert response.status_code == 200, response.text
     seen = received_headers(response)
-    for name in ("x-api-key", "x-master-key", "cookie", "x-tenant-id", "x-forwarded-for",
-                 "forwarded", "x-payment", "proxy-authorization", "x-secret-hop"):
+    for name in (
+        "x-api-key",
+        "x-master-key",
+        "cookie",
+        "x-tenant-id",
+        "x-forwarded-for",
+        "forwarded",
+        "x-payment",
+        "proxy-authorization",
+        "x-secret-hop",
+    ):
         assert name not in seen, name
     assert seen["authorization"] == [f"Bearer {UPSTREAM_SECRET}"]
     assert seen["x-upstream-key"] == ["k-123"]
@@ -129,8 +138,9 @@ async def test_a_4xx_passes_through_uncharged(gw: Client) -> None:
 async def test_a_redirect_is_relayed_not_followed(gw: Client) -> None:
     key = await signup(gw)
 
-    response = await gw.get("/v1/gateway/echo/redirect", headers=key_headers(key),
-                            follow_redirects=False)
+    response = await gw.get(
+        "/v1/gateway/echo/redirect", headers=key_headers(key), follow_redirects=False
+    )
 
     assert response.status_code == 302
     assert response.headers["location"] == "/echo"
@@ -141,14 +151,23 @@ async def test_dot_segments_cannot_escape_the_providers_base_path(
     make_gateway: GatewayFactory, upstream_url: str
 ) -> None:
     # Given a provider rooted at /echo/base
-    gw = await make_gateway(providers=[{
-        "name": "rooted", "base_url": f"{upstream_url}/echo/base", "price_micros": 1,
-    }])
+    gw = await make_gateway(
+        providers=[
+            {
+                "name": "rooted",
+                "base_url": f"{upstream_url}/echo/base",
+                "price_micros": 1,
+            }
+        ]
+    )
     key = await signup(gw)
 
     # When a path tries to climb out of it (raw or percent-encoded)
-    for path in ("/v1/gateway/rooted/%2e%2e/status/500", "/v1/gateway/rooted/a/..%2F..%2Fx",
-                 "/v1/gateway/rooted/%2E/x"):
+    for path in (
+        "/v1/gateway/rooted/%2e%2e/status/500",
+        "/v1/gateway/rooted/a/..%2F..%2Fx",
+        "/v1/gateway/rooted/%2E/x",
+    ):
         response = await gw.get(path, headers=key_headers(key))
         # Then it is refused before anything is charged or sent
         assert_error(response, 400, "VALIDATION_ERROR")
@@ -171,8 +190,11 @@ async def test_the_gateway_needs_a_key_with_the_gateway_scope(gw: Client) -> Non
     assert_error(await gw.get("/v1/gateway/echo/echo"), 401, "UNAUTHORIZED")
     # With a key that lacks gateway:call
     agent = (await gw.post("/v1/agents/register", json={"name": "scoped"})).json()
-    limited = await gw.post("/v1/api-keys", json={"label": "ro", "scopes": ["balance:read"]},
-                            headers=key_headers(agent["apiKey"]))
+    limited = await gw.post(
+        "/v1/api-keys",
+        json={"label": "ro", "scopes": ["balance:read"]},
+        headers=key_headers(agent["apiKey"]),
+    )
     assert limited.status_code == 201, limited.text
     response = await gw.get("/v1/gateway/echo/echo", headers=key_headers(limited.json()["key"]))
     assert_error(response, 403, "FORBIDDEN")
@@ -210,8 +232,9 @@ async def test_server_sent_events_stream_through_as_they_happen(
         chunks: list[bytes] = []
 
         # When the caller reads the stream
-        async with http.stream("GET", "/v1/gateway/echo/sse?events=5&interval=0.3",
-                               headers=key_headers(key)) as response:
+        async with http.stream(
+            "GET", "/v1/gateway/echo/sse?events=5&interval=0.3", headers=key_headers(key)
+        ) as response:
             assert response.status_code == 200
             assert response.headers["content-type"] == "text/event-stream"
             assert "content-length" not in response.headers
@@ -231,8 +254,9 @@ async def test_a_compressed_body_is_relayed_as_sent(gw: Client, upstream_url: st
     before = await upstream_hits(upstream_url, "/echo/plain")
 
     # When it calls the upstream
-    response = await gw.get("/v1/gateway/echo/echo/plain",
-                            headers={**key_headers(key), "Accept-Encoding": "identity"})
+    response = await gw.get(
+        "/v1/gateway/echo/echo/plain", headers={**key_headers(key), "Accept-Encoding": "identity"}
+    )
 
     # Then the upstream was not asked for gzip by the gateway's own client
     seen = received_headers(response)

@@ -59,7 +59,8 @@ async def test_usage_filters_by_time(gw: Client) -> None:
     past = await usage(gw, key, to=rfc3339_in(-60))
 
     assert len(around["data"]) == 2
-    assert future["data"] == [] and past["data"] == []
+    assert future["data"] == []
+    assert past["data"] == []
 
 
 async def test_a_bad_time_filter_is_a_validation_error(gw: Client) -> None:
@@ -80,8 +81,11 @@ async def test_usage_shows_only_the_callers_own_calls(gw: Client) -> None:
 
 async def test_usage_needs_the_usage_read_scope(gw: Client) -> None:
     agent = (await gw.post("/v1/agents/register", json={"name": "scoped"})).json()
-    narrow = await gw.post("/v1/api-keys", json={"label": "gw", "scopes": ["gateway:call"]},
-                           headers=key_headers(agent["apiKey"]))
+    narrow = await gw.post(
+        "/v1/api-keys",
+        json={"label": "gw", "scopes": ["gateway:call"]},
+        headers=key_headers(agent["apiKey"]),
+    )
     assert narrow.status_code == 201, narrow.text
 
     response = await gw.get("/v1/usage", headers=key_headers(narrow.json()["key"]))

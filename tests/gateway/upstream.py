@@ -33,7 +33,8 @@ async def _read_body(receive: Any) -> bytes:
     body = b""
     while True:
         message = await receive()
-        body += message.get("body", b"")
+        chunk: bytes = message.get("body", b"")
+        body += chunk
         if not message.get("more_body"):
             return body
 
@@ -88,11 +89,17 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
     elif path == "/sse":
         events = int(query.get("events", ["3"])[0])
         interval = float(query.get("interval", ["0.2"])[0])
-        await send({
-            "type": "http.response.start", "status": 200,
-            "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
-                        request_id],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream"),
+                    (b"cache-control", b"no-cache"),
+                    request_id,
+                ],
+            }
+        )
         for index in range(events):
             chunk = f"data: {index}\n\n".encode()
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -100,11 +107,17 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     elif path == "/large":
         size = int(query.get("bytes", ["1048576"])[0])
-        await send({
-            "type": "http.response.start", "status": 200,
-            "headers": [(b"content-type", b"application/octet-stream"),
-                        (b"content-length", str(size).encode()), request_id],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/octet-stream"),
+                    (b"content-length", str(size).encode()),
+                    request_id,
+                ],
+            }
+        )
         sent = 0
         while sent < size:
             piece = min(_CHUNK, size - sent)
@@ -113,7 +126,8 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     elif path == "/leaky":
         headers = [
-            json_type, request_id,
+            json_type,
+            request_id,
             (b"set-cookie", b"upstream_session=abc; Path=/"),
             (b"www-authenticate", b"Bearer realm=upstream"),
             (b"x-ratelimit-limit", b"999999"),

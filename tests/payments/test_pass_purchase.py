@@ -134,3 +134,23 @@ async def test_a_garbled_payment_header_is_payment_invalid(paid_client):
 
     assert response.status_code == 402
     assert response.json()["code"] == "PAYMENT_INVALID"
+
+
+async def test_admins_find_payments_by_status_network_and_payer(
+    paid_client, chain_client, devchain, pay_to, admin_headers
+):
+    tx_hash = await _push_usdc(chain_client, devchain, pay_to, PRICE_1D)
+    await paid_client.post("/v1/passes/1d", headers=_push_headers(tx_hash))
+    payer = devchain.accounts[1].address
+
+    found = await paid_client.get(
+        "/admin/v1/payments",
+        params={"status": "settled", "network": "local", "payer": payer.upper().replace("0X", "0x")},
+        headers=admin_headers,
+    )
+    one = await paid_client.get(f"/admin/v1/payments/{found.json()['data'][0]['paymentId']}",
+                                headers=admin_headers)
+
+    assert found.status_code == 200, found.text
+    assert tx_hash in [p["transaction"] for p in found.json()["data"]]
+    assert one.json()["payer"] == payer.lower()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -122,7 +123,7 @@ async def test_the_watcher_backs_off_while_the_node_is_down_and_resumes_without_
     # Given 30 deposits to scan three blocks at a time, and a node that freezes mid-scan
     chain = devchain_factory()
     env = await build_env(
-        chain, settings_factory, chain_max_log_range={"local": 3}, chain_rpc_timeout_seconds=0.5
+        chain, settings_factory, chain_max_log_range={"local": 3}, chain_rpc_timeout_seconds=1.0
     )
     async with env:
         start = env.config().start_block
@@ -153,8 +154,10 @@ async def test_the_watcher_backs_off_while_the_node_is_down_and_resumes_without_
         finally:
             os.kill(chain.pid, signal.SIGCONT)
         # When the node is back
-        resumed = []
-        while not resumed or resumed[-1].more:
+        resumed: list[RunReport] = []
+        deadline = time.monotonic() + 30
+        while not resumed or resumed[-1].more or resumed[-1].error:
+            assert time.monotonic() < deadline, resumed
             resumed.append(await env.watch(client))
         await client.close()
         # Then the scan resumes where it stopped: no gap, no duplicate
