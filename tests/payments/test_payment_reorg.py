@@ -1,0 +1,45 @@
+"""A reorg that orphans a settled payment's transfer: the payment fails, its pass is revoked."""
+
+from __future__ import annotations
+
+from tests.fixtures.chainapp import USDC, api_client, build_env
+
+PRICE_1D = 10 * USDC
+
+
+async def test_a_settled_payment_orphaned_by_a_reorg_fails_and_its_pass_key_is_revoked(
+    devchain_factory, settings_factory, admin_headers
+):
+    # given a pass bought with a pushed transfer that the watcher counted as that payment
+    env = await build_env(devchain_factory(), settings_factory,
+                          chain_confirmations={"local": 1})
+    async with env, api_client(env.settings) as api:
+        buyer = await env.funded_account()
+        await env.watch()
+        snapshot = await env.client.rpc("evm_snapshot", [])
+        tx_hash = await env.send_usdc(buyer.address, env.pay_to.address, PRICE_1D)
+        bought = await api.post("/v1/passes/1d",
+                                headers={"X-Payment": tx_hash, "X-Payment-Chain": "local"})
+        key = bought.json()["data"]["apiKey"]
+        await env.watch()
+        counted = await api.get("/admin/v1/transfers", params={"txHash": tx_hash},
+                                headers=admin_headers)
+
+        # when the chain reorganises without the payment's block
+        assert await env.client.rpc("evm_revert", [snapshot]) is True
+        await env.mine(3)
+        report = await env.watch()
+
+        # then the payment is failed (reorged), and the key it bought no longer works
+        payments = await api.get("/admin/v1/payments", params={"payer": buyer.address},
+                                 headers=admin_headers)
+        refused = await api.get("/v1/api-keys/info", headers={"X-API-Key": key})
+
+    assert bought.status_code == 201, bought.text
+    assert counted.json()["data"][0]["purpose"] == "payment"
+    assert counted.json()["data"][0]["unmatched"] is False
+    assert report.reorged == 1
+    payment = payments.json()["data"][0]
+    assert payment["status"] == "failed"
+    assert payment["reason"].startswith("reorged")
+    assert refused.status_code == 401
