@@ -173,10 +173,10 @@ class Settings(BaseSettings):
     # sweeper; longer than any provider timeout.
     gateway_reservation_ttl_seconds: float = Field(default=900.0, ge=60)
     # PostgreSQL: commit reservations and kept charges without waiting for the WAL flush
-    # (releases always wait). A database crash can then only forget the last moments' charges
-    # (calls that become free), never a refund, so errors stay in the agent's favour; off
-    # makes every charge durable at the price of a disk flush per call.
-    gateway_async_commit: bool = True
+    # (releases always wait). A database crash could then forget the last moments' charges
+    # (calls that become free; never a refund). Off by default: every charge is durable, at
+    # the price of a disk flush per call; an operator may trade that for latency.
+    gateway_async_commit: bool = False
     # ``credits.low`` fires when a charge takes a balance below this (0 disables it).
     credits_low_threshold_micros: int = Field(default=1_000_000, ge=0)
 
@@ -192,7 +192,9 @@ class Settings(BaseSettings):
     webhook_allowed_cidrs: list[str] = Field(default_factory=list)
     # Outbound webhooks. The retry delays (seconds after failed attempt 1, 2, ...) get +-jitter;
     # tests compress them. A receiver's Retry-After is honoured up to the cap.
-    webhook_retry_delays: list[float] = Field(default_factory=lambda: list(DEFAULT_DELAYS))
+    webhook_retry_delays: list[Annotated[float, Field(ge=0)]] = Field(
+        default_factory=lambda: list(DEFAULT_DELAYS)
+    )
     webhook_retry_jitter: float = Field(default=0.2, ge=0, lt=1)
     webhook_max_retry_after_seconds: float = Field(default=86_400, ge=0)
     webhook_timeout_seconds: float = Field(default=15.0, gt=0)

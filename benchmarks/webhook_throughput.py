@@ -12,7 +12,7 @@ Prints deliveries/s for both, their ratio, and latency from event commit to rece
 wall clock, same host). PostgreSQL when one answers on 127.0.0.1:5432 (a scratch database,
 dropped afterwards), SQLite otherwise; Redis database 13 under a scratch namespace (deleted).
 
-    uv run python benchmarks/webhook_throughput.py [--events 2000] [--workers 2] [--threads 16]
+    uv run python benchmarks/webhook_throughput.py [--events 2000] [--workers 2] [--threads 8]
 """
 
 from __future__ import annotations
@@ -285,6 +285,40 @@ async def pipeline(settings: Any, port: int, count: int, prefix: str) -> dict[st
     }
 
 
+# -- CPU accounting (Linux /proc; zeros elsewhere) ---------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pids_named(prefix: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().startswith(prefix):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def cpu_snapshot(workers: list[int], receiver: int) -> dict[str, float]:
+    """CPU seconds so far of each part (PostgreSQL and Redis: every process of the host)."""
+    return {
+        "workers": sum(cpu_seconds(pid) for pid in workers),
+        "emitter": cpu_seconds(os.getpid()),
+        "receiver": cpu_seconds(receiver),
+        "postgres": sum(cpu_seconds(pid) for pid in pids_named("postgres")),
+        "redis": sum(cpu_seconds(pid) for pid in pids_named("redis-server")),
+    }
+
+
 # -- orchestration ----------------------------------------------------------------------------
 
 
@@ -334,9 +368,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         migrate.upgrade(settings)
-        procs.append(start_receiver(port))
+        receiver = start_receiver(port)
+        procs.append(receiver)
         await create_operator_endpoint(settings, f"http://127.0.0.1:{port}/hook")
-        procs += start_workers(settings, args.workers, args.threads)
+        workers = start_workers(settings, args.workers, args.threads)
+        procs += workers
 
         # Warm-up: connections, worker start-up, JIT-free but cache-warm code paths.
         await raw_loop(f"http://127.0.0.1:{port}/warm", args.warmup, "warm-raw-")
@@ -349,8 +385,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                      concurrency)
             assert len(arrivals(port, path)[0]) == args.events
             raw_rates[concurrency] = args.events / seconds
+        before = cpu_snapshot([w.pid for w in workers], receiver.pid)
         ours = await pipeline(settings, port, args.events, "evt-")
+        after = cpu_snapshot([w.pid for w in workers], receiver.pid)
         _, duplicates = arrivals(port, "/hook")
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     finally:
         stop(procs)
         drop_database()
@@ -375,6 +414,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "commit_to_receipt_p95_ms": round(ours["p95_ms"], 1),
         "commit_to_receipt_p99_ms": round(ours["p99_ms"], 1),
         "duplicate_deliveries": duplicates,
+        # Where the pipeline's CPU went, per delivery (the raw loop needs no database or broker).
+        "cpu_ms_per_delivery": {
+            part: round((after[part] - before[part]) / args.events * 1000, 2) for part in after
+        },
+        "host_load_1min": round(load, 2) if load is not None else None,
     }
 
 
@@ -383,7 +427,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
-    parser.add_argument("--threads", type=int, default=16, help="threads per worker")
+    parser.add_argument("--threads", type=int, default=8, help="threads per worker")
     parser.add_argument("--serve-receiver", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_receiver:

@@ -19,8 +19,7 @@ metadata = SQLModel.metadata
 
 __all__ = [
     "Agent", "ApiKey", "AuditEntry", "ChainBlock", "ChainTransfer", "ChainWatcher", "Event",
-    "GatewayProvider", "GatewayUsage", "SpendCounter",
-    "KeySecret", "LedgerEntry", "Payment", "Platform", "SettlementSubmission", "SettlementTransaction",
-    "SignerState", "Wallet", "WalletChallenge", "WebhookAttempt", "WebhookEndpoint",
-    "WebhookMessage", "metadata",
+    "GatewayProvider", "GatewayUsage", "KeySecret", "LedgerEntry", "Payment", "Platform",
+    "SettlementSubmission", "SettlementTransaction", "SignerState", "SpendCounter", "Wallet",
+    "WalletChallenge", "WebhookAttempt", "WebhookEndpoint", "WebhookMessage", "metadata",
 ]

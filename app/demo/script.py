@@ -299,9 +299,81 @@ def step_gateway_credits(s: DemoState) -> None:
             f"{record['costMicros']} micros, {record['latencyMs']} ms")
 
 
+def step_webhook(s: DemoState) -> None:
+    """A local receiver gets a signed ``agent.registered`` and verifies it with
+    ``webhooks.verify``."""
+    import http.server
+    import threading
+
+    from webhooks import WebhookVerificationError, verify
+
+    show("Webhooks: a signed event reaches a receiver on this machine and verifies")
+    received: list[tuple[dict[str, str], bytes]] = []
+    arrived = threading.Event()
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+            arrived.set()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, name="demo-receiver", daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/passgate"
+    admin = {"Authorization": f"Bearer {s.admin_token}"}
+    try:
+        response = s.http.post("/admin/v1/webhooks", headers=admin, json={
+            "url": url, "description": "demo receiver", "eventTypes": ["agent.registered"]})
+        if response.status_code == 400:
+            # The SSRF guard refuses loopback unless PASSGATE_WEBHOOK_ALLOWED_CIDRS lists it.
+            say(f"{response.json()['error']} Run the demo with "
+                "PASSGATE_WEBHOOK_ALLOWED_CIDRS='[\"127.0.0.0/8\"]' to see a local delivery.")
+            return
+        endpoint = expect(response, 201)
+        say(f"operator endpoint {endpoint['id']} -> {url}, secret {mask(endpoint['secret'])} "
+            "(shown once)")
+        agent = expect(s.http.post("/v1/agents/register", json={"name": "webhook-demo"}), 201)
+        if not arrived.wait(timeout=20):
+            raise DemoFailed("no webhook arrived within 20 s")
+        headers, body = received[0]
+        event = verify(body, headers, endpoint["secret"])
+        say(f"POST {url} webhook-id {headers['webhook-id']}")
+        say(f"webhook-signature {headers['webhook-signature'][:24]}…, "
+            f"X-Signature {headers['x-signature'][:16]}…")
+        say(f"verified: {event['type']} for agent {event['data']['agentId']} "
+            f"at {event['timestamp']}")
+        if event["data"]["agentId"] != agent["agentId"]:
+            raise DemoFailed(f"unexpected event {event}")
+        try:
+            verify(body.replace(b"webhook-demo", b"webhook-evil"), headers, endpoint["secret"])
+            raise DemoFailed("a tampered body verified")
+        except WebhookVerificationError as exc:
+            say(f"a tampered copy is rejected: {exc}")
+        path = f"/admin/v1/webhooks/{endpoint['id']}/deliveries"
+        for _ in range(50):  # the attempt is recorded right after the receiver answers
+            log = s.http.get(path, headers=admin).json()["data"]
+            if log and log[0]["status"] == "delivered":
+                break
+            time.sleep(0.1)
+        log = expect(s.http.get(path, headers=admin), 200)["data"]
+        attempt = log[0]["attempts"][-1]
+        say(f"deliveries log: {log[0]['id']} {log[0]['status']}, HTTP {attempt['statusCode']} "
+            f"in {attempt['latencyMs']} ms")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 STEPS: list[Callable[[DemoState], None]] = [
     step_health, step_register, step_extra_key, step_list_keys, step_rate_limit, step_revoke,
-    step_audit, step_deposit, step_pass, step_gateway_credits,
+    step_audit, step_deposit, step_pass, step_gateway_credits, step_webhook,
 ]
 
 

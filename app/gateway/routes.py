@@ -12,9 +12,15 @@ from litestar.response.base import ASGIResponse
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit.service import Actor, record
-from app.auth.guards import provide_admin, provide_key_holder, runtime_of
+from app.auth.guards import (
+    provide_admin,
+    provide_key_holder,
+    provide_optional_key_holder,
+    runtime_of,
+)
 from app.auth.principal import Principal
 from app.gateway import manage
+from app.gateway.paid import call_with_x402
 from app.gateway.proxy import IncomingCall, upstream_path
 from app.gateway.schemas import AdminProviderView, CreateProviderBody, UpdateProviderBody
 from app.gateway.service import Gateway
@@ -23,6 +29,7 @@ from app.http.pagination import Page, page_params
 from app.http.request_id import request_id_of
 from app.http.transaction import after_commit
 from app.keys.scopes import GATEWAY, USAGE_READ
+from app.payments.runtime import payments_of
 
 AnyRequest = Request[Any, Any, Any]
 
@@ -60,21 +67,26 @@ async def incoming_call(request: AnyRequest, provider: str) -> IncomingCall:
 @route(
     ["/gateway/{provider:str}", "/gateway/{provider:str}/{path:path}"],
     http_method=METHODS,
-    dependencies={"caller": Provide(provide_key_holder)},
+    dependencies={"caller": Provide(provide_optional_key_holder)},
     opt={"scope": GATEWAY},
     summary="Call an upstream provider through the gateway",
 )
 async def gateway_call(
-    request: AnyRequest, caller: Principal, provider: str, path: str = ""
+    request: AnyRequest, caller: Principal | None, provider: str, path: str = ""
 ) -> ASGIResponse:
-    """Forward method, path, query, body and safe headers to the provider, paid with credits.
+    """Forward method, path, query, body and safe headers to the provider.
 
-    The upstream's answer streams back as it arrives. 2xx is charged the provider's price;
-    4xx passes through uncharged; 5xx, timeouts and unreachable upstreams are 502
-    UPSTREAM_ERROR, uncharged. ``X-Gateway-Cost-Micros``, ``X-Gateway-Balance-Micros`` and
-    ``X-Gateway-Usage-Id`` tell what the call cost.
+    With a key the call is paid with credits: 2xx is charged the provider's price; 4xx passes
+    through uncharged; 5xx, timeouts and unreachable upstreams are 502 UPSTREAM_ERROR,
+    uncharged (``X-Gateway-Cost-Micros``, ``X-Gateway-Balance-Micros``, ``X-Gateway-Usage-Id``
+    tell what it cost). Without a key it is paid per call with x402: 402 with the price, then
+    a signed authorization that is settled only when the upstream answered 2xx.
     """
     call = await incoming_call(request, provider)
+    if caller is None:
+        rt = runtime_of(request)
+        return await call_with_x402(rt, payments_of(rt), gateway_of(request), call,
+                                    dict(request.headers))
     return await gateway_of(request).call_with_credits(caller, call)
 
 

@@ -84,7 +84,10 @@ class Forwarded:
     status: int | None
     response: ASGIResponse | None = None
     error: UpstreamError | None = None
+    # The relayed response's headers (the same list: appending adds to the response).
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    # For an ``ok`` x402 call: what to record once the payment is settled (or not).
+    outcome: Outcome | None = None
 
 
 class Gateway:
@@ -143,14 +146,33 @@ class Gateway:
         """Forward a call whose x402 payment is verified but not settled yet.
 
         Records the usage (``payment="x402"``, no credits touched) and reports whether the
-        upstream answered 2xx: settle the payment only when ``ok``; otherwise drop it and
-        return ``response`` (4xx relayed) or raise ``error`` (502).
+        upstream answered 2xx. When ``ok``: settle the payment, then call
+        :meth:`finish_unsettled` with the result (the usage stays ``pending`` until then) and
+        return ``response`` (headers such as ``PAYMENT-RESPONSE`` can still be appended to
+        ``headers``). Otherwise drop the payment and return ``response`` (a relayed 1xx/3xx/4xx)
+        or raise ``error`` (502); the usage is already recorded as failed.
         """
         usage = self._usage(quote, call, caller, payment="x402", payment_id=payment_id)
         async with self.sessions() as session:
             await billing.open_call(session, usage)
             await commit(session)
-        return await self._forward(quote, call, usage.id, None)
+        return await self._forward(quote, call, usage.id, None, keep=False)
+
+    async def finish_unsettled(self, forwarded: Forwarded, *, settled: bool) -> None:
+        """Record how the payment of an ``ok`` x402 call ended: paid, or not (never charged)."""
+        outcome = forwarded.outcome
+        if outcome is None:
+            return
+        if settled:
+            self.kept.add(forwarded.usage_id, outcome)
+            return
+        unpaid = Outcome(
+            outcome.upstream_status,
+            outcome.latency_ms,
+            outcome.upstream_request_id,
+            "payment_failed",
+        )
+        await self._release(forwarded.usage_id, unpaid)
 
     # -- usage -----------------------------------------------------------------------------
 
@@ -203,7 +225,13 @@ class Gateway:
         )
 
     async def _forward(
-        self, quote: Quote, call: IncomingCall, usage_id: str, reservation: Reservation | None
+        self,
+        quote: Quote,
+        call: IncomingCall,
+        usage_id: str,
+        reservation: Reservation | None,
+        *,
+        keep: bool = True,
     ) -> Forwarded:
         provider = quote.provider
         try:
@@ -218,7 +246,9 @@ class Gateway:
             await self._release(usage_id, Outcome(None, None, error="cancelled"))
             raise
         try:
-            return await self._answer(quote, call, usage_id, reservation, response, latency_ms)
+            return await self._answer(
+                quote, call, usage_id, reservation, response, latency_ms, keep=keep
+            )
         except BaseException:
             await discard(response)
             await self._release(
@@ -234,6 +264,8 @@ class Gateway:
         reservation: Reservation | None,
         response: httpx.Response,
         latency_ms: int,
+        *,
+        keep: bool,
     ) -> Forwarded:
         """Decide on the charge from the status, then relay (or replace) the answer."""
         provider = quote.provider
@@ -257,9 +289,10 @@ class Gateway:
                     retry_after=retry_after,
                 ),
             )
-        if ok:
-            self.kept.add(usage_id, Outcome(status, latency_ms, upstream_id))
-        else:
+        outcome = Outcome(status, latency_ms, upstream_id)
+        if ok and keep:
+            self.kept.add(usage_id, outcome)
+        elif not ok:
             await self._release(usage_id, refused)
 
         headers.append((USAGE_ID, usage_id.encode()))
@@ -273,7 +306,14 @@ class Gateway:
             raw_headers=headers,
             is_head_response=call.method == "HEAD",
         )
-        return Forwarded(usage_id, ok=ok, status=status, response=relayed, headers=headers)
+        return Forwarded(
+            usage_id,
+            ok=ok,
+            status=status,
+            response=relayed,
+            headers=headers,
+            outcome=outcome if ok else None,
+        )
 
     async def _release(self, usage_id: str, outcome: Outcome) -> None:
         """Give the reservation back now; if the database fails, the sweeper will.

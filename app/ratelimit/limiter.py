@@ -12,6 +12,7 @@ lost, which can under-admit by at most (processes x lease size), capped at 1% of
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import OrderedDict
@@ -51,6 +52,12 @@ class _Lease:
     available: int
     # The shared counter as of the last lease: the basis of the Remaining header.
     counted: int
+    # The store round trip in flight for this window, if any: a burst on one key waits for
+    # that one lease instead of sending a round trip per request (single flight).
+    fetching: asyncio.Future[None] | None = None
+    # The shared counter reached the limit: nothing more can be granted in this window (the
+    # counter only grows), so later requests are refused without a round trip.
+    exhausted: bool = False
 
 
 def lease_size(limit: int) -> int:
@@ -82,25 +89,38 @@ class RateLimiter:
         now = time.time()
         start = int(now // window) * window
         reset_at = float(start + window)
-        lease = self._leases.get(name)
+        # Keyed by the limit too: a limit raised mid-window starts a fresh local lease.
+        local = f"{name}:{limit}"
+        lease = self._leases.get(local)
         if lease is None or lease.window_start != start:
             lease = _Lease(window_start=start, available=0, counted=0)
-            self._leases[name] = lease
-            self._leases.move_to_end(name)
+            self._leases[local] = lease
+            self._leases.move_to_end(local)
             if len(self._leases) > MAX_TRACKED:
                 self._leases.popitem(last=False)
-        if lease.available <= 0:
-            want = lease_size(limit)
-            # Reading ``counted`` before the await keeps concurrent leases consistent.
-            count = await self.storage.incr(f"{name}:{start}", window + 1, amount=want)
-            granted = max(0, min(want, limit - (count - want)))
-            lease.available += granted
-            lease.counted = max(lease.counted, min(count, limit))
+        while lease.available <= 0 and lease.fetching is not None:
+            await asyncio.shield(lease.fetching)
+        if lease.available <= 0 and not lease.exhausted:
+            await self._refill(lease, name, start, limit, window)
         if lease.available <= 0:
             return RateState(limit=limit, remaining=0, reset_at=reset_at, allowed=False)
         lease.available -= 1
         remaining = max(0, limit - lease.counted + lease.available)
         return RateState(limit=limit, remaining=remaining, reset_at=reset_at, allowed=True)
+
+    async def _refill(self, lease: _Lease, name: str, start: int, limit: int, window: int) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        lease.fetching = done
+        try:
+            want = lease_size(limit)
+            count = await self.storage.incr(f"{name}:{start}", window + 1, amount=want)
+            granted = max(0, min(want, limit - (count - want)))
+            lease.available += granted
+            lease.counted = max(lease.counted, min(count, limit))
+            lease.exhausted = count >= limit and granted < want
+        finally:
+            lease.fetching = None
+            done.set_result(None)
 
     async def check(
         self, scope: str, subject: str, per_minute: int, per_day: int | None

@@ -1,16 +1,18 @@
 """The database half of delivery: fan-out, claiming, recording attempts, sweeping.
 
-The actors in ``workers/webhooks.py`` own the transactions; nothing here commits. Each step is a
-conditional UPDATE, so concurrent workers (and the sweeper) can race for the same row and exactly
-one wins:
+The actors in ``workers/webhooks.py`` own the transactions; nothing here commits. Every step is
+a conditional UPDATE, so concurrent workers (and the sweeper) can race for the same row and
+exactly one wins:
 
-- fan-out claims an event by setting ``events.dispatched_at`` where it is NULL, then writes one
-  message per matching endpoint (unique on event x endpoint);
-- a delivery claims a message by taking a lease (``locked_until`` + ``claim_token``) on a due,
-  pending, unleased row; the HTTP call happens outside any transaction; the result is written
-  only if the lease is still ours;
+- fan-out claims events by setting ``events.dispatched_at`` where it is NULL, then writes one
+  message per matching endpoint (unique on event x endpoint). The ``fan_out`` actor's messages
+  are born leased to it and sent at once; under load one job takes a batch of waiting events;
+- a retry, replay or test claims a message by taking a lease (``locked_until`` +
+  ``claim_token``) on a due, pending, unleased row;
+- the HTTP call happens outside any transaction; results are written only while the lease is
+  still ours;
 - the sweeper re-drives what the broker lost: events left undispatched and pending messages
-  overdue by the grace period, leased by nobody (a killed worker's lease runs out).
+  overdue by the grace period and leased by nobody (a killed worker's lease runs out).
 
 Jobs (deliveries, retries) are registered with :func:`schedule_deliveries` and go to the broker
 only after the transaction commits.
@@ -136,81 +138,115 @@ def _message_row(
     }
 
 
-async def _target_endpoints(
-    session: AsyncSession, event_type: str, platform_id: str | None, emitted_at: datetime
+async def _claim_events(
+    session: AsyncSession, event_id: str, now: datetime, batch: int
 ) -> list[Any]:
-    """Enabled endpoints that get this event: the operator's always, the platform's own
-    (never for operator-only types), each filtered by its subscribed types.
+    """Mark ``event_id`` dispatched, with up to ``batch - 1`` other waiting events, atomically.
 
-    Only endpoints that existed when the event happened: how late the fan-out runs (a busy
-    queue, the sweeper) must not change who receives it. Rows carry what sending needs.
+    Under load many fan-out jobs are queued at once; the first one takes a whole batch (one
+    transaction, one INSERT, one recording transaction for all of it) and the jobs of the
+    events it took find nothing left to do. PostgreSQL skips rows another worker is taking.
     """
-    stmt = select(
-        _EP.c.id, _EP.c.event_types, _EP.c.url,
-        _EP.c.secret_sealed, _EP.c.previous_secret_sealed,
-        _EP.c.previous_secret_expires_at, _EP.c.failing_since,
-    ).where(_EP.c.enabled.is_(True), _EP.c.created_at <= emitted_at)
-    operator_only = event_type in OPERATOR_ONLY_EVENT_TYPES
-    if platform_id is None or operator_only:
-        stmt = stmt.where(_EP.c.platform_id.is_(None))
-    else:
-        stmt = stmt.where(
-            or_(_EP.c.platform_id.is_(None),
-                _EP.c.platform_id == platform_id)
+    wanted = _EV.c.id == event_id
+    if batch > 1:
+        waiting = (
+            select(_EV.c.id).where(_EV.c.dispatched_at.is_(None))
+            .order_by(_EV.c.id).limit(batch - 1)
         )
-    rows = (await session.execute(stmt.order_by(_EP.c.id))).all()
-    return [row for row in rows if matches(row.event_types or [], event_type)]
-
-
-async def _fan_out(
-    session: AsyncSession, event_id: str, now: datetime, options: WebhookOptions | None
-) -> list[Claimed] | list[str]:
-    claimed_event = (
+        if session.bind is not None and session.bind.dialect.name == "postgresql":
+            waiting = waiting.with_for_update(skip_locked=True)
+        wanted = or_(wanted, _EV.c.id.in_(waiting.scalar_subquery()))
+    rows = (
         await session.execute(
             update(_EV)
-            .where(_EV.c.id == event_id, _EV.c.dispatched_at.is_(None))
+            .where(wanted, _EV.c.dispatched_at.is_(None))
             .values(dispatched_at=now)
-            .returning(_EV.c.type, _EV.c.platform_id, _EV.c.data,
-                       _EV.c.created_at)
+            .returning(_EV.c.id, _EV.c.type, _EV.c.platform_id, _EV.c.data, _EV.c.created_at)
         )
-    ).first()
-    if claimed_event is None:
-        return []
-    event_type, platform_id, data, created = claimed_event
-    targets = await _target_endpoints(session, event_type, platform_id, created)
-    if not targets:
-        return []
+    ).all()
+    return sorted(rows, key=lambda row: row.id)
+
+
+async def _candidate_endpoints(session: AsyncSession, events: list[Any]) -> list[Any]:
+    """Enabled endpoints of the operator and of the events' platforms, with what sending
+    needs; :func:`_receives` then picks per event."""
+    platforms = {e.platform_id for e in events if e.platform_id is not None}
+    owner: sa.ColumnElement[bool] = _EP.c.platform_id.is_(None)
+    if platforms:
+        owner = or_(owner, _EP.c.platform_id.in_(sorted(platforms)))
+    stmt = select(
+        _EP.c.id, _EP.c.platform_id, _EP.c.event_types, _EP.c.created_at, _EP.c.url,
+        _EP.c.secret_sealed, _EP.c.previous_secret_sealed, _EP.c.previous_secret_expires_at,
+        _EP.c.failing_since,
+    ).where(_EP.c.enabled.is_(True), owner,
+            _EP.c.created_at <= max(e.created_at for e in events))
+    return list((await session.execute(stmt.order_by(_EP.c.id))).all())
+
+
+def _receives(endpoint: Any, event: Any) -> bool:
+    """The operator's endpoints get everything, a platform's only its own events (never the
+    operator-only types), each filtered by its subscribed types. Only endpoints that existed
+    when the event happened: how late the fan-out runs must not change who receives it."""
+    if endpoint.created_at > event.created_at:
+        return False
+    if endpoint.platform_id is not None and (
+        endpoint.platform_id != event.platform_id or event.type in OPERATOR_ONLY_EVENT_TYPES
+    ):
+        return False
+    return matches(endpoint.event_types or [], event.type)
+
+
+def _body(event: Any) -> str | None:
     try:
-        body = build_envelope(event_type, data, timestamp=created).decode()
+        return build_envelope(event.type, event.data, timestamp=event.created_at).decode()
     except (UnknownEventTypeError, PayloadTooLargeError, msgspec.ValidationError,
             TypeError, ValueError):
         # A bug in an emitter; retrying can't fix it, so it is logged and skipped rather than
         # blocking the outbox. tests/webhooks_api/test_event_shapes.py guards every emitter.
         log.exception("event %s (%s) does not fit its webhook shape; not delivered",
-                      event_id, event_type)
-        return []
-    rows = [_message_row(target.id, event_id, event_type, body, now) for target in targets]
-    if options is None:
-        await session.execute(insert(_M), rows)
-        ids = [row["id"] for row in rows]
-        schedule_deliveries(session, [(message_id, None) for message_id in ids])
-        return ids
-    # The caller sends at once: the rows are born leased to it, so no deliver job is needed.
-    # Should it die before recording, the lease runs out and the sweeper re-drives the rows.
+                      event.id, event.type)
+        return None
+
+
+async def _fan_out(
+    session: AsyncSession, event_id: str, now: datetime, options: WebhookOptions | None,
+    batch: int,
+) -> tuple[list[str], list[Claimed]]:
+    events = await _claim_events(session, event_id, now, batch)
+    if not events:
+        return [], []
+    endpoints = await _candidate_endpoints(session, events)
+    rows: list[dict[str, Any]] = []
     claims: list[Claimed] = []
-    for row, target in zip(rows, targets, strict=True):
-        row["claim_token"] = secrets.token_hex(12)
-        row["locked_until"] = now + options.claim_for
-        claims.append(Claimed(
-            message_id=row["id"], endpoint_id=target.id, url=target.url,
-            body=body.encode(), token=row["claim_token"], attempt_count=0,
-            failing_since=target.failing_since,
-            secrets=_live_secrets(target.id, target.secret_sealed,
-                                  target.previous_secret_sealed,
-                                  target.previous_secret_expires_at, options, now),
-        ))
+    for event in events:
+        targets = [endpoint for endpoint in endpoints if _receives(endpoint, event)]
+        body = _body(event) if targets else None
+        if body is None:
+            continue
+        for target in targets:
+            row = _message_row(target.id, event.id, event.type, body, now)
+            rows.append(row)
+            if options is None:
+                continue
+            # The caller sends at once: the row is born leased to it, so no deliver job is
+            # needed. Should it die first, the lease runs out and the sweeper re-drives it.
+            row["claim_token"] = secrets.token_hex(12)
+            row["locked_until"] = now + options.claim_for
+            claims.append(Claimed(
+                message_id=row["id"], endpoint_id=target.id, url=target.url,
+                body=body.encode(), token=row["claim_token"], attempt_count=0,
+                failing_since=target.failing_since,
+                secrets=_live_secrets(target.id, target.secret_sealed,
+                                      target.previous_secret_sealed,
+                                      target.previous_secret_expires_at, options, now),
+            ))
+    if not rows:
+        return [], []
     await session.execute(insert(_M), rows)
-    return claims
+    ids = [row["id"] for row in rows]
+    if options is None:
+        schedule_deliveries(session, [(message_id, None) for message_id in ids])
+    return ids, claims
 
 
 async def fan_out_event(session: AsyncSession, event_id: str, now: datetime) -> list[str]:
@@ -219,17 +255,19 @@ async def fan_out_event(session: AsyncSession, event_id: str, now: datetime) -> 
     Idempotent: the event is claimed by a conditional UPDATE of ``dispatched_at``, so a second
     call (a duplicate job, the sweeper) finds nothing to do.
     """
-    ids = await _fan_out(session, event_id, now, None)
-    return [i for i in ids if isinstance(i, str)]
+    ids, _ = await _fan_out(session, event_id, now, None, 1)
+    return ids
 
 
 async def fan_out_and_claim(
-    session: AsyncSession, event_id: str, now: datetime, options: WebhookOptions
+    session: AsyncSession, event_id: str, now: datetime, options: WebhookOptions,
+    batch: int = 1,
 ) -> list[Claimed]:
-    """Like :func:`fan_out_event`, but the messages are leased to the caller, who sends them
-    right after the commit (one transaction and one broker hop fewer per delivery)."""
-    claims = await _fan_out(session, event_id, now, options)
-    return [c for c in claims if isinstance(c, Claimed)]
+    """Like :func:`fan_out_event` for ``event_id`` and up to ``batch - 1`` other waiting
+    events, with the messages leased to the caller, who sends them right after the commit
+    and records them with :func:`record_many` (no deliver job, no separate claim)."""
+    _, claims = await _fan_out(session, event_id, now, options, batch)
+    return claims
 
 
 async def create_direct_message(
@@ -256,14 +294,6 @@ def _live_secrets(
     if previous_sealed and previous_expires_at is not None and previous_expires_at > now:
         live.append(options.box.open(previous_sealed, context=endpoint_id))
     return live
-
-
-def endpoint_secrets(
-    endpoint: WebhookEndpoint, options: WebhookOptions, now: datetime
-) -> list[str]:
-    """The secrets that sign right now, newest first (two during a rotation's overlap)."""
-    return _live_secrets(endpoint.id, endpoint.secret_sealed, endpoint.previous_secret_sealed,
-                         endpoint.previous_secret_expires_at, options, now)
 
 
 async def claim(
@@ -333,22 +363,30 @@ async def _why_not_claimed(session: AsyncSession, message_id: str, now: datetime
     return None
 
 
-async def record(
+async def record_many(
     session: AsyncSession,
-    claimed: Claimed,
-    result: DeliveryResult,
+    results: Sequence[tuple[Claimed, DeliveryResult]],
     now: datetime,
     options: WebhookOptions,
-) -> Outcome:
-    """Log the attempt and move the message on: delivered, retry later, or failed.
+) -> list[Outcome]:
+    """Log attempts and move their messages on: delivered, retry later, or failed.
 
-    A 410 disables the endpoint; so does a failure when the endpoint has failed continuously
-    for longer than the threshold. The message row changes only while our lease holds.
+    One INSERT for the attempts and one batched UPDATE for the successes; failures one by one:
+    a 410 disables the endpoint, and so does a failure once the endpoint has failed
+    continuously for longer than the threshold. A message row changes only while our lease
+    holds (``claim_token``), so a worker whose lease ran out can't overwrite another's result.
     """
-    attempt_number = claimed.attempt_count + 1
-    await session.execute(
-        insert(_AT),
-        [{
+    # Rows deleted meanwhile (their endpoint was removed) are skipped; the others are locked
+    # against deletion (PostgreSQL FOR KEY SHARE) until the attempts referencing them are in.
+    present = set((await session.execute(
+        select(_M.c.id).where(_M.c.id.in_([c.message_id for c, _ in results]))
+        .with_for_update(read=True, key_share=True)
+    )).scalars())
+    results = [(c, r) for c, r in results if c.message_id in present]
+    if not results:
+        return []
+    await session.execute(insert(_AT), [
+        {
             "id": new_id("wha"),
             "message_id": claimed.message_id,
             "endpoint_id": claimed.endpoint_id,
@@ -360,34 +398,47 @@ async def record(
             "error_kind": result.error_kind,
             "started_at": now - timedelta(milliseconds=result.latency_ms),
             "created_at": now,
-        }],
-    )
-    common: dict[str, Any] = {
-        "attempt_count": attempt_number,
-        "last_attempt_at": now,
-        "last_status_code": result.status_code,
-        "locked_until": None,
-        "claim_token": None,
-    }
-    if result.success:
-        await _update_leased(claimed, session, common | {
-            "status": DELIVERED, "delivered_at": now, "next_attempt_at": None,
-            "last_error": None,
-        })
-        if claimed.failing_since is not None:
+        }
+        for claimed, result in results
+    ])
+    delivered = [(c, r) for c, r in results if r.success]
+    if delivered:
+        # Lease-fenced like every write: a row another worker took over is left alone.
+        await session.execute(
+            update(_M)
+            .where(_M.c.id == sa.bindparam("message_id"),
+                   _M.c.claim_token == sa.bindparam("token"))
+            .values(status=DELIVERED, delivered_at=now, next_attempt_at=None, last_error=None,
+                    last_attempt_at=now, locked_until=None, claim_token=None,
+                    attempt_count=sa.bindparam("attempts"),
+                    last_status_code=sa.bindparam("status_code")),
+            [{"message_id": c.message_id, "token": c.token, "attempts": c.attempt_count + 1,
+              "status_code": r.status_code} for c, r in delivered],
+        )
+        recovered = sorted({c.endpoint_id for c, _ in delivered if c.failing_since is not None})
+        if recovered:
             await session.execute(
-                update(_EP)
-                .where(_EP.c.id == claimed.endpoint_id)
-                .values(failing_since=None)
+                update(_EP).where(_EP.c.id.in_(recovered)).values(failing_since=None)
             )
-        return Outcome(DELIVERED)
+    outcomes: list[Outcome] = []
+    for claimed, result in results:
+        if result.success:
+            outcomes.append(Outcome(DELIVERED))
+        else:
+            outcomes.append(await _record_failure(session, claimed, result, now, options))
+    return outcomes
 
+
+async def _record_failure(
+    session: AsyncSession, claimed: Claimed, result: DeliveryResult, now: datetime,
+    options: WebhookOptions,
+) -> Outcome:
+    attempt_number = claimed.attempt_count + 1
     failing_since = claimed.failing_since or now
     if claimed.failing_since is None:
         await session.execute(
             update(_EP)
-            .where(_EP.c.id == claimed.endpoint_id,
-                   _EP.c.failing_since.is_(None))
+            .where(_EP.c.id == claimed.endpoint_id, _EP.c.failing_since.is_(None))
             .values(failing_since=now)
         )
     reason: str | None = None
@@ -400,13 +451,20 @@ async def record(
         delay = options.schedule.next_delay(
             attempt_number, status_code=result.status_code, retry_after=result.retry_after
         )
-    error = (result.error or "Delivery failed.")[:MAX_ERROR_CHARS]
+    changes: dict[str, Any] = {
+        "attempt_count": attempt_number,
+        "last_attempt_at": now,
+        "last_status_code": result.status_code,
+        "last_error": (result.error or "Delivery failed.")[:MAX_ERROR_CHARS],
+        "locked_until": None,
+        "claim_token": None,
+    }
     if delay is None:
-        changes = {"status": FAILED, "failed_at": now, "next_attempt_at": None}
+        changes |= {"status": FAILED, "failed_at": now, "next_attempt_at": None}
     else:
-        changes = {"status": PENDING, "next_attempt_at": now + timedelta(seconds=delay),
-                   "redriven_at": None}
-    still_ours = await _update_leased(claimed, session, common | changes | {"last_error": error})
+        changes |= {"status": PENDING, "next_attempt_at": now + timedelta(seconds=delay),
+                    "redriven_at": None}
+    still_ours = await _update_leased(claimed, session, changes)
     if reason is not None:
         await disable_endpoint(session, claimed.endpoint_id, reason, now)
     if delay is not None and still_ours:

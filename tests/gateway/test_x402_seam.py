@@ -53,6 +53,7 @@ async def test_a_2xx_is_reported_ok_and_recorded_as_paid_by_x402(gateway: Gatewa
     quote = await gateway.quote(call)
 
     forwarded = await gateway.forward_unsettled(call, quote, payment_id="pay_seam1")
+    await gateway.finish_unsettled(forwarded, settled=True)
 
     assert forwarded.ok
     assert forwarded.status == 200
@@ -89,3 +90,18 @@ async def test_a_4xx_is_not_ok_but_relayed(gateway: Gateway) -> None:
     assert forwarded.error is None
     row = await usage_row(gateway, forwarded.usage_id)
     assert (row.status, row.cost_micros) == ("failed", 0)
+
+
+async def test_a_2xx_whose_payment_did_not_settle_is_recorded_as_not_charged(
+    gateway: Gateway,
+) -> None:
+    call = incoming("/echo/unpaid")
+    forwarded = await gateway.forward_unsettled(
+        call, await gateway.quote(call), payment_id="pay_seam4"
+    )
+
+    await gateway.finish_unsettled(forwarded, settled=False)
+
+    row = await usage_row(gateway, forwarded.usage_id)
+    assert (row.status, row.error, row.cost_micros) == ("failed", "payment_failed", 0)
+    assert row.upstream_status == 200

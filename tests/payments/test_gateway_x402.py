@@ -1,0 +1,116 @@
+"""Gateway calls paid per call with x402: settled only when the upstream answered 2xx."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from eth_account import Account
+from litestar.testing import AsyncTestClient
+
+from app.main import create_app
+from chain.x402 import SignedPayment, decode_payment
+from chain.x402.payer import build_payer_client, sign_payment_headers
+from tests.fixtures.chain import encode_call, transact
+from tests.gateway.helpers import PRICE, free_port, provider_config, start_uvicorn, stop, wait_until_up
+from tests.payments.conftest import chain_settings
+from workers.runner import start_worker
+
+SIGNER = 5
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[str]:
+    port = free_port()
+    proc = start_uvicorn("tests.gateway.upstream:app", port)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/__hits", proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(proc)
+
+
+@pytest.fixture
+def gw_settings(settings_factory, devchain, pay_to, upstream):
+    return settings_factory(
+        redis_url="",
+        providers=[provider_config(upstream),
+                   provider_config(f"http://127.0.0.1:{free_port()}", name="down", headers={})],
+        **chain_settings(devchain, pay_to, settle_wait=20.0,
+                         chain_signer_private_key=devchain.accounts[SIGNER].private_key),
+    )
+
+
+@pytest.fixture
+async def api(gw_settings) -> AsyncIterator[AsyncTestClient]:
+    worker = start_worker(gw_settings, threads=2)
+    try:
+        async with AsyncTestClient(app=create_app(gw_settings)) as client:
+            yield client
+    finally:
+        worker.stop(timeout=10_000)
+
+
+async def _payer(devchain, chain_client):
+    account = Account.create()
+    await transact(chain_client, devchain.accounts[0].address,
+                   encode_call("mint(address,uint256)", account.address, 1_000_000))
+    return account
+
+
+async def _signed(api, account, path: str) -> dict[str, str]:
+    challenge = await api.post(path, json={"q": 1})
+    assert challenge.status_code == 402, challenge.text
+    signed = await sign_payment_headers(build_payer_client(account, max_amount_micros=1_000_000),
+                                        headers=dict(challenge.headers), body=challenge.json())
+    return signed.v2()
+
+
+async def test_a_call_without_a_key_answers_402_with_the_provider_price(api):
+    response = await api.post("/v1/gateway/echo/echo/x", json={"q": 1})
+
+    assert response.status_code == 402
+    assert response.json()["code"] == "PAYMENT_REQUIRED"
+    assert response.json()["accepts"][0]["maxAmountRequired"] == str(PRICE)
+
+
+async def test_a_paid_call_is_forwarded_and_settled_once(api, devchain, chain_client, pay_to):
+    payer = await _payer(devchain, chain_client)
+    headers = await _signed(api, payer, "/v1/gateway/echo/echo/x")
+
+    response = await api.post("/v1/gateway/echo/echo/x", json={"q": 1}, headers=headers)
+    again = await api.post("/v1/gateway/echo/echo/x", json={"q": 1}, headers=headers)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["path"] == "/echo/x"
+    assert "PAYMENT-RESPONSE" in response.headers
+    assert await chain_client.balance_of(pay_to) == PRICE
+    assert again.status_code == 402
+    assert again.json()["code"] == "PAYMENT_ALREADY_USED"
+
+
+async def test_an_upstream_failure_is_never_charged_and_the_authorization_stays_unused(
+    api, gw_settings, devchain, chain_client, pay_to
+):
+    payer = await _payer(devchain, chain_client)
+    headers = await _signed(api, payer, "/v1/gateway/down/anything")
+    signed = decode_payment(headers, gw_settings.networks().values())
+    assert isinstance(signed, SignedPayment)
+
+    response = await api.post("/v1/gateway/down/anything", json={"q": 1}, headers=headers)
+
+    assert response.status_code == 502
+    assert response.json()["code"] == "UPSTREAM_ERROR"
+    assert await chain_client.balance_of(pay_to) == 0
+    assert await chain_client.authorization_state(payer.address, signed.authorization.nonce) is False
+
+
+async def test_a_payment_signed_for_another_call_is_refused(api, devchain, chain_client, pay_to):
+    payer = await _payer(devchain, chain_client)
+    headers = await _signed(api, payer, "/v1/gateway/echo/echo/premium")  # 50,000 micros
+
+    response = await api.post("/v1/gateway/echo/echo/x", json={"q": 1}, headers=headers)
+
+    assert response.status_code == 402
+    assert response.json()["code"] == "PAYMENT_INVALID"
+    assert await chain_client.balance_of(pay_to) == 0
