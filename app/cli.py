@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -46,29 +47,40 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     )
 
 
-def _wait_for_signal() -> None:
+def _stop_on_signal() -> threading.Event:
+    """Catch SIGINT/SIGTERM from the very start, so a stop during start-up (imports, broker
+    connection) still ends in a clean shutdown rather than a kill."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    while not stop.wait(1.0):
-        pass
+    return stop
+
+
+def _waiter(stop: threading.Event) -> Callable[[], None]:
+    def wait() -> None:
+        while not stop.wait(1.0):
+            pass
+
+    return wait
 
 
 @main.command()
 @click.option("--threads", default=4, show_default=True, help="Worker threads.")
 def worker(threads: int) -> None:
     """Run the Dramatiq workers (chain watcher, settlement, webhooks)."""
+    stop = _stop_on_signal()
     from workers.runner import run_worker
 
-    run_worker(get_settings(), threads=threads, until=_wait_for_signal)
+    run_worker(get_settings(), threads=threads, until=_waiter(stop))
 
 
 @main.command()
 def scheduler() -> None:
     """Run the single scheduler process that triggers periodic jobs."""
+    stop = _stop_on_signal()
     from workers.scheduler import run_scheduler
 
-    run_scheduler(get_settings(), until=_wait_for_signal)
+    run_scheduler(get_settings(), until=_waiter(stop))
 
 
 @main.command()

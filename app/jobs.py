@@ -52,6 +52,30 @@ class JobQueue:
         if self._close is not None:
             self._close()
 
+    async def send_unless_pending(self, job: Job, flag: str, ttl_ms: int) -> bool:
+        """Enqueue ``job`` unless one sent under ``flag`` is still waiting to start.
+
+        For jobs that sweep up whatever work is waiting, where one queued is as good as many:
+        on Redis the flag is ``SET NX PX ttl_ms`` next to the queues, and the job clears it
+        (:meth:`clear_pending`) *before* looking for work, so anything committed before the
+        clearing is seen by that job and anything after sends a new one. The TTL bounds how
+        long a lost job can hold the flag. Other brokers always send.
+        """
+        broker = self._source()
+        if broker is None:
+            return False
+        return await asyncio.to_thread(_send_unless_pending, broker, job, flag, ttl_ms)
+
+    async def clear_pending(self, flag: str) -> None:
+        broker = self._source()
+        target = _flag_target(broker, flag) if broker is not None else None
+        if target is not None:
+            client, key = target
+            try:
+                await asyncio.to_thread(client.delete, key)
+            except Exception:
+                log.warning("could not clear %s", flag, exc_info=True)
+
     async def send(self, jobs: Sequence[Job]) -> int:
         """Enqueue every job; returns how many were accepted."""
         if not jobs:
@@ -61,6 +85,27 @@ class JobQueue:
             return 0
         # Redis calls are blocking; one thread hop for the whole batch.
         return await asyncio.to_thread(_enqueue_all, broker, list(jobs))
+
+
+def _flag_target(broker: dramatiq.Broker, flag: str) -> tuple[Any, str] | None:
+    """The Redis client and key of a pending-job flag (``None``: not a Redis broker)."""
+    client = getattr(broker, "client", None)
+    namespace = getattr(broker, "namespace", None)
+    if client is None or namespace is None:
+        return None
+    return client, f"{namespace}:pending:{flag}"
+
+
+def _send_unless_pending(broker: dramatiq.Broker, job: Job, flag: str, ttl_ms: int) -> bool:
+    target = _flag_target(broker, flag)
+    if target is not None:
+        client, key = target
+        try:
+            if not client.set(key, "1", nx=True, px=ttl_ms):
+                return False
+        except Exception:
+            log.warning("could not check %s; sending anyway", flag, exc_info=True)
+    return _enqueue_all(broker, [job]) == 1
 
 
 def _enqueue_all(broker: dramatiq.Broker, jobs: list[Job]) -> int:

@@ -15,7 +15,15 @@ import dramatiq
 from app.db.hooks import commit
 from app.db.types import utcnow
 from app.webhooks import delivery
-from app.webhooks.jobs import DELIVER, FAN_OUT, QUEUE, SWEEP, SWEEP_QUEUE
+from app.webhooks.jobs import (
+    DELIVER,
+    FAN_OUT,
+    FAN_OUT_PENDING,
+    QUEUE,
+    SWEEP,
+    SWEEP_QUEUE,
+    fan_out_job,
+)
 from app.webhooks.options import WebhookOptions
 from webhooks.signing import build_headers
 from webhooks.transport import DeliveryResult, WebhookSender
@@ -59,19 +67,24 @@ async def _send_and_record(
 
 @dramatiq.actor(actor_name=FAN_OUT, queue_name=QUEUE, max_retries=10, time_limit=120_000)
 async def fan_out(event_id: str) -> None:
-    """Turn an outbox event into one message per matching endpoint and make the first attempt
+    """Turn outbox events into one message per matching endpoint and make the first attempt
     at each right away; failures are retried by ``deliver`` on the schedule.
 
-    When events pile up, one job takes up to ``FAN_OUT_BATCH`` of them (their own jobs then
-    find nothing to do): fewer transactions per delivery exactly when throughput matters.
+    Takes ``event_id`` and whatever else is waiting, ``FAN_OUT_BATCH`` events at a time: the
+    API sends no further job while one is queued (see ``WebhookOutbox.dispatch_events``), so
+    a full batch hands the rest to a follow-up job.
     """
     ctx = context.current()
     options = _options(ctx)
+    # Before looking for work: events committed from now on send a job of their own.
+    await ctx.outbox.jobs.clear_pending(FAN_OUT_PENDING)
     async with ctx.sessions() as session:
-        claims = await delivery.fan_out_and_claim(
+        claims, taken = await delivery.fan_out_and_claim(
             session, event_id, utcnow(), options, batch=FAN_OUT_BATCH
         )
         await commit(session)
+    if taken >= FAN_OUT_BATCH:
+        await ctx.outbox.jobs.send([fan_out_job(event_id)])
     if claims:
         await _send_and_record(ctx, options, claims)
 

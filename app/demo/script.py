@@ -371,9 +371,53 @@ def step_webhook(s: DemoState) -> None:
         server.server_close()
 
 
+def step_gateway_x402(s: DemoState) -> None:
+    show("Gateway, pay per call: no key, the x402 client pays for one call; failures are free")
+    import asyncio
+
+    from eth_abi.abi import encode as abi_encode
+    from eth_account import Account
+    from eth_utils.crypto import keccak
+    from x402.http.clients import x402HttpxClient
+
+    from app.demo.upstream import OPERATOR_KEY, serve_upstream
+    from chain.x402.payer import build_payer_client
+
+    chain = demo_chain()
+    buyer = Account.create()
+    data = "0x" + (keccak(text="mint(address,uint256)")[:4]
+                   + abi_encode(["address", "uint256"], [buyer.address, 1_000_000])).hex()
+    minted = _rpc(chain, "eth_sendTransaction",
+                  {"from": chain.accounts[0].address, "to": chain.token_address, "data": data})
+    deadline = time.monotonic() + 15
+    while _rpc(chain, "eth_getTransactionReceipt", minted) is None:
+        if time.monotonic() > deadline:
+            raise DemoFailed("the dev chain did not mine the funding transaction")
+        time.sleep(0.2)  # blocks come every second on the demo chain
+    admin = {"Authorization": f"Bearer {s.admin_token}"}
+    with serve_upstream(free_port()) as upstream:
+        expect(s.http.post("/admin/v1/providers", headers=admin, json={
+            "name": "demo-paid", "baseUrl": upstream, "priceMicros": 10_000,
+            "headers": {"Authorization": f"Bearer {OPERATOR_KEY}"}}), 201)
+
+        async def call() -> httpx.Response:
+            payer = build_payer_client(buyer, max_amount_micros=10_000)
+            async with x402HttpxClient(payer, base_url=str(s.http.base_url),
+                                       timeout=60) as client:
+                return await client.post("/v1/gateway/demo-paid/v1/chat/completions",
+                                         json={"model": "demo", "messages": []})
+
+        response = asyncio.run(call())
+        answer = expect(response, 200)
+        settlement = json.loads(base64.b64decode(response.headers["PAYMENT-RESPONSE"]))
+        say(f"paid 0.01 USDC for one call, settled after the upstream's 2xx: tx "
+            f"{settlement['transaction'][:18]}…; answer {answer['choices'][0]['message']['content']!r}")
+
+
 STEPS: list[Callable[[DemoState], None]] = [
     step_health, step_register, step_extra_key, step_list_keys, step_rate_limit, step_revoke,
-    step_audit, step_deposit, step_pass, step_gateway_credits, step_webhook,
+    step_audit, step_deposit, step_pass, step_gateway_credits, step_gateway_x402,
+    step_webhook,
 ]
 
 

@@ -19,6 +19,7 @@ from app.auth.guards import (
     runtime_of,
 )
 from app.auth.principal import Principal
+from app.errors import Unauthorized
 from app.gateway import manage
 from app.gateway.paid import call_with_x402
 from app.gateway.proxy import IncomingCall, upstream_path
@@ -85,7 +86,10 @@ async def gateway_call(
     call = await incoming_call(request, provider)
     if caller is None:
         rt = runtime_of(request)
-        return await call_with_x402(rt, payments_of(rt), gateway_of(request), call,
+        payments = payments_of(rt)
+        if not payments.chain.configured:
+            raise Unauthorized("Missing API key (this server takes no per-call payments).")
+        return await call_with_x402(rt, payments, gateway_of(request), call,
                                     dict(request.headers))
     return await gateway_of(request).call_with_credits(caller, call)
 

@@ -28,6 +28,11 @@ class PaymentChain:
         self.networks = self.settings.networks()
 
     @property
+    def configured(self) -> bool:
+        """Payments are accepted: at least one network and a pay-to address."""
+        return bool(self.networks) and bool(self.settings.chain_pay_to_address)
+
+    @property
     def pay_to(self) -> str:
         if not self.settings.chain_pay_to_address or not self.networks:
             raise ServiceUnavailable("Payments are not configured on this server.")

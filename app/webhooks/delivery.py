@@ -211,10 +211,10 @@ def _body(event: Any) -> str | None:
 async def _fan_out(
     session: AsyncSession, event_id: str, now: datetime, options: WebhookOptions | None,
     batch: int,
-) -> tuple[list[str], list[Claimed]]:
+) -> tuple[list[str], list[Claimed], int]:
     events = await _claim_events(session, event_id, now, batch)
     if not events:
-        return [], []
+        return [], [], 0
     endpoints = await _candidate_endpoints(session, events)
     rows: list[dict[str, Any]] = []
     claims: list[Claimed] = []
@@ -241,12 +241,12 @@ async def _fan_out(
                                       target.previous_secret_expires_at, options, now),
             ))
     if not rows:
-        return [], []
+        return [], [], len(events)
     await session.execute(insert(_M), rows)
     ids = [row["id"] for row in rows]
     if options is None:
         schedule_deliveries(session, [(message_id, None) for message_id in ids])
-    return ids, claims
+    return ids, claims, len(events)
 
 
 async def fan_out_event(session: AsyncSession, event_id: str, now: datetime) -> list[str]:
@@ -255,19 +255,22 @@ async def fan_out_event(session: AsyncSession, event_id: str, now: datetime) -> 
     Idempotent: the event is claimed by a conditional UPDATE of ``dispatched_at``, so a second
     call (a duplicate job, the sweeper) finds nothing to do.
     """
-    ids, _ = await _fan_out(session, event_id, now, None, 1)
+    ids, _, _ = await _fan_out(session, event_id, now, None, 1)
     return ids
 
 
 async def fan_out_and_claim(
     session: AsyncSession, event_id: str, now: datetime, options: WebhookOptions,
     batch: int = 1,
-) -> list[Claimed]:
+) -> tuple[list[Claimed], int]:
     """Like :func:`fan_out_event` for ``event_id`` and up to ``batch - 1`` other waiting
     events, with the messages leased to the caller, who sends them right after the commit
-    and records them with :func:`record_many` (no deliver job, no separate claim)."""
-    _, claims = await _fan_out(session, event_id, now, options, batch)
-    return claims
+    and records them with :func:`record_many` (no deliver job, no separate claim).
+
+    Returns the claims and how many events were taken (``batch``: more may be waiting).
+    """
+    _, claims, taken = await _fan_out(session, event_id, now, options, batch)
+    return claims, taken
 
 
 async def create_direct_message(

@@ -16,6 +16,11 @@ FAN_OUT = "webhook_fan_out"
 DELIVER = "webhook_deliver"
 SWEEP = "webhook_sweep"
 
+# While a fan-out job is queued and not started, committing more events sends no more jobs:
+# that job takes every waiting event (in batches). The flag expires if the job is lost.
+FAN_OUT_PENDING = "webhook_fan_out"
+FAN_OUT_PENDING_TTL_MS = 5_000
+
 # Dramatiq refuses delays of 7 days or more; nothing in webhooks waits that long.
 _MAX_DELAY_MS = 6 * 86_400_000
 
@@ -38,7 +43,12 @@ class WebhookOutbox:
         self.jobs = jobs
 
     async def dispatch_events(self, event_ids: Sequence[str]) -> None:
-        await self.jobs.send([fan_out_job(event_id) for event_id in event_ids])
+        """One fan-out job for the committed events, unless one is already waiting (it will
+        take these too); the sweeper covers a job the broker loses."""
+        if event_ids:
+            await self.jobs.send_unless_pending(
+                fan_out_job(event_ids[0]), FAN_OUT_PENDING, FAN_OUT_PENDING_TTL_MS
+            )
 
     async def deliver(self, scheduled: Sequence[tuple[str, float | None]]) -> None:
         """Enqueue ``(message id, delay in seconds)`` pairs."""

@@ -181,10 +181,13 @@ async def test_a_410_disables_the_endpoint_and_tells_the_operator(
 ) -> None:
     receiver.routes["/gone"] = Reply(410, b"unsubscribed")
     receiver.routes["/operator"] = Reply(200)
+    receiver.routes["/all"] = Reply(200)
     operator = await operator_endpoints(receiver.url("/operator"),
                                         eventTypes=["webhook.endpoint_disabled"])
     platform = await new_platform(api, admin_headers)
     endpoint = await create_endpoint(api, platform["key"], receiver.url("/gone"), **TEST_ONLY)
+    # The platform's other endpoint takes every type, yet never operator-only ones
+    await create_endpoint(api, platform["key"], receiver.url("/all"))
 
     message_id = await send_test(api, platform["key"], endpoint["id"])
 
@@ -198,6 +201,8 @@ async def test_a_410_disables_the_endpoint_and_tells_the_operator(
     assert event["data"]["reason"] == "gone"
     assert event["data"]["platformId"] == platform["id"]
     assert len(receiver.hits("/gone")) == 1  # no retry after a 410
+    await asyncio.sleep(0.3)
+    assert receiver.hits("/all") == []
     view = (await api.get(f"/v1/platform/webhooks/{endpoint['id']}",
                           headers=master_headers(platform["key"]))).json()
     assert view["enabled"] is False
