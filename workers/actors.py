@@ -6,11 +6,10 @@ from typing import Any
 
 import dramatiq
 
-
 import workers.chain
 import workers.expiry
 import workers.gateway
-import workers.webhooks  # noqa: F401  (fan-out, delivery, sweeper)
+import workers.webhooks
 
 
 def all_actors() -> list[dramatiq.Actor[Any, Any]]:

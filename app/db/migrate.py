@@ -22,7 +22,7 @@ def alembic_config(settings: Settings) -> Config:
 
 
 def upgrade(settings: Settings, revision: str = "heads") -> None:
-    """Upgrade to every head: feature branches of the schema may be merged later."""
+    """Upgrade to the latest schema ("heads": correct even while a new branch awaits merge)."""
     command.upgrade(alembic_config(settings), revision)
 
 

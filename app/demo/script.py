@@ -6,8 +6,8 @@ Each step is a small function over the HTTP API; later features add their steps 
 from __future__ import annotations
 
 import atexit
-import functools
 import base64
+import functools
 import json
 import logging
 import shutil
@@ -245,7 +245,8 @@ def step_pass(s: DemoState) -> None:
     async def buy() -> httpx.Response:
         payer = build_payer_client(buyer, max_amount_micros=10_000_000)
         async with x402HttpxClient(payer, base_url=str(s.http.base_url), timeout=60) as client:
-            return await client.post("/v1/passes/1d")
+            response: httpx.Response = await client.post("/v1/passes/1d")
+            return response
 
     started = time.monotonic()
     response = asyncio.run(buy())
@@ -404,14 +405,17 @@ def step_gateway_x402(s: DemoState) -> None:
             payer = build_payer_client(buyer, max_amount_micros=10_000)
             async with x402HttpxClient(payer, base_url=str(s.http.base_url),
                                        timeout=60) as client:
-                return await client.post("/v1/gateway/demo-paid/v1/chat/completions",
-                                         json={"model": "demo", "messages": []})
+                paid: httpx.Response = await client.post(
+                    "/v1/gateway/demo-paid/v1/chat/completions",
+                    json={"model": "demo", "messages": []})
+                return paid
 
         response = asyncio.run(call())
         answer = expect(response, 200)
         settlement = json.loads(base64.b64decode(response.headers["PAYMENT-RESPONSE"]))
         say(f"paid 0.01 USDC for one call, settled after the upstream's 2xx: tx "
-            f"{settlement['transaction'][:18]}…; answer {answer['choices'][0]['message']['content']!r}")
+            f"{settlement['transaction'][:18]}…; "
+            f"answer {answer['choices'][0]['message']['content']!r}")
 
 
 STEPS: list[Callable[[DemoState], None]] = [

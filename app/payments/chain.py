@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from app.errors import ServiceUnavailable
+from app.settings import Settings
 from chain.client import ChainClient
 from chain.networks import Network
 from chain.x402 import PaymentChallenge, build_payment_challenge
-from app.errors import ServiceUnavailable
-from app.settings import Settings
 
 
 @dataclass

@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
@@ -140,7 +140,8 @@ class Payments:
         except PaymentHeaderError as exc:
             raise _challenge_error(PaymentInvalid, challenge, str(exc)) from None
         if decoded is None:
-            raise _challenge_error(PaymentRequired, challenge, f"Payment required: {paid.description}.")
+            raise _challenge_error(PaymentRequired, challenge,
+                                   f"Payment required: {paid.description}.")
         if isinstance(decoded, PushedPayment):
             return await self._accept_pushed(session, paid, challenge, decoded)
         return await self._accept_signed(session, paid, challenge, decoded)
@@ -303,11 +304,11 @@ class Payments:
         return payment
 
     async def wait_until_final(
-        self, sessions: Any, payment_id: str, timeout: float
+        self, sessions: Any, payment_id: str, within: float
     ) -> Payment:
         """Wait (without holding a transaction) until the payment settles, fails, expires,
         or ``timeout`` passes; returns its latest state."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         with self.waiter.watch(payment_id) as watch:
             while True:
                 async with sessions() as session:
@@ -319,7 +320,7 @@ class Payments:
 
     def response_header(self, payment: Payment) -> tuple[str, str]:
         network = self.chain.networks[payment.network]
-        version = 1 if payment.scheme == "push" or payment.x402_version == 1 else 2
+        version: Literal[1, 2] = 1 if payment.scheme == "push" or payment.x402_version == 1 else 2
         return settlement_response_header(
             version, success=payment.status == "settled", transaction=payment.tx_hash or "",
             network=network, payer=payment.payer or None,
@@ -424,9 +425,10 @@ async def expire_due(
             .limit(limit)
         )
     ).all()
-    expired = []
+    expired: list[str] = []
     for payment_id in stale:
-        if await mark_failed(session, payment_id, "not settled within its validity window",
-                             status="expired", redis=redis, redis_prefix=redis_prefix):
+        changed = await mark_failed(session, payment_id, "not settled within its validity window",
+                                    status="expired", redis=redis, redis_prefix=redis_prefix)
+        if changed:
             expired.append(payment_id)
     return expired

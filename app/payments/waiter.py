@@ -10,6 +10,7 @@ notification costs latency, never correctness.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections import defaultdict
@@ -70,11 +71,11 @@ class Watch:
         self.payment_id = payment_id
         self._future = HUB.register(payment_id)
 
-    async def wait(self, timeout: float) -> None:
-        """Return on a wake-up, or after ``timeout`` (at most the safety re-check interval)."""
+    async def wait(self, within: float) -> None:
+        """Return on a wake-up, or after ``within`` seconds (at most the safety re-check)."""
         try:
             await asyncio.wait_for(
-                asyncio.shield(self._future), timeout=max(0.0, min(timeout, SAFETY_RECHECK_SECONDS))
+                asyncio.shield(self._future), timeout=max(0.0, min(within, SAFETY_RECHECK_SECONDS))
             )
         except TimeoutError:
             return
@@ -103,10 +104,12 @@ class SettlementWaiter:
         self._listener = asyncio.get_running_loop().create_task(self._listen())
 
     async def _listen(self) -> None:
+        redis = self._redis
+        assert redis is not None
         backoff = 0.5
         while True:
             try:
-                async with self._redis.pubsub() as pubsub:
+                async with redis.pubsub() as pubsub:
                     await pubsub.subscribe(self._channel)
                     backoff = 0.5
                     async for message in pubsub.listen():
@@ -129,10 +132,8 @@ class SettlementWaiter:
     async def close(self) -> None:
         if self._listener is not None:
             self._listener.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # shutting down
                 await self._listener
-            except (asyncio.CancelledError, Exception):  # noqa: S110  (shutting down)
-                pass
 
 
 async def announce_settled(redis: Any | None, prefix: str, payment_id: str) -> None:

@@ -90,7 +90,8 @@ def test_keys_list_revoke_and_regenerate_through_the_cli(running_api, monkeypatc
     revoked = runner.invoke(main, ["keys", "revoke", extra["id"]])
 
     assert listed.exit_code == 0, listed.output
-    assert extra["id"] in listed.output and "laptop" in listed.output
+    assert extra["id"] in listed.output
+    assert "laptop" in listed.output
     assert agent["apiKey"] not in listed.output
     assert regenerated.exit_code == 0, regenerated.output
     assert '"key": "pk_' in regenerated.output
@@ -108,7 +109,8 @@ def test_keys_cli_explains_a_refused_key(running_api, monkeypatch):
     result = CliRunner().invoke(main, ["keys", "list"])
 
     assert result.exit_code != 0
-    assert "401" in result.output and "revoked" in result.output
+    assert "401" in result.output
+    assert "revoked" in result.output
 
 
 def test_keys_cli_without_a_key_says_what_to_set(sqlite_env, monkeypatch):

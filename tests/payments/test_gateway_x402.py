@@ -12,7 +12,14 @@ from app.main import create_app
 from chain.x402 import SignedPayment, decode_payment
 from chain.x402.payer import build_payer_client, sign_payment_headers
 from tests.fixtures.chain import encode_call, transact
-from tests.gateway.helpers import PRICE, free_port, provider_config, start_uvicorn, stop, wait_until_up
+from tests.gateway.helpers import (
+    PRICE,
+    free_port,
+    provider_config,
+    start_uvicorn,
+    stop,
+    wait_until_up,
+)
 from tests.payments.conftest import chain_settings
 from workers.runner import start_worker
 
@@ -102,7 +109,8 @@ async def test_an_upstream_failure_is_never_charged_and_the_authorization_stays_
     assert response.status_code == 502
     assert response.json()["code"] == "UPSTREAM_ERROR"
     assert await chain_client.balance_of(pay_to) == 0
-    assert await chain_client.authorization_state(payer.address, signed.authorization.nonce) is False
+    nonce = signed.authorization.nonce
+    assert await chain_client.authorization_state(payer.address, nonce) is False
 
 
 async def test_a_payment_signed_for_another_call_is_refused(api, devchain, chain_client, pay_to):

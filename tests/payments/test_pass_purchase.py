@@ -15,7 +15,8 @@ PRICE_1D = 10_000_000
 
 async def _push_usdc(chain_client, devchain: DevChain, to: str, amount: int) -> str:
     sender = devchain.accounts[1].address
-    return await transact(chain_client, sender, encode_call("transfer(address,uint256)", to, amount))
+    call = encode_call("transfer(address,uint256)", to, amount)
+    return await transact(chain_client, sender, call)
 
 
 def _push_headers(tx_hash: str) -> dict[str, str]:
@@ -48,7 +49,8 @@ async def test_a_pass_without_payment_answers_402_with_v1_and_v2_requirements(
     assert required.x402_version == 2
     assert offer.network == f"eip155:{devchain.chain_id}"
     assert offer.amount == str(PRICE_1D)
-    assert offer.extra["name"] == "USDC" and offer.extra["version"] == "2"
+    assert offer.extra["name"] == "USDC"
+    assert offer.extra["version"] == "2"
 
 
 async def test_a_pushed_transfer_buys_a_1d_pass_with_the_spec_body(
@@ -60,15 +62,18 @@ async def test_a_pushed_transfer_buys_a_1d_pass_with_the_spec_body(
 
     assert response.status_code == 201, response.text
     body = response.json()
-    assert set(body) == {"status", "data"} and body["status"] == 201
+    assert set(body) == {"status", "data"}
+    assert body["status"] == 201
     data = body["data"]
     assert set(data) == {"apiKey", "expiresAt", "period", "type", "scopes", "rateLimit",
                          "warning"}
-    assert data["period"] == "1d" and data["type"] == "x402"
+    assert data["period"] == "1d"
+    assert data["type"] == "x402"
     assert data["rateLimit"] == {"requestsPerMinute": 30, "requestsPerDay": 10000}
     assert data["warning"] == "Save this API key now. It will not be shown again."
     settlement = json.loads(base64.b64decode(response.headers["X-PAYMENT-RESPONSE"]))
-    assert settlement["success"] is True and settlement["transaction"] == tx_hash
+    assert settlement["success"] is True
+    assert settlement["transaction"] == tx_hash
     info = await paid_client.get("/v1/api-keys/info", headers={"X-API-Key": data["apiKey"]})
     assert info.status_code == 200
     assert info.json()["period"] == "1d"
@@ -145,7 +150,8 @@ async def test_admins_find_payments_by_status_network_and_payer(
 
     found = await paid_client.get(
         "/admin/v1/payments",
-        params={"status": "settled", "network": "local", "payer": payer.upper().replace("0X", "0x")},
+        params={"status": "settled", "network": "local",
+                "payer": "0x" + payer[2:].upper()},
         headers=admin_headers,
     )
     one = await paid_client.get(f"/admin/v1/payments/{found.json()['data'][0]['paymentId']}",

@@ -78,7 +78,8 @@ async def test_a_v2_signed_payment_buys_a_pass_and_moves_the_money_once(
 
     assert response.status_code == 201, response.text
     settlement = json.loads(base64.b64decode(response.headers["PAYMENT-RESPONSE"]))
-    assert settlement["success"] is True and settlement["transaction"].startswith("0x")
+    assert settlement["success"] is True
+    assert settlement["transaction"].startswith("0x")
     assert await _balance(chain_client, pay_to) == PRICE_1D
     assert await _balance(chain_client, payer.address) == 0
     key = response.json()["data"]["apiKey"]

@@ -41,7 +41,8 @@ async def test_an_expired_key_is_refused_at_once_then_marked_and_announced(
     events = await _events_for(settings, key["id"])
 
     assert created.status_code == 201, created.text
-    assert refused.status_code == 401 and "expired" in refused.json()["error"]
+    assert refused.status_code == 401
+    assert "expired" in refused.json()["error"]
     assert before["status"] == "active"
     assert after["status"] == "expired"
     assert len(events) == 1
