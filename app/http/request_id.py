@@ -9,13 +9,13 @@ error handler writing ``requestId`` or the hook), so body and header always agre
 from __future__ import annotations
 
 import re
+import secrets
 from typing import Any
 
 from litestar import Request
 from litestar.enums import ScopeType
 from litestar.types import Message, Scope
 
-from app.ids import new_id
 from app.ratelimit.headers import headers_for_scope
 
 _SAFE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -23,7 +23,10 @@ _STATE_KEY = "request_id"
 
 
 def _scope_state(scope: Scope) -> dict[str, Any]:
-    state: dict[str, Any] = scope.setdefault("state", {})
+    state: dict[str, Any] | None = scope.get("state")
+    if state is None:
+        state = {}
+        scope["state"] = state
     return state
 
 
@@ -38,7 +41,8 @@ def ensure_request_id(scope: Scope) -> str:
         if name == b"x-request-id":
             incoming = value.decode("latin-1")
             break
-    request_id = incoming if _SAFE.match(incoming) else new_id("req")
+    # Not a ULID: request ids need no ordering, and this runs on every request.
+    request_id = incoming if _SAFE.match(incoming) else f"req_{secrets.token_hex(12)}"
     state[_STATE_KEY] = request_id
     return request_id
 

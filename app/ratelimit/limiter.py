@@ -28,7 +28,7 @@ MAX_LEASE = 100
 MAX_TRACKED = 100_000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RateState:
     """What the response headers report: the tightest window."""
 
