@@ -141,7 +141,8 @@ def _message_row(
 async def _claim_events(
     session: AsyncSession, event_id: str, now: datetime, batch: int
 ) -> list[Any]:
-    """Mark ``event_id`` dispatched, with up to ``batch - 1`` other waiting events, atomically.
+    """Mark ``event_id`` dispatched, with up to ``batch`` waiting events (oldest first),
+    atomically. Fewer than ``batch`` taken besides ``event_id`` means none were left waiting.
 
     Under load many fan-out jobs are queued at once; the first one takes a whole batch (one
     transaction, one INSERT, one recording transaction for all of it) and the jobs of the
@@ -151,7 +152,7 @@ async def _claim_events(
     if batch > 1:
         waiting = (
             select(_EV.c.id).where(_EV.c.dispatched_at.is_(None))
-            .order_by(_EV.c.id).limit(batch - 1)
+            .order_by(_EV.c.id).limit(batch)
         )
         if session.bind is not None and session.bind.dialect.name == "postgresql":
             waiting = waiting.with_for_update(skip_locked=True)
@@ -263,11 +264,11 @@ async def fan_out_and_claim(
     session: AsyncSession, event_id: str, now: datetime, options: WebhookOptions,
     batch: int = 1,
 ) -> tuple[list[Claimed], int]:
-    """Like :func:`fan_out_event` for ``event_id`` and up to ``batch - 1`` other waiting
-    events, with the messages leased to the caller, who sends them right after the commit
+    """Like :func:`fan_out_event` for ``event_id`` and up to ``batch`` waiting events,
+    with the messages leased to the caller, who sends them right after the commit
     and records them with :func:`record_many` (no deliver job, no separate claim).
 
-    Returns the claims and how many events were taken (``batch``: more may be waiting).
+    Returns the claims and how many events were taken (``batch`` or more: more may wait).
     """
     _, claims, taken = await _fan_out(session, event_id, now, options, batch)
     return claims, taken
