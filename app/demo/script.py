@@ -213,21 +213,14 @@ def step_deposit(s: DemoState) -> None:
         f"lag {watcher['lag']}, status {watcher['status']}")
 
 
-def step_pass(s: DemoState) -> None:
-    show("x402: an agent buys a 1-day key pass with the Python x402 client, paying USDC")
-    import asyncio
-
+def _mint_and_wait(address: str, micros: int) -> None:
+    """Mint test USDC to ``address`` on the demo chain and wait until it is mined."""
     from eth_abi.abi import encode as abi_encode
-    from eth_account import Account
     from eth_utils.crypto import keccak
-    from x402.http.clients import x402HttpxClient
-
-    from chain.x402.payer import build_payer_client
 
     chain = demo_chain()
-    buyer = Account.create()
     data = "0x" + (keccak(text="mint(address,uint256)")[:4]
-                   + abi_encode(["address", "uint256"], [buyer.address, 10_000_000])).hex()
+                   + abi_encode(["address", "uint256"], [address, micros])).hex()
     minted = _rpc(chain, "eth_sendTransaction",
                   {"from": chain.accounts[0].address, "to": chain.token_address, "data": data})
     deadline = time.monotonic() + 15
@@ -235,6 +228,19 @@ def step_pass(s: DemoState) -> None:
         if time.monotonic() > deadline:
             raise DemoFailed("the dev chain did not mine the funding transaction")
         time.sleep(0.2)  # blocks come every second on the demo chain
+
+
+def step_pass(s: DemoState) -> None:
+    show("x402: an agent buys a 1-day key pass with the Python x402 client, paying USDC")
+    import asyncio
+
+    from eth_account import Account
+    from x402.http.clients import x402HttpxClient
+
+    from chain.x402.payer import build_payer_client
+
+    buyer = Account.create()
+    _mint_and_wait(buyer.address, 10_000_000)
     say(f"buyer wallet {buyer.address} holds 10 test USDC and no ETH (payments are gasless)")
     offer = s.http.post("/v1/passes/1d")
     expect(offer, 402)
@@ -376,25 +382,14 @@ def step_gateway_x402(s: DemoState) -> None:
     show("Gateway, pay per call: no key, the x402 client pays for one call; failures are free")
     import asyncio
 
-    from eth_abi.abi import encode as abi_encode
     from eth_account import Account
-    from eth_utils.crypto import keccak
     from x402.http.clients import x402HttpxClient
 
     from app.demo.upstream import OPERATOR_KEY, serve_upstream
     from chain.x402.payer import build_payer_client
 
-    chain = demo_chain()
     buyer = Account.create()
-    data = "0x" + (keccak(text="mint(address,uint256)")[:4]
-                   + abi_encode(["address", "uint256"], [buyer.address, 1_000_000])).hex()
-    minted = _rpc(chain, "eth_sendTransaction",
-                  {"from": chain.accounts[0].address, "to": chain.token_address, "data": data})
-    deadline = time.monotonic() + 15
-    while _rpc(chain, "eth_getTransactionReceipt", minted) is None:
-        if time.monotonic() > deadline:
-            raise DemoFailed("the dev chain did not mine the funding transaction")
-        time.sleep(0.2)  # blocks come every second on the demo chain
+    _mint_and_wait(buyer.address, 1_000_000)
     admin = {"Authorization": f"Bearer {s.admin_token}"}
     with serve_upstream(free_port()) as upstream:
         expect(s.http.post("/admin/v1/providers", headers=admin, json={
