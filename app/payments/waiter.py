@@ -10,7 +10,6 @@ notification costs latency, never correctness.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 from collections import defaultdict
@@ -130,10 +129,16 @@ class SettlementWaiter:
         return Watch(payment_id)
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):  # shutting down
-                await self._listener
+        """Stop the listener without ever hanging shutdown (a pub/sub connection can stall)."""
+        task, self._listener = self._listener, None
+        if task is None or task.done():
+            return
+        loop = task.get_loop()
+        if loop is not asyncio.get_running_loop():
+            loop.call_soon_threadsafe(task.cancel)
+            return
+        task.cancel()
+        await asyncio.wait({task}, timeout=2.0)
 
 
 async def announce_settled(redis: Any | None, prefix: str, payment_id: str) -> None:
