@@ -213,6 +213,9 @@ class Settings(BaseSettings):
     webhook_sweep_grace_seconds: float = Field(default=60.0, ge=0)
     webhook_sweep_batch: int = Field(default=500, ge=1)
     webhook_max_endpoints: int = Field(default=50, ge=1)
+    # HTTP requests one worker process keeps in flight (httpx's pool slows down past a few
+    # dozen connections; scale out with processes).
+    webhook_send_concurrency: int = Field(default=16, ge=1)
     trusted_proxies: list[str] = Field(default_factory=list)
     log_level: str = "INFO"
 

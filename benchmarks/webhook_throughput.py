@@ -13,6 +13,7 @@ wall clock, same host). PostgreSQL when one answers on 127.0.0.1:5432 (a scratch
 dropped afterwards), SQLite otherwise; Redis database 13 under a scratch namespace (deleted).
 
     uv run python benchmarks/webhook_throughput.py [--events 2000] [--workers 2] [--threads 8]
+        [--send-concurrency 8]
 """
 
 from __future__ import annotations
@@ -323,15 +324,16 @@ def cpu_snapshot(workers: list[int], receiver: int) -> dict[str, float]:
 
 
 def worker_env(settings: Any) -> dict[str, str]:
-    values = {
+    values: dict[str, Any] = {
         "DATABASE_URL": settings.database_url,
         "REDIS_URL": settings.redis_url,
         "REDIS_PREFIX": settings.redis_prefix,
         "KEY_PEPPER": settings.key_pepper.get_secret_value(),
         "WEBHOOK_ALLOWED_CIDRS": json.dumps(settings.webhook_allowed_cidrs),
+        "WEBHOOK_SEND_CONCURRENCY": settings.webhook_send_concurrency,
         "LOG_LEVEL": "WARNING",
     }
-    return {**os.environ, **{f"PASSGATE_{k}": v for k, v in values.items()}}
+    return {**os.environ, **{f"PASSGATE_{k}": str(v) for k, v in values.items()}}
 
 
 def start_workers(settings: Any, processes: int, threads: int) -> list[subprocess.Popen[bytes]]:
@@ -363,7 +365,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     namespace = f"bench:{uuid.uuid4().hex[:8]}"
     settings = Settings(database_url=database_url, redis_url=REDIS_URL, redis_prefix=namespace,
                         key_pepper=uuid.uuid4().hex, webhook_allowed_cidrs=["127.0.0.0/8"],
-                        log_level="WARNING")
+                        webhook_send_concurrency=args.send_concurrency, log_level="WARNING")
     port = free_port()
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -402,6 +404,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "database": "postgresql" if database_url.startswith("postgresql") else "sqlite",
         "worker_processes": args.workers,
         "worker_threads": args.threads,
+        "send_concurrency_per_worker": args.send_concurrency,
         "emit_concurrency": CONCURRENCY,
         "cpus": os.cpu_count(),
         "raw_deliveries_per_s": round(raw_rate, 1),
@@ -428,6 +431,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--threads", type=int, default=8, help="threads per worker")
+    # One local receiver: httpx's pool is fastest with few connections (see raw_by_concurrency).
+    parser.add_argument("--send-concurrency", type=int, default=8,
+                        help="PASSGATE_WEBHOOK_SEND_CONCURRENCY of the workers")
     parser.add_argument("--serve-receiver", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_receiver:

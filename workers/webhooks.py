@@ -9,6 +9,7 @@ cover infrastructure errors (database or broker down) while running the actor.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import dramatiq
 
@@ -33,6 +34,8 @@ from workers.schedule import periodic
 SWEEP_EVERY_SECONDS = 10.0
 # Events one fan-out job may take at once (see ``fan_out``).
 FAN_OUT_BATCH = 20
+# Messages one fan-out job sends itself; more become deliver jobs (spread over workers).
+FAN_OUT_LEASES = 64
 
 
 def _options(ctx: context.WorkerContext) -> WebhookOptions:
@@ -48,48 +51,75 @@ def _sender(ctx: context.WorkerContext, options: WebhookOptions) -> WebhookSende
     )
 
 
+@dataclass
+class _Sending:
+    """This process's send slots (``webhook_send_concurrency``) and how many leased messages
+    are waiting for or holding one: leases are sized to that queue (``lease_until``)."""
+
+    slots: asyncio.Semaphore
+    queued: int = 0
+
+
+def _sending(ctx: context.WorkerContext, options: WebhookOptions) -> _Sending:
+    return ctx.resource(
+        "webhook_sending", lambda: _Sending(asyncio.Semaphore(options.send_concurrency))
+    )
+
+
 async def _send(
     ctx: context.WorkerContext, options: WebhookOptions, claimed: delivery.Claimed
 ) -> tuple[delivery.Claimed, DeliveryResult]:
-    headers = build_headers(claimed.message_id, claimed.body, claimed.secrets)
-    return claimed, await _sender(ctx, options).send(claimed.url, claimed.body, headers)
+    sending = _sending(ctx, options)
+    try:
+        async with sending.slots:
+            # Signed when sent, so webhook-timestamp is the attempt's own time.
+            headers = build_headers(claimed.message_id, claimed.body, claimed.secrets)
+            return claimed, await _sender(ctx, options).send(claimed.url, claimed.body, headers)
+    finally:
+        sending.queued -= 1
 
 
 async def _send_and_record(
     ctx: context.WorkerContext, options: WebhookOptions, claims: list[delivery.Claimed]
 ) -> None:
-    """Send leased messages concurrently, then record every outcome in one transaction."""
+    """Send leased messages (as slots free up), then record every outcome in one
+    transaction."""
+    if not claims:
+        return
     results = await asyncio.gather(*(_send(ctx, options, claimed) for claimed in claims))
     async with ctx.sessions() as session:
         await delivery.record_many(session, results, utcnow(), options)
         await commit(session)
 
 
-@dramatiq.actor(actor_name=FAN_OUT, queue_name=QUEUE, max_retries=10, time_limit=120_000)
+@dramatiq.actor(actor_name=FAN_OUT, queue_name=QUEUE, max_retries=10, time_limit=300_000)
 async def fan_out(event_id: str) -> None:
     """Turn outbox events into one message per matching endpoint and make the first attempt
     at each right away; failures are retried by ``deliver`` on the schedule.
 
     Takes ``event_id`` and whatever else is waiting, ``FAN_OUT_BATCH`` events at a time: the
     API sends no further job while one is queued (see ``WebhookOutbox.dispatch_events``), so
-    a full batch hands the rest to a follow-up job.
+    a full batch hands the rest to a follow-up job. It sends up to ``FAN_OUT_LEASES`` of the
+    new messages itself; any beyond become deliver jobs that other workers can take.
     """
     ctx = context.current()
     options = _options(ctx)
+    sending = _sending(ctx, options)
     # Before looking for work: events committed from now on send a job of their own.
     await ctx.outbox.jobs.clear_pending(FAN_OUT_PENDING)
     async with ctx.sessions() as session:
         claims, taken = await delivery.fan_out_and_claim(
-            session, event_id, utcnow(), options, batch=FAN_OUT_BATCH
+            session, event_id, utcnow(), options, batch=FAN_OUT_BATCH,
+            lease_limit=FAN_OUT_LEASES, queued_ahead=sending.queued,
         )
         await commit(session)
+    sending.queued += len(claims)
     if taken >= FAN_OUT_BATCH:
         await ctx.outbox.jobs.send([fan_out_job(event_id)])
-    if claims:
-        await _send_and_record(ctx, options, claims)
+    await _send_and_record(ctx, options, claims)
 
 
-@dramatiq.actor(actor_name=DELIVER, queue_name=QUEUE, max_retries=5, time_limit=120_000)
+@dramatiq.actor(actor_name=DELIVER, queue_name=QUEUE, max_retries=5, time_limit=300_000)
 async def deliver(message_id: str) -> None:
     """One attempt at a message, if it is due and nobody else holds it.
 
@@ -98,12 +128,15 @@ async def deliver(message_id: str) -> None:
     """
     ctx = context.current()
     options = _options(ctx)
+    sending = _sending(ctx, options)
     async with ctx.sessions() as session:
-        claimed = await delivery.claim(session, message_id, utcnow(), options)
+        claimed = await delivery.claim(session, message_id, utcnow(), options,
+                                       queued_ahead=sending.queued)
         if isinstance(claimed, delivery.NotDue):
             delivery.schedule_deliveries(session, [(message_id, claimed.seconds)])
         await commit(session)
     if isinstance(claimed, delivery.Claimed):
+        sending.queued += 1
         await _send_and_record(ctx, options, [claimed])
 
 

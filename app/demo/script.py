@@ -429,6 +429,8 @@ def demo_settings(workdir: Path) -> Settings:
         admin_token="adm-demo-" + uuid.uuid4().hex,
         plan_free_per_minute=DEMO_PER_MINUTE,
         log_level="WARNING",
+        # The demo's webhook receiver runs on this machine: allow loopback targets here only.
+        webhook_allowed_cidrs=["127.0.0.0/8"],
         **demo_chain_settings(),
     )
 

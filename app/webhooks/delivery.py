@@ -134,6 +134,9 @@ def _message_row(
         "status": PENDING,
         "attempt_count": 0,
         "next_attempt_at": now,
+        # Every row of one multi-row INSERT has the same keys; leased rows fill these in.
+        "locked_until": None,
+        "claim_token": None,
         "created_at": now,
     }
 
@@ -211,14 +214,20 @@ def _body(event: Any) -> str | None:
 
 async def _fan_out(
     session: AsyncSession, event_id: str, now: datetime, options: WebhookOptions | None,
-    batch: int,
+    batch: int, lease_limit: int = 0, queued_ahead: int = 0,
 ) -> tuple[list[str], list[Claimed], int]:
+    """Claim events and write their messages; lease up to ``lease_limit`` of them to the
+    caller and schedule deliver jobs for the others.
+
+    Returns the ids of the messages not leased, the leases, and how many events were taken.
+    """
     events = await _claim_events(session, event_id, now, batch)
     if not events:
         return [], [], 0
     endpoints = await _candidate_endpoints(session, events)
     rows: list[dict[str, Any]] = []
     claims: list[Claimed] = []
+    unleased: list[str] = []
     for event in events:
         targets = [endpoint for endpoint in endpoints if _receives(endpoint, event)]
         body = _body(event) if targets else None
@@ -227,12 +236,10 @@ async def _fan_out(
         for target in targets:
             row = _message_row(target.id, event.id, event.type, body, now)
             rows.append(row)
-            if options is None:
+            if options is None or len(claims) >= lease_limit:
+                unleased.append(row["id"])
                 continue
-            # The caller sends at once: the row is born leased to it, so no deliver job is
-            # needed. Should it die first, the lease runs out and the sweeper re-drives it.
             row["claim_token"] = secrets.token_hex(12)
-            row["locked_until"] = now + options.claim_for
             claims.append(Claimed(
                 message_id=row["id"], endpoint_id=target.id, url=target.url,
                 body=body.encode(), token=row["claim_token"], attempt_count=0,
@@ -241,13 +248,27 @@ async def _fan_out(
                                       target.previous_secret_sealed,
                                       target.previous_secret_expires_at, options, now),
             ))
-    if not rows:
-        return [], [], len(events)
-    await session.execute(insert(_M), rows)
-    ids = [row["id"] for row in rows]
-    if options is None:
-        schedule_deliveries(session, [(message_id, None) for message_id in ids])
-    return ids, claims, len(events)
+    if claims and options is not None:
+        until = lease_until(now, options, queued_ahead + len(claims))
+        for row in rows:
+            if row["claim_token"] is not None:
+                row["locked_until"] = until
+    if rows:
+        await session.execute(insert(_M), rows)
+    schedule_deliveries(session, [(message_id, None) for message_id in unleased])
+    return unleased, claims, len(events)
+
+
+def lease_until(now: datetime, options: WebhookOptions, queued: int) -> datetime:
+    """How long to lease messages that wait behind ``queued`` sends of this process.
+
+    Sends go ``send_concurrency`` at a time, each bounded by the attempt timeout, and results
+    are recorded once the caller's last send is done: the lease covers the worst case, so no
+    lease runs out while its message merely waits its turn.
+    """
+    waves = -(-queued // options.send_concurrency)
+    extra = max(waves - 1, 0) * (options.transport.total_timeout + 1)
+    return now + options.claim_for + timedelta(seconds=extra)
 
 
 async def fan_out_event(session: AsyncSession, event_id: str, now: datetime) -> list[str]:
@@ -262,15 +283,18 @@ async def fan_out_event(session: AsyncSession, event_id: str, now: datetime) -> 
 
 async def fan_out_and_claim(
     session: AsyncSession, event_id: str, now: datetime, options: WebhookOptions,
-    batch: int = 1,
+    *, batch: int = 1, lease_limit: int = 1, queued_ahead: int = 0,
 ) -> tuple[list[Claimed], int]:
-    """Like :func:`fan_out_event` for ``event_id`` and up to ``batch`` waiting events,
-    with the messages leased to the caller, who sends them right after the commit
-    and records them with :func:`record_many` (no deliver job, no separate claim).
+    """Like :func:`fan_out_event` for ``event_id`` and up to ``batch`` waiting events, but up
+    to ``lease_limit`` messages are born leased to the caller, who sends them right after the
+    commit and records them with :func:`record_many` (no deliver job, no separate claim). The
+    other new messages get deliver jobs, so any worker may take them. ``queued_ahead``: sends
+    already waiting in the caller's process (see :func:`lease_until`).
 
-    Returns the claims and how many events were taken (``batch`` or more: more may wait).
+    Returns the leases and how many events were taken (``batch`` or more: more may wait).
     """
-    _, claims, taken = await _fan_out(session, event_id, now, options, batch)
+    _, claims, taken = await _fan_out(session, event_id, now, options, batch, lease_limit,
+                                      queued_ahead)
     return claims, taken
 
 
@@ -301,50 +325,76 @@ def _live_secrets(
 
 
 async def claim(
-    session: AsyncSession, message_id: str, now: datetime, options: WebhookOptions
+    session: AsyncSession, message_id: str, now: datetime, options: WebhookOptions,
+    queued_ahead: int = 0,
 ) -> Claimed | NotDue | None:
     """Take the lease on a due message, or say why not (``None``: nothing to send)."""
+    claims = await claim_many(session, [message_id], now, options, queued_ahead)
+    if claims:
+        return claims[0]
+    return await _why_not_claimed(session, message_id, now)
+
+
+async def claim_many(
+    session: AsyncSession, message_ids: Sequence[str], now: datetime, options: WebhookOptions,
+    queued_ahead: int = 0,
+) -> list[Claimed]:
+    """Lease those of ``message_ids`` that are pending, due and unleased (one UPDATE).
+
+    Messages of an endpoint disabled meanwhile are failed instead of leased.
+    """
+    if not message_ids:
+        return []
     token = secrets.token_hex(12)
-    row = (
+    rows = (
         await session.execute(
             update(_M)
             .where(
-                _M.c.id == message_id,
+                _M.c.id.in_(list(message_ids)),
                 _M.c.status == PENDING,
                 _M.c.next_attempt_at <= now + EARLY_TOLERANCE,
-                or_(_M.c.locked_until.is_(None),
-                    _M.c.locked_until <= now),
+                or_(_M.c.locked_until.is_(None), _M.c.locked_until <= now),
             )
-            .values(locked_until=now + options.claim_for, claim_token=token)
-            .returning(_M.c.endpoint_id, _M.c.body,
-                       _M.c.attempt_count)
+            .values(locked_until=lease_until(now, options, queued_ahead + len(message_ids)),
+                    claim_token=token)
+            .returning(_M.c.id, _M.c.endpoint_id, _M.c.body, _M.c.attempt_count)
         )
-    ).first()
-    if row is None:
-        return await _why_not_claimed(session, message_id, now)
-    endpoint_id, body, attempt_count = row
-    endpoint = (
-        await session.execute(
-            select(_EP.c.enabled, _EP.c.url, _EP.c.secret_sealed, _EP.c.previous_secret_sealed,
-                   _EP.c.previous_secret_expires_at, _EP.c.failing_since)
-            .where(_EP.c.id == endpoint_id)
-        )
-    ).first()
-    if endpoint is None or not endpoint.enabled:
-        await _fail_pending(session, [message_id], now, "Endpoint is disabled.")
-        return None
-    return Claimed(
-        message_id=message_id,
-        endpoint_id=endpoint_id,
-        url=endpoint.url,
-        body=body.encode(),
-        token=token,
-        attempt_count=attempt_count,
-        failing_since=endpoint.failing_since,
-        secrets=_live_secrets(endpoint_id, endpoint.secret_sealed,
-                              endpoint.previous_secret_sealed,
-                              endpoint.previous_secret_expires_at, options, now),
-    )
+    ).all()
+    if not rows:
+        return []
+    endpoints = {
+        row.id: row
+        for row in (
+            await session.execute(
+                select(_EP.c.id, _EP.c.enabled, _EP.c.url, _EP.c.secret_sealed,
+                       _EP.c.previous_secret_sealed, _EP.c.previous_secret_expires_at,
+                       _EP.c.failing_since)
+                .where(_EP.c.id.in_(sorted({row.endpoint_id for row in rows})))
+            )
+        ).all()
+    }
+    claims: list[Claimed] = []
+    stopped: list[str] = []
+    for row in sorted(rows, key=lambda r: r.id):
+        endpoint = endpoints.get(row.endpoint_id)
+        if endpoint is None or not endpoint.enabled:
+            stopped.append(row.id)
+            continue
+        claims.append(Claimed(
+            message_id=row.id,
+            endpoint_id=row.endpoint_id,
+            url=endpoint.url,
+            body=row.body.encode(),
+            token=token,
+            attempt_count=row.attempt_count,
+            failing_since=endpoint.failing_since,
+            secrets=_live_secrets(row.endpoint_id, endpoint.secret_sealed,
+                                  endpoint.previous_secret_sealed,
+                                  endpoint.previous_secret_expires_at, options, now),
+        ))
+    if stopped:
+        await _fail_pending(session, stopped, now, "Endpoint is disabled.")
+    return claims
 
 
 async def _why_not_claimed(session: AsyncSession, message_id: str, now: datetime) -> NotDue | None:

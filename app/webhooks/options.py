@@ -27,6 +27,7 @@ class WebhookOptions:
     sweep_grace: timedelta
     sweep_batch: int
     max_endpoints: int
+    send_concurrency: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebhookOptions:
@@ -55,4 +56,5 @@ class WebhookOptions:
             sweep_grace=timedelta(seconds=settings.webhook_sweep_grace_seconds),
             sweep_batch=settings.webhook_sweep_batch,
             max_endpoints=settings.webhook_max_endpoints,
+            send_concurrency=settings.webhook_send_concurrency,
         )

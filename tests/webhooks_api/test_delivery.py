@@ -423,3 +423,31 @@ async def test_disabling_an_endpoint_fails_its_pending_messages(
     assert row["status"] == "failed"
     refused = await api.post(f"/v1/platform/webhooks/{endpoint['id']}/test", headers=headers)
     assert refused.status_code == 409
+
+
+async def test_a_burst_larger_than_the_send_slots_is_delivered_in_waves_exactly_once(
+    stack: StackFactory, admin_headers: dict[str, str], receiver: Receiver,
+) -> None:
+    # Given nine events waiting while no worker runs, and workers sending two at a time
+    api, harness = await stack(start_worker=False, webhook_send_concurrency=2)
+    receiver.routes["/hook"] = Reply(200)
+    platform = await new_platform(api, admin_headers)
+    endpoint = await create_endpoint(api, platform["key"], receiver.url("/hook"),
+                                     eventTypes=["agent.registered"])
+    agents = [await create_platform_agent(api, platform["key"]) for _ in range(9)]
+
+    # When a worker starts (one fan-out job takes the whole batch)
+    await harness.start()
+
+    # Then every event arrives once, signed
+    await wait_for(lambda: len(receiver.hits("/hook")) >= 9, what="nine deliveries")
+    await asyncio.sleep(0.3)
+    payloads = [verified(r, endpoint["secret"]) for r in receiver.hits("/hook")]
+    assert sorted(p["data"]["agentId"] for p in payloads) == sorted(
+        a["agent"]["id"] for a in agents)
+
+    async def all_delivered() -> bool:
+        rows = await deliveries(api, platform["key"], endpoint["id"])
+        return len(rows) == 9 and all(r["status"] == "delivered" for r in rows)
+
+    await wait_for(all_delivered, what="nine delivered messages")
