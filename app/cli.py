@@ -14,7 +14,7 @@ from typing import Any
 import click
 import httpx
 
-from app.settings import Settings, get_settings
+from app.settings import get_settings
 
 
 @click.group()
@@ -196,9 +196,6 @@ def keys_regenerate(key_id: str, grace: int) -> None:
     result = _call("POST", f"/v1/api-keys/{key_id}/regenerate", {"gracePeriodSeconds": grace})
     click.echo(json.dumps(result, indent=2))
 
-
-def settings_for_cli() -> Settings:
-    return get_settings()
 
 
 if __name__ == "__main__":

@@ -155,7 +155,6 @@ class Settings(BaseSettings):
     # How long a verified key stays cached in one process; revocation takes effect within it.
     key_cache_seconds: float = Field(default=1.0, ge=0, le=5)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
-    max_regenerate_grace_seconds: int = 86_400
 
     passes: list[PassSettings] = Field(default_factory=lambda: list(DEFAULT_PASSES))
     pass_scopes: list[str] = Field(default_factory=lambda: ["api:read", "gateway:call"])

@@ -26,10 +26,10 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.crypto import SecretBox, SecretUnreadableError
 from app.gateway import repository
 from app.gateway.models import GatewayProvider
 from app.settings import ProviderSettings, Settings
-from app.webhooks.crypto import SecretBox, SecretUnreadableError
 
 log = logging.getLogger("passgate.gateway")
 

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.auth.principal import Principal
+from app.crypto import SecretBox
 from app.db.hooks import commit
 from app.db.types import utcnow
 from app.errors import Forbidden, NotFound, UpstreamError, ValidationFailed
@@ -52,7 +53,6 @@ from app.gateway.proxy import (
 from app.http.pagination import PageParams
 from app.ids import new_id
 from app.settings import Settings
-from app.webhooks.crypto import SecretBox
 
 log = logging.getLogger("passgate.gateway")
 

@@ -12,6 +12,7 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.agents.models import Agent
+from app.crypto import SecretBox
 from app.db.hooks import commit
 from app.db.types import rfc3339, utcnow
 from app.errors import InvalidDuration, PaymentAlreadyUsed, PaymentInvalid
@@ -25,7 +26,6 @@ from app.runtime import Runtime
 from app.settings import PassSettings, Settings
 from app.wallets.models import Wallet
 from app.wallets.service import owner_of
-from app.webhooks.crypto import SecretBox
 
 WARNING = "Save this API key now. It will not be shown again."
 

@@ -88,12 +88,3 @@ async def revoke_master_key(
     if key.id == calling_key_id:
         raise Conflict("A master key cannot revoke itself; use another master key.")
     return await keys.revoke(session, key)
-
-
-async def active_master_count(session: AsyncSession, platform_id: str) -> int:
-    rows = await session.exec(
-        select(ApiKey.id).where(col(ApiKey.platform_id) == platform_id,
-                                col(ApiKey.kind) == KeyKind.MASTER.value,
-                                col(ApiKey.status) == "active")
-    )
-    return len(rows.all())

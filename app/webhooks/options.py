@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from app.crypto import SecretBox
 from app.settings import Settings
-from app.webhooks.crypto import SecretBox
 from webhooks.schedule import RetrySchedule
 from webhooks.ssrf import SSRFPolicy
 from webhooks.transport import TransportConfig

@@ -11,10 +11,10 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlmodel import col, select
 
+from app.crypto import SecretBox
 from app.db.engine import create_engine, session_factory
 from app.main import create_app
 from app.settings import Settings
-from app.webhooks.crypto import SecretBox
 from app.webhooks.models import WebhookEndpoint
 from tests.conftest import PEPPER
 from tests.factories import assert_error, master_headers

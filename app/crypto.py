@@ -1,10 +1,11 @@
-"""Endpoint secrets at rest: AES-256-GCM with a key derived from the server pepper.
+"""Recoverable secrets at rest: AES-256-GCM with a key derived from the server pepper.
 
-A signing secret has to be recoverable, so unlike API keys it can't be stored as a hash. The
-sealing key is ``HKDF-SHA256(pepper, info="passgate webhook secrets v1")``: a database dump
-alone reveals no secret. The endpoint id is the associated data, so a sealed value copied onto
-another endpoint's row does not open. Changing the pepper makes existing secrets unreadable
-(rotate every endpoint's secret after a pepper change).
+Used wherever a secret must be read back, so it cannot be stored as a hash: webhook endpoint
+secrets, gateway providers' injected headers, and a pass key kept for its replay window. The
+sealing key is ``HKDF-SHA256(pepper, info="passgate webhook secrets v1")`` (the info string
+predates the other uses and stays, so existing values still open): a database dump alone
+reveals no secret. The row id is the associated data, so a sealed value copied onto another
+row does not open. Changing the pepper makes existing sealed values unreadable.
 """
 
 from __future__ import annotations
