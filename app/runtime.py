@@ -65,6 +65,8 @@ class Runtime:
         return self.settings.key_pepper.get_secret_value()
 
     async def close(self) -> None:
+        await self.limiter.close()
+        await self.auth.close()
         if self.payments is not None:
             await self.payments.close()
         if self.gateway is not None:

@@ -171,11 +171,13 @@ class Settings(BaseSettings):
     # A reservation still pending this long (its process died mid-call) is released by the
     # sweeper; longer than any provider timeout.
     gateway_reservation_ttl_seconds: float = Field(default=900.0, ge=60)
-    # PostgreSQL: commit reservations and kept charges without waiting for the WAL flush
-    # (releases always wait). A database crash could then forget the last moments' charges
-    # (calls that become free; never a refund). Off by default: every charge is durable, at
-    # the price of a disk flush per call; an operator may trade that for latency.
-    gateway_async_commit: bool = False
+    # PostgreSQL: a reservation commits without waiting for its WAL flush; the flush comes
+    # with the call's recorded outcome, which is committed durably in batches off the request
+    # path. A database crash can then only forget calls still in flight, which become free,
+    # exactly as when an API process dies mid-call (never a double charge, never an overdraw:
+    # atomicity and row locks are unchanged). False: every reservation waits for its own disk
+    # flush (about 1.3 ms per call on the reference machine).
+    gateway_async_commit: bool = True
     # ``credits.low`` fires when a charge takes a balance below this (0 disables it).
     credits_low_threshold_micros: int = Field(default=1_000_000, ge=0)
 

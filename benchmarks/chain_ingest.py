@@ -10,16 +10,22 @@ block ranges:
   cursor per range, and counting every transfer through the deposit purpose (the sender is not
   a linked wallet, so each is recorded as unmatched).
 
-Prints logs/s for both and the ratio; writes benchmarks/results/chain_ingest.json.
-Usage: ``python benchmarks/chain_ingest.py [N]`` (default 20,000).
+Prints logs/s for both and the ratio; writes benchmarks/results/chain_ingest.json (with
+``--db postgres``: a fresh PostgreSQL database per run on 127.0.0.1:5432, written to
+chain_ingest_postgres.json).
+Usage: ``python benchmarks/chain_ingest.py [N] [--db sqlite|postgres]`` (default 20,000, SQLite).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -92,7 +98,27 @@ async def watcher_loop(settings: Settings, client: ChainClient) -> tuple[int, fl
     return stored, elapsed
 
 
-async def main(count: int) -> None:
+@contextmanager
+def database(kind: str) -> Iterator[str]:
+    """A fresh, empty database URL (not migrated yet)."""
+    if kind == "sqlite":
+        workdir = Path(tempfile.mkdtemp(prefix="passgate-ingest-"))
+        yield f"sqlite+aiosqlite:///{workdir / 'ingest.db'}"
+        return
+    import psycopg
+
+    name = f"passgate_ingest_{uuid.uuid4().hex[:8]}"
+    admin = {"host": "127.0.0.1", "user": "postgres", "dbname": "postgres", "autocommit": True}
+    with psycopg.connect(**admin) as conn:  # type: ignore[arg-type]
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(**admin) as conn:  # type: ignore[arg-type]
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def main(count: int, kind: str) -> None:
     chain = start_devchain(block_time=0)
     try:
         deposit = Account.create().address
@@ -108,19 +134,19 @@ async def main(count: int) -> None:
             for run in range(RUNS):
                 found, raw_seconds = await raw_loop(client, start, head, deposit)
                 assert found == count, f"raw loop found {found}"
-                workdir = Path(tempfile.mkdtemp(prefix="passgate-ingest-"))
-                settings = Settings(
-                    database_url=f"sqlite+aiosqlite:///{workdir / 'ingest.db'}",
-                    chain_rpc_urls={"local": chain.rpc_url},
-                    chain_local_usdc_address=chain.token_address,
-                    chain_deposit_address=deposit,
-                    chain_start_blocks={"local": start},
-                    chain_max_log_range={"local": RANGE},
-                    chain_scan_budget_seconds=600,
-                    log_level="WARNING",
-                )
-                migrate.upgrade(settings)
-                stored, watch_seconds = await watcher_loop(settings, client)
+                with database(kind) as url:
+                    settings = Settings(
+                        database_url=url,
+                        chain_rpc_urls={"local": chain.rpc_url},
+                        chain_local_usdc_address=chain.token_address,
+                        chain_deposit_address=deposit,
+                        chain_start_blocks={"local": start},
+                        chain_max_log_range={"local": RANGE},
+                        chain_scan_budget_seconds=600,
+                        log_level="WARNING",
+                    )
+                    migrate.upgrade(settings)
+                    stored, watch_seconds = await watcher_loop(settings, client)
                 assert stored == count, f"watcher stored {stored}"
                 raw_rates.append(count / raw_seconds)
                 watch_rates.append(count / watch_seconds)
@@ -136,13 +162,19 @@ async def main(count: int) -> None:
     print(f"\nraw eth_getLogs+decode: {raw:,.0f} logs/s (median of {RUNS})")
     print(f"watcher (store + count): {watcher:,.0f} logs/s (median of {RUNS})")
     print(f"ratio {ratio:.2f} (goal >= 0.6)")
-    path = write_result("chain_ingest", {
+    path = write_result("chain_ingest" if kind == "sqlite" else f"chain_ingest_{kind}", {
         "transfers": count, "blocks": head - start + 1, "range_blocks": RANGE,
-        "database": "sqlite", "raw_logs_per_s": round(raw), "watcher_logs_per_s": round(watcher),
+        "database": kind, "raw_logs_per_s": round(raw), "watcher_logs_per_s": round(watcher),
         "ratio": round(ratio, 3), "goal_ratio": 0.6, "runs": RUNS,
+        "raw_runs_logs_per_s": [round(rate) for rate in raw_rates],
+        "watcher_runs_logs_per_s": [round(rate) for rate in watch_rates],
     })
     print(f"wrote {path}")
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 20_000))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("count", type=int, nargs="?", default=20_000)
+    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    args = parser.parse_args()
+    asyncio.run(main(args.count, args.db))

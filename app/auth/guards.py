@@ -23,15 +23,28 @@ AnyRequest = Request[Any, Any, Any]
 
 
 def runtime_of(request: AnyRequest) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
+    # Item access: State's attribute access falls back through __getattr__ on every call.
+    runtime: Runtime = request.app.state["runtime"]
     return runtime
 
 
+def raw_header(request: AnyRequest, name: bytes) -> str | None:
+    """The first value of header ``name`` (lower-case bytes) straight from the ASGI scope.
+
+    The auth path runs on every keyed request and needs two or three headers; scanning the raw
+    list avoids building Litestar's case-insensitive multidict for it.
+    """
+    for key, value in request.scope["headers"]:
+        if key == name or key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
 def presented_key(request: AnyRequest) -> str | None:
-    key = request.headers.get("x-api-key")
-    if key:
+    key = raw_header(request, b"x-api-key")
+    if key and key.strip():
         return key.strip()
-    auth = request.headers.get("authorization", "")
+    auth = raw_header(request, b"authorization") or ""
     scheme, _, value = auth.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
@@ -71,7 +84,7 @@ async def _rate_limit(request: AnyRequest, principal: Principal) -> None:
 
 
 def _check_tenant(request: AnyRequest, principal: Principal) -> None:
-    tenant = request.headers.get("x-tenant-id")
+    tenant = raw_header(request, b"x-tenant-id")
     if tenant and tenant != principal.platform_id:
         raise Forbidden("This key does not belong to the tenant named in X-Tenant-ID.")
 
@@ -111,7 +124,7 @@ async def provide_optional_key_holder(request: AnyRequest) -> Principal | None:
 
 async def provide_master(request: AnyRequest) -> Principal:
     """A platform's master key (``X-Master-Key``)."""
-    secret = request.headers.get("x-master-key")
+    secret = raw_header(request, b"x-master-key")
     principal = await _authenticate(request, secret.strip() if secret else None, "X-Master-Key")
     if principal.kind is not KeyKind.MASTER:
         raise Forbidden("X-Master-Key takes a master key (mk_).")

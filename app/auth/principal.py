@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from app.keys.format import KeyKind
@@ -29,6 +30,14 @@ class Principal:
     created_at: datetime | None = None
     last_used_at: datetime | None = None
     period: str | None = None
+    # Epoch seconds until which an active principal needs no further liveness check: the
+    # per-request check is one float compare instead of building datetimes.
+    live_until: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        ends = [t.timestamp() for t in (self.key_expires_at, self.secret_expires_at) if t]
+        live_until = min(ends, default=math.inf) if self.status == "active" else -math.inf
+        object.__setattr__(self, "live_until", live_until)
 
     @property
     def actor_id(self) -> str:

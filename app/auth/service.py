@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
+import logging
+import time
 from datetime import timedelta
 
 from sqlalchemy import update
@@ -24,6 +27,8 @@ from app.keys.models import ApiKey, KeySecret
 from app.platforms.models import Platform
 from app.settings import Settings
 
+log = logging.getLogger("passgate.auth")
+
 # lastUsedAt is refreshed at most this often per key, so hot keys do not write on every call.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
@@ -36,12 +41,19 @@ class Authenticator:
         self.sessions = sessions
         self.cache = cache
         self._pepper = settings.key_pepper.get_secret_value()
+        # Keyed once: copying a keyed HMAC skips re-deriving the pads and OpenSSL's digest
+        # lookup, which together cost more than the hash itself on this per-request path.
+        self._mac = hmac.new(self._pepper.encode(), digestmod=hashlib.sha256)
         self._loading: dict[str, asyncio.Future[Principal | None]] = {}
+        self._refreshing: set[asyncio.Future[Principal | None]] = set()
         token = settings.admin_token.get_secret_value() if settings.admin_token else None
         self._env_admin_digest = key_hash(self._pepper, token) if token else None
 
     def digest(self, secret: str) -> str:
-        return key_hash(self._pepper, secret)
+        """Same value as ``key_hash(pepper, secret)``."""
+        mac = self._mac.copy()
+        mac.update(secret.encode())
+        return mac.hexdigest()
 
     def is_env_admin_token(self, secret: str) -> bool:
         if self._env_admin_digest is None:
@@ -58,20 +70,39 @@ class Authenticator:
         if len(secret) > key_format.MAX_KEY_CHARS:
             raise Unauthorized("API key is too long.")
         digest = self.digest(secret)
-        hit, principal = self.cache.get(digest)
+        hit, principal, refresh = self.cache.get(digest)
         if not hit:
             try:
                 key_format.parse(secret)
             except key_format.KeyFormatError as exc:
                 raise Unauthorized(str(exc)) from None
             principal = await self._load_once(digest)
+        elif refresh and digest not in self._loading:
+            self._refresh_in_background(digest)
         if principal is None:
             raise Unauthorized("Unknown API key.")
         self._check_live(principal)
         return principal
 
+    def _refresh_in_background(self, digest: str) -> None:
+        task = asyncio.ensure_future(self._load_once(digest))
+        self._refreshing.add(task)
+        task.add_done_callback(self._refresh_done)
+
+    def _refresh_done(self, task: asyncio.Future[Principal | None]) -> None:
+        self._refreshing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # The entry stays valid until its TTL; the next foreground read reports the error.
+            log.warning("background key refresh failed: %s", type(task.exception()).__name__)
+
+    async def close(self) -> None:
+        if self._refreshing:
+            await asyncio.wait(self._refreshing, timeout=2)
+
     @staticmethod
     def _check_live(principal: Principal) -> None:
+        if time.time() < principal.live_until:
+            return
         now = utcnow()
         if principal.status == "revoked":
             raise Unauthorized("API key has been revoked.")
@@ -88,13 +119,14 @@ class Authenticator:
         pending = self._loading.get(digest)
         if pending is not None:
             return await asyncio.shield(pending)
+        read_at, generation = time.monotonic(), self.cache.generation
         task = asyncio.ensure_future(self._load(digest))
         self._loading[digest] = task
         try:
             principal = await asyncio.shield(task)
         finally:
             self._loading.pop(digest, None)
-        self.cache.put(digest, principal)
+        self.cache.put(digest, principal, read_at, generation)
         return principal
 
     async def _load(self, digest: str) -> Principal | None:

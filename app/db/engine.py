@@ -2,23 +2,55 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.settings import Settings
 
+# A pooled connection idle longer than this is pinged before use. A busy pool reuses its
+# connections within milliseconds, so the hot path pays no extra round trip, while a
+# connection that sat through a database restart is caught before a request uses it.
+PING_AFTER_IDLE_SECONDS = 2.0
+_RETURNED_AT = "passgate_returned_at"
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers run beside the single writer; busy_timeout queues writers instead of
     # failing them with "database is locked"; foreign keys are off by default in SQLite.
+    # synchronous=NORMAL in WAL mode syncs at checkpoints instead of every commit: a crash of
+    # any process loses nothing and nothing can corrupt; only an OS crash or power cut may
+    # roll back the last commits (production runs on PostgreSQL).
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _returned(_dbapi_connection: Any, record: Any) -> None:
+    record.info[_RETURNED_AT] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    returned_at = record.info.get(_RETURNED_AT)
+    if returned_at is not None and time.monotonic() - returned_at >= PING_AFTER_IDLE_SECONDS:
+        _ping(dbapi_connection)
+
+
+def _ping(dbapi_connection: Any) -> None:
+    try:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SELECT 1")
+        cursor.close()
+    except Exception as exc:
+        # The pool discards this connection and retries the checkout with a fresh one.
+        raise DisconnectionError("pooled connection failed its ping") from exc
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -27,10 +59,13 @@ def create_engine(settings: Settings) -> AsyncEngine:
         kwargs["connect_args"] = {"timeout": 30}
     else:
         kwargs.update(pool_size=settings.database_pool_size,
-                      max_overflow=settings.database_max_overflow, pool_pre_ping=True)
+                      max_overflow=settings.database_max_overflow)
     engine = create_async_engine(settings.database_url, **kwargs)
     if settings.is_sqlite:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    else:
+        event.listen(engine.sync_engine.pool, "checkin", _returned)
+        event.listen(engine.sync_engine.pool, "checkout", _ping_if_idle)
     return engine
 
 

@@ -10,7 +10,8 @@ the upstream is called:
 3. today's spend counters of the agent and of its platform (fleet) are bumped in one upsert
    and checked against the daily limits -> SPENDING_LIMIT_EXCEEDED.
 
-Any failure rolls all three back. The row locks on the agent and the counters are held only
+On PostgreSQL the three are one statement (``reserve_pg``), one round trip on the request
+path. Any failure rolls all three back. The row locks on the agent and the counters are held only
 for this transaction, never during the upstream call, and every gateway transaction takes them
 in the same order (agent, then counters), so concurrent calls in many processes queue rather
 than deadlock; a call that cannot pay stops at the balance without queueing on the counters.
@@ -28,17 +29,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.credits import ledger
 from app.db.hooks import commit
 from app.db.types import rfc3339, utcnow
-from app.errors import NotFound, SpendingLimitExceeded
+from app.errors import InsufficientCredits, NotFound, SpendingLimitExceeded
 from app.events.service import emit
-from app.gateway import repository
+from app.gateway import repository, reserve_pg
 from app.gateway.models import AGENT, FAILED, PLATFORM, GatewayUsage
+from app.ids import new_id
 
 log = logging.getLogger("passgate.gateway")
 
@@ -78,18 +79,6 @@ def _owners(agent_id: str, platform_id: str | None) -> list[tuple[str, str]]:
     return owners
 
 
-async def relax_durability(session: AsyncSession) -> None:
-    """Commit this transaction without waiting for the WAL flush (PostgreSQL only).
-
-    For writes whose loss in a database crash can only favour the agent: a reservation (the
-    call becomes free) or a kept charge (the sweeper then refunds it). Atomicity and the row
-    locks are unchanged, so nothing about overdraw or limits depends on this. A later
-    synchronous commit (any release) flushes everything before it anyway.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-
-
 async def open_call(session: AsyncSession, usage: GatewayUsage) -> None:
     """Record a call as ``pending`` before it is forwarded (nothing charged)."""
     await repository.insert_usage(session, usage)
@@ -104,7 +93,8 @@ async def reserve(
 ) -> Reservation:
     """Write the pending usage row and charge its price, within the daily limits.
 
-    ``relax_durability``: see :func:`relax_durability`.
+    ``relax_durability`` (PostgreSQL): commit without waiting for the WAL flush (see the
+    ``gateway_async_commit`` setting); atomicity and the row locks are unchanged.
     """
     if usage.agent_id is None:
         raise ValueError("a credit reservation needs an agent")
@@ -114,11 +104,15 @@ async def reserve(
     day = spend_day(now)
     if price > 0:
         usage.spend_day = day
+        if session.get_bind().dialect.name == "postgresql":
+            return await _reserve_in_one_statement(
+                session, usage, day, low_threshold_micros, relax_durability
+            )
     await open_call(session, usage)
     if price == 0:
         return Reservation(usage_id=usage.id, price_micros=0, balance_after_micros=None)
 
-    limits = await repository.spending_limits(session, agent_id, relax_durability=relax_durability)
+    limits = await repository.spending_limits(session, agent_id)
     if limits is None:
         raise NotFound("Agent not found.")
     if usage.platform_id != limits.platform_id:
@@ -137,9 +131,61 @@ async def reserve(
         reason=f"gateway {usage.provider} {usage.method}",
     )
     totals = await repository.add_spend(session, _owners(agent_id, limits.platform_id), day, price)
-    for scope, limit in ((AGENT, limits.agent_limit), (PLATFORM, limits.platform_limit)):
-        if limit is not None and scope in totals and totals[scope] > limit:
-            # Raising rolls back the charge and the counters with it.
+    _check_limits(
+        ((AGENT, limits.agent_limit, totals.get(AGENT)),
+         (PLATFORM, limits.platform_limit, totals.get(PLATFORM))),
+        price,
+        now,
+    )
+    return await _reserved(session, usage, entry.balance_after_micros, low_threshold_micros)
+
+
+async def _reserve_in_one_statement(
+    session: AsyncSession,
+    usage: GatewayUsage,
+    day: str,
+    low_threshold_micros: int,
+    relax_durability: bool,
+) -> Reservation:
+    """PostgreSQL: the same reservation in one round trip (see ``reserve_pg``)."""
+    assert usage.agent_id is not None
+    charged = await reserve_pg.charge_and_open(
+        session,
+        usage,
+        entry_id=new_id("led"),
+        reason=f"gateway {usage.provider} {usage.method}",
+        day=day,
+        now=usage.created_at,
+        relax_durability=relax_durability,
+    )
+    if charged is None:
+        # Nothing was written; say why the way the ledger would.
+        balance = await repository.balance_of(session, usage.agent_id)
+        if balance is None:
+            raise NotFound("Agent not found.")
+        raise InsufficientCredits(
+            "Credit balance too low.",
+            details={"balanceMicros": balance, "requiredMicros": usage.price_micros},
+        )
+    usage.platform_id = charged.platform_id
+    _check_limits(
+        ((AGENT, charged.agent_limit, charged.agent_spent),
+         (PLATFORM, charged.platform_limit, charged.platform_spent)),
+        usage.price_micros,
+        usage.created_at,
+    )
+    return await _reserved(session, usage, charged.balance_after_micros, low_threshold_micros)
+
+
+def _check_limits(
+    checks: Sequence[tuple[str, int | None, int | None]], price: int, now: datetime
+) -> None:
+    """Raise when a counter, this call included, passed its daily limit.
+
+    Raising rolls back the charge and the counters with it.
+    """
+    for scope, limit, total in checks:
+        if limit is not None and total is not None and total > limit:
             raise SpendingLimitExceeded(
                 "The agent's daily spending limit is reached."
                 if scope == AGENT
@@ -147,15 +193,21 @@ async def reserve(
                 details={
                     "scope": scope,
                     "limitMicros": limit,
-                    "spentTodayMicros": totals[scope] - price,
+                    "spentTodayMicros": total - price,
                     "priceMicros": price,
                     "resetsAt": rfc3339(_next_midnight(now)),
                 },
             )
 
-    balance = entry.balance_after_micros
+
+async def _reserved(
+    session: AsyncSession, usage: GatewayUsage, balance: int, low_threshold_micros: int
+) -> Reservation:
+    assert usage.agent_id is not None
+    price = usage.price_micros
     if low_threshold_micros and balance < low_threshold_micros <= balance + price:
-        await _credits_low(session, agent_id, balance, low_threshold_micros, now)
+        await _credits_low(session, usage.agent_id, balance, low_threshold_micros,
+                           usage.created_at)
     return Reservation(usage_id=usage.id, price_micros=price, balance_after_micros=balance)
 
 

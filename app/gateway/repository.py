@@ -53,21 +53,13 @@ class Limits:
     platform_limit: int | None
 
 
-async def spending_limits(
-    session: AsyncSession, agent_id: str, *, relax_durability: bool = False
-) -> Limits | None:
-    """The agent's platform and both daily limits, read as of now (one round trip).
-
-    ``relax_durability`` (PostgreSQL) also switches this transaction to asynchronous commit,
-    in the same round trip: ``set_config(..., true)`` is the function form of ``SET LOCAL``.
-    """
+async def spending_limits(session: AsyncSession, agent_id: str) -> Limits | None:
+    """The agent's platform and both daily limits, read as of now (one round trip)."""
     columns: list[Any] = [
         col(Agent.platform_id),
         col(Agent.daily_spending_limit_micros),
         col(Platform.daily_spending_limit_micros),
     ]
-    if relax_durability and session.get_bind().dialect.name == "postgresql":
-        columns.append(func.set_config("synchronous_commit", "off", True))
     stmt = (
         select(*columns)
         .select_from(Agent)
@@ -78,6 +70,12 @@ async def spending_limits(
     if row is None:
         return None
     return Limits(platform_id=row[0], agent_limit=row[1], platform_limit=row[2])
+
+
+async def balance_of(session: AsyncSession, agent_id: str) -> int | None:
+    stmt = select(col(Agent.balance_micros)).where(col(Agent.id) == agent_id)
+    balance: int | None = (await session.execute(stmt)).scalar_one_or_none()
+    return balance
 
 
 def _upsert(session: AsyncSession) -> Any:

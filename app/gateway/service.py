@@ -99,7 +99,9 @@ class Gateway:
         self.box = SecretBox(settings.key_pepper.get_secret_value())
         self.registry = ProviderRegistry(settings, sessions, self.box)
         self.upstream = UpstreamClient(settings)
-        self.kept = KeptCalls(sessions, relax_durability=settings.gateway_async_commit)
+        # Outcomes always commit durably: that flush is what makes the reservations committed
+        # asynchronously before them durable too.
+        self.kept = KeptCalls(sessions)
 
     async def aclose(self) -> None:
         await self.kept.aclose()
@@ -344,11 +346,9 @@ class KeptCalls:
         self,
         sessions: async_sessionmaker[AsyncSession],
         *,
-        relax_durability: bool,
         batch: int = 500,
     ) -> None:
         self._sessions = sessions
-        self._relax = relax_durability
         self._batch = batch
         self._queue: list[tuple[str, Outcome]] = []
         self._writer: asyncio.Task[None] | None = None
@@ -367,8 +367,6 @@ class KeptCalls:
             batch, self._queue = self._queue[: self._batch], self._queue[self._batch :]
             try:
                 async with self._sessions() as session:
-                    if self._relax:
-                        await billing.relax_durability(session)
                     await billing.keep(session, batch)
                     await commit(session)
             except Exception:

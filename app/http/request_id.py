@@ -16,7 +16,7 @@ from litestar import Request
 from litestar.enums import ScopeType
 from litestar.types import Message, Scope
 
-from app.ratelimit.headers import headers_for_scope
+from app.ratelimit.headers import raw_rate_limit_headers
 
 _SAFE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _STATE_KEY = "request_id"
@@ -55,13 +55,14 @@ async def add_response_headers(message: Message, scope: Scope) -> None:
     # a linear search per assignment.
     raw = list(message.get("headers", ()))
     raw.append((b"x-request-id", ensure_request_id(scope).encode("latin-1")))
-    extra = headers_for_scope(_scope_state(scope))
+    extra = raw_rate_limit_headers(_scope_state(scope))
     if extra:
-        present = {bytes(name).lower() for name, _ in raw}
-        for name, value in extra.items():
-            key = name.lower().encode("latin-1")
-            if key not in present:
-                raw.append((key, value.encode("latin-1")))
+        # Only Retry-After can already be there (set by the 429 itself); never send it twice.
+        if extra[-1][0] == b"retry-after" and any(
+            bytes(name).lower() == b"retry-after" for name, _ in raw
+        ):
+            extra = extra[:-1]
+        raw.extend(extra)
     message["headers"] = raw
 
 

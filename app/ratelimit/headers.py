@@ -16,15 +16,16 @@ def remember(request: Request[Any, Any, Any], state: RateState) -> None:
     request.scope.setdefault("state", {})[_STATE_KEY] = state
 
 
-def headers_for_scope(scope_state: Mapping[str, Any]) -> dict[str, str]:
+def raw_rate_limit_headers(scope_state: Mapping[str, Any]) -> list[tuple[bytes, bytes]]:
+    """``X-RateLimit-*`` (and ``Retry-After`` when refused, always last) as ASGI byte pairs."""
     state = scope_state.get(_STATE_KEY)
     if not isinstance(state, RateState):
-        return {}
-    headers = {
-        "X-RateLimit-Limit": str(state.limit),
-        "X-RateLimit-Remaining": str(state.remaining),
-        "X-RateLimit-Reset": str(state.reset_epoch),
-    }
+        return []
+    headers = [
+        (b"x-ratelimit-limit", b"%d" % state.limit),
+        (b"x-ratelimit-remaining", b"%d" % state.remaining),
+        (b"x-ratelimit-reset", b"%d" % state.reset_epoch),
+    ]
     if not state.allowed:
-        headers["Retry-After"] = str(state.retry_after)
+        headers.append((b"retry-after", b"%d" % state.retry_after))
     return headers

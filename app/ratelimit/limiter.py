@@ -7,12 +7,18 @@ locally. A key with 60 requests/minute leases one token at a time (exact, one ro
 request); a key with a million leases a hundred, so hot keys cost Redis one round trip per
 hundred requests. Leased tokens count against the window at once, so processes together never
 admit more than the limit; tokens a process leased but did not use before the window ends are
-lost, which can under-admit by at most (processes x lease size), capped at 1% of the limit.
+lost, which can under-admit by at most (processes x 2 x lease size), capped at 2% of the limit.
+
+Keys with leases of ten or more tokens (limits from 1,000 per window) lease ahead: when half a
+lease is left, the next one is fetched in the background, so a busy key's requests do not all
+wait on the Redis round trip when the lease runs dry. Small limits never lease ahead, so they
+stay exact.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections import OrderedDict
@@ -24,8 +30,11 @@ from app.settings import Settings
 
 MINUTE = 60
 DAY = 86_400
+log = logging.getLogger("passgate.ratelimit")
+
 MAX_LEASE = 100
 MAX_TRACKED = 100_000
+LEASE_AHEAD_MIN = 10
 
 
 @dataclass(slots=True)
@@ -68,6 +77,7 @@ class RateLimiter:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
         self._leases: OrderedDict[str, _Lease] = OrderedDict()
+        self._background: set[asyncio.Future[None]] = set()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimiter:
@@ -85,10 +95,7 @@ class RateLimiter:
         )
         return cls(storage)
 
-    async def _take(self, name: str, limit: int, window: int) -> RateState:
-        now = time.time()
-        start = int(now // window) * window
-        reset_at = float(start + window)
+    def _lease(self, name: str, limit: int, start: int) -> _Lease:
         # Keyed by the limit too: a limit raised mid-window starts a fresh local lease.
         local = f"{name}:{limit}"
         lease = self._leases.get(local)
@@ -98,15 +105,46 @@ class RateLimiter:
             self._leases.move_to_end(local)
             if len(self._leases) > MAX_TRACKED:
                 self._leases.popitem(last=False)
+        return lease
+
+    def _grant(self, lease: _Lease, name: str, limit: int, window: int) -> RateState:
+        lease.available -= 1
+        want = lease_size(limit)
+        if (
+            want >= LEASE_AHEAD_MIN
+            and lease.available < want // 2
+            and lease.fetching is None
+            and not lease.exhausted
+        ):
+            ahead = self._refill(lease, name, lease.window_start, limit, window)
+            task = asyncio.ensure_future(ahead)
+            self._background.add(task)
+            task.add_done_callback(self._background_done)
+        remaining = max(0, limit - lease.counted + lease.available)
+        return RateState(limit=limit, remaining=remaining,
+                         reset_at=float(lease.window_start + window), allowed=True)
+
+    def _background_done(self, task: asyncio.Future[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # A failed lease-ahead is not an error for anyone yet: the next request that finds
+            # the lease empty fetches again in the foreground and reports the failure.
+            log.warning("rate-limit lease-ahead failed: %s", type(task.exception()).__name__)
+
+    async def _take(self, name: str, limit: int, window: int) -> RateState:
+        start = int(time.time() // window) * window
+        lease = self._lease(name, limit, start)
+        if lease.available > 0:
+            # The common case: a token is in hand, no await at all.
+            return self._grant(lease, name, limit, window)
         while lease.available <= 0 and lease.fetching is not None:
             await asyncio.shield(lease.fetching)
         if lease.available <= 0 and not lease.exhausted:
             await self._refill(lease, name, start, limit, window)
         if lease.available <= 0:
+            reset_at = float(start + window)
             return RateState(limit=limit, remaining=0, reset_at=reset_at, allowed=False)
-        lease.available -= 1
-        remaining = max(0, limit - lease.counted + lease.available)
-        return RateState(limit=limit, remaining=remaining, reset_at=reset_at, allowed=True)
+        return self._grant(lease, name, limit, window)
 
     async def _refill(self, lease: _Lease, name: str, start: int, limit: int, window: int) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -140,6 +178,11 @@ class RateLimiter:
 
     async def ping(self) -> bool:
         return bool(await self.storage.check())
+
+    async def close(self) -> None:
+        """Let lease-ahead fetches in flight finish (they are one bounded round trip each)."""
+        if self._background:
+            await asyncio.wait(self._background, timeout=2)
 
     async def reset(self) -> None:
         self._leases.clear()

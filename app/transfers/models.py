@@ -41,7 +41,8 @@ class ChainTransfer(SQLModel, table=True):
     block_number: int = Field(sa_column=sa.Column(sa.BigInteger(), nullable=False))
     block_hash: str = Field(max_length=66)
     from_address: str = Field(max_length=42, index=True)
-    to_address: str = Field(max_length=42, index=True)
+    # Not indexed: every row has one of the few receiving addresses (migration 0007).
+    to_address: str = Field(max_length=42)
     # The exact uint256 amount; ``amount_micros`` is the same number when it fits a BIGINT
     # (always for real USDC), else None and the transfer is never credited automatically.
     value: str = Field(max_length=78)
@@ -53,8 +54,8 @@ class ChainTransfer(SQLModel, table=True):
     unmatched: bool = Field(default=False, index=True)
     agent_id: str | None = Field(default=None, foreign_key="agents.id", index=True)
     ledger_entry_id: str | None = Field(default=None, max_length=40)
-    # What the transfer paid for, set by its purpose (e.g. a payment id).
-    reference: str | None = Field(default=None, max_length=120, index=True)
+    # What the transfer paid for, set by its purpose (e.g. a payment id); never searched by.
+    reference: str | None = Field(default=None, max_length=120)
     # Times it was revived after a reorg; part of its ledger idempotency keys.
     epoch: int = 0
     seen_at: datetime = created_at()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, or_, update
+from sqlalchemy import String, any_, bindparam, delete, func, or_, update
 from sqlalchemy import select as core_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
@@ -24,6 +24,7 @@ from app.db.types import utcnow
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.http.pagination import PageParams, apply, split
 from app.transfers import purposes
+from app.transfers.bulk import BulkInsert
 from app.transfers.models import (
     CONFIRMED,
     PENDING,
@@ -104,6 +105,16 @@ def _insert(session: AsyncSession, table: Any) -> Any:
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+# Every two-digit Crockford suffix: the last 10 bits of consecutive ids.
+_SUFFIXES = [a + b for a in _CROCKFORD for b in _CROCKFORD]
+
+
+def _crockford(value: int, digits: int) -> str:
+    chars = []
+    for _ in range(digits):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
 
 
 def _transfer_ids(count: int) -> list[str]:
@@ -111,37 +122,33 @@ def _transfer_ids(count: int) -> list[str]:
     makes, minus its per-call cost, which dominates storing a large backfill)."""
     base = (int(time.time() * 1000) << 80) | int.from_bytes(secrets.token_bytes(9), "big")
     ids: list[str] = []
-    for offset in range(count):
-        value = base + offset
-        chars = []
-        for _ in range(26):
-            chars.append(_CROCKFORD[value & 31])
-            value >>= 5
-        ids.append("trf_" + "".join(reversed(chars)))
+    value, end = base, base + count
+    # Consecutive numbers share all but their last two digits for runs of up to 1,024: encode
+    # the 24-digit prefix once per run, and append a precomputed suffix per id.
+    while value < end:
+        high = value >> 10
+        prefix = "trf_" + _crockford(high, 24)
+        stop = min(end, (high + 1) << 10)
+        ids += [prefix + _SUFFIXES[number & 1023] for number in range(value, stop)]
+        value = stop
     return ids
 
 
-def _row(
-    network: str, chain_id: int, log: TransferLog, now: datetime, transfer_id: str
-) -> dict[str, Any]:
-    return {
-        "id": transfer_id,
-        "network": network,
-        "chain_id": chain_id,
-        "tx_hash": log.tx_hash,
-        "log_index": log.log_index,
-        "block_number": log.block_number,
-        "block_hash": log.block_hash,
-        "from_address": log.from_address.lower(),
-        "to_address": log.to_address.lower(),
-        "value": str(log.value),
-        "amount_micros": log.value if log.value <= _MAX_MICROS else None,
-        "status": PENDING,
-        "unmatched": False,
-        "epoch": 0,
-        "seen_at": now,
-        "updated_at": now,
-    }
+# Per-row columns of a stored transfer, in the order ``_row`` gives them; the rest of the row
+# is the same for every log of a batch.
+_TRANSFER_INSERT = BulkInsert(
+    ChainTransfer.__table__,  # type: ignore[attr-defined]  # SQLModel tables have it
+    ("id", "tx_hash", "log_index", "block_number", "block_hash", "from_address", "to_address",
+     "value", "amount_micros"),
+    conflict=("chain_id", "tx_hash", "log_index"),
+)
+
+
+def _row(log: TransferLog, transfer_id: str) -> tuple[Any, ...]:
+    value = log.value
+    return (transfer_id, log.tx_hash, log.log_index, log.block_number, log.block_hash,
+            log.from_address.lower(), log.to_address.lower(), str(value),
+            value if value <= _MAX_MICROS else None)
 
 
 async def store_logs(
@@ -170,16 +177,14 @@ async def store_logs(
         known.update((row[0], row[1]) for row in rows.all())
     fresh = [log for log in logs if (log.tx_hash, log.log_index) not in known]
     if fresh:
-        # Core executemany, no RETURNING: the driver runs it in one call. ON CONFLICT keeps a
-        # concurrent writer (there should be none: runs hold a lease) from failing the range.
-        await session.execute(
-            _insert(session, t).on_conflict_do_nothing(
-                index_elements=["chain_id", "tx_hash", "log_index"]
-            ),
-            [
-                _row(network, chain_id, log, now, transfer_id)
-                for log, transfer_id in zip(fresh, _transfer_ids(len(fresh)), strict=True)
-            ],
+        # ON CONFLICT keeps a concurrent writer (there should be none: runs hold a lease) from
+        # failing the range.
+        await _TRANSFER_INSERT.execute(
+            session,
+            [_row(log, transfer_id)
+             for log, transfer_id in zip(fresh, _transfer_ids(len(fresh)), strict=True)],
+            {"network": network, "chain_id": chain_id, "status": PENDING, "unmatched": False,
+             "epoch": 0, "seen_at": now, "updated_at": now},
         )
     again = [log for log in logs if (log.tx_hash, log.log_index) in known]
     return len(fresh) + await _revive(session, chain_id, again, now)
@@ -263,6 +268,28 @@ async def forget_blocks(
 # -- confirmations and reorgs -------------------------------------------------------------
 
 
+_TRANSFERS = ChainTransfer.__table__  # type: ignore[attr-defined]  # SQLModel tables have it
+# Built once (Core UPDATEs, no ORM session sync), so a batch only binds its ids instead of
+# coercing each into a new statement. SQLite takes the ids as an IN list, chunked under its
+# parameter limit; PostgreSQL as one array (a long IN list costs it planning time).
+_CONFIRM_VALUES = {
+    "status": CONFIRMED, "confirmed_at": bindparam("now"), "updated_at": bindparam("now"),
+    "purpose": bindparam("purpose"), "unmatched": bindparam("unmatched"),
+    "agent_id": bindparam("agent_id"), "ledger_entry_id": bindparam("ledger_entry_id"),
+    "reference": bindparam("reference"),
+}
+_CONFIRM_IN = (
+    update(_TRANSFERS)
+    .where(_TRANSFERS.c.id.in_(bindparam("ids", expanding=True)))
+    .values(_CONFIRM_VALUES)
+)
+_CONFIRM_ANY = (
+    update(_TRANSFERS)
+    .where(_TRANSFERS.c.id == any_(bindparam("ids", type_=postgresql.ARRAY(String))))
+    .values(_CONFIRM_VALUES)
+)
+
+
 async def confirm_ready(
     session: AsyncSession, ctx: purposes.PurposeContext, up_to_block: int, limit: int
 ) -> int:
@@ -284,22 +311,22 @@ async def confirm_ready(
     ).all()
     if not rows:
         return 0
-    candidates = [purposes.Candidate(*row) for row in rows]
+    candidates = [purposes.Candidate._make(row) for row in rows]
     decided = await purposes.confirm(session, candidates, ctx)
     groups: dict[purposes.Counted, list[str]] = {}
     for transfer_id, counted in decided.items():
         groups.setdefault(counted, []).append(transfer_id)
     now = utcnow()
+    one_array = session.get_bind().dialect.name == "postgresql"
+    statement, chunk = (_CONFIRM_ANY, limit) if one_array else (_CONFIRM_IN, _INSERT_CHUNK)
     for counted, ids in groups.items():
-        for start in range(0, len(ids), _INSERT_CHUNK):
+        for start in range(0, len(ids), chunk):
             await session.execute(
-                update(ChainTransfer)
-                .where(col(ChainTransfer.id).in_(ids[start : start + _INSERT_CHUNK]))
-                .values(status=CONFIRMED, confirmed_at=now, updated_at=now,
-                        purpose=counted.purpose, unmatched=counted.unmatched,
-                        agent_id=counted.agent_id, ledger_entry_id=counted.ledger_entry_id,
-                        reference=counted.reference)
-                .execution_options(synchronize_session=False)
+                statement,
+                {"ids": ids[start : start + chunk], "now": now,
+                 "purpose": counted.purpose, "unmatched": counted.unmatched,
+                 "agent_id": counted.agent_id, "ledger_entry_id": counted.ledger_entry_id,
+                 "reference": counted.reference},
             )
     return len(rows)
 

@@ -17,6 +17,9 @@ Algorithm (per run, under a lease so one run per network at a time):
    range is stored, its blocks remembered and the cursor advanced in *one* transaction, so the
    cursor never passes what was stored and no block is ever skipped; the cursor update is
    conditional on the value the run started from, so an operator's rewind during a run wins.
+   While a range is stored, the next one's logs are already being fetched (one range ahead,
+   used only if it is exactly the next range), so a backfill pays RPC latency and database
+   time side by side rather than in turn.
 3. **Confirm.** Pending transfers with the network's confirmations are counted through their
    purpose (``app.transfers.purposes``): stored first, processed after.
 
@@ -28,6 +31,7 @@ at once instead of waiting a poll interval.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -45,7 +49,7 @@ from app.settings import Settings
 from app.transfers import service
 from app.transfers.models import ChainWatcher
 from app.transfers.purposes import PurposeContext
-from chain.client import BlockHeader, ChainClient
+from chain.client import BlockHeader, ChainClient, TransferLog
 from chain.errors import ChainError, RangeTooLarge
 from chain.networks import Network
 
@@ -194,13 +198,39 @@ class _Run:
             start = head if self.config.start_block is None else self.config.start_block
             cursor = await self._set_cursor(None, start - 1, head, range_size, good)
         cursor = await self._check_reorg(cursor)
-        # Scan up to the head in bounded ranges, each stored with its cursor move.
+        prefetch = _Prefetch(self.client, list(self.config.addresses))
+        try:
+            cursor = await self._scan(cursor, head, range_size, good, prefetch)
+        finally:
+            prefetch.cancel()
+        self.report.cursor = cursor
+        # Count what has its confirmations.
+        confirmed_up_to = min(self.network.confirmed_block(head), cursor)
+        while not self._over_budget():
+            async with self.sessions() as session:
+                count = await service.confirm_ready(
+                    session, self.config.purpose_context, confirmed_up_to, _CONFIRM_BATCH
+                )
+                await _commit(session)
+            self.report.confirmed += count
+            if count < _CONFIRM_BATCH:
+                break
+        else:
+            self.report.more = True
+        if cursor < head:
+            self.report.more = True
+        await self.finish(delay=0.0 if self.report.more else self.network.poll_interval_seconds,
+                          prune_below=head - self.config.reorg_window)
+
+    async def _scan(
+        self, cursor: int, head: int, range_size: int, good: int, prefetch: _Prefetch
+    ) -> int:
+        """Scan up to the head in bounded ranges, each stored with its cursor move; returns
+        the new cursor. The next range's logs are fetched while this one is stored."""
         while cursor < head and not self._over_budget():
             low, high = cursor + 1, min(cursor + range_size, head)
             try:
-                logs = await self.client.get_transfer_logs(
-                    low, high, to_addresses=list(self.config.addresses)
-                )
+                logs = await prefetch.take(low, high)
             except RangeTooLarge:
                 if high == low:
                     raise  # one block is still too much: nothing smaller to ask for
@@ -224,6 +254,8 @@ class _Run:
                 good += 1
                 if good >= _GROW_AFTER and range_size < self.network.max_log_range:
                     range_size, good = min(self.network.max_log_range, range_size * 2), 0
+            if high < head:
+                prefetch.start(high + 1, min(high + range_size, head))
             async with self.sessions() as session:
                 self.report.stored += await service.store_logs(
                     session, self.network.name, self.network.chain_id, logs
@@ -233,24 +265,7 @@ class _Run:
                 await session.commit()
             self.report.ranges.append((low, high))
             cursor = high
-        self.report.cursor = cursor
-        # Count what has its confirmations.
-        confirmed_up_to = min(self.network.confirmed_block(head), cursor)
-        while not self._over_budget():
-            async with self.sessions() as session:
-                count = await service.confirm_ready(
-                    session, self.config.purpose_context, confirmed_up_to, _CONFIRM_BATCH
-                )
-                await _commit(session)
-            self.report.confirmed += count
-            if count < _CONFIRM_BATCH:
-                break
-        else:
-            self.report.more = True
-        if cursor < head:
-            self.report.more = True
-        await self.finish(delay=0.0 if self.report.more else self.network.poll_interval_seconds,
-                          prune_below=head - self.config.reorg_window)
+        return cursor
 
     async def _set_cursor(
         self, expected: int | None, cursor: int, head: int, range_size: int, good: int
@@ -377,6 +392,49 @@ class _Run:
         except Exception:  # best effort while another error propagates; the lease expires
             log.warning("%s watcher: could not release its lease", self.network.name,
                         exc_info=True)
+
+
+class _Prefetch:
+    """At most one range's ``eth_getLogs`` in flight ahead of the range being stored.
+
+    Only a result for exactly the range asked for next is used; anything else (the range
+    shrank, the run stopped) is cancelled, so a prefetch can never make the scan skip or
+    repeat blocks. Its errors surface when its range is taken, as if fetched then.
+    """
+
+    def __init__(self, client: ChainClient, addresses: list[str]) -> None:
+        self.client = client
+        self.addresses = addresses
+        self._range: tuple[int, int] | None = None
+        self._task: asyncio.Task[list[TransferLog]] | None = None
+
+    def start(self, low: int, high: int) -> None:
+        self.cancel()
+        self._range = (low, high)
+        self._task = asyncio.create_task(self._fetch(low, high))
+
+    async def take(self, low: int, high: int) -> list[TransferLog]:
+        task = self._task
+        if task is not None and self._range == (low, high):
+            self._task = self._range = None
+            return await task
+        self.cancel()
+        return await self._fetch(low, high)
+
+    def cancel(self) -> None:
+        task, self._task, self._range = self._task, None, None
+        if task is not None:
+            task.cancel()
+            # Nobody awaits it any more: retrieve its outcome so asyncio does not log it.
+            task.add_done_callback(_ignore_outcome)
+
+    async def _fetch(self, low: int, high: int) -> list[TransferLog]:
+        return await self.client.get_transfer_logs(low, high, to_addresses=self.addresses)
+
+
+def _ignore_outcome(task: asyncio.Task[list[TransferLog]]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _hash(header: BlockHeader | None) -> str | None:

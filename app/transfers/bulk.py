@@ -1,0 +1,125 @@
+"""Driver-level bulk INSERT for the watcher's backfills.
+
+A backfill stores tens of thousands of transfers per range. Given a list of dicts,
+``session.execute`` builds and type-processes a parameter set per row (ids, datetimes, booleans),
+which costs the watcher more than SQLite spends writing the rows. Here the statement text is
+built once per dialect and the values every row shares are type-processed once. SQLite (in
+process) gets plain tuples through the driver's ``executemany``; PostgreSQL gets one statement
+over ``unnest`` of one array per column, because an executemany there still costs a statement
+execution per row on the server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+_Processor = Callable[[Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    sql: str
+    # One array parameter per row column (PostgreSQL ``unnest``), else one tuple per row.
+    arrays: bool
+    # Type processors of the per-row columns (None: the driver takes the Python value as is).
+    row_processors: tuple[_Processor | None, ...]
+
+
+class BulkInsert:
+    """``INSERT ... ON CONFLICT (<key>) DO NOTHING`` of many rows into one table.
+
+    Each row is a tuple of ``row_columns`` values; ``constants`` (same for every row) complete
+    it. Both SQLite and PostgreSQL spell the conflict clause the same way.
+    """
+
+    def __init__(
+        self, table: sa.Table, row_columns: Sequence[str], conflict: Sequence[str]
+    ) -> None:
+        self.table = table
+        self.row_columns = tuple(row_columns)
+        self.conflict = tuple(conflict)
+        self._prepared: dict[tuple[str, str, tuple[str, ...]], _Prepared] = {}
+
+    async def execute(
+        self, session: AsyncSession, rows: Sequence[tuple[Any, ...]], constants: Mapping[str, Any]
+    ) -> None:
+        if not rows:
+            return
+        connection = await session.connection()
+        dialect = connection.dialect
+        prepared = self._prepare(dialect, tuple(constants))
+        shared = tuple(
+            _process(self.table.c[name], dialect, value) for name, value in constants.items()
+        )
+        if any(prepared.row_processors):
+            rows = [_apply(prepared.row_processors, row) for row in rows]
+        if prepared.arrays:
+            columns = [list(values) for values in zip(*rows, strict=True)]
+            await connection.exec_driver_sql(prepared.sql, (*columns, *shared))
+        else:
+            await connection.exec_driver_sql(prepared.sql, [row + shared for row in rows])
+
+    def _prepare(self, dialect: Dialect, constant_names: tuple[str, ...]) -> _Prepared:
+        key = (dialect.name, dialect.paramstyle, constant_names)
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            names = self.row_columns + constant_names
+            quote = dialect.identifier_preparer.quote
+            marks = _placeholders(dialect.paramstyle, len(names))
+            arrays = dialect.name == "postgresql"
+            if arrays:
+                # Explicit casts: nothing else tells PostgreSQL the parameters' types here.
+                casts = [
+                    f"{mark}::{self.table.c[name].type.compile(dialect=dialect)}"
+                    for mark, name in zip(marks, names, strict=True)
+                ]
+                per_row = len(self.row_columns)
+                unnest = ", ".join(f"{cast}[]" for cast in casts[:per_row])
+                # Only placeholders and the table's own type names go into the text.
+                select_list = ", ".join(["rows.*", *casts[per_row:]])
+                source = f"SELECT {select_list} FROM unnest({unnest}) AS rows"  # noqa: S608
+            else:
+                source = f"VALUES ({', '.join(marks)})"
+            sql = (
+                f"INSERT INTO {quote(self.table.name)} ({', '.join(quote(n) for n in names)}) "
+                f"{source} ON CONFLICT ({', '.join(quote(n) for n in self.conflict)}) DO NOTHING"
+            )
+            processors = tuple(_processor(self.table.c[n], dialect) for n in self.row_columns)
+            prepared = self._prepared[key] = _Prepared(sql, arrays, processors)
+        return prepared
+
+
+def _placeholders(paramstyle: str, count: int) -> list[str]:
+    # Positional styles only: the rows are tuples.
+    if paramstyle == "qmark":
+        return ["?"] * count
+    if paramstyle == "numeric_dollar":
+        return [f"${i}" for i in range(1, count + 1)]
+    if paramstyle == "numeric":
+        return [f":{i}" for i in range(1, count + 1)]
+    if paramstyle in ("format", "pyformat"):
+        return ["%s"] * count
+    raise NotImplementedError(f"bulk insert: unsupported paramstyle {paramstyle!r}")
+
+
+def _processor(column: sa.Column[Any], dialect: Dialect) -> _Processor | None:
+    processor: _Processor | None = column.type.dialect_impl(dialect).bind_processor(dialect)
+    return processor
+
+
+def _process(column: sa.Column[Any], dialect: Dialect, value: Any) -> Any:
+    processor = _processor(column, dialect)
+    return value if processor is None else processor(value)
+
+
+def _apply(processors: tuple[_Processor | None, ...], row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(
+        value if processor is None else processor(value)
+        for processor, value in zip(processors, row, strict=True)
+    )
