@@ -27,6 +27,7 @@ from urllib.parse import unquote
 import anyio
 import httpx
 import msgspec
+from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
 
 from app.errors import UpstreamError, ValidationFailed
@@ -345,6 +346,40 @@ class RelayedResponse(ASGIStreamingResponse):
         super().__init__(
             iterator=iterator, status_code=status_code, is_head_response=is_head_response
         )
+        self.raw_headers = raw_headers
+
+    def encode_headers(self) -> list[tuple[bytes, bytes]]:
+        return self.raw_headers
+
+
+# Upstream answers that announce at most this many bytes are read whole and sent in one piece:
+# most API answers are small JSON, and a streamed relay costs a task group and a send per
+# chunk. Anything larger, or without a Content-Length (SSE, chunked), is streamed.
+BUFFER_BYTES = 64 * 1024
+
+
+def fits_buffer(response: httpx.Response) -> bool:
+    length = response.headers.get("content-length", "")
+    return length.isdigit() and int(length) <= BUFFER_BYTES
+
+
+async def read_whole(response: httpx.Response) -> bytes:
+    """The raw (still content-encoded) body; the connection is always released."""
+    try:
+        return b"".join([chunk async for chunk in response.aiter_raw()])
+    finally:
+        await discard(response)
+
+
+class BufferedRelay(ASGIResponse):
+    """A relayed answer read whole: the given raw headers and body, nothing invented."""
+
+    __slots__ = ("raw_headers",)
+
+    def __init__(
+        self, *, body: bytes, status_code: int, raw_headers: Headers, is_head_response: bool
+    ) -> None:
+        super().__init__(body=body, status_code=status_code, is_head_response=is_head_response)
         self.raw_headers = raw_headers
 
     def encode_headers(self) -> list[tuple[bytes, bytes]]:

@@ -2,8 +2,10 @@
 
 Upstream outcomes and what they cost the caller:
 
-- **2xx**: relayed as it streams; the reserved price is kept (charged exactly once). The usage
-  row is finalised in the background while the body streams, so it adds no latency.
+- **2xx**: relayed; the reserved price is kept (charged exactly once). An answer of at most
+  64 KiB with a Content-Length is read whole first (a break while reading it is still a 502,
+  uncharged); anything else streams. The usage row is finalised in the background, in
+  batches, after the answer went out, so it adds no latency.
 - **1xx/3xx/4xx**: relayed unchanged (the caller's request was the problem, or a redirect for
   the caller to follow), and not charged: the reservation is released first.
 - **5xx, timeout, refused or broken connection**: ``502 UPSTREAM_ERROR`` (the SPEC's "failed or
@@ -40,11 +42,14 @@ from app.gateway.proxy import (
     BALANCE,
     COST,
     USAGE_ID,
+    BufferedRelay,
     IncomingCall,
     RelayedResponse,
     UpstreamClient,
     UpstreamFailure,
     discard,
+    fits_buffer,
+    read_whole,
     relay_body,
     requested_model,
     response_headers,
@@ -291,6 +296,23 @@ class Gateway:
                     retry_after=retry_after,
                 ),
             )
+        body: bytes | None = None
+        if call.method != "HEAD" and fits_buffer(response):
+            try:
+                body = await read_whole(response)
+            except httpx.HTTPError as exc:
+                # Nothing has reached the caller yet, so this is still an uncharged failure.
+                failure = UpstreamFailure(
+                    "upstream_error",
+                    f"The upstream provider '{provider.name}' broke off its answer.",
+                    latency_ms,
+                )
+                log.warning("gateway body from %s broke: %s", provider.name,
+                            type(exc).__name__)
+                await self._release(usage_id, Outcome(status, latency_ms, upstream_id,
+                                                      "upstream_error"))
+                return Forwarded(usage_id, ok=False, status=status,
+                                 error=upstream_error(failure, provider.name))
         outcome = Outcome(status, latency_ms, upstream_id)
         if ok and keep:
             self.kept.add(usage_id, outcome)
@@ -302,12 +324,18 @@ class Gateway:
         if reservation is not None and reservation.balance_after_micros is not None:
             balance = reservation.balance_after_micros + (0 if ok else reservation.price_micros)
             headers.append((BALANCE, str(balance).encode()))
-        relayed = RelayedResponse(
-            iterator=relay_body(response, provider.name),
-            status_code=status,
-            raw_headers=headers,
-            is_head_response=call.method == "HEAD",
-        )
+        relayed: ASGIResponse
+        if body is not None:
+            relayed = BufferedRelay(
+                body=body, status_code=status, raw_headers=headers, is_head_response=False
+            )
+        else:
+            relayed = RelayedResponse(
+                iterator=relay_body(response, provider.name),
+                status_code=status,
+                raw_headers=headers,
+                is_head_response=call.method == "HEAD",
+            )
         return Forwarded(
             usage_id,
             ok=ok,
@@ -337,7 +365,9 @@ class KeptCalls:
     """Records 2xx outcomes off the request path, many per transaction.
 
     One writer task drains the queue; while it writes a batch the next one accumulates, so
-    under load a transaction covers many calls. The charges are already committed: an outcome
+    under load a transaction covers many calls. The writer starts ``delay`` seconds after the
+    first outcome of a batch: the responses of those calls go out first instead of waiting
+    behind the write, and the batches grow. The charges are already committed: an outcome
     lost here (a database error, a crash) leaves its call ``pending``, and the sweeper then
     releases it (the agent's favour).
     """
@@ -347,9 +377,11 @@ class KeptCalls:
         sessions: async_sessionmaker[AsyncSession],
         *,
         batch: int = 500,
+        delay: float = 0.05,
     ) -> None:
         self._sessions = sessions
         self._batch = batch
+        self._delay = delay
         self._queue: list[tuple[str, Outcome]] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -363,6 +395,7 @@ class KeptCalls:
             await asyncio.wait({self._writer}, timeout=_DRAIN_SECONDS)
 
     async def _drain(self) -> None:
+        await asyncio.sleep(self._delay)
         while self._queue:
             batch, self._queue = self._queue[: self._batch], self._queue[self._batch :]
             try:

@@ -118,6 +118,15 @@ async def test_an_upstream_500_is_502_and_free(gw: Client) -> None:
     assert "internal" not in str(body)
 
 
+async def test_a_small_answer_broken_off_before_it_reached_the_caller_is_free(
+    gw: Client,
+) -> None:
+    # Small answers are read whole before anything is relayed, so a break is still a 502.
+    key = await signup(gw)
+
+    await assert_failed_call_is_free(gw, key, "/v1/gateway/echo/short", "upstream_error", 200)
+
+
 async def test_an_upstream_503_keeps_its_retry_after(gw: Client) -> None:
     key = await signup(gw)
 

@@ -6,7 +6,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from tests.factories import assert_error, key_headers, rfc3339_in
-from tests.gateway.helpers import signup, usage
+from tests.gateway.helpers import settled_usage, signup, usage
 
 Client = AsyncTestClient[Litestar]
 
@@ -16,6 +16,10 @@ async def make_calls(client: Client, key: str, paths: list[str]) -> list[str]:
     for path in paths:
         response = await client.get(f"/v1/gateway/{path}", headers=key_headers(key))
         ids.append(response.headers.get("x-gateway-usage-id") or "")
+    for usage_id in ids:
+        if usage_id:
+            # A 2xx is finalised in the background, a moment after its answer.
+            await settled_usage(client, key, usage_id)
     return ids
 
 

@@ -7,6 +7,7 @@ Paths (anything after them is ignored unless said otherwise):
 - ``/slow?seconds=s`` waits, then 200 JSON
 - ``/sse?events=n&interval=s`` a server-sent event stream, one event every ``interval``
 - ``/large?bytes=n``  n bytes of body, streamed in 64 KiB pieces
+- ``/short``         a 200 that promises 100 bytes and breaks off after 10
 - ``/leaky``          200 with headers the gateway must not relay
 - ``/redirect``       302 to /echo
 - ``/__hits?path=p``  how many requests this process received for ``p`` (exact path)
@@ -105,6 +106,16 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await asyncio.sleep(interval)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+    elif path == "/short":
+        # Promises 100 bytes, sends 10 and ends: the connection breaks mid-body.
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"100")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b'{"a": 1234', "more_body": False})
     elif path == "/large":
         size = int(query.get("bytes", ["1048576"])[0])
         await send(
