@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import logging
 import time
@@ -17,12 +16,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.agents.models import Agent
 from app.auth.cache import KeyCache
 from app.auth.principal import Principal
+from app.background import BackgroundTasks
 from app.db.types import utcnow
 from app.errors import Unauthorized
 from app.keys import format as key_format
 from app.keys import service as keys
 from app.keys.format import KeyKind
-from app.keys.hashing import key_hash
+from app.keys.hashing import PepperedHash
 from app.keys.models import ApiKey, KeySecret
 from app.platforms.models import Platform
 from app.settings import Settings
@@ -41,19 +41,11 @@ class Authenticator:
         self.sessions = sessions
         self.cache = cache
         self._pepper = settings.key_pepper.get_secret_value()
-        # Keyed once: copying a keyed HMAC skips re-deriving the pads and OpenSSL's digest
-        # lookup, which together cost more than the hash itself on this per-request path.
-        self._mac = hmac.new(self._pepper.encode(), digestmod=hashlib.sha256)
+        self.digest = PepperedHash(self._pepper)
         self._loading: dict[str, asyncio.Future[Principal | None]] = {}
-        self._refreshing: set[asyncio.Future[Principal | None]] = set()
+        self._refreshing = BackgroundTasks(log, "background key refresh")
         token = settings.admin_token.get_secret_value() if settings.admin_token else None
-        self._env_admin_digest = key_hash(self._pepper, token) if token else None
-
-    def digest(self, secret: str) -> str:
-        """Same value as ``key_hash(pepper, secret)``."""
-        mac = self._mac.copy()
-        mac.update(secret.encode())
-        return mac.hexdigest()
+        self._env_admin_digest = self.digest(token) if token else None
 
     def is_env_admin_token(self, secret: str) -> bool:
         if self._env_admin_digest is None:
@@ -78,26 +70,16 @@ class Authenticator:
                 raise Unauthorized(str(exc)) from None
             principal = await self._load_once(digest)
         elif refresh and digest not in self._loading:
-            self._refresh_in_background(digest)
+            # A failed refresh leaves the entry valid until its TTL; the next foreground read
+            # then reports the error.
+            self._refreshing.spawn(self._load_once(digest))
         if principal is None:
             raise Unauthorized("Unknown API key.")
         self._check_live(principal)
         return principal
 
-    def _refresh_in_background(self, digest: str) -> None:
-        task = asyncio.ensure_future(self._load_once(digest))
-        self._refreshing.add(task)
-        task.add_done_callback(self._refresh_done)
-
-    def _refresh_done(self, task: asyncio.Future[Principal | None]) -> None:
-        self._refreshing.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            # The entry stays valid until its TTL; the next foreground read reports the error.
-            log.warning("background key refresh failed: %s", type(task.exception()).__name__)
-
     async def close(self) -> None:
-        if self._refreshing:
-            await asyncio.wait(self._refreshing, timeout=2)
+        await self._refreshing.close()
 
     @staticmethod
     def _check_live(principal: Principal) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -61,13 +63,7 @@ async def post(
         )
     balance = (await session.execute(stmt)).scalar_one_or_none()
     if balance is None:
-        exists = await session.get(Agent, agent_id)
-        if exists is None:
-            raise NotFound("Agent not found.")
-        raise InsufficientCredits(
-            "Credit balance too low.",
-            details={"balanceMicros": exists.balance_micros, "requiredMicros": -amount_micros},
-        )
+        await refuse_charge(session, agent_id, -amount_micros)
     entry = LedgerEntry(
         id=new_id("led"),
         agent_id=agent_id,
@@ -83,3 +79,14 @@ async def post(
     # rolls back the whole transaction, balance update included.
     await session.flush()
     return entry
+
+
+async def refuse_charge(session: AsyncSession, agent_id: str, required_micros: int) -> NoReturn:
+    """Say why a conditional charge matched no row: no such agent, or too little credit."""
+    agent = await session.get(Agent, agent_id)
+    if agent is None:
+        raise NotFound("Agent not found.")
+    raise InsufficientCredits(
+        "Credit balance too low.",
+        details={"balanceMicros": agent.balance_micros, "requiredMicros": required_micros},
+    )

@@ -35,7 +35,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.credits import ledger
 from app.db.hooks import commit
 from app.db.types import rfc3339, utcnow
-from app.errors import InsufficientCredits, NotFound, SpendingLimitExceeded
+from app.errors import NotFound, SpendingLimitExceeded
 from app.events.service import emit
 from app.gateway import repository, reserve_pg
 from app.gateway.models import AGENT, FAILED, PLATFORM, GatewayUsage
@@ -159,14 +159,8 @@ async def _reserve_in_one_statement(
         relax_durability=relax_durability,
     )
     if charged is None:
-        # Nothing was written; say why the way the ledger would.
-        balance = await repository.balance_of(session, usage.agent_id)
-        if balance is None:
-            raise NotFound("Agent not found.")
-        raise InsufficientCredits(
-            "Credit balance too low.",
-            details={"balanceMicros": balance, "requiredMicros": usage.price_micros},
-        )
+        # Nothing was written; say why the way the ledger does.
+        await ledger.refuse_charge(session, usage.agent_id, usage.price_micros)
     usage.platform_id = charged.platform_id
     _check_limits(
         ((AGENT, charged.agent_limit, charged.agent_spent),

@@ -72,12 +72,6 @@ async def spending_limits(session: AsyncSession, agent_id: str) -> Limits | None
     return Limits(platform_id=row[0], agent_limit=row[1], platform_limit=row[2])
 
 
-async def balance_of(session: AsyncSession, agent_id: str) -> int | None:
-    stmt = select(col(Agent.balance_micros)).where(col(Agent.id) == agent_id)
-    balance: int | None = (await session.execute(stmt)).scalar_one_or_none()
-    return balance
-
-
 def _upsert(session: AsyncSession) -> Any:
     dialect = session.get_bind().dialect.name
     return postgresql.insert if dialect == "postgresql" else sqlite.insert

@@ -26,11 +26,13 @@ from dataclasses import dataclass
 
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 
+from app.background import BackgroundTasks
 from app.settings import Settings
+
+log = logging.getLogger("passgate.ratelimit")
 
 MINUTE = 60
 DAY = 86_400
-log = logging.getLogger("passgate.ratelimit")
 
 MAX_LEASE = 100
 MAX_TRACKED = 100_000
@@ -77,7 +79,7 @@ class RateLimiter:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
         self._leases: OrderedDict[str, _Lease] = OrderedDict()
-        self._background: set[asyncio.Future[None]] = set()
+        self._ahead = BackgroundTasks(log, "rate-limit lease-ahead")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimiter:
@@ -116,20 +118,12 @@ class RateLimiter:
             and lease.fetching is None
             and not lease.exhausted
         ):
-            ahead = self._refill(lease, name, lease.window_start, limit, window)
-            task = asyncio.ensure_future(ahead)
-            self._background.add(task)
-            task.add_done_callback(self._background_done)
+            # A failed lease-ahead is not an error for anyone yet: the next request that finds
+            # the lease empty fetches again in the foreground and reports the failure.
+            self._ahead.spawn(self._refill(lease, name, lease.window_start, limit, window))
         remaining = max(0, limit - lease.counted + lease.available)
         return RateState(limit=limit, remaining=remaining,
                          reset_at=float(lease.window_start + window), allowed=True)
-
-    def _background_done(self, task: asyncio.Future[None]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            # A failed lease-ahead is not an error for anyone yet: the next request that finds
-            # the lease empty fetches again in the foreground and reports the failure.
-            log.warning("rate-limit lease-ahead failed: %s", type(task.exception()).__name__)
 
     async def _take(self, name: str, limit: int, window: int) -> RateState:
         start = int(time.time() // window) * window
@@ -181,8 +175,7 @@ class RateLimiter:
 
     async def close(self) -> None:
         """Let lease-ahead fetches in flight finish (they are one bounded round trip each)."""
-        if self._background:
-            await asyncio.wait(self._background, timeout=2)
+        await self._ahead.close()
 
     async def reset(self) -> None:
         self._leases.clear()
