@@ -32,7 +32,7 @@ async def test_health_is_503_once_a_watcher_has_failed_for_too_long(devchain, se
     env = await build_env(
         devchain,
         settings_factory,
-        chain_unhealthy_after_seconds=0.1,
+        chain_unhealthy_after_seconds=60,
         chain_rpc_urls={"local": "http://127.0.0.1:9"},
     )
     async with env, api_client(env.settings) as client:
