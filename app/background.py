@@ -20,7 +20,10 @@ class BackgroundTasks:
         self._tasks: set[asyncio.Future[Any]] = set()
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.ensure_future(work)
+        self.track(asyncio.ensure_future(work))
+
+    def track(self, task: asyncio.Future[Any]) -> None:
+        """Hold a task that is already running (one that someone may also await)."""
         self._tasks.add(task)
         task.add_done_callback(self._done)
 

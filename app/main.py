@@ -14,6 +14,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from app.admin.routes import router as admin_router
 from app.agents.routes import router as agents_router
+from app.auth.guards import OPEN, check_route_access
 from app.catalog.routes import router as catalog_router
 from app.credits.routes import router as credits_router
 from app.gateway.routes import admin_router as admin_gateway_router
@@ -21,7 +22,6 @@ from app.gateway.routes import router as gateway_router
 from app.health.routes import health, live
 from app.http.dependency_errors import dependency_error_handlers
 from app.http.errors import exception_handlers
-from app.http.input_guard import reject_nul_characters
 from app.http.request_id import add_response_headers
 from app.http.transaction import provide_session
 from app.keys.routes import router as keys_router
@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     handlers = exception_handlers()
     handlers.update(dependency_error_handlers())
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             health, live, catalog_router, agents_router, keys_router, credits_router,
             platforms_router, admin_router, wallets_router,
@@ -71,7 +71,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         dependencies={"session": Provide(provide_session)},
         exception_handlers=handlers,
         before_send=[add_response_headers],
-        before_request=reject_nul_characters,
+        # Routes without a stated access are open; every hook runs the NUL check first.
+        before_request=OPEN,
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
@@ -98,3 +99,5 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         ),
         debug=False,
     )
+    check_route_access(app)
+    return app

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Router, get, patch, post
-from litestar.di import Provide
 from litestar.params import Parameter
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -23,7 +22,7 @@ from app.agents.views import agent_view
 from app.audit import service as audit
 from app.audit.models import AuditEntry
 from app.audit.service import Actor, record
-from app.auth.guards import provide_admin, runtime_of
+from app.auth.guards import ADMIN, principal_of, runtime_of
 from app.auth.principal import Principal
 from app.credits import service as credits
 from app.credits.schemas import AdjustmentBody, LedgerView
@@ -60,9 +59,10 @@ def _actor(request: AnyRequest, admin: Principal) -> Actor:
 
 @post("/platforms", status_code=201)
 async def create_platform(
-    request: AnyRequest, session: AsyncSession, admin: Principal, data: CreatePlatformBody
+    request: AnyRequest, session: AsyncSession, data: CreatePlatformBody
 ) -> CreatedPlatform:
     """A platform with its first master key (shown once)."""
+    admin = principal_of(request)
     created = await platforms.create(session, runtime_of(request).pepper, data.name.strip(),
                                      admin.key_id)
     await record(session, _actor(request, admin), "platform.create", "platform",
@@ -73,7 +73,7 @@ async def create_platform(
 
 @get("/platforms")
 async def list_platforms(
-    session: AsyncSession, admin: Principal,
+    session: AsyncSession,
     limit: int | None = Parameter(default=None), cursor: str | None = Parameter(default=None),
 ) -> Page:
     rows, next_cursor = await platforms.search(session, page_params(limit, cursor))
@@ -81,15 +81,16 @@ async def list_platforms(
 
 
 @get("/platforms/{platform_id:str}")
-async def get_platform(session: AsyncSession, admin: Principal, platform_id: str) -> PlatformView:
+async def get_platform(session: AsyncSession, platform_id: str) -> PlatformView:
     return platform_view(await platforms.get(session, platform_id))
 
 
 @patch("/platforms/{platform_id:str}")
 async def update_platform(
-    request: AnyRequest, session: AsyncSession, admin: Principal, platform_id: str,
+    request: AnyRequest, session: AsyncSession, platform_id: str,
     data: UpdatePlatformBody,
 ) -> PlatformView:
+    admin = principal_of(request)
     rt = runtime_of(request)
     platform = await platforms.get(session, platform_id)
     before = platform_snapshot(platform)
@@ -107,7 +108,7 @@ async def update_platform(
 
 @get("/agents")
 async def list_agents(
-    session: AsyncSession, admin: Principal,
+    session: AsyncSession,
     limit: int | None = Parameter(default=None), cursor: str | None = Parameter(default=None),
     platform_id: str | None = Parameter(query="platformId", default=None),
     disabled: bool | None = Parameter(default=None),
@@ -121,15 +122,16 @@ async def list_agents(
 
 
 @get("/agents/{agent_id:str}")
-async def get_agent(session: AsyncSession, admin: Principal, agent_id: str) -> AgentView:
+async def get_agent(session: AsyncSession, agent_id: str) -> AgentView:
     return agent_view(await agents.get(session, agent_id))
 
 
 @patch("/agents/{agent_id:str}")
 async def update_agent(
-    request: AnyRequest, session: AsyncSession, admin: Principal, agent_id: str,
+    request: AnyRequest, session: AsyncSession, agent_id: str,
     data: AdminAgentPatch,
 ) -> AgentView:
+    admin = principal_of(request)
     rt = runtime_of(request)
     agent = await agents.get(session, agent_id)
     before = agents.agent_snapshot(agent)
@@ -151,7 +153,7 @@ async def _key_view(session: AsyncSession, key: ApiKey, settings: Settings) -> K
 
 @get("/keys")
 async def list_keys(
-    request: AnyRequest, session: AsyncSession, admin: Principal,
+    request: AnyRequest, session: AsyncSession,
     limit: int | None = Parameter(default=None), cursor: str | None = Parameter(default=None),
     prefix: str | None = Parameter(default=None, max_length=8),
     agent_id: str | None = Parameter(query="agentId", default=None),
@@ -172,7 +174,7 @@ async def list_keys(
 
 @post("/keys/lookup", status_code=200)
 async def lookup_key(
-    request: AnyRequest, session: AsyncSession, admin: Principal, data: LookupKeyBody
+    request: AnyRequest, session: AsyncSession, data: LookupKeyBody
 ) -> KeyView:
     """Which key is this secret (e.g. one found leaked)? Hashes it; stores nothing."""
     rt = runtime_of(request)
@@ -183,17 +185,18 @@ async def lookup_key(
 
 
 @get("/keys/{key_id:str}")
-async def get_key(request: AnyRequest, session: AsyncSession, admin: Principal,
+async def get_key(request: AnyRequest, session: AsyncSession,
                   key_id: str) -> KeyView:
     return await _key_view(session, await keys.get(session, key_id), runtime_of(request).settings)
 
 
 @patch("/keys/{key_id:str}")
 async def update_key(
-    request: AnyRequest, session: AsyncSession, admin: Principal, key_id: str,
+    request: AnyRequest, session: AsyncSession, key_id: str,
     data: UpdateKeyBody,
 ) -> KeyView:
     """Per-key plan and rate-limit overrides."""
+    admin = principal_of(request)
     rt = runtime_of(request)
     key = await keys.get(session, key_id)
     before = keys.key_snapshot(key)
@@ -206,8 +209,9 @@ async def update_key(
 
 @post("/keys/{key_id:str}/revoke", status_code=200)
 async def revoke_key(
-    request: AnyRequest, session: AsyncSession, admin: Principal, key_id: str
+    request: AnyRequest, session: AsyncSession, key_id: str
 ) -> KeyView:
+    admin = principal_of(request)
     rt = runtime_of(request)
     key = await keys.get(session, key_id)
     before = keys.key_snapshot(key)
@@ -220,10 +224,11 @@ async def revoke_key(
 
 @post("/tokens", status_code=201)
 async def create_admin_token(
-    request: AnyRequest, session: AsyncSession, admin: Principal,
+    request: AnyRequest, session: AsyncSession,
     data: AdminTokenBody | None = None,
 ) -> CreatedAdminToken:
     """Another admin token (shown once), optionally expiring."""
+    admin = principal_of(request)
     issued = await keys.issue(
         session, runtime_of(request).pepper, KeyKind.ADMIN,
         label=data.label if data else None,
@@ -242,9 +247,10 @@ async def create_admin_token(
 
 @post("/credits/adjustments", status_code=201)
 async def adjust_credits(
-    request: AnyRequest, session: AsyncSession, admin: Principal, data: AdjustmentBody
+    request: AnyRequest, session: AsyncSession, data: AdjustmentBody
 ) -> LedgerView:
     """Credit or debit an agent with a reason (never below zero)."""
+    admin = principal_of(request)
     await agents.get(session, data.agent_id)
     entry = await credits.adjust(session, data.agent_id, data.amount_micros, data.reason,
                                  data.idempotency_key)
@@ -256,7 +262,7 @@ async def adjust_credits(
 
 @get("/credits/ledger")
 async def credit_ledger(
-    session: AsyncSession, admin: Principal,
+    session: AsyncSession,
     limit: int | None = Parameter(default=None), cursor: str | None = Parameter(default=None),
     agent_id: str | None = Parameter(query="agentId", default=None),
 ) -> Page:
@@ -278,7 +284,7 @@ def _audit_view(entry: AuditEntry) -> AuditView:
 
 @get("/audit-log")
 async def audit_log(
-    session: AsyncSession, admin: Principal,
+    session: AsyncSession,
     limit: int | None = Parameter(default=None), cursor: str | None = Parameter(default=None),
     actor_id: str | None = Parameter(query="actorId", default=None),
     action: str | None = Parameter(default=None),
@@ -299,6 +305,6 @@ router = Router(
         list_keys, lookup_key, get_key, update_key, revoke_key, create_admin_token,
         adjust_credits, credit_ledger, audit_log,
     ],
-    dependencies={"admin": Provide(provide_admin)},
+    before_request=ADMIN,
     tags=["admin"],
 )

@@ -5,14 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Router, get, post
-from litestar.di import Provide
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.agents import service as agents
 from app.agents.schemas import ClaimInfo, Me, RegisterBody, Registered
 from app.agents.views import agent_view
-from app.auth.guards import provide_key_holder, provide_signup_guard, runtime_of
-from app.auth.principal import Principal
+from app.auth.guards import SIGNUP, key_holder, principal_of, runtime_of
 from app.keys import service as keys
 from app.keys.scopes import AGENT_READ
 from app.keys.views import key_view, rate_limit_of
@@ -20,9 +18,9 @@ from app.keys.views import key_view, rate_limit_of
 AnyRequest = Request[Any, Any, Any]
 
 
-@post("/agents/register", dependencies={"ip": Provide(provide_signup_guard)}, status_code=201)
+@post("/agents/register", before_request=SIGNUP, status_code=201)
 async def register_agent(
-    request: AnyRequest, session: AsyncSession, ip: str, data: RegisterBody
+    request: AnyRequest, session: AsyncSession, data: RegisterBody
 ) -> Registered:
     """An agent registers itself: an ``ak_`` key (shown once) and a claim code for a platform."""
     rt = runtime_of(request)
@@ -42,9 +40,10 @@ async def register_agent(
     )
 
 
-@get("/agents/me", dependencies={"caller": Provide(provide_key_holder)}, opt={"scope": AGENT_READ})
-async def me(request: AnyRequest, session: AsyncSession, caller: Principal) -> Me:
+@get("/agents/me", before_request=key_holder(AGENT_READ))
+async def me(request: AnyRequest, session: AsyncSession) -> Me:
     """The caller's agent, key, balance and limits."""
+    caller = principal_of(request)
     settings = runtime_of(request).settings
     agent = await agents.get(session, caller.agent_id or "")
     key = await keys.get(session, caller.key_id)

@@ -16,46 +16,47 @@ from typing import NamedTuple
 from app.auth.principal import Principal
 
 
-class Lookup(NamedTuple):
-    hit: bool
+class _Entry(NamedTuple):
+    # Monotonic seconds: when the database read started, when to re-read it in the
+    # background, when it may no longer be served.
+    read_at: float
+    refresh_at: float
+    expires_at: float
     principal: Principal | None
-    # The entry is past half its life: re-read it in the background.
-    refresh: bool
-
-
-_MISS = Lookup(False, None, False)
 
 
 class KeyCache:
     def __init__(self, ttl_seconds: float, max_entries: int = 50_000) -> None:
         self.ttl = ttl_seconds
         self.max_entries = max_entries
-        self._entries: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
+        self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
         # Bumped by every local invalidation, so a read that started before it cannot put a
         # stale principal back after it.
         self.generation = 0
 
-    def get(self, digest: str) -> Lookup:
-        """A cached ``None`` remembers an unknown key."""
+    def get(self, digest: bytes) -> tuple[Principal | None, bool] | None:
+        """None on a miss; else the principal (None remembers an unknown key) and whether the
+        entry is past half its life and should be re-read in the background."""
         found = self._entries.get(digest)
         if found is None:
-            return _MISS
-        read_at, principal = found
-        age = time.monotonic() - read_at
-        if age > self.ttl:
+            return None
+        now = time.monotonic()
+        if now >= found.expires_at:
             del self._entries[digest]
-            return _MISS
-        return Lookup(True, principal, age > self.ttl / 2)
+            return None
+        return found.principal, now >= found.refresh_at
 
     def put(
-        self, digest: str, principal: Principal | None, read_at: float, generation: int
+        self, digest: bytes, principal: Principal | None, read_at: float, generation: int
     ) -> None:
         if self.ttl <= 0 or generation != self.generation:
             return
         current = self._entries.get(digest)
-        if current is not None and current[0] > read_at:
+        if current is not None and current.read_at > read_at:
             return  # a newer read already landed
-        self._entries[digest] = (read_at, principal)
+        self._entries[digest] = _Entry(
+            read_at, read_at + self.ttl / 2, read_at + self.ttl, principal
+        )
         self._entries.move_to_end(digest)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
@@ -63,7 +64,10 @@ class KeyCache:
     def forget_key(self, key_id: str) -> None:
         """Drop every cached secret of one key (this process learns of a change at once)."""
         self.generation += 1
-        stale = [d for d, (_, p) in self._entries.items() if p is not None and p.key_id == key_id]
+        stale = [
+            d for d, entry in self._entries.items()
+            if entry.principal is not None and entry.principal.key_id == key_id
+        ]
         for digest in stale:
             del self._entries[digest]
 

@@ -1,18 +1,28 @@
-"""Litestar dependencies that authenticate, authorise and rate-limit a request.
+"""Who may call a route: authentication, authorisation and rate limits, checked before the
+handler runs.
 
-A route states what it needs with ``opt={"scope": "..."}``; the dependency enforces it, so
-handlers never repeat access checks.
+Every route states its access with a ``before_request`` hook built here (``key_holder(scope)``,
+``MASTER``, ``ADMIN``, ``SIGNUP``, ``OPEN``...); the handler then reads the caller with
+:func:`principal_of`. Hooks rather than Litestar dependencies: a keyed request pays for the
+check once instead of for dependency resolution on top, and the check still runs before the
+body is parsed, so an unauthenticated caller learns nothing from validation errors. Each hook
+begins with the NUL check (a route-level hook replaces the app's), and
+:func:`check_route_access` refuses to start an app with a route that has no access hook or an
+``/admin`` route without the admin one.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from litestar import Request
+from litestar import Litestar, Request
+from litestar.exceptions import ImproperlyConfiguredException
 
 from app.auth.principal import Principal
 from app.errors import Forbidden, RateLimited, Unauthorized
+from app.http.input_guard import reject_nul_characters
 from app.keys.format import KeyKind
 from app.ratelimit.headers import remember
 from app.runtime import Runtime
@@ -32,10 +42,11 @@ def raw_header(request: AnyRequest, name: bytes) -> str | None:
     """The first value of header ``name`` (lower-case bytes) straight from the ASGI scope.
 
     The auth path runs on every keyed request and needs two or three headers; scanning the raw
-    list avoids building Litestar's case-insensitive multidict for it.
+    list avoids building Litestar's case-insensitive multidict for it. ASGI servers send header
+    names lower-cased (the spec requires it), so a plain comparison finds them.
     """
     for key, value in request.scope["headers"]:
-        if key == name or key.lower() == name:
+        if key == name:
             return str(value.decode("latin-1"))
     return None
 
@@ -71,10 +82,12 @@ def _in_any(address: str, cidrs: list[str]) -> bool:
     return any(ip in ipaddress.ip_network(c, strict=False) for c in cidrs)
 
 
-async def _rate_limit(request: AnyRequest, principal: Principal) -> None:
-    runtime = runtime_of(request)
-    state = await runtime.limiter.check("key", principal.key_id, principal.per_minute,
-                                        principal.per_day)
+async def _rate_limit(request: AnyRequest, runtime: Runtime, principal: Principal) -> None:
+    limiter = runtime.limiter
+    state = limiter.check_now("key", principal.key_id, principal.per_minute, principal.per_day)
+    if state is None:
+        state = await limiter.check("key", principal.key_id, principal.per_minute,
+                                    principal.per_day)
     remember(request, state)
     if not state.allowed:
         raise RateLimited(
@@ -89,21 +102,21 @@ def _check_tenant(request: AnyRequest, principal: Principal) -> None:
         raise Forbidden("This key does not belong to the tenant named in X-Tenant-ID.")
 
 
-def _check_scope(request: AnyRequest, principal: Principal) -> None:
-    scope = request.route_handler.opt.get("scope")
+def _check_scope(principal: Principal, scope: str | None) -> None:
     if scope and scope not in principal.scopes:
         raise Forbidden(f"This key lacks the '{scope}' scope.")
 
 
-async def _authenticate(request: AnyRequest, secret: str | None, what: str) -> Principal:
+async def _authenticate(runtime: Runtime, secret: str | None, what: str) -> Principal:
     if not secret:
         raise Unauthorized(f"Missing {what}.")
-    return await runtime_of(request).auth.authenticate(secret)
+    return await runtime.auth.authenticate(secret)
 
 
-async def provide_key_holder(request: AnyRequest) -> Principal:
+async def authenticate_key_holder(request: AnyRequest, scope: str | None = None) -> Principal:
     """An agent, gateway, personal or pass key (``X-API-Key`` or ``Authorization: Bearer``)."""
-    principal = await _authenticate(request, presented_key(request), "API key")
+    runtime = runtime_of(request)
+    principal = await _authenticate(runtime, presented_key(request), "API key")
     if principal.kind not in KEY_HOLDER_KINDS:
         raise Forbidden("This endpoint takes an agent or API key, not a master or admin key.")
     if principal.agent_disabled:
@@ -111,36 +124,31 @@ async def provide_key_holder(request: AnyRequest) -> Principal:
     if principal.platform_disabled:
         raise Forbidden("This agent's platform is disabled.")
     _check_tenant(request, principal)
-    await _rate_limit(request, principal)
-    _check_scope(request, principal)
+    await _rate_limit(request, runtime, principal)
+    _check_scope(principal, scope)
     return principal
 
 
-async def provide_optional_key_holder(request: AnyRequest) -> Principal | None:
-    if presented_key(request) is None:
-        return None
-    return await provide_key_holder(request)
-
-
-async def provide_master(request: AnyRequest) -> Principal:
+async def authenticate_master(request: AnyRequest) -> Principal:
     """A platform's master key (``X-Master-Key``)."""
     secret = raw_header(request, b"x-master-key")
-    principal = await _authenticate(request, secret.strip() if secret else None, "X-Master-Key")
+    runtime = runtime_of(request)
+    principal = await _authenticate(runtime, secret.strip() if secret else None, "X-Master-Key")
     if principal.kind is not KeyKind.MASTER:
         raise Forbidden("X-Master-Key takes a master key (mk_).")
     if principal.platform_disabled:
         raise Forbidden("This platform is disabled.")
     _check_tenant(request, principal)
-    await _rate_limit(request, principal)
+    await _rate_limit(request, runtime, principal)
     return principal
 
 
 ENV_ADMIN_ID = "env-admin-token"
 
 
-async def provide_admin(request: AnyRequest) -> Principal:
+async def authenticate_admin(request: AnyRequest) -> Principal:
     """The operator: ``Authorization: Bearer <admin token>`` on ``/admin/*``."""
-    auth = request.headers.get("authorization", "")
+    auth = raw_header(request, b"authorization") or ""
     scheme, _, value = auth.partition(" ")
     token = value.strip() if scheme.lower() == "bearer" else ""
     if not token:
@@ -158,7 +166,7 @@ async def provide_admin(request: AnyRequest) -> Principal:
     return principal
 
 
-async def provide_signup_guard(request: AnyRequest) -> str:
+async def limit_signups(request: AnyRequest) -> str:
     """Per-client-IP limit on endpoints that create keys without authentication."""
     runtime = runtime_of(request)
     ip = client_ip(request, runtime.settings.trusted_proxies)
@@ -172,3 +180,108 @@ async def provide_signup_guard(request: AnyRequest) -> str:
             headers={"Retry-After": str(state.retry_after)},
         )
     return ip
+
+
+# --- route hooks -------------------------------------------------------------------------------
+
+Hook = Callable[[AnyRequest], Awaitable[None]]
+Check = Callable[[AnyRequest], Awaitable[Principal | None]]
+
+_PRINCIPAL = "principal"
+# Set on every hook this module builds; check_route_access looks for it.
+_ACCESS_ATTR = "passgate_access"
+
+
+def _hook(access: str, check: Check | None) -> Hook:
+    async def before_request(request: AnyRequest) -> None:
+        await reject_nul_characters(request)
+        if check is not None:
+            _state(request)[_PRINCIPAL] = await check(request)
+
+    setattr(before_request, _ACCESS_ATTR, access)
+    return before_request
+
+
+def _state(request: AnyRequest) -> dict[str, Any]:
+    state: dict[str, Any] = request.scope.setdefault("state", {})
+    return state
+
+
+def key_holder(scope: str | None = None) -> Hook:
+    """An agent, gateway, personal or pass key, with ``scope`` when given."""
+    async def check(request: AnyRequest) -> Principal:
+        return await authenticate_key_holder(request, scope)
+
+    return _hook("key holder", check)
+
+
+def optional_key_holder(scope: str | None = None) -> Hook:
+    """A key holder when a key is presented; anonymous (``principal_of`` is None) otherwise."""
+    async def check(request: AnyRequest) -> Principal | None:
+        if presented_key(request) is None:
+            return None
+        return await authenticate_key_holder(request, scope)
+
+    return _hook("optional key holder", check)
+
+
+def key_holder_or_signup(scope: str | None = None) -> Hook:
+    """Open to anyone: a presented key is checked (with ``scope``); otherwise the caller is
+    anonymous and held to the per-IP sign-up limit."""
+    async def check(request: AnyRequest) -> Principal | None:
+        if presented_key(request) is None:
+            await limit_signups(request)
+            return None
+        return await authenticate_key_holder(request, scope)
+
+    return _hook("key holder or signup", check)
+
+
+_SIGNUP_IP = "signup_ip"
+
+
+async def _signup(request: AnyRequest) -> None:
+    _state(request)[_SIGNUP_IP] = await limit_signups(request)
+
+
+OPEN = _hook("open", None)
+SIGNUP = _hook("signup", _signup)
+MASTER = _hook("master", authenticate_master)
+ADMIN = _hook("admin", authenticate_admin)
+
+
+def principal_of(request: AnyRequest) -> Principal:
+    """The caller a route's hook authenticated."""
+    principal = _state(request).get(_PRINCIPAL)
+    if not isinstance(principal, Principal):
+        # Only a route declared with an anonymous-capable hook can get here without one.
+        raise Unauthorized("Missing API key.")
+    return principal
+
+
+def optional_principal_of(request: AnyRequest) -> Principal | None:
+    principal = _state(request).get(_PRINCIPAL)
+    return principal if isinstance(principal, Principal) else None
+
+
+def signup_ip_of(request: AnyRequest) -> str:
+    """The client address a ``SIGNUP`` hook counted the request against."""
+    ip: str = _state(request)[_SIGNUP_IP]
+    return ip
+
+
+def check_route_access(app: Litestar) -> None:
+    """Refuse to serve a route without an access hook, or an ``/admin`` route without
+    ``ADMIN``: a handler-level hook replaces its router's, so a slip would open the route."""
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", ()):
+            hook = handler.resolve_before_request()
+            access = getattr(hook, _ACCESS_ATTR, None)
+            if access is None:
+                raise ImproperlyConfiguredException(
+                    f"route {route.path} has no access hook (app.auth.guards)"
+                )
+            if (route.path == "/admin" or route.path.startswith("/admin/")) and hook is not ADMIN:
+                raise ImproperlyConfiguredException(
+                    f"admin route {route.path} must use the ADMIN access hook"
+                )

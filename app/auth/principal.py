@@ -9,7 +9,10 @@ from datetime import datetime
 from app.keys.format import KeyKind
 
 
-@dataclass(frozen=True, slots=True)
+# eq=False: identity equality and hashing. A principal is an immutable snapshot handed out by
+# the key cache, and memoised views key on it; hashing every field per request cost more than
+# the lookup it served.
+@dataclass(frozen=True, slots=True, eq=False)
 class Principal:
     key_id: str
     kind: KeyKind

@@ -22,7 +22,7 @@ from app.errors import Unauthorized
 from app.keys import format as key_format
 from app.keys import service as keys
 from app.keys.format import KeyKind
-from app.keys.hashing import PepperedHash
+from app.keys.hashing import MemoDigest, PepperedHash
 from app.keys.models import ApiKey, KeySecret
 from app.platforms.models import Platform
 from app.settings import Settings
@@ -42,7 +42,9 @@ class Authenticator:
         self.cache = cache
         self._pepper = settings.key_pepper.get_secret_value()
         self.digest = PepperedHash(self._pepper)
-        self._loading: dict[str, asyncio.Future[Principal | None]] = {}
+        # The cache is keyed by a cheap in-memory digest; the database by the stored hash.
+        self._memo = MemoDigest(self._pepper)
+        self._loading: dict[bytes, asyncio.Future[Principal | None]] = {}
         self._refreshing = BackgroundTasks(log, "background key refresh")
         token = settings.admin_token.get_secret_value() if settings.admin_token else None
         self._env_admin_digest = self.digest(token) if token else None
@@ -61,18 +63,20 @@ class Authenticator:
         """
         if len(secret) > key_format.MAX_KEY_CHARS:
             raise Unauthorized("API key is too long.")
-        digest = self.digest(secret)
-        hit, principal, refresh = self.cache.get(digest)
-        if not hit:
+        memo = self._memo(secret)
+        cached = self.cache.get(memo)
+        if cached is None:
             try:
                 key_format.parse(secret)
             except key_format.KeyFormatError as exc:
                 raise Unauthorized(str(exc)) from None
-            principal = await self._load_once(digest)
-        elif refresh and digest not in self._loading:
-            # A failed refresh leaves the entry valid until its TTL; the next foreground read
-            # then reports the error.
-            self._refreshing.spawn(self._load_once(digest))
+            principal = await asyncio.shield(self._load_once(memo, secret))
+        else:
+            principal, refresh = cached
+            if refresh and memo not in self._loading:
+                # A failed refresh leaves the entry valid until its TTL; the next foreground
+                # read then reports the error.
+                self._refreshing.track(self._load_once(memo, secret))
         if principal is None:
             raise Unauthorized("Unknown API key.")
         self._check_live(principal)
@@ -95,20 +99,21 @@ class Authenticator:
         if principal.secret_expires_at is not None and principal.secret_expires_at <= now:
             raise Unauthorized("API key was regenerated; this secret is no longer valid.")
 
-    async def _load_once(self, digest: str) -> Principal | None:
-        """Single flight: when a hot key's cache entry lapses, one request reloads it and the
-        concurrent ones wait for that result instead of stampeding the database."""
-        pending = self._loading.get(digest)
-        if pending is not None:
-            return await asyncio.shield(pending)
+    def _load_once(self, memo: bytes, secret: str) -> asyncio.Future[Principal | None]:
+        """Single flight: when a hot key's cache entry lapses, one read reloads it and the
+        concurrent requests wait for that result instead of stampeding the database. The read
+        is registered before this returns, so a burst cannot start a second one."""
+        pending = self._loading.get(memo)
+        if pending is None:
+            pending = asyncio.ensure_future(self._load_into_cache(memo, secret))
+            self._loading[memo] = pending
+            pending.add_done_callback(lambda _: self._loading.pop(memo, None))
+        return pending
+
+    async def _load_into_cache(self, memo: bytes, secret: str) -> Principal | None:
         read_at, generation = time.monotonic(), self.cache.generation
-        task = asyncio.ensure_future(self._load(digest))
-        self._loading[digest] = task
-        try:
-            principal = await asyncio.shield(task)
-        finally:
-            self._loading.pop(digest, None)
-        self.cache.put(digest, principal, read_at, generation)
+        principal = await self._load(self.digest(secret))
+        self.cache.put(memo, principal, read_at, generation)
         return principal
 
     async def _load(self, digest: str) -> Principal | None:

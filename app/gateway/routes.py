@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Router, delete, get, patch, post, route
-from litestar.di import Provide
 from litestar.enums import HttpMethod
 from litestar.params import Parameter
 from litestar.response.base import ASGIResponse
@@ -13,9 +12,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit.service import Actor, record
 from app.auth.guards import (
-    provide_admin,
-    provide_key_holder,
-    provide_optional_key_holder,
+    ADMIN,
+    key_holder,
+    optional_key_holder,
+    optional_principal_of,
+    principal_of,
     runtime_of,
 )
 from app.auth.principal import Principal
@@ -68,12 +69,11 @@ async def incoming_call(request: AnyRequest, provider: str) -> IncomingCall:
 @route(
     ["/gateway/{provider:str}", "/gateway/{provider:str}/{path:path}"],
     http_method=METHODS,
-    dependencies={"caller": Provide(provide_optional_key_holder)},
-    opt={"scope": GATEWAY},
+    before_request=optional_key_holder(GATEWAY),
     summary="Call an upstream provider through the gateway",
 )
 async def gateway_call(
-    request: AnyRequest, caller: Principal | None, provider: str, path: str = ""
+    request: AnyRequest, provider: str, path: str = ""
 ) -> ASGIResponse:
     """Forward method, path, query, body and safe headers to the provider.
 
@@ -83,6 +83,7 @@ async def gateway_call(
     tell what it cost). Without a key it is paid per call with x402: 402 with the price, then
     a signed authorization that is settled only when the upstream answered 2xx.
     """
+    caller = optional_principal_of(request)
     call = await incoming_call(request, provider)
     if caller is None:
         rt = runtime_of(request)
@@ -94,11 +95,10 @@ async def gateway_call(
     return await gateway_of(request).call_with_credits(caller, call)
 
 
-@get("/usage", dependencies={"caller": Provide(provide_key_holder)}, opt={"scope": USAGE_READ})
+@get("/usage", before_request=key_holder(USAGE_READ))
 async def list_usage(
     request: AnyRequest,
     session: AsyncSession,
-    caller: Principal,
     limit: int | None = Parameter(default=None),
     cursor: str | None = Parameter(default=None),
     provider: str | None = Parameter(default=None, max_length=63),
@@ -107,6 +107,7 @@ async def list_usage(
 ) -> Page:
     """The agent's gateway calls, newest first; ``from`` (inclusive) / ``to`` (exclusive) are
     RFC 3339 times."""
+    caller = principal_of(request)
     rows, next_cursor = await gateway_of(request).usage_page(
         session, caller, page_params(limit, cursor), provider=provider, since=since, until=until
     )
@@ -129,9 +130,10 @@ def _refresh_after_commit(request: AnyRequest, session: AsyncSession) -> None:
 
 @post("/providers", status_code=201)
 async def create_provider(
-    request: AnyRequest, session: AsyncSession, admin: Principal, data: CreateProviderBody
+    request: AnyRequest, session: AsyncSession, data: CreateProviderBody
 ) -> AdminProviderView:
     """Add a provider. Header values are stored sealed and never returned."""
+    admin = principal_of(request)
     gateway = gateway_of(request)
     values = {name: getattr(data, name) for name in data.__struct_fields__ if name != "enabled"}
     row = await manage.create(session, gateway.settings, gateway.box, values, enabled=data.enabled)
@@ -151,7 +153,6 @@ async def create_provider(
 async def list_providers(
     request: AnyRequest,
     session: AsyncSession,
-    admin: Principal,
     limit: int | None = Parameter(default=None),
     cursor: str | None = Parameter(default=None),
 ) -> Page:
@@ -163,7 +164,7 @@ async def list_providers(
 
 @get("/providers/{name:str}")
 async def get_provider(
-    request: AnyRequest, session: AsyncSession, admin: Principal, name: str
+    request: AnyRequest, session: AsyncSession, name: str
 ) -> AdminProviderView:
     return admin_provider_view(await manage.entry(session, gateway_of(request).settings, name))
 
@@ -172,11 +173,11 @@ async def get_provider(
 async def update_provider(
     request: AnyRequest,
     session: AsyncSession,
-    admin: Principal,
     name: str,
     data: UpdateProviderBody,
 ) -> AdminProviderView:
     """Change an admin-managed provider; configured ones are CONFLICT."""
+    admin = principal_of(request)
     gateway = gateway_of(request)
     before = await manage.entry(session, gateway.settings, name)
     before_snapshot = manage.snapshot(before.row) if before.row is not None else None
@@ -196,9 +197,10 @@ async def update_provider(
 
 @delete("/providers/{name:str}", status_code=200)
 async def delete_provider(
-    request: AnyRequest, session: AsyncSession, admin: Principal, name: str
+    request: AnyRequest, session: AsyncSession, name: str
 ) -> AdminProviderView:
     """Remove an admin-managed provider; configured ones are CONFLICT."""
+    admin = principal_of(request)
     gateway = gateway_of(request)
     gone = await manage.entry(session, gateway.settings, name)
     row = await manage.delete(session, gateway.settings, name)
@@ -223,6 +225,6 @@ admin_router = Router(
         update_provider,
         delete_provider,
     ],
-    dependencies={"admin": Provide(provide_admin)},
+    before_request=ADMIN,
     tags=["admin"],
 )

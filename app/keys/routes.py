@@ -5,18 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Router, delete, get, post
-from litestar.di import Provide
 from litestar.params import Parameter
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.agents.models import Agent
 from app.auth.guards import (
-    presented_key,
-    provide_key_holder,
-    provide_signup_guard,
+    SIGNUP,
+    key_holder,
+    key_holder_or_signup,
+    optional_principal_of,
+    principal_of,
     runtime_of,
 )
-from app.auth.principal import Principal
 from app.db.types import rfc3339
 from app.http.pagination import Page, page_params
 from app.http.transaction import after_commit
@@ -38,18 +38,9 @@ from app.keys.views import key_view, principal_view
 AnyRequest = Request[Any, Any, Any]
 
 
-async def provide_creator(request: AnyRequest) -> Principal | None:
-    """``POST /v1/api-keys`` is open: authenticated callers add a key, others sign up (per-IP
-    limited)."""
-    if presented_key(request) is None:
-        await provide_signup_guard(request)
-        return None
-    return await provide_key_holder(request)
-
-
-@post("/keys", dependencies={"ip": Provide(provide_signup_guard)}, status_code=201)
+@post("/keys", before_request=SIGNUP, status_code=201)
 async def signup_gateway_key(
-    request: AnyRequest, session: AsyncSession, ip: str, data: EmailSignupBody
+    request: AnyRequest, session: AsyncSession, data: EmailSignupBody
 ) -> EmailSignupResult:
     """Gateway-only ``gw_`` key with starter credits for an e-mail address."""
     created = await holder.signup(session, runtime_of(request), data.email)
@@ -66,16 +57,16 @@ async def signup_gateway_key(
 
 @post(
     "/api-keys",
-    dependencies={"caller": Provide(provide_creator)},
-    # Only checked for authenticated callers: a read-only key must not mint keys that
-    # outlive its own revocation.
-    opt={"scope": KEYS_WRITE},
+    # The scope is only checked for authenticated callers: a read-only key must not mint keys
+    # that outlive its own revocation.
+    before_request=key_holder_or_signup(KEYS_WRITE),
     status_code=201,
 )
 async def create_api_key(
-    request: AnyRequest, session: AsyncSession, caller: Principal | None, data: CreateKeyBody
+    request: AnyRequest, session: AsyncSession, data: CreateKeyBody
 ) -> CreatedKey:
     """Create a personal ``pk_`` key (an unclaimed one when called without a key)."""
+    caller = optional_principal_of(request)
     created = await holder.create_personal_key(session, runtime_of(request), caller, data)
     return CreatedKey(
         id=created.key.id,
@@ -95,22 +86,22 @@ async def _agent_plan(session: AsyncSession, agent_id: str | None) -> str | None
     return agent.plan if agent else None
 
 
-@get("/api-keys/info", dependencies={"caller": Provide(provide_key_holder)})
-async def key_info(caller: Principal) -> KeyView:
+@get("/api-keys/info", before_request=key_holder())
+async def key_info(request: AnyRequest) -> KeyView:
     """The calling key: type, scopes, expiry, pass period, rate limit, last use."""
-    return principal_view(caller)
+    return principal_view(principal_of(request))
 
 
-@get("/api-keys", dependencies={"caller": Provide(provide_key_holder)}, opt={"scope": KEYS_READ})
+@get("/api-keys", before_request=key_holder(KEYS_READ))
 async def list_api_keys(
     request: AnyRequest,
     session: AsyncSession,
-    caller: Principal,
     limit: int | None = Parameter(default=None),
     cursor: str | None = Parameter(default=None),
     status: str | None = Parameter(default=None),
 ) -> Page:
     """The caller's agent's keys, newest first (never secrets)."""
+    caller = principal_of(request)
     params = page_params(limit, cursor)
     rows, next_cursor = await keys.list_keys(
         session, params, agent_id=caller.agent_id or "", status=status
@@ -122,14 +113,14 @@ async def list_api_keys(
 
 @delete(
     "/api-keys/{key_id:str}",
-    dependencies={"caller": Provide(provide_key_holder)},
-    opt={"scope": KEYS_WRITE},
+    before_request=key_holder(KEYS_WRITE),
     status_code=200,
 )
 async def revoke_api_key(
-    request: AnyRequest, session: AsyncSession, caller: Principal, key_id: str
+    request: AnyRequest, session: AsyncSession, key_id: str
 ) -> KeyView:
     """Revoke one of the agent's keys; it stops working within a second everywhere."""
+    caller = principal_of(request)
     rt = runtime_of(request)
     key = await keys.revoke(session, await keys.get_owned(session, key_id, caller.agent_id or ""))
     after_commit(session, lambda: rt.auth.cache.forget_key(key_id))
@@ -138,18 +129,17 @@ async def revoke_api_key(
 
 @post(
     "/api-keys/{key_id:str}/regenerate",
-    dependencies={"caller": Provide(provide_key_holder)},
-    opt={"scope": KEYS_WRITE},
+    before_request=key_holder(KEYS_WRITE),
     status_code=200,
 )
 async def regenerate_api_key(
     request: AnyRequest,
     session: AsyncSession,
-    caller: Principal,
     key_id: str,
     data: RegenerateBody | None = None,
 ) -> RegeneratedKey:
     """New secret, same settings; the old secret keeps working for ``gracePeriodSeconds``."""
+    caller = principal_of(request)
     rt = runtime_of(request)
     key = await keys.get_owned(session, key_id, caller.agent_id or "")
     grace = data.grace_period_seconds if data else 0

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from litestar import Router, get
-from litestar.di import Provide
 from litestar.params import Parameter
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.auth.guards import provide_admin
-from app.auth.principal import Principal
+from app.auth.guards import ADMIN
 from app.errors import NotFound
 from app.http.pagination import Page, apply, page_params, split
 from app.payments.models import Payment
@@ -18,7 +16,7 @@ from app.payments.routes import PaymentView, payment_view
 
 @get("/")
 async def list_payments(
-    session: AsyncSession, admin: Principal,
+    session: AsyncSession,
     limit: int | None = Parameter(default=None), cursor: str | None = Parameter(default=None),
     status: str | None = Parameter(default=None, max_length=12),
     network: str | None = Parameter(default=None, max_length=40),
@@ -42,7 +40,7 @@ async def list_payments(
 
 
 @get("/{payment_id:str}")
-async def get_payment(session: AsyncSession, admin: Principal, payment_id: str) -> PaymentView:
+async def get_payment(session: AsyncSession, payment_id: str) -> PaymentView:
     payment = await session.get(Payment, payment_id)
     if payment is None:
         raise NotFound("Payment not found.")
@@ -52,6 +50,6 @@ async def get_payment(session: AsyncSession, admin: Principal, payment_id: str) 
 router = Router(
     path="/admin/v1/payments",
     route_handlers=[list_payments, get_payment],
-    dependencies={"admin": Provide(provide_admin)},
+    before_request=ADMIN,
     tags=["admin"],
 )

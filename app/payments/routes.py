@@ -8,7 +8,7 @@ import msgspec
 from litestar import Request, Router, get
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.auth.guards import presented_key, provide_key_holder, runtime_of
+from app.auth.guards import authenticate_key_holder, presented_key, runtime_of
 from app.db.types import rfc3339
 from app.errors import Conflict, NotFound
 from app.passes import service as passes
@@ -63,7 +63,7 @@ async def get_payment(
         return payment_view(payment, result)
     if presented_key(request) is None:
         raise NotFound("Payment not found.")
-    caller = await provide_key_holder(request)
+    caller = await authenticate_key_holder(request)
     if payment is None or payment.agent_id is None or payment.agent_id != caller.agent_id:
         raise NotFound("Payment not found.")
     return payment_view(payment)

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Router, delete, get, patch, post, put
-from litestar.di import Provide
 from litestar.params import Parameter
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -24,7 +23,7 @@ from app.agents.schemas import (
 )
 from app.agents.views import agent_view
 from app.audit.service import Actor, record
-from app.auth.guards import provide_master, runtime_of
+from app.auth.guards import MASTER, principal_of, runtime_of
 from app.auth.principal import Principal
 from app.db.types import rfc3339
 from app.http.pagination import Page, page_params
@@ -55,16 +54,18 @@ def _platform_id(master: Principal) -> str:
 
 
 @get("/")
-async def get_platform(session: AsyncSession, master: Principal) -> PlatformView:
+async def get_platform(request: AnyRequest, session: AsyncSession) -> PlatformView:
     """The calling platform."""
+    master = principal_of(request)
     return platform_view(await platforms.get(session, _platform_id(master)))
 
 
 @post("/agents", status_code=201)
 async def create_agent(
-    request: AnyRequest, session: AsyncSession, master: Principal, data: CreateAgentBody
+    request: AnyRequest, session: AsyncSession, data: CreateAgentBody
 ) -> CreatedAgent:
     """Create a fleet agent with its ``ak_`` key (shown once)."""
+    master = principal_of(request)
     created = await agents.create_for_platform(
         session, runtime_of(request).pepper, _platform_id(master), name=data.name.strip(),
         description=data.description, plan=data.plan,
@@ -78,13 +79,14 @@ async def create_agent(
 
 @get("/agents")
 async def list_agents(
+    request: AnyRequest,
     session: AsyncSession,
-    master: Principal,
     limit: int | None = Parameter(default=None),
     cursor: str | None = Parameter(default=None),
     disabled: bool | None = Parameter(default=None),
 ) -> Page:
     """The fleet, newest first."""
+    master = principal_of(request)
     rows, next_cursor = await agents.search(
         session, page_params(limit, cursor), platform_id=_platform_id(master), disabled=disabled
     )
@@ -92,16 +94,18 @@ async def list_agents(
 
 
 @get("/agents/{agent_id:str}")
-async def get_agent(session: AsyncSession, master: Principal, agent_id: str) -> AgentView:
+async def get_agent(request: AnyRequest, session: AsyncSession, agent_id: str) -> AgentView:
+    master = principal_of(request)
     return agent_view(await agents.get_in_platform(session, agent_id, _platform_id(master)))
 
 
 @patch("/agents/{agent_id:str}")
 async def update_agent(
-    request: AnyRequest, session: AsyncSession, master: Principal, agent_id: str,
+    request: AnyRequest, session: AsyncSession, agent_id: str,
     data: UpdateAgentBody,
 ) -> AgentView:
     """Rename, disable/enable, change plan or per-agent daily spending limit."""
+    master = principal_of(request)
     rt = runtime_of(request)
     agent = await agents.get_in_platform(session, agent_id, _platform_id(master))
     before = agents.agent_snapshot(agent)
@@ -115,10 +119,11 @@ async def update_agent(
 
 @post("/agents/{agent_id:str}/rotate-key", status_code=200)
 async def rotate_agent_key(
-    request: AnyRequest, session: AsyncSession, master: Principal, agent_id: str,
+    request: AnyRequest, session: AsyncSession, agent_id: str,
     data: RotateBody | None = None,
 ) -> RotatedKey:
     """New secret for the agent's ``ak_`` key; the old one works for the grace period."""
+    master = principal_of(request)
     rt = runtime_of(request)
     agent = await agents.get_in_platform(session, agent_id, _platform_id(master))
     key = await agents.primary_key(session, agent.id)
@@ -133,9 +138,10 @@ async def rotate_agent_key(
 
 @post("/agents/claim", status_code=200)
 async def claim_agent(
-    request: AnyRequest, session: AsyncSession, master: Principal, data: ClaimBody
+    request: AnyRequest, session: AsyncSession, data: ClaimBody
 ) -> AgentView:
     """Take a self-registered agent into the fleet with its claim code (works once)."""
+    master = principal_of(request)
     rt = runtime_of(request)
     agent = await agents.claim(session, rt.pepper, _platform_id(master), data.claim_code)
     await record(session, _actor(request, master), "agent.claim", "agent", agent.id,
@@ -146,9 +152,10 @@ async def claim_agent(
 
 @put("/spending-limit")
 async def set_spending_limit(
-    request: AnyRequest, session: AsyncSession, master: Principal, data: SpendingLimitBody
+    request: AnyRequest, session: AsyncSession, data: SpendingLimitBody
 ) -> SpendingLimitView:
     """Fleet-wide daily spending limit in micros (``null`` removes it)."""
+    master = principal_of(request)
     platform = await platforms.get(session, _platform_id(master))
     before = {"dailyLimitMicros": platform.daily_spending_limit_micros}
     await platforms.set_spending_limit(session, platform, data.daily_limit_micros)
@@ -161,10 +168,11 @@ async def set_spending_limit(
 
 @post("/master-keys", status_code=201)
 async def create_master_key(
-    request: AnyRequest, session: AsyncSession, master: Principal,
+    request: AnyRequest, session: AsyncSession,
     data: MasterKeyBody | None = None,
 ) -> CreatedMasterKey:
     """Another master key for this platform (shown once), optionally expiring."""
+    master = principal_of(request)
     issued = await platforms.create_master_key(
         session, runtime_of(request).pepper, _platform_id(master), data.label if data else None,
         master.key_id, data.expires_at if data else None,
@@ -181,10 +189,10 @@ async def create_master_key(
 async def list_master_keys(
     request: AnyRequest,
     session: AsyncSession,
-    master: Principal,
     limit: int | None = Parameter(default=None),
     cursor: str | None = Parameter(default=None),
 ) -> Page:
+    master = principal_of(request)
     rows, next_cursor = await platforms.list_master_keys(
         session, _platform_id(master), page_params(limit, cursor)
     )
@@ -194,9 +202,10 @@ async def list_master_keys(
 
 @delete("/master-keys/{key_id:str}", status_code=200)
 async def revoke_master_key(
-    request: AnyRequest, session: AsyncSession, master: Principal, key_id: str
+    request: AnyRequest, session: AsyncSession, key_id: str
 ) -> KeyView:
     """Revoke another master key of this platform (a key cannot revoke itself: CONFLICT)."""
+    master = principal_of(request)
     rt = runtime_of(request)
     key = await platforms.revoke_master_key(session, _platform_id(master), key_id, master.key_id)
     await record(session, _actor(request, master), "master_key.revoke", "key", key.id,
@@ -211,6 +220,6 @@ router = Router(
         get_platform, create_agent, list_agents, get_agent, update_agent, rotate_agent_key,
         claim_agent, set_spending_limit, create_master_key, list_master_keys, revoke_master_key,
     ],
-    dependencies={"master": Provide(provide_master)},
+    before_request=MASTER,
     tags=["platform"],
 )

@@ -63,6 +63,8 @@ class _Lease:
     available: int
     # The shared counter as of the last lease: the basis of the Remaining header.
     counted: int
+    # Tokens taken from the shared counter per round trip (``lease_size`` of the limit).
+    want: int = 1
     # The store round trip in flight for this window, if any: a burst on one key waits for
     # that one lease instead of sending a round trip per request (single flight).
     fetching: asyncio.Future[None] | None = None
@@ -102,7 +104,7 @@ class RateLimiter:
         local = f"{name}:{limit}"
         lease = self._leases.get(local)
         if lease is None or lease.window_start != start:
-            lease = _Lease(window_start=start, available=0, counted=0)
+            lease = _Lease(window_start=start, available=0, counted=0, want=lease_size(limit))
             self._leases[local] = lease
             self._leases.move_to_end(local)
             if len(self._leases) > MAX_TRACKED:
@@ -111,7 +113,7 @@ class RateLimiter:
 
     def _grant(self, lease: _Lease, name: str, limit: int, window: int) -> RateState:
         lease.available -= 1
-        want = lease_size(limit)
+        want = lease.want
         if (
             want >= LEASE_AHEAD_MIN
             and lease.available < want // 2
@@ -153,6 +155,34 @@ class RateLimiter:
         finally:
             lease.fetching = None
             done.set_result(None)
+
+    def check_now(
+        self, scope: str, subject: str, per_minute: int, per_day: int | None
+    ) -> RateState | None:
+        """``check`` without an await, for when every window involved has a leased token in
+        hand (the usual case for a busy key); None means nothing was counted: ``await
+        check(...)``. Both windows are looked at before either is charged, so falling back
+        never charges a window twice."""
+        now = time.time()
+        minute_name = f"{scope}:{subject}:m"
+        minute = self._in_hand(minute_name, per_minute, MINUTE, now)
+        if minute is None:
+            return None
+        if per_day is None:
+            return self._grant(minute, minute_name, per_minute, MINUTE)
+        day_name = f"{scope}:{subject}:d"
+        day = self._in_hand(day_name, per_day, DAY, now)
+        if day is None:
+            return None
+        minute_state = self._grant(minute, minute_name, per_minute, MINUTE)
+        day_state = self._grant(day, day_name, per_day, DAY)
+        return minute_state if minute_state.remaining <= day_state.remaining else day_state
+
+    def _in_hand(self, name: str, limit: int, window: int, now: float) -> _Lease | None:
+        lease = self._leases.get(f"{name}:{limit}")
+        if lease is None or lease.available <= 0:
+            return None
+        return lease if lease.window_start == int(now // window) * window else None
 
     async def check(
         self, scope: str, subject: str, per_minute: int, per_day: int | None

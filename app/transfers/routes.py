@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Router, get, post
-from litestar.di import Provide
 from litestar.params import Parameter
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit.service import Actor, record
-from app.auth.guards import provide_admin, runtime_of
+from app.auth.guards import ADMIN, principal_of, runtime_of
 from app.auth.principal import Principal
 from app.db.types import utcnow
 from app.errors import NotFound, ValidationFailed
@@ -53,7 +52,7 @@ def _network(request: AnyRequest, name: str) -> Network:
 
 @get("/transfers")
 async def list_transfers(
-    session: AsyncSession, admin: Principal,
+    session: AsyncSession,
     limit: int | None = Parameter(default=None), cursor: str | None = Parameter(default=None),
     network: str | None = Parameter(default=None, max_length=20),
     status: str | None = Parameter(default=None, max_length=10),
@@ -77,16 +76,17 @@ async def list_transfers(
 
 
 @get("/transfers/{transfer_id:str}")
-async def get_transfer(session: AsyncSession, admin: Principal, transfer_id: str) -> TransferView:
+async def get_transfer(session: AsyncSession, transfer_id: str) -> TransferView:
     return transfer_view(await transfers.get(session, transfer_id))
 
 
 @post("/transfers/{transfer_id:str}/assign", status_code=200)
 async def assign_transfer(
-    request: AnyRequest, session: AsyncSession, admin: Principal, transfer_id: str,
+    request: AnyRequest, session: AsyncSession, transfer_id: str,
     data: AssignBody,
 ) -> TransferView:
     """Credit an unmatched deposit to an agent (e.g. its wallet was linked after it paid)."""
+    admin = principal_of(request)
     transfer = await transfers.get(session, transfer_id)
     before = transfers.snapshot(transfer)
     await transfers.assign(session, transfer, data.agent_id, data.reason)
@@ -111,7 +111,7 @@ async def _watcher_views(request: AnyRequest, session: AsyncSession) -> list[Wat
 
 @get("/chain/watchers")
 async def list_watchers(
-    request: AnyRequest, session: AsyncSession, admin: Principal
+    request: AnyRequest, session: AsyncSession
 ) -> list[WatcherView]:
     """Every enabled network's watcher: head, cursor, lag, last error, reorgs."""
     return await _watcher_views(request, session)
@@ -119,11 +119,12 @@ async def list_watchers(
 
 @post("/chain/watchers/{network:str}/rewind", status_code=200)
 async def rewind_watcher(
-    request: AnyRequest, session: AsyncSession, admin: Principal, network: str,
+    request: AnyRequest, session: AsyncSession, network: str,
     data: RewindBody,
 ) -> RewindView:
     """Scan again from ``block`` (e.g. a provider missed logs). Stored transfers are kept; the
     re-scan adds what was missing and changes nothing else."""
+    admin = principal_of(request)
     found = _network(request, network)
     state, previous = await transfers.rewind(session, found.name, found.chain_id, data.block)
     await record(session, _actor(request, admin), "chain_watcher.rewind", "chain_watcher",
@@ -139,7 +140,7 @@ async def rewind_watcher(
 
 @get("/settlements")
 async def list_settlements(
-    session: AsyncSession, admin: Principal,
+    session: AsyncSession,
     limit: int | None = Parameter(default=None), cursor: str | None = Parameter(default=None),
     network: str | None = Parameter(default=None, max_length=20),
     status: str | None = Parameter(default=None, max_length=16),
@@ -154,7 +155,7 @@ async def list_settlements(
 
 @get("/settlements/{submission_id:str}")
 async def get_settlement(
-    session: AsyncSession, admin: Principal, submission_id: str
+    session: AsyncSession, submission_id: str
 ) -> SettlementOutcome:
     return await settlement.outcome(session, submission_id)
 
@@ -165,6 +166,6 @@ router = Router(
         list_transfers, get_transfer, assign_transfer, list_watchers, rewind_watcher,
         list_settlements, get_settlement,
     ],
-    dependencies={"admin": Provide(provide_admin)},
+    before_request=ADMIN,
     tags=["admin", "chain"],
 )

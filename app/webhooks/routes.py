@@ -9,12 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Router, delete, get, patch, post
-from litestar.di import Provide
 from litestar.params import Parameter
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit.service import Actor, record
-from app.auth.guards import provide_admin, provide_master, runtime_of
+from app.auth.guards import ADMIN, MASTER, principal_of, runtime_of
 from app.auth.principal import Principal
 from app.db.types import rfc3339
 from app.http.pagination import Page, page_params
@@ -132,21 +131,24 @@ async def _own(session: AsyncSession, master: Principal, endpoint_id: str) -> We
 
 
 @post("/", status_code=201)
-async def create_endpoint(request: AnyRequest, session: AsyncSession, master: Principal,
+async def create_endpoint(request: AnyRequest, session: AsyncSession,
                           data: CreateEndpointBody) -> CreatedEndpoint:
     """Register an endpoint. The URL must reach a public address (SSRF guard); the ``whsec_``
     signing secret is in this response only."""
+    master = principal_of(request)
     return await _create(request, session, _platform_actor(request, master),
                          master.platform_id or "", data)
 
 
 @get("/")
 async def list_endpoints(
-    session: AsyncSession, master: Principal,
+    request: AnyRequest,
+    session: AsyncSession,
     limit: int | None = Parameter(default=None), cursor: str | None = Parameter(default=None),
     enabled: bool | None = Parameter(default=None),
 ) -> Page:
     """The platform's endpoints, newest first."""
+    master = principal_of(request)
     rows, next_cursor = await service.search(
         session, page_params(limit, cursor), platform_id=master.platform_id or "", enabled=enabled
     )
@@ -154,59 +156,68 @@ async def list_endpoints(
 
 
 @get("/{endpoint_id:str}")
-async def get_endpoint(session: AsyncSession, master: Principal, endpoint_id: str) -> EndpointView:
-    return endpoint_view(await _own(session, master, endpoint_id))
+async def get_endpoint(
+    request: AnyRequest, session: AsyncSession, endpoint_id: str
+) -> EndpointView:
+    return endpoint_view(await _own(session, principal_of(request), endpoint_id))
 
 
 @patch("/{endpoint_id:str}")
-async def update_endpoint(request: AnyRequest, session: AsyncSession, master: Principal,
+async def update_endpoint(request: AnyRequest, session: AsyncSession,
                           endpoint_id: str, data: UpdateEndpointBody) -> EndpointView:
     """Change URL, description, event types; ``enabled: false`` pauses it (pending messages
     fail and can be replayed), ``true`` resumes it."""
+    master = principal_of(request)
     endpoint = await _own(session, master, endpoint_id)
     return await _update(request, session, _platform_actor(request, master), endpoint, data)
 
 
 @delete("/{endpoint_id:str}", status_code=200)
-async def delete_endpoint(request: AnyRequest, session: AsyncSession, master: Principal,
+async def delete_endpoint(request: AnyRequest, session: AsyncSession,
                           endpoint_id: str) -> EndpointView:
     """Remove the endpoint and its delivery history."""
+    master = principal_of(request)
     endpoint = await _own(session, master, endpoint_id)
     return await _delete(session, _platform_actor(request, master), endpoint)
 
 
 @post("/{endpoint_id:str}/rotate-secret", status_code=200)
-async def rotate_secret(request: AnyRequest, session: AsyncSession, master: Principal,
+async def rotate_secret(request: AnyRequest, session: AsyncSession,
                         endpoint_id: str) -> RotatedSecret:
     """A new secret (shown once); the old one keeps signing beside it for 24 hours."""
+    master = principal_of(request)
     endpoint = await _own(session, master, endpoint_id)
     return await _rotate(request, session, _platform_actor(request, master), endpoint)
 
 
 @post("/{endpoint_id:str}/test", status_code=202)
-async def send_test(request: AnyRequest, session: AsyncSession, master: Principal,
+async def send_test(request: AnyRequest, session: AsyncSession,
                     endpoint_id: str) -> TestSent:
     """Send a ``webhook.test`` event to this endpoint only."""
+    master = principal_of(request)
     endpoint = await _own(session, master, endpoint_id)
     return await _test(session, _platform_actor(request, master), endpoint)
 
 
 @get("/{endpoint_id:str}/deliveries")
 async def list_deliveries(
-    session: AsyncSession, master: Principal, endpoint_id: str,
+    request: AnyRequest,
+    session: AsyncSession, endpoint_id: str,
     limit: int | None = Parameter(default=None), cursor: str | None = Parameter(default=None),
     status: str | None = Parameter(default=None),
     event_type: str | None = Parameter(query="eventType", default=None),
 ) -> Page:
     """Messages to this endpoint, newest first, each with its attempts."""
+    master = principal_of(request)
     endpoint = await _own(session, master, endpoint_id)
     return await _deliveries(session, endpoint, limit, cursor, status, event_type)
 
 
 @post("/{endpoint_id:str}/replay", status_code=202)
-async def replay(request: AnyRequest, session: AsyncSession, master: Principal,
+async def replay(request: AnyRequest, session: AsyncSession,
                  endpoint_id: str, data: ReplayBody) -> ReplayView:
     """Re-send failed messages created since ``since``, at a bounded rate."""
+    master = principal_of(request)
     endpoint = await _own(session, master, endpoint_id)
     return await _replay(request, session, _platform_actor(request, master), endpoint, data)
 
@@ -217,7 +228,7 @@ platform_router = Router(
         create_endpoint, list_endpoints, get_endpoint, update_endpoint, delete_endpoint,
         rotate_secret, send_test, list_deliveries, replay,
     ],
-    dependencies={"master": Provide(provide_master)},
+    before_request=MASTER,
     tags=["platform webhooks"],
 )
 
@@ -234,16 +245,17 @@ async def _any(session: AsyncSession, endpoint_id: str) -> WebhookEndpoint:
 
 
 @post("/", status_code=201)
-async def admin_create_endpoint(request: AnyRequest, session: AsyncSession, admin: Principal,
+async def admin_create_endpoint(request: AnyRequest, session: AsyncSession,
                                 data: CreateEndpointBody) -> CreatedEndpoint:
     """An operator endpoint: it receives every platform's events (filtered by type) and the
     operator-only ``webhook.endpoint_disabled``."""
+    admin = principal_of(request)
     return await _create(request, session, _admin_actor(request, admin), service.OPERATOR, data)
 
 
 @get("/")
 async def admin_list_endpoints(
-    session: AsyncSession, admin: Principal,
+    session: AsyncSession,
     limit: int | None = Parameter(default=None), cursor: str | None = Parameter(default=None),
     platform_id: str | None = Parameter(query="platformId", default=None),
     operator: bool = Parameter(default=False),
@@ -259,43 +271,47 @@ async def admin_list_endpoints(
 
 
 @get("/{endpoint_id:str}")
-async def admin_get_endpoint(session: AsyncSession, admin: Principal,
+async def admin_get_endpoint(session: AsyncSession,
                              endpoint_id: str) -> EndpointView:
     return endpoint_view(await _any(session, endpoint_id))
 
 
 @patch("/{endpoint_id:str}")
-async def admin_update_endpoint(request: AnyRequest, session: AsyncSession, admin: Principal,
+async def admin_update_endpoint(request: AnyRequest, session: AsyncSession,
                                 endpoint_id: str, data: UpdateEndpointBody) -> EndpointView:
     """Change any endpoint, e.g. re-enable one passgate disabled."""
+    admin = principal_of(request)
     endpoint = await _any(session, endpoint_id)
     return await _update(request, session, _admin_actor(request, admin), endpoint, data)
 
 
 @delete("/{endpoint_id:str}", status_code=200)
-async def admin_delete_endpoint(request: AnyRequest, session: AsyncSession, admin: Principal,
+async def admin_delete_endpoint(request: AnyRequest, session: AsyncSession,
                                 endpoint_id: str) -> EndpointView:
+    admin = principal_of(request)
     endpoint = await _any(session, endpoint_id)
     return await _delete(session, _admin_actor(request, admin), endpoint)
 
 
 @post("/{endpoint_id:str}/rotate-secret", status_code=200)
-async def admin_rotate_secret(request: AnyRequest, session: AsyncSession, admin: Principal,
+async def admin_rotate_secret(request: AnyRequest, session: AsyncSession,
                               endpoint_id: str) -> RotatedSecret:
+    admin = principal_of(request)
     endpoint = await _any(session, endpoint_id)
     return await _rotate(request, session, _admin_actor(request, admin), endpoint)
 
 
 @post("/{endpoint_id:str}/test", status_code=202)
-async def admin_send_test(request: AnyRequest, session: AsyncSession, admin: Principal,
+async def admin_send_test(request: AnyRequest, session: AsyncSession,
                           endpoint_id: str) -> TestSent:
+    admin = principal_of(request)
     endpoint = await _any(session, endpoint_id)
     return await _test(session, _admin_actor(request, admin), endpoint)
 
 
 @get("/{endpoint_id:str}/deliveries")
 async def admin_list_deliveries(
-    session: AsyncSession, admin: Principal, endpoint_id: str,
+    session: AsyncSession, endpoint_id: str,
     limit: int | None = Parameter(default=None), cursor: str | None = Parameter(default=None),
     status: str | None = Parameter(default=None),
     event_type: str | None = Parameter(query="eventType", default=None),
@@ -305,15 +321,16 @@ async def admin_list_deliveries(
 
 
 @post("/{endpoint_id:str}/replay", status_code=202)
-async def admin_replay(request: AnyRequest, session: AsyncSession, admin: Principal,
+async def admin_replay(request: AnyRequest, session: AsyncSession,
                        endpoint_id: str, data: ReplayBody) -> ReplayView:
     """Re-send an endpoint's failed messages created since ``since``, at a bounded rate."""
+    admin = principal_of(request)
     endpoint = await _any(session, endpoint_id)
     return await _replay(request, session, _admin_actor(request, admin), endpoint, data)
 
 
 @get("/messages/{message_id:str}")
-async def admin_get_message(session: AsyncSession, admin: Principal,
+async def admin_get_message(session: AsyncSession,
                             message_id: str) -> DeliveryView:
     message = await service.get_message(session, message_id)
     attempts = await service.attempts_of(session, [message.id])
@@ -321,9 +338,10 @@ async def admin_get_message(session: AsyncSession, admin: Principal,
 
 
 @post("/messages/{message_id:str}/replay", status_code=202)
-async def admin_replay_message(request: AnyRequest, session: AsyncSession, admin: Principal,
+async def admin_replay_message(request: AnyRequest, session: AsyncSession,
                                message_id: str) -> DeliveryView:
     """Send one delivered or failed message again (same ``webhook-id``, same body)."""
+    admin = principal_of(request)
     message = await service.get_message(session, message_id)
     before = {"status": message.status}
     await service.replay_message(session, message)
@@ -340,6 +358,6 @@ admin_router = Router(
         admin_delete_endpoint, admin_rotate_secret, admin_send_test, admin_list_deliveries,
         admin_replay, admin_get_message, admin_replay_message,
     ],
-    dependencies={"admin": Provide(provide_admin)},
+    before_request=ADMIN,
     tags=["admin webhooks"],
 )

@@ -10,10 +10,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
+from sqlalchemy import event
+
+from app.main import create_app
 
 from tests.factories import (
     assert_error,
@@ -439,3 +444,96 @@ async def _fleet_agent(client, platform) -> dict[str, Any]:
     assert response.status_code == 201, response.text
     created: dict[str, Any] = response.json()
     return created
+
+
+# -- where the check runs ------------------------------------------------------------------------
+
+
+async def test_an_unauthenticated_call_is_refused_before_its_body_is_read(client):
+    # when a body that would not validate is sent without a key
+    response = await client.post("/v1/wallets/challenge", json={"address": 12})
+
+    # then the caller learns only that a key is missing
+    unauthorized(response, "missing api key")
+
+
+async def test_a_key_without_the_scope_is_refused_before_its_body_is_read(client):
+    # given a read-only key
+    agent = await register_agent(client)
+    reader = await create_key(client, agent["apiKey"], scopes=["keys:read"])
+
+    # when it sends an invalid body to a route that needs another scope
+    response = await client.post("/v1/wallets/challenge", json={"address": 12},
+                                 headers=key_headers(reader["key"]))
+
+    # then
+    assert_error(response, 403, "FORBIDDEN")
+
+
+async def test_a_nul_character_is_refused_on_a_keyed_route_before_the_key_is_checked(client):
+    # when (no key at all: the NUL check comes first on every route)
+    response = await client.delete("/v1/api-keys/key_%00")
+
+    # then
+    assert_error(response, 400, "VALIDATION_ERROR")
+
+
+def _count_key_lookups(engine) -> list[str]:
+    seen: list[str] = []
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        if "secret_hash" in statement and statement.lstrip().upper().startswith("SELECT"):
+            seen.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", before)
+    return seen
+
+
+@asynccontextmanager
+async def another_process(settings):
+    """Another API instance served in this event loop, so a burst really is concurrent (the
+    test client hands requests to its app one at a time)."""
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    async with app.lifespan(), httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        yield c, app.state["runtime"]
+
+
+async def test_a_burst_on_a_key_new_to_a_process_reads_the_database_once(client, settings_factory):
+    # given a key another process issued, and a process that has never seen it
+    agent = await register_agent(client)
+    async with another_process(settings_factory()) as (fresh, runtime):
+        lookups = _count_key_lookups(runtime.engine)
+
+        # when twenty requests with it arrive at once
+        responses = await asyncio.gather(*(
+            fresh.get("/v1/api-keys/info", headers=key_headers(agent["apiKey"]))
+            for _ in range(20)
+        ))
+
+    # then all are served from one database read
+    assert {r.status_code for r in responses} == {200}
+    assert len(lookups) == 1
+
+
+async def test_a_hot_key_is_refreshed_once_in_the_background(client, settings_factory):
+    agent = await register_agent(client)
+    headers = key_headers(agent["apiKey"])
+    async with another_process(settings_factory(key_cache_seconds=0.4)) as (fresh, runtime):
+        # given a process that cached a key over half a TTL ago
+        assert (await fresh.get("/v1/api-keys/info", headers=headers)).status_code == 200
+        lookups = _count_key_lookups(runtime.engine)
+        await asyncio.sleep(0.25)
+
+        # when a burst arrives
+        responses = await asyncio.gather(*(
+            fresh.get("/v1/api-keys/info", headers=headers) for _ in range(20)
+        ))
+
+        # then every request is served from the cache and one re-read runs behind them
+        assert {r.status_code for r in responses} == {200}
+        deadline = time.monotonic() + 5
+        while not lookups and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)
+    assert len(lookups) == 1
