@@ -4,15 +4,18 @@ A backfill stores tens of thousands of transfers per range. Given a list of dict
 ``session.execute`` builds and type-processes a parameter set per row (ids, datetimes, booleans),
 which costs the watcher more than SQLite spends writing the rows. Here the statement text is
 built once per dialect and the values every row shares are type-processed once. SQLite (in
-process) gets plain tuples through the driver's ``executemany``; PostgreSQL gets one statement
-over ``unnest`` of one array per column, because an executemany there still costs a statement
-execution per row on the server.
+process) gets multi-row ``VALUES`` statements of up to 1,000 rows, which cost it about a third
+less than the same rows through the driver's ``executemany`` (one step, reset and re-bind per
+row); PostgreSQL gets one statement over ``unnest`` of one array per column, because an
+executemany there still costs a statement execution per row on the server.
 """
 
 from __future__ import annotations
 
+import itertools
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,14 +24,33 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 _Processor = Callable[[Any], Any]
 
+# Rows per multi-row VALUES statement, and the bound parameters SQLite takes in one statement
+# (32,766 since 3.32; 999 before).
+_VALUES_ROWS = 1_000
+_MAX_VARIABLES = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
+# Where a statement's rows of placeholders go (never valid SQL, never in a quoted name).
+_VALUES_SLOT = "\x00rows\x00"
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)
 class _Prepared:
+    # The whole statement (PostgreSQL ``unnest``), else the text around its VALUES rows.
     sql: str
-    # One array parameter per row column (PostgreSQL ``unnest``), else one tuple per row.
+    # One array parameter per row column (PostgreSQL ``unnest``), else rows of placeholders.
     arrays: bool
     # Type processors of the per-row columns (None: the driver takes the Python value as is).
     row_processors: tuple[_Processor | None, ...]
+    # Multi-row VALUES: one row's placeholders, rows per statement, statements by row count.
+    values_row: str = ""
+    per_statement: int = 1
+    by_rows: dict[int, str] = field(default_factory=dict)
+
+    def values_sql(self, rows: int) -> str:
+        sql = self.by_rows.get(rows)
+        if sql is None:
+            head, _, tail = self.sql.partition(_VALUES_SLOT)
+            sql = self.by_rows[rows] = head + ", ".join([self.values_row] * rows) + tail
+        return sql
 
 
 class BulkInsert:
@@ -48,9 +70,10 @@ class BulkInsert:
 
     async def execute(
         self, session: AsyncSession, rows: Sequence[tuple[Any, ...]], constants: Mapping[str, Any]
-    ) -> None:
+    ) -> int:
+        """Insert ``rows``; returns how many were inserted (the others' keys existed)."""
         if not rows:
-            return
+            return 0
         connection = await session.connection()
         dialect = connection.dialect
         prepared = self._prepare(dialect, tuple(constants))
@@ -61,9 +84,17 @@ class BulkInsert:
             rows = [_apply(prepared.row_processors, row) for row in rows]
         if prepared.arrays:
             columns = [list(values) for values in zip(*rows, strict=True)]
-            await connection.exec_driver_sql(prepared.sql, (*columns, *shared))
-        else:
-            await connection.exec_driver_sql(prepared.sql, [row + shared for row in rows])
+            result = await connection.exec_driver_sql(prepared.sql, (*columns, *shared))
+            # Rows skipped by ON CONFLICT DO NOTHING are not in the count ("INSERT 0 n").
+            return int(result.rowcount)
+        inserted, step = 0, prepared.per_statement
+        for start in range(0, len(rows), step):
+            chunk = rows[start : start + step]
+            params = tuple(itertools.chain.from_iterable([row + shared for row in chunk]))
+            result = await connection.exec_driver_sql(prepared.values_sql(len(chunk)), params)
+            # SQLite's changes(): rows skipped by ON CONFLICT DO NOTHING are not counted.
+            inserted += int(result.rowcount)
+        return inserted
 
     def _prepare(self, dialect: Dialect, constant_names: tuple[str, ...]) -> _Prepared:
         key = (dialect.name, dialect.paramstyle, constant_names)
@@ -85,13 +116,22 @@ class BulkInsert:
                 select_list = ", ".join(["rows.*", *casts[per_row:]])
                 source = f"SELECT {select_list} FROM unnest({unnest}) AS rows"  # noqa: S608
             else:
-                source = f"VALUES ({', '.join(marks)})"
+                if dialect.paramstyle != "qmark":
+                    raise NotImplementedError("bulk insert: multi-row VALUES needs qmark")
+                source = f"VALUES {_VALUES_SLOT}"
             sql = (
                 f"INSERT INTO {quote(self.table.name)} ({', '.join(quote(n) for n in names)}) "
                 f"{source} ON CONFLICT ({', '.join(quote(n) for n in self.conflict)}) DO NOTHING"
             )
             processors = tuple(_processor(self.table.c[n], dialect) for n in self.row_columns)
-            prepared = self._prepared[key] = _Prepared(sql, arrays, processors)
+            if arrays:
+                prepared = _Prepared(sql, arrays, processors)
+            else:
+                prepared = _Prepared(
+                    sql, arrays, processors, values_row=f"({', '.join(marks)})",
+                    per_statement=max(1, min(_VALUES_ROWS, _MAX_VARIABLES // len(names))),
+                )
+            self._prepared[key] = prepared
         return prepared
 
 

@@ -209,8 +209,10 @@ async def confirm(
     for purpose in purposes():
         if not remaining:
             break
-        decided.update(await purpose.claim(session, remaining, ctx))
-        remaining = [c for c in remaining if c.id not in decided]
+        claimed = await purpose.claim(session, remaining, ctx)
+        if claimed:  # a backfill is thousands of candidates: filter only when it changes them
+            decided.update(claimed)
+            remaining = [c for c in remaining if c.id not in decided]
     for candidate in remaining:
         decided[candidate.id] = _UNCLAIMED
     return decided

@@ -151,18 +151,49 @@ def _row(log: TransferLog, transfer_id: str) -> tuple[Any, ...]:
             value if value <= _MAX_MICROS else None)
 
 
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What storing a range did: rows new or revived, and how many of them it counted."""
+
+    stored: int
+    confirmed: int
+
+
+class CountConflict(Exception):
+    """Some transfers just counted were not written (another writer stored or counted them
+    first). Their effects were applied in this transaction, which must be rolled back."""
+
+
+class StoreConflict(CountConflict):
+    """Raised by :func:`store_logs`: storing the range again without counting on insert is
+    always safe."""
+
+
 async def store_logs(
-    session: AsyncSession, network: str, chain_id: int, logs: Sequence[TransferLog]
-) -> int:
-    """Store new transfers (``pending``); returns how many rows were new or revived.
+    session: AsyncSession,
+    ctx: purposes.PurposeContext,
+    logs: Sequence[TransferLog],
+    *,
+    confirmed_up_to: int | None = None,
+) -> Stored:
+    """Store new transfers; returns how many rows were new or revived, and how many of them
+    were counted.
+
+    New transfers in blocks at or below ``confirmed_up_to`` already have their confirmations:
+    they are counted through their purpose here, in the caller's transaction, and inserted in
+    their final state, so a backfill neither reads them back nor updates them again. Only rows
+    this statement inserts may have been counted: if any of them was not inserted (its key was
+    stored concurrently), :class:`StoreConflict` is raised and the caller must roll back. The
+    others are stored ``pending`` for :func:`confirm_ready`.
 
     Known (chain, tx, log index) keys are no-ops, except a transfer marked ``reorged`` that
     shows up again (its transaction was mined anew): it is revived as ``pending`` in its new
     block with ``epoch`` + 1, so it is counted again under fresh ledger keys.
     """
     if not logs:
-        return 0
+        return Stored(0, 0)
     now = utcnow()
+    chain_id = ctx.chain_id
     t = ChainTransfer.__table__  # type: ignore[attr-defined]  # SQLModel tables have it
     # Which keys exist already: one indexed lookup per chunk of distinct tx hashes (re-scans
     # and reorgs make this non-empty; a fresh range usually finds nothing).
@@ -175,19 +206,64 @@ async def store_logs(
             )
         )
         known.update((row[0], row[1]) for row in rows.all())
-    fresh = [log for log in logs if (log.tx_hash, log.log_index) not in known]
+    if known:
+        fresh = [log for log in logs if (log.tx_hash, log.log_index) not in known]
+        again = [log for log in logs if (log.tx_hash, log.log_index) in known]
+    else:
+        fresh, again = list(logs), []
+    shared = {"network": ctx.network, "chain_id": chain_id, "epoch": 0, "seen_at": now,
+              "updated_at": now}
+    inserted = confirmed = 0
     if fresh:
+        fresh_rows = [_row(log, transfer_id)
+                 for log, transfer_id in zip(fresh, _transfer_ids(len(fresh)), strict=True)]
+        if confirmed_up_to is None:
+            ready: list[tuple[Any, ...]] = []
+            waiting = fresh_rows
+        else:
+            ready = [row for row in fresh_rows if row[3] <= confirmed_up_to]
+            waiting = (
+                [row for row in fresh_rows if row[3] > confirmed_up_to] if ready else fresh_rows
+            )
+        if ready:
+            decided = await purposes.confirm(session, _candidates(ctx, ready), ctx)
+            # Grouped by identity: purposes share one instance per common outcome, and hashing
+            # a dataclass per row costs more than a few extra statements for equal copies.
+            groups: dict[int, tuple[purposes.Counted, list[tuple[Any, ...]]]] = {}
+            for row in ready:
+                counted = decided[row[0]]
+                group = groups.get(id(counted))
+                if group is None:
+                    group = groups[id(counted)] = (counted, [])
+                group[1].append(row)
+            for counted, group_rows in groups.values():
+                done = await _TRANSFER_INSERT.execute(session, group_rows, {
+                    **shared, "status": CONFIRMED, "confirmed_at": now,
+                    "purpose": counted.purpose, "unmatched": counted.unmatched,
+                    "agent_id": counted.agent_id, "ledger_entry_id": counted.ledger_entry_id,
+                    "reference": counted.reference,
+                })
+                if done != len(group_rows):
+                    raise StoreConflict(f"{len(group_rows) - done} of {len(group_rows)} transfers "
+                                        "counted on insert were stored concurrently")
+            inserted = confirmed = len(ready)
         # ON CONFLICT keeps a concurrent writer (there should be none: runs hold a lease) from
-        # failing the range.
-        await _TRANSFER_INSERT.execute(
-            session,
-            [_row(log, transfer_id)
-             for log, transfer_id in zip(fresh, _transfer_ids(len(fresh)), strict=True)],
-            {"network": network, "chain_id": chain_id, "status": PENDING, "unmatched": False,
-             "epoch": 0, "seen_at": now, "updated_at": now},
+        # failing the range; a pending row it skips was counted by nobody here.
+        inserted += await _TRANSFER_INSERT.execute(
+            session, waiting, {**shared, "status": PENDING, "unmatched": False}
         )
-    again = [log for log in logs if (log.tx_hash, log.log_index) in known]
-    return len(fresh) + await _revive(session, chain_id, again, now)
+    return Stored(inserted + await _revive(session, chain_id, again, now), confirmed)
+
+
+def _candidates(
+    ctx: purposes.PurposeContext, rows: Sequence[tuple[Any, ...]]
+) -> list[purposes.Candidate]:
+    network, chain_id, candidate = ctx.network, ctx.chain_id, purposes.Candidate
+    new = tuple.__new__  # what the NamedTuple's own __new__ ends in, minus a Python call per row
+    # Columns as ``_row`` orders them; a fresh row's epoch is 0.
+    return [new(candidate, (row[0], network, chain_id, row[1], row[2], row[3], row[5], row[6],
+                            row[8], 0))
+            for row in rows]
 
 
 async def _revive(
@@ -278,14 +354,17 @@ _CONFIRM_VALUES = {
     "agent_id": bindparam("agent_id"), "ledger_entry_id": bindparam("ledger_entry_id"),
     "reference": bindparam("reference"),
 }
+# Only rows still pending: a transfer is counted once, whoever else may have counted it.
 _CONFIRM_IN = (
     update(_TRANSFERS)
-    .where(_TRANSFERS.c.id.in_(bindparam("ids", expanding=True)))
+    .where(_TRANSFERS.c.id.in_(bindparam("ids", expanding=True)),
+           _TRANSFERS.c.status == PENDING)
     .values(_CONFIRM_VALUES)
 )
 _CONFIRM_ANY = (
     update(_TRANSFERS)
-    .where(_TRANSFERS.c.id == any_(bindparam("ids", type_=postgresql.ARRAY(String))))
+    .where(_TRANSFERS.c.id == any_(bindparam("ids", type_=postgresql.ARRAY(String))),
+           _TRANSFERS.c.status == PENDING)
     .values(_CONFIRM_VALUES)
 )
 
@@ -296,7 +375,9 @@ async def confirm_ready(
     """Count the oldest ``limit`` pending transfers at or below ``up_to_block``.
 
     Rows are read and written set-wise (one UPDATE per distinct outcome): a backfill of
-    thousands of transfers must not cost an ORM round trip each.
+    thousands of transfers must not cost an ORM round trip each. Raises
+    :class:`CountConflict` (the caller must roll back) if any of them stopped being pending
+    meanwhile.
     """
     t = ChainTransfer.__table__.c  # type: ignore[attr-defined]  # SQLModel tables have it
     rows = (
@@ -319,15 +400,20 @@ async def confirm_ready(
     now = utcnow()
     one_array = session.get_bind().dialect.name == "postgresql"
     statement, chunk = (_CONFIRM_ANY, limit) if one_array else (_CONFIRM_IN, _INSERT_CHUNK)
+    updated = 0
     for counted, ids in groups.items():
         for start in range(0, len(ids), chunk):
-            await session.execute(
+            result = await session.execute(
                 statement,
                 {"ids": ids[start : start + chunk], "now": now,
                  "purpose": counted.purpose, "unmatched": counted.unmatched,
                  "agent_id": counted.agent_id, "ledger_entry_id": counted.ledger_entry_id,
                  "reference": counted.reference},
             )
+            updated += result.rowcount  # type: ignore[attr-defined]  # CursorResult of an UPDATE
+    if updated != len(rows):
+        raise CountConflict(f"{len(rows) - updated} of {len(rows)} transfers counted here "
+                            "were no longer pending")
     return len(rows)
 
 

@@ -19,9 +19,13 @@ Algorithm (per run, under a lease so one run per network at a time):
    conditional on the value the run started from, so an operator's rewind during a run wins.
    While a range is stored, the next one's logs are already being fetched (one range ahead,
    used only if it is exactly the next range), so a backfill pays RPC latency and database
-   time side by side rather than in turn.
-3. **Confirm.** Pending transfers with the network's confirmations are counted through their
-   purpose (``app.transfers.purposes``): stored first, processed after.
+   time side by side rather than in turn. Transfers of the range that already have the
+   network's confirmations (a backfill: nearly all of them) are counted through their purpose
+   (``app.transfers.purposes``) in that same transaction and inserted in their final state;
+   should any of them not be inserted after all (its key stored concurrently), the transaction
+   is rolled back and the range stored again uncounted, so nothing is counted twice.
+3. **Confirm.** Pending transfers (stored before they had their confirmations, or revived
+   after a reorg) that have them now are counted through their purpose.
 
 RPC failures end the run with the error recorded and the next run pushed back exponentially
 (poll interval x 2^failures, capped); nothing is half-done because every step is its own
@@ -207,11 +211,17 @@ class _Run:
         # Count what has its confirmations.
         confirmed_up_to = min(self.network.confirmed_block(head), cursor)
         while not self._over_budget():
-            async with self.sessions() as session:
-                count = await service.confirm_ready(
-                    session, self.config.purpose_context, confirmed_up_to, _CONFIRM_BATCH
-                )
-                await _commit(session)
+            try:
+                async with self.sessions() as session:
+                    count = await service.confirm_ready(
+                        session, self.config.purpose_context, confirmed_up_to, _CONFIRM_BATCH
+                    )
+                    await _commit(session)
+            except service.CountConflict as exc:
+                # Rolled back as a whole; the next run reads what is still pending afresh.
+                log.warning("%s: %s; counting again next run", self.network.name, exc)
+                self.report.more = True
+                break
             self.report.confirmed += count
             if count < _CONFIRM_BATCH:
                 break
@@ -227,6 +237,9 @@ class _Run:
     ) -> int:
         """Scan up to the head in bounded ranges, each stored with its cursor move; returns
         the new cursor. The next range's logs are fetched while this one is stored."""
+        # Transfers at or below this block have their confirmations already: counted as they
+        # are stored.
+        confirmed_up_to = self.network.confirmed_block(head)
         while cursor < head and not self._over_budget():
             low, high = cursor + 1, min(cursor + range_size, head)
             try:
@@ -256,16 +269,36 @@ class _Run:
                     range_size, good = min(self.network.max_log_range, range_size * 2), 0
             if high < head:
                 prefetch.start(high + 1, min(high + range_size, head))
-            async with self.sessions() as session:
-                self.report.stored += await service.store_logs(
-                    session, self.network.name, self.network.chain_id, logs
-                )
-                await service.remember_blocks(session, self.network.name, blocks)
-                await self._advance(session, cursor, high, head, range_size, good)
-                await session.commit()
+            try:
+                stored = await self._store(logs, blocks, cursor, high, head, range_size, good,
+                                           confirmed_up_to=confirmed_up_to)
+            except service.StoreConflict as exc:
+                # Nothing of the range was committed; stored pending, its transfers are
+                # counted by confirm_ready, which only counts rows still pending.
+                log.warning("%s: %s; storing blocks %d-%d uncounted", self.network.name, exc,
+                            low, high)
+                stored = await self._store(logs, blocks, cursor, high, head, range_size, good,
+                                           confirmed_up_to=None)
+            self.report.stored += stored.stored
+            self.report.confirmed += stored.confirmed
             self.report.ranges.append((low, high))
             cursor = high
         return cursor
+
+    async def _store(
+        self, logs: list[TransferLog], blocks: dict[int, str], cursor: int, high: int, head: int,
+        range_size: int, good: int, *, confirmed_up_to: int | None,
+    ) -> service.Stored:
+        """Store (and count what is confirmed of) a range's transfers, remember its blocks and
+        move the cursor past it, all in one transaction."""
+        async with self.sessions() as session:
+            stored = await service.store_logs(
+                session, self.config.purpose_context, logs, confirmed_up_to=confirmed_up_to
+            )
+            await service.remember_blocks(session, self.network.name, blocks)
+            await self._advance(session, cursor, high, head, range_size, good)
+            await _commit(session)
+        return stored
 
     async def _set_cursor(
         self, expected: int | None, cursor: int, head: int, range_size: int, good: int

@@ -19,7 +19,6 @@ import pytest
 from sqlalchemy import event
 
 from app.main import create_app
-
 from tests.factories import (
     assert_error,
     bearer,
@@ -530,10 +529,7 @@ async def test_a_hot_key_is_refreshed_once_in_the_background(client, settings_fa
             fresh.get("/v1/api-keys/info", headers=headers) for _ in range(20)
         ))
 
-        # then every request is served from the cache and one re-read runs behind them
+        # then every request is served from the cache
         assert {r.status_code for r in responses} == {200}
-        deadline = time.monotonic() + 5
-        while not lookups and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0.1)
+    # ... and one re-read ran behind them (shutting the process down waits for it)
     assert len(lookups) == 1
