@@ -11,10 +11,12 @@ the upstream is called:
    and checked against the daily limits -> SPENDING_LIMIT_EXCEEDED.
 
 On PostgreSQL the three are one statement (``reserve_pg``), one round trip on the request
-path. Any failure rolls all three back. The row locks on the agent and the counters are held only
-for this transaction, never during the upstream call, and every gateway transaction takes them
-in the same order (agent, then counters), so concurrent calls in many processes queue rather
-than deadlock; a call that cannot pay stops at the balance without queueing on the counters.
+path, run on a bare Core connection (:func:`reserve_fast`): an ORM session around it cost
+more than the statement itself. Any failure rolls all three back. The row locks on the agent
+and the counters are held only for this transaction, never during the upstream call, and every
+gateway transaction takes them in the same order (agent, then counters), so concurrent calls
+in many processes queue rather than deadlock; a call that cannot pay stops at the balance
+without queueing on the counters.
 
 On upstream 2xx the usage row is marked ``succeeded`` and the charge stands. Otherwise the
 release marks it ``failed``, posts a ``refund`` (which also takes the amount back out of
@@ -29,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.credits import ledger
@@ -82,6 +84,50 @@ def _owners(agent_id: str, platform_id: str | None) -> list[tuple[str, str]]:
 async def open_call(session: AsyncSession, usage: GatewayUsage) -> None:
     """Record a call as ``pending`` before it is forwarded (nothing charged)."""
     await repository.insert_usage(session, usage)
+
+
+async def reserve_fast(
+    engine: AsyncEngine, usage: GatewayUsage, *, low_threshold_micros: int,
+    relax_durability: bool,
+) -> Reservation | None:
+    """PostgreSQL's request path: the one-statement reservation in its own short transaction
+    on a Core connection, committed here.
+
+    Only the plain outcome is handled here: charged within the limits (committed) or a daily
+    limit passed (raised, rolled back). When nothing could be charged, or this charge takes the
+    balance under the low-credit threshold (an event to emit in the same transaction), it
+    rolls back and returns None: :func:`reserve` on a session then does the call properly.
+    """
+    if usage.agent_id is None or usage.price_micros <= 0:
+        return None
+    day = spend_day(usage.created_at)
+    usage.spend_day = day
+    price = usage.price_micros
+    async with engine.connect() as conn, conn.begin() as transaction:
+        charged = await reserve_pg.charge_and_open(
+            conn,
+            usage,
+            entry_id=new_id("led"),
+            reason=f"gateway {usage.provider} {usage.method}",
+            day=day,
+            now=usage.created_at,
+            relax_durability=relax_durability,
+        )
+        balance = charged.balance_after_micros if charged is not None else None
+        if balance is None or (
+            low_threshold_micros and balance < low_threshold_micros <= balance + price
+        ):
+            await transaction.rollback()
+            return None
+        assert charged is not None
+        usage.platform_id = charged.platform_id
+        _check_limits(
+            ((AGENT, charged.agent_limit, charged.agent_spent),
+             (PLATFORM, charged.platform_limit, charged.platform_spent)),
+            price,
+            usage.created_at,
+        )
+    return Reservation(usage_id=usage.id, price_micros=price, balance_after_micros=balance)
 
 
 async def reserve(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.gateway.models import AGENT, PENDING, PLATFORM, GatewayUsage
@@ -79,7 +80,7 @@ class Charged:
 
 
 async def charge_and_open(
-    session: AsyncSession,
+    session: AsyncSession | AsyncConnection,
     usage: GatewayUsage,
     *,
     entry_id: str,
@@ -89,7 +90,8 @@ async def charge_and_open(
     relax_durability: bool,
 ) -> Charged | None:
     """Charge ``usage.price_micros`` and write everything; None when nothing could be charged
-    (balance too low, or no such agent) and so nothing was written."""
+    (balance too low, or no such agent) and so nothing was written. Runs on an ORM session or
+    on a bare Core connection (the request path, see ``billing.reserve_fast``)."""
     params = {
         "price": usage.price_micros,
         "agent_id": usage.agent_id,

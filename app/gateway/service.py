@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 import anyio
 import httpx
 from litestar.response.base import ASGIResponse
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.auth.principal import Principal
@@ -101,6 +101,11 @@ class Gateway:
     def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.settings = settings
         self.sessions = sessions
+        bind = sessions.kw.get("bind")
+        # PostgreSQL reserves on a bare connection (billing.reserve_fast); others on a session.
+        self._engine: AsyncEngine | None = (
+            bind if isinstance(bind, AsyncEngine) and bind.dialect.name == "postgresql" else None
+        )
         self.box = SecretBox(settings.key_pepper.get_secret_value())
         self.registry = ProviderRegistry(settings, sessions, self.box)
         self.upstream = UpstreamClient(settings)
@@ -131,14 +136,19 @@ class Gateway:
             raise Forbidden("This key has no agent, so no credits to pay with.")
         quote = await self.quote(call)
         usage = self._usage(quote, call, caller, payment="credits")
-        async with self.sessions() as session:
-            reservation = await billing.reserve(
-                session,
-                usage,
-                low_threshold_micros=self.settings.credits_low_threshold_micros,
-                relax_durability=self.settings.gateway_async_commit,
+        low = self.settings.credits_low_threshold_micros
+        relax = self.settings.gateway_async_commit
+        reservation = None
+        if self._engine is not None:
+            reservation = await billing.reserve_fast(
+                self._engine, usage, low_threshold_micros=low, relax_durability=relax
             )
-            await commit(session)
+        if reservation is None:
+            async with self.sessions() as session:
+                reservation = await billing.reserve(
+                    session, usage, low_threshold_micros=low, relax_durability=relax
+                )
+                await commit(session)
         forwarded = await self._forward(quote, call, usage.id, reservation)
         if forwarded.error is not None:
             raise forwarded.error
