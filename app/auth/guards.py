@@ -237,11 +237,8 @@ def key_holder_or_signup(scope: str | None = None) -> Hook:
     return _hook("key holder or signup", check)
 
 
-_SIGNUP_IP = "signup_ip"
-
-
 async def _signup(request: AnyRequest) -> None:
-    _state(request)[_SIGNUP_IP] = await limit_signups(request)
+    await limit_signups(request)
 
 
 OPEN = _hook("open", None)
@@ -262,12 +259,6 @@ def principal_of(request: AnyRequest) -> Principal:
 def optional_principal_of(request: AnyRequest) -> Principal | None:
     principal = _state(request).get(_PRINCIPAL)
     return principal if isinstance(principal, Principal) else None
-
-
-def signup_ip_of(request: AnyRequest) -> str:
-    """The client address a ``SIGNUP`` hook counted the request against."""
-    ip: str = _state(request)[_SIGNUP_IP]
-    return ip
 
 
 def check_route_access(app: Litestar) -> None:
