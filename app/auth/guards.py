@@ -23,6 +23,7 @@ from litestar.exceptions import ImproperlyConfiguredException
 from app.auth.principal import Principal
 from app.errors import Forbidden, RateLimited, Unauthorized
 from app.http.input_guard import reject_nul_characters
+from app.http.request_id import scope_state
 from app.keys.format import KeyKind
 from app.ratelimit.headers import remember
 from app.runtime import Runtime
@@ -203,8 +204,7 @@ def _hook(access: str, check: Check | None) -> Hook:
 
 
 def _state(request: AnyRequest) -> dict[str, Any]:
-    state: dict[str, Any] = request.scope.setdefault("state", {})
-    return state
+    return scope_state(request.scope)
 
 
 def key_holder(scope: str | None = None) -> Hook:

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.credits import ledger
@@ -104,30 +104,16 @@ async def reserve_fast(
     usage.spend_day = day
     price = usage.price_micros
     async with engine.connect() as conn, conn.begin() as transaction:
-        charged = await reserve_pg.charge_and_open(
-            conn,
-            usage,
-            entry_id=new_id("led"),
-            reason=f"gateway {usage.provider} {usage.method}",
-            day=day,
-            now=usage.created_at,
-            relax_durability=relax_durability,
-        )
-        balance = charged.balance_after_micros if charged is not None else None
-        if balance is None or (
-            low_threshold_micros and balance < low_threshold_micros <= balance + price
+        charged = await _charge_in_one_statement(conn, usage, day, relax_durability)
+        if charged is None or _crosses_low(
+            charged.balance_after_micros, price, low_threshold_micros
         ):
             await transaction.rollback()
             return None
-        assert charged is not None
-        usage.platform_id = charged.platform_id
-        _check_limits(
-            ((AGENT, charged.agent_limit, charged.agent_spent),
-             (PLATFORM, charged.platform_limit, charged.platform_spent)),
-            price,
-            usage.created_at,
-        )
-    return Reservation(usage_id=usage.id, price_micros=price, balance_after_micros=balance)
+        _apply_charge(usage, charged)
+    return Reservation(
+        usage_id=usage.id, price_micros=price, balance_after_micros=charged.balance_after_micros
+    )
 
 
 async def reserve(
@@ -195,8 +181,19 @@ async def _reserve_in_one_statement(
 ) -> Reservation:
     """PostgreSQL: the same reservation in one round trip (see ``reserve_pg``)."""
     assert usage.agent_id is not None
-    charged = await reserve_pg.charge_and_open(
-        session,
+    charged = await _charge_in_one_statement(session, usage, day, relax_durability)
+    if charged is None:
+        # Nothing was written; say why the way the ledger does.
+        await ledger.refuse_charge(session, usage.agent_id, usage.price_micros)
+    _apply_charge(usage, charged)
+    return await _reserved(session, usage, charged.balance_after_micros, low_threshold_micros)
+
+
+async def _charge_in_one_statement(
+    db: AsyncSession | AsyncConnection, usage: GatewayUsage, day: str, relax_durability: bool
+) -> reserve_pg.Charged | None:
+    return await reserve_pg.charge_and_open(
+        db,
         usage,
         entry_id=new_id("led"),
         reason=f"gateway {usage.provider} {usage.method}",
@@ -204,9 +201,10 @@ async def _reserve_in_one_statement(
         now=usage.created_at,
         relax_durability=relax_durability,
     )
-    if charged is None:
-        # Nothing was written; say why the way the ledger does.
-        await ledger.refuse_charge(session, usage.agent_id, usage.price_micros)
+
+
+def _apply_charge(usage: GatewayUsage, charged: reserve_pg.Charged) -> None:
+    """The fleet as stored now; raise (rolling the charge back) past a daily limit."""
     usage.platform_id = charged.platform_id
     _check_limits(
         ((AGENT, charged.agent_limit, charged.agent_spent),
@@ -214,7 +212,11 @@ async def _reserve_in_one_statement(
         usage.price_micros,
         usage.created_at,
     )
-    return await _reserved(session, usage, charged.balance_after_micros, low_threshold_micros)
+
+
+def _crosses_low(balance: int, price: int, low_threshold_micros: int) -> bool:
+    """This charge took the balance from at or above the low-credit threshold to below it."""
+    return bool(low_threshold_micros) and balance < low_threshold_micros <= balance + price
 
 
 def _check_limits(
@@ -245,7 +247,7 @@ async def _reserved(
 ) -> Reservation:
     assert usage.agent_id is not None
     price = usage.price_micros
-    if low_threshold_micros and balance < low_threshold_micros <= balance + price:
+    if _crosses_low(balance, price, low_threshold_micros):
         await _credits_low(session, usage.agent_id, balance, low_threshold_micros,
                            usage.created_at)
     return Reservation(usage_id=usage.id, price_micros=price, balance_after_micros=balance)

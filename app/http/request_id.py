@@ -22,7 +22,8 @@ _SAFE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _STATE_KEY = "request_id"
 
 
-def _scope_state(scope: Scope) -> dict[str, Any]:
+def scope_state(scope: Scope) -> dict[str, Any]:
+    """The request's own state dict on the ASGI scope (created when missing)."""
     state: dict[str, Any] | None = scope.get("state")
     if state is None:
         state = {}
@@ -32,7 +33,7 @@ def _scope_state(scope: Scope) -> dict[str, Any]:
 
 def ensure_request_id(scope: Scope) -> str:
     """The request's id: the caller's ``X-Request-ID`` when it is safe to echo, else a new one."""
-    state = _scope_state(scope)
+    state = scope_state(scope)
     current = state.get(_STATE_KEY)
     if isinstance(current, str):
         return current
@@ -55,7 +56,7 @@ async def add_response_headers(message: Message, scope: Scope) -> None:
     # a linear search per assignment.
     raw = list(message.get("headers", ()))
     raw.append((b"x-request-id", ensure_request_id(scope).encode("latin-1")))
-    extra = raw_rate_limit_headers(_scope_state(scope))
+    extra = raw_rate_limit_headers(scope_state(scope))
     if extra:
         # Only Retry-After can already be there (set by the 429 itself); never send it twice.
         if extra[-1][0] == b"retry-after" and any(

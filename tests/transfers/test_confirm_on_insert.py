@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
+from eth_account.signers.local import LocalAccount
+from httpx import AsyncClient
 from sqlalchemy import func, insert, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -22,7 +25,16 @@ from tests.factories import register_agent
 from tests.fixtures.chainapp import USDC, ChainEnv, api_client, balance, build_env, link_wallet
 
 
-class Spy:
+class QuietPurpose:
+    """What the test purposes below share: nothing of theirs is ever reversed."""
+
+    async def reverse(
+        self, session: AsyncSession, transfer: ChainTransfer, ctx: PurposeContext
+    ) -> None:
+        return None
+
+
+class Spy(QuietPurpose):
     """Claims nothing; records every transfer it is offered (by chain key), so a test can
     tell how many times each transfer went through counting, rolled-back attempts included."""
 
@@ -37,16 +49,21 @@ class Spy:
         self.offered += [(c.tx_hash, c.log_index) for c in candidates]
         return {}
 
-    async def reverse(
-        self, session: AsyncSession, transfer: ChainTransfer, ctx: PurposeContext
-    ) -> None:
-        return None
-
 
 def install(monkeypatch: pytest.MonkeyPatch, *first: TransferPurpose) -> None:
     """Put ``first`` before the real purposes for the rest of the test."""
     real: Callable[[], list[TransferPurpose]] = purposes_module.purposes
     monkeypatch.setattr(purposes_module, "purposes", lambda: [*first, *real()])
+
+
+async def agent_with_wallet(
+    client: AsyncClient, env: ChainEnv
+) -> tuple[dict[str, Any], LocalAccount]:
+    """A registered agent with a funded wallet linked to it."""
+    agent = await register_agent(client)
+    wallet = await env.funded_account()
+    await link_wallet(client, agent["apiKey"], wallet)
+    return agent, wallet
 
 
 async def _deposits(env: ChainEnv, agent_id: str) -> tuple[int, int]:
@@ -85,9 +102,7 @@ async def test_a_deposit_confirmed_at_scan_time_is_credited_once_even_when_resca
     install(monkeypatch, spy)
     async with api_client(chain_env.settings) as client:
         # Given an agent with a linked wallet, and a network that wants 1 confirmation
-        agent = await register_agent(client)
-        wallet = await chain_env.funded_account()
-        await link_wallet(client, agent["apiKey"], wallet)
+        agent, wallet = await agent_with_wallet(client, chain_env)
         # When it deposits 7 USDC and the watcher scans the block
         tx_hash = await chain_env.send_usdc(wallet.address, chain_env.deposit.address, 7 * USDC)
         first = await chain_env.watch()
@@ -122,7 +137,7 @@ async def test_a_deposit_confirmed_at_scan_time_is_credited_once_even_when_resca
         assert [t.status for t in await _transfers(chain_env)] == ["confirmed"]
 
 
-class Boom:
+class Boom(QuietPurpose):
     """A purpose that fails the first time it is offered anything."""
 
     name = "boom"
@@ -138,11 +153,6 @@ class Boom:
             raise RuntimeError("purpose failed")
         return {}
 
-    async def reverse(
-        self, session: AsyncSession, transfer: ChainTransfer, ctx: PurposeContext
-    ) -> None:
-        return None
-
 
 async def test_a_purpose_failing_while_counting_on_insert_leaves_nothing_and_the_next_run_retries(
     chain_env: ChainEnv, monkeypatch: pytest.MonkeyPatch
@@ -151,9 +161,7 @@ async def test_a_purpose_failing_while_counting_on_insert_leaves_nothing_and_the
     install(monkeypatch, boom)
     async with api_client(chain_env.settings) as client:
         # Given a linked wallet's deposit in a block that already has its confirmation
-        agent = await register_agent(client)
-        wallet = await chain_env.funded_account()
-        await link_wallet(client, agent["apiKey"], wallet)
+        agent, wallet = await agent_with_wallet(client, chain_env)
         await chain_env.send_usdc(wallet.address, chain_env.deposit.address, 3 * USDC)
         start = chain_env.config().start_block
         assert start is not None
@@ -189,9 +197,7 @@ async def test_transfers_short_of_confirmations_are_stored_pending_and_counted_l
     # Given a network that wants 3 confirmations, and three deposits in three blocks in a row
     env = await build_env(devchain, settings_factory, chain_confirmations={"local": 3})
     async with env, api_client(env.settings) as client:
-        agent = await register_agent(client)
-        wallet = await env.funded_account()
-        await link_wallet(client, agent["apiKey"], wallet)
+        agent, wallet = await agent_with_wallet(client, env)
         for amount in (1, 2, 4):
             await env.send_usdc(wallet.address, env.deposit.address, amount * USDC)
 
@@ -216,7 +222,7 @@ async def test_transfers_short_of_confirmations_are_stored_pending_and_counted_l
         assert Counter(spy.offered) == Counter({(t.tx_hash, t.log_index): 1 for t in rows})
 
 
-class Intruder:
+class Intruder(QuietPurpose):
     """Plays a concurrent writer: the first time it is offered transfers, it stores the first
     one's (chain, tx, log index) key itself, in the watcher's own transaction, just before the
     watcher inserts the range."""
@@ -243,11 +249,6 @@ class Intruder:
             ))
         return {}
 
-    async def reverse(
-        self, session: AsyncSession, transfer: ChainTransfer, ctx: PurposeContext
-    ) -> None:
-        return None
-
 
 async def test_a_range_whose_transfer_was_stored_concurrently_is_counted_once_after_all(
     chain_env: ChainEnv, monkeypatch: pytest.MonkeyPatch
@@ -256,9 +257,7 @@ async def test_a_range_whose_transfer_was_stored_concurrently_is_counted_once_af
     install(monkeypatch, intruder)
     async with api_client(chain_env.settings) as client:
         # Given two deposits from a linked wallet, confirmed when scanned
-        agent = await register_agent(client)
-        wallet = await chain_env.funded_account()
-        await link_wallet(client, agent["apiKey"], wallet)
+        agent, wallet = await agent_with_wallet(client, chain_env)
         for amount in (5, 6):
             await chain_env.send_usdc(wallet.address, chain_env.deposit.address, amount * USDC)
 
@@ -279,7 +278,7 @@ async def test_a_range_whose_transfer_was_stored_concurrently_is_counted_once_af
         assert await _cursor(chain_env) == report.cursor
 
 
-class Meddler:
+class Meddler(QuietPurpose):
     """Plays a second counter: the first time it is offered transfers, it marks the first one
     confirmed itself, in the same transaction, before the watcher writes its outcome."""
 
@@ -299,11 +298,6 @@ class Meddler:
             )
         return {}
 
-    async def reverse(
-        self, session: AsyncSession, transfer: ChainTransfer, ctx: PurposeContext
-    ) -> None:
-        return None
-
 
 async def test_pending_transfers_counted_elsewhere_meanwhile_are_rolled_back_and_counted_once(
     devchain: DevChain, settings_factory: Callable[..., Settings],
@@ -312,9 +306,7 @@ async def test_pending_transfers_counted_elsewhere_meanwhile_are_rolled_back_and
     # Given two deposits stored pending (3 confirmations wanted) that have them by now
     env = await build_env(devchain, settings_factory, chain_confirmations={"local": 3})
     async with env, api_client(env.settings) as client:
-        agent = await register_agent(client)
-        wallet = await env.funded_account()
-        await link_wallet(client, agent["apiKey"], wallet)
+        agent, wallet = await agent_with_wallet(client, env)
         for amount in (2, 3):
             await env.send_usdc(wallet.address, env.deposit.address, amount * USDC)
         stored = await env.watch()
