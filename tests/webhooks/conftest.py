@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.webhooks.fakes import FAST, LOOPBACK_CIDRS, ThrowawayCA
+from tests.webhooks.fakes import LOOPBACK_CIDRS, PATIENT, ThrowawayCA
 from tests.webhooks.receiver import Receiver
 from webhooks.ssrf import SSRFPolicy
 from webhooks.transport import WebhookSender
@@ -18,7 +18,7 @@ def loopback_policy() -> SSRFPolicy:
 
 @pytest.fixture
 async def sender(loopback_policy: SSRFPolicy) -> AsyncIterator[WebhookSender]:
-    async with WebhookSender(loopback_policy, FAST) as client:
+    async with WebhookSender(loopback_policy, PATIENT) as client:
         yield client
 
 

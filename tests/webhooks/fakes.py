@@ -22,6 +22,9 @@ from webhooks.transport import TransportConfig
 LOOPBACK_CIDRS = ["127.0.0.0/8", "::1/128"]
 # Short limits so failure cases finish fast; production uses 15 s / 5 s.
 FAST = TransportConfig(total_timeout=1.0, connect_timeout=0.5)
+# For tests about anything but timeouts: a loaded CI machine can stall a local answer past
+# FAST's one second, which would turn a 410 or a 500 into a timeout.
+PATIENT = TransportConfig(total_timeout=10.0, connect_timeout=5.0)
 
 
 class FakeResolver:

@@ -103,13 +103,14 @@ async def test_a_redirect_is_a_failure_and_is_not_followed(
 
 
 async def test_a_slow_receiver_times_out_within_the_total_timeout(
-    sender: WebhookSender, receiver: Receiver
+    loopback_policy: SSRFPolicy, receiver: Receiver
 ) -> None:
     receiver.routes["/hook"] = Reply(200, delay=5)
 
-    started = time.monotonic()
-    result = await sender.send(receiver.url("/hook"), BODY, signed())
-    elapsed = time.monotonic() - started
+    async with WebhookSender(loopback_policy, FAST) as sender:
+        started = time.monotonic()
+        result = await sender.send(receiver.url("/hook"), BODY, signed())
+        elapsed = time.monotonic() - started
 
     assert not result.success
     assert result.error_kind == "timeout"
