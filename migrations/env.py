@@ -7,6 +7,7 @@ from sqlalchemy import create_engine, pool
 from sqlmodel import SQLModel
 
 import app.db.models  # noqa: F401  (registers every table on the metadata)
+from app.db.engine import SQLITE_PAGE_SIZE
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url")
@@ -29,6 +30,10 @@ def run_online() -> None:
         return
     engine = create_engine(url or "", poolclass=pool.NullPool)
     with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            # Only takes effect while the file has no tables: see app.db.engine.
+            conn.exec_driver_sql(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")
+            conn.commit()  # ends the autobegun transaction, else Alembic's would nest in it
         context.configure(connection=conn, target_metadata=target_metadata,
                           render_as_batch=conn.dialect.name == "sqlite")
         with context.begin_transaction():

@@ -12,8 +12,12 @@ Algorithm (per run, under a lease so one run per network at a time):
    (undoing whatever counting them caused), and the blocks above are scanned again. A reorg
    deeper than the remembered window rewinds by the window and is logged.
 2. **Scan.** ``eth_getLogs`` for USDC ``Transfer`` logs to the receiving addresses over
-   ``[cursor + 1, cursor + range]``, up to the head. "Range too large" halves the range (down
-   to one block); three good ranges in a row double it back up to the network's maximum. Each
+   ``[cursor + 1, cursor + range]``, up to the head. The range follows the logs' density: a
+   range that returned more than the target number of logs narrows the next one to aim at it;
+   a sparse full range doubles it (up to the network's maximum), once three ranges in a row
+   went through since the provider last said "range too large" (which halves it, down to one
+   block). A new watcher starts at a sixteenth of the maximum, so a dense backfill is split
+   from its first range on and a sparse one reaches full width within four ranges. Each
    range is stored, its blocks remembered and the cursor advanced in *one* transaction, so the
    cursor never passes what was stored and no block is ever skipped; the cursor update is
    conditional on the value the run started from, so an operator's rewind during a run wins.
@@ -59,8 +63,10 @@ from chain.networks import Network
 
 log = logging.getLogger("passgate.chain.watcher")
 
-# Good ranges in a row before the range doubles again after a shrink.
+# Good ranges in a row, after the provider refused a range, before the range may grow again.
 _GROW_AFTER = 3
+# A new watcher's first range, as a fraction of the network's maximum (see _next_range).
+_FIRST_RANGE_DIVISOR = 64
 # Transfers counted per transaction.
 _CONFIRM_BATCH = 5_000
 # A run that crashed without releasing its lease blocks the next one at most this much longer
@@ -76,6 +82,7 @@ class WatchConfig:
     start_block: int | None
     reorg_window: int
     budget_seconds: float
+    target_logs: int
     max_backoff_seconds: float
     deposit_address: str | None
     pay_to_address: str | None
@@ -91,6 +98,7 @@ class WatchConfig:
             start_block=start,
             reorg_window=settings.chain_reorg_window_blocks,
             budget_seconds=settings.chain_scan_budget_seconds,
+            target_logs=settings.chain_target_logs_per_range,
             max_backoff_seconds=settings.chain_max_backoff_seconds,
             deposit_address=_lower(settings.chain_deposit_address),
             pay_to_address=_lower(settings.chain_pay_to_address),
@@ -195,9 +203,12 @@ class _Run:
         head = await self.client.block_number()
         self.report.head = head
         cursor = state.cursor
-        range_size = min(state.range_size or self.network.max_log_range,
-                         self.network.max_log_range)
-        good = state.good_ranges
+        maximum = self.network.max_log_range
+        if state.range_size:
+            range_size, good = min(state.range_size, maximum), state.good_ranges
+        else:
+            # Nothing known about the density yet: start narrow, with no refusal to recover from.
+            range_size, good = max(1, maximum // _FIRST_RANGE_DIVISOR), _GROW_AFTER
         if cursor is None:
             start = head if self.config.start_block is None else self.config.start_block
             cursor = await self._set_cursor(None, start - 1, head, range_size, good)
@@ -263,10 +274,10 @@ class _Run:
             blocks.update(
                 {i.block_number: i.block_hash for i in logs if i.block_number > tip_floor}
             )
-            if high - low + 1 >= range_size:
-                good += 1
-                if good >= _GROW_AFTER and range_size < self.network.max_log_range:
-                    range_size, good = min(self.network.max_log_range, range_size * 2), 0
+            range_size, good = _next_range(
+                range_size, good, spanned=high - low + 1, found=len(logs),
+                target=self.config.target_logs, maximum=self.network.max_log_range,
+            )
             if high < head:
                 prefetch.start(high + 1, min(high + range_size, head))
             try:
@@ -468,6 +479,21 @@ class _Prefetch:
 def _ignore_outcome(task: asyncio.Task[list[TransferLog]]) -> None:
     if not task.cancelled():
         task.exception()
+
+
+def _next_range(
+    size: int, good: int, *, spanned: int, found: int, target: int, maximum: int
+) -> tuple[int, int]:
+    """The range size and good-range count after a range of ``spanned`` blocks (at most
+    ``size``; fewer when it reached the head) returned ``found`` logs."""
+    good = min(good + 1, _GROW_AFTER)
+    if found > target:
+        # Dense: aim the next range at the target (proportionally; the provider did not
+        # complain, so this sets no caution).
+        return max(1, spanned * target // found), good
+    if spanned >= size and found <= target // 2 and good >= _GROW_AFTER:
+        return min(maximum, size * 2), good
+    return size, good
 
 
 def _hash(header: BlockHeader | None) -> str | None:

@@ -49,6 +49,35 @@ def test_migrate_then_create_platform_prints_master_key_once(sqlite_env):
     assert created.output.count("mk_") == 1
 
 
+def test_migrate_creates_a_new_sqlite_file_with_16_kib_pages_and_keeps_an_old_files(
+    sqlite_env, tmp_path
+):
+    import sqlite3
+
+    # Given a database file someone created with SQLite's default 4 KiB pages
+    old = tmp_path / "old.db"
+    sqlite3.connect(old).execute("CREATE TABLE keep (x)").connection.close()
+    runner = CliRunner()
+
+    # When both are migrated
+    fresh = runner.invoke(main, ["migrate"])
+    sqlite_env_old = {"PASSGATE_DATABASE_URL": f"sqlite+aiosqlite:///{old}"}
+    get_settings.cache_clear()
+    again = runner.invoke(main, ["migrate"], env=sqlite_env_old)
+    get_settings.cache_clear()
+
+    # Then the new file has the larger pages, the existing one is migrated as it is
+    assert fresh.exit_code == 0, fresh.output
+    assert again.exit_code == 0, again.output
+    new_path = sqlite_env["PASSGATE_DATABASE_URL"].split(":///", 1)[1]
+    with sqlite3.connect(new_path) as conn:
+        assert conn.execute("PRAGMA page_size").fetchone() == (16384,)
+        assert conn.execute("SELECT count(*) FROM agents").fetchone() == (0,)
+    with sqlite3.connect(old) as conn:
+        assert conn.execute("PRAGMA page_size").fetchone() == (4096,)
+        assert conn.execute("SELECT count(*) FROM agents").fetchone() == (0,)
+
+
 def test_admin_token_from_cli_opens_the_admin_api(sqlite_env):
     runner = CliRunner()
     runner.invoke(main, ["migrate"])

@@ -117,6 +117,54 @@ async def test_a_range_too_large_shrinks_the_range_and_it_grows_back(devchain, s
         assert await stored(env) == (40, 40)
 
 
+async def test_ranges_follow_the_logs_density_from_a_narrow_start(
+    devchain_factory, settings_factory
+):
+    # Given 12 blocks of 50 transfers each, then 200 empty blocks, and a target of 100 logs
+    # per range within a maximum of 64 blocks
+    chain = devchain_factory()
+    env = await build_env(
+        chain, settings_factory,
+        chain_max_log_range={"local": 64}, chain_target_logs_per_range=100,
+    )
+    async with env:
+        start = env.config().start_block
+        sender = await env.funded_account(usdc=1_000 * USDC)
+        call = encode_call(
+            "multiTransfer(address[],uint256[])", [env.deposit.address] * 50, [1_000] * 50
+        )
+        for _ in range(12):
+            await transact(env.client, sender.address, call)
+        dense_end = await env.client.block_number()
+        await env.mine(200)
+        head = await env.client.block_number()
+        # When a new watcher catches up
+        reports = await env.watch_until_idle(within=120)
+        # Then every block was scanned once and every transfer stored once
+        assert start is not None
+        assert_contiguous(reports, start, head)
+        assert await stored(env) == (600, 600)
+        async with env.sessions() as session:
+            per_block = dict(
+                (await session.execute(
+                    select(ChainTransfer.block_number, func.count())
+                    .where(ChainTransfer.to_address == env.deposit.address.lower())
+                    .group_by(ChainTransfer.block_number)
+                )).all()
+            )
+        ranges = [r for report in reports for r in report.ranges]
+        found = [sum(n for b, n in per_block.items() if low <= b <= high) for low, high in ranges]
+        spans = [high - low + 1 for low, high in ranges]
+        # starting at a 64th of the maximum, no range held more than the target
+        assert spans[0] == 1
+        assert max(found) <= 100, list(zip(ranges, found, strict=True))
+        dense = [r for r in ranges if r[0] <= dense_end]
+        assert len(dense) >= 6, dense
+        # and over the empty blocks the range doubled back up to the maximum
+        assert 64 in spans, spans
+        assert len(ranges) - len(dense) <= 8, spans
+
+
 async def test_the_watcher_backs_off_while_the_node_is_down_and_resumes_without_gap(
     devchain_factory, settings_factory
 ):
