@@ -16,8 +16,8 @@ Algorithm (per run, under a lease so one run per network at a time):
    range that returned more than the target number of logs narrows the next one to aim at it;
    a sparse full range doubles it (up to the network's maximum), once three ranges in a row
    went through since the provider last said "range too large" (which halves it, down to one
-   block). A new watcher starts at a sixteenth of the maximum, so a dense backfill is split
-   from its first range on and a sparse one reaches full width within four ranges. Each
+   block). A new watcher starts at a 64th of the maximum, so a dense backfill is split from
+   its first range on, and a sparse one reaches full width within six ranges. Each
    range is stored, its blocks remembered and the cursor advanced in *one* transaction, so the
    cursor never passes what was stored and no block is ever skipped; the cursor update is
    conditional on the value the run started from, so an operator's rewind during a run wins.
