@@ -10,9 +10,10 @@ the upstream is called:
 3. today's spend counters of the agent and of its platform (fleet) are bumped in one upsert
    and checked against the daily limits -> SPENDING_LIMIT_EXCEEDED.
 
-On PostgreSQL the three are one statement (``reserve_pg``), one round trip on the request
-path, run on a bare Core connection (:func:`reserve_fast`): an ORM session around it cost
-more than the statement itself. Any failure rolls all three back. The row locks on the agent
+On PostgreSQL the three are one statement (``reserve_pg``). On the request path
+(:func:`reserve_fast`) it runs on its own, committing itself in its one round trip: an ORM
+session, or just BEGIN and COMMIT, around it cost more than the statement. Any failure rolls
+all three back. The row locks on the agent
 and the counters are held only for this transaction, never during the upstream call, and every
 gateway transaction takes them in the same order (agent, then counters), so concurrent calls
 in many processes queue rather than deadlock; a call that cannot pay stops at the balance
@@ -31,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.credits import ledger
@@ -40,7 +41,7 @@ from app.db.types import rfc3339, utcnow
 from app.errors import NotFound, SpendingLimitExceeded
 from app.events.service import emit
 from app.gateway import repository, reserve_pg
-from app.gateway.models import AGENT, FAILED, PLATFORM, GatewayUsage
+from app.gateway.models import AGENT, FAILED, PLATFORM, OpenCall
 from app.ids import new_id
 
 log = logging.getLogger("passgate.gateway")
@@ -81,36 +82,46 @@ def _owners(agent_id: str, platform_id: str | None) -> list[tuple[str, str]]:
     return owners
 
 
-async def open_call(session: AsyncSession, usage: GatewayUsage) -> None:
+async def open_call(session: AsyncSession, usage: OpenCall) -> None:
     """Record a call as ``pending`` before it is forwarded (nothing charged)."""
     await repository.insert_usage(session, usage)
 
 
 async def reserve_fast(
-    engine: AsyncEngine, usage: GatewayUsage, *, low_threshold_micros: int,
+    engine: AsyncEngine, usage: OpenCall, *, low_threshold_micros: int,
     relax_durability: bool,
 ) -> Reservation | None:
-    """PostgreSQL's request path: the one-statement reservation in its own short transaction
-    on a Core connection, committed here.
+    """PostgreSQL's request path: the one-statement reservation, committing itself (one round
+    trip; see ``reserve_pg.charge_alone``).
 
-    Only the plain outcome is handled here: charged within the limits (committed) or a daily
-    limit passed (raised, rolled back). When nothing could be charged, or this charge takes the
-    balance under the low-credit threshold (an event to emit in the same transaction), it
-    rolls back and returns None: :func:`reserve` on a session then does the call properly.
+    Only the plain outcome is handled here: charged within the limits, committed. When nothing
+    could be charged, or the charge passed a daily limit (an error with details to give) or
+    took the balance under the low-credit threshold (an event to emit with it), the statement
+    undid itself and this returns None: :func:`reserve` on a session then does the call
+    properly.
     """
     if usage.agent_id is None or usage.price_micros <= 0:
         return None
     day = spend_day(usage.created_at)
     usage.spend_day = day
     price = usage.price_micros
-    async with engine.connect() as conn, conn.begin() as transaction:
-        charged = await _charge_in_one_statement(conn, usage, day, relax_durability)
-        if charged is None or _crosses_low(
-            charged.balance_after_micros, price, low_threshold_micros
-        ):
-            await transaction.rollback()
+    async with engine.connect() as conn:
+        try:
+            charged = await reserve_pg.charge_alone(
+                conn,
+                usage,
+                entry_id=new_id("led"),
+                reason=_reason(usage),
+                day=day,
+                now=usage.created_at,
+                low_threshold_micros=low_threshold_micros,
+                relax_durability=relax_durability,
+            )
+        except reserve_pg.Refused:
             return None
-        _apply_charge(usage, charged)
+    if charged is None:
+        return None
+    usage.platform_id = charged.platform_id
     return Reservation(
         usage_id=usage.id, price_micros=price, balance_after_micros=charged.balance_after_micros
     )
@@ -118,7 +129,7 @@ async def reserve_fast(
 
 async def reserve(
     session: AsyncSession,
-    usage: GatewayUsage,
+    usage: OpenCall,
     *,
     low_threshold_micros: int,
     relax_durability: bool = False,
@@ -174,7 +185,7 @@ async def reserve(
 
 async def _reserve_in_one_statement(
     session: AsyncSession,
-    usage: GatewayUsage,
+    usage: OpenCall,
     day: str,
     low_threshold_micros: int,
     relax_durability: bool,
@@ -189,21 +200,25 @@ async def _reserve_in_one_statement(
     return await _reserved(session, usage, charged.balance_after_micros, low_threshold_micros)
 
 
+def _reason(usage: OpenCall) -> str:
+    return f"gateway {usage.provider} {usage.method}"
+
+
 async def _charge_in_one_statement(
-    db: AsyncSession | AsyncConnection, usage: GatewayUsage, day: str, relax_durability: bool
+    session: AsyncSession, usage: OpenCall, day: str, relax_durability: bool
 ) -> reserve_pg.Charged | None:
     return await reserve_pg.charge_and_open(
-        db,
+        session,
         usage,
         entry_id=new_id("led"),
-        reason=f"gateway {usage.provider} {usage.method}",
+        reason=_reason(usage),
         day=day,
         now=usage.created_at,
         relax_durability=relax_durability,
     )
 
 
-def _apply_charge(usage: GatewayUsage, charged: reserve_pg.Charged) -> None:
+def _apply_charge(usage: OpenCall, charged: reserve_pg.Charged) -> None:
     """The fleet as stored now; raise (rolling the charge back) past a daily limit."""
     usage.platform_id = charged.platform_id
     _check_limits(
@@ -243,7 +258,7 @@ def _check_limits(
 
 
 async def _reserved(
-    session: AsyncSession, usage: GatewayUsage, balance: int, low_threshold_micros: int
+    session: AsyncSession, usage: OpenCall, balance: int, low_threshold_micros: int
 ) -> Reservation:
     assert usage.agent_id is not None
     price = usage.price_micros

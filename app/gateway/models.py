@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -89,6 +90,40 @@ class GatewayUsage(SQLModel, table=True):
     spend_day: str | None = Field(default=None, max_length=10)
     created_at: datetime = created_at()
     completed_at: datetime | None = timestamp()
+
+
+@dataclass(slots=True)
+class OpenCall:
+    """A call about to be recorded as a ``pending`` usage row: what the request path knows.
+
+    A plain record, not a ``GatewayUsage``: the row is written with one Core INSERT (or inside
+    the PostgreSQL reservation statement) and never read back, and building the table model
+    cost about a tenth of a millisecond per call in validation and attribute instrumentation.
+    """
+
+    id: str
+    agent_id: str | None
+    key_id: str | None
+    platform_id: str | None
+    provider: str
+    method: str
+    route: str
+    price_micros: int
+    payment: str
+    payment_id: str | None
+    created_at: datetime
+    # Set with the reservation: the UTC day whose spend counters hold it.
+    spend_day: str | None = None
+
+    def row(self) -> dict[str, Any]:
+        """The usage row's columns (the rest take their defaults)."""
+        return {
+            "id": self.id, "agent_id": self.agent_id, "key_id": self.key_id,
+            "platform_id": self.platform_id, "provider": self.provider, "method": self.method,
+            "route": self.route, "status": PENDING, "price_micros": self.price_micros,
+            "cost_micros": 0, "payment": self.payment, "payment_id": self.payment_id,
+            "spend_day": self.spend_day, "created_at": self.created_at,
+        }
 
 
 class SpendCounter(SQLModel, table=True):

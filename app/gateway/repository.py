@@ -20,6 +20,7 @@ from app.gateway.models import (
     SUCCEEDED,
     GatewayProvider,
     GatewayUsage,
+    OpenCall,
     SpendCounter,
 )
 from app.http.pagination import PageParams, apply, split
@@ -138,10 +139,10 @@ class Finished:
     payment: str
 
 
-async def insert_usage(session: AsyncSession, usage: GatewayUsage) -> None:
+async def insert_usage(session: AsyncSession, usage: OpenCall) -> None:
     """One Core INSERT: the row is never read back, so the ORM unit of work is not needed."""
     table = GatewayUsage.__table__  # type: ignore[attr-defined]
-    await session.execute(insert(table).values(**usage.model_dump()))
+    await session.execute(insert(table).values(**usage.row()))
 
 
 async def set_usage_platform(session: AsyncSession, usage_id: str, platform_id: str | None) -> None:

@@ -36,7 +36,7 @@ from app.db.types import utcnow
 from app.errors import Forbidden, NotFound, UpstreamError, ValidationFailed
 from app.gateway import billing, repository
 from app.gateway.billing import Outcome, Reservation
-from app.gateway.models import GatewayUsage
+from app.gateway.models import GatewayUsage, OpenCall
 from app.gateway.providers import Provider, ProviderRegistry, decoded_route
 from app.gateway.proxy import (
     BALANCE,
@@ -225,8 +225,8 @@ class Gateway:
         *,
         payment: str,
         payment_id: str | None = None,
-    ) -> GatewayUsage:
-        return GatewayUsage(
+    ) -> OpenCall:
+        return OpenCall(
             id=new_id("use"),
             agent_id=caller.agent_id if caller else None,
             key_id=caller.key_id if caller else None,
@@ -235,7 +235,6 @@ class Gateway:
             method=call.method,
             route=quote.route[:2048],
             price_micros=quote.price_micros,
-            cost_micros=0,
             payment=payment,
             payment_id=payment_id,
             created_at=utcnow(),
