@@ -13,11 +13,10 @@ the upstream is called:
 On PostgreSQL the three are one statement (``reserve_pg``). On the request path
 (:func:`reserve_fast`) it runs on its own, committing itself in its one round trip: an ORM
 session, or just BEGIN and COMMIT, around it cost more than the statement. Any failure rolls
-all three back. The row locks on the agent
-and the counters are held only for this transaction, never during the upstream call, and every
-gateway transaction takes them in the same order (agent, then counters), so concurrent calls
-in many processes queue rather than deadlock; a call that cannot pay stops at the balance
-without queueing on the counters.
+all three back. The row locks on the agent and the counters are held only for this
+transaction, never during the upstream call, and every gateway transaction takes them in the
+same order (agent, then counters), so concurrent calls in many processes queue rather than
+deadlock; a call that cannot pay stops at the balance without queueing on the counters.
 
 On upstream 2xx the usage row is marked ``succeeded`` and the charge stands. Otherwise the
 release marks it ``failed``, posts a ``refund`` (which also takes the amount back out of
