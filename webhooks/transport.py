@@ -24,6 +24,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from types import TracebackType
 from typing import Literal
 
@@ -233,6 +234,9 @@ class WebhookSender:
             trust_env=False,
             # A compressed body can expand far past the 1 KB we keep.
             headers={"Accept-Encoding": "identity"},
+            # One client delivers to every endpoint: a cookie one receiver sets must never be
+            # sent to another on the same host, so the jar refuses to keep any.
+            cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
         )
 
     @property

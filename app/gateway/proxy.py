@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from urllib.parse import unquote
 
 import anyio
@@ -241,6 +242,9 @@ class UpstreamClient:
             client = httpx.AsyncClient(
                 follow_redirects=False,
                 trust_env=False,
+                # One client serves every caller: a cookie an upstream sets on one call must
+                # never ride along on another's, so the jar refuses to keep any.
+                cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
                 limits=httpx.Limits(
                     max_connections=settings.gateway_max_connections,
                     max_keepalive_connections=settings.gateway_max_keepalive_connections,

@@ -121,6 +121,22 @@ async def test_upstream_cookies_challenges_and_hop_headers_are_not_relayed(gw: C
     assert not response.cookies
 
 
+async def test_an_upstreams_cookie_never_reaches_another_call(gw: Client) -> None:
+    # Given one agent whose call made the upstream set a cookie
+    first, second = await signup(gw), await signup(gw)
+    leaky = await gw.get("/v1/gateway/echo/leaky", headers=key_headers(first))
+    assert leaky.status_code == 200, leaky.text
+
+    # When another agent (and the first one again) calls the same upstream
+    others = await gw.get("/v1/gateway/echo/echo", headers=key_headers(second))
+    again = await gw.get("/v1/gateway/echo/echo", headers=key_headers(first))
+
+    # Then the upstream sees no cookie: the shared client keeps none between calls
+    for response in (others, again):
+        assert response.status_code == 200, response.text
+        assert "cookie" not in received_headers(response), received_headers(response)
+
+
 async def test_a_4xx_passes_through_uncharged(gw: Client) -> None:
     # Given a key with 10 USD
     key = await signup(gw)

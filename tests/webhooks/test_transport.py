@@ -49,6 +49,23 @@ async def test_a_2xx_answer_is_a_success_and_the_receiver_can_verify_it(
     assert request.headers["content-type"] == "application/json"
 
 
+async def test_a_cookie_one_receiver_sets_is_never_sent_to_another(
+    sender: WebhookSender, receiver: Receiver
+) -> None:
+    # Given a receiver that answers with a cookie, and another endpoint on the same host
+    receiver.routes["/first"] = Reply(200, b"ok", {"Set-Cookie": "session=first; Path=/"})
+    receiver.routes["/second"] = Reply(200, b"ok")
+
+    # When both get deliveries, the first one twice
+    for path in ("/first", "/second", "/first"):
+        assert (await sender.send(receiver.url(path), BODY, signed())).success
+
+    # Then no delivery carried a cookie
+    for path in ("/first", "/second"):
+        for request in receiver.hits(path):
+            assert "cookie" not in request.headers, (path, request.headers)
+
+
 async def test_a_500_is_a_failure_with_the_first_kilobyte_of_the_body(
     sender: WebhookSender, receiver: Receiver
 ) -> None:
