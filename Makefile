@@ -34,7 +34,7 @@ contracts: ## Rebuild chain/contracts/TestUSDC.json with solc from npm
 	node $(NODE_DIR)/compile.mjs
 
 bench: setup ## Run every benchmark (prints figures, writes benchmarks/results/)
-	@for b in benchmarks/*.py; do echo "== $$b"; $(UV) run python $$b || exit 1; done
+	@for b in benchmarks/[!_]*.py; do echo "== $$b"; $(UV) run python $$b || exit 1; done
 
 clean: ## Remove caches and local databases
 	rm -rf .pytest_cache .mypy_cache .ruff_cache passgate.db*

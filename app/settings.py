@@ -246,8 +246,10 @@ class Settings(BaseSettings):
     chain_scan_budget_seconds: float = Field(default=20.0, gt=0)
     # Logs one eth_getLogs range aims at: a denser stretch gets narrower ranges, so a backfill
     # stores one range while the next is fetched, and hosted providers' result caps
-    # (typically 10,000 logs) are not hit.
-    chain_target_logs_per_range: int = Field(default=2_500, ge=1, le=100_000)
+    # (typically 10,000 logs) are not hit. Each range also costs a transaction and a few
+    # statements whatever its size: at 5,000 rather than 2,500 a local backfill, bound by
+    # the CPU, took 10-15 % less time.
+    chain_target_logs_per_range: int = Field(default=5_000, ge=1, le=100_000)
     chain_max_backoff_seconds: float = Field(default=60.0, gt=0)
     # /v1/health reports 503 once a watcher has failed (or not run) for this long.
     chain_unhealthy_after_seconds: float = Field(default=60.0, gt=0)

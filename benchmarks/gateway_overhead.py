@@ -1,12 +1,14 @@
 """What the gateway adds to a call: latency (p50/p99) and throughput, against the bare upstream.
 
-One run starts a minimal upstream (``app/demo/upstream.py``, plain ASGI under uvicorn) and one
-passgate API process with that upstream as a provider, signs up a gateway key with plenty of
-credits, then:
+One run starts a minimal upstream (``app/demo/upstream.py``, plain ASGI under uvicorn), a bare
+proxy in front of it (``benchmarks/_bare_proxy.py``: the same uvicorn and pooled httpx hop with
+nothing of passgate) and one passgate API process with that upstream as a provider, signs up a
+gateway key with plenty of credits, then:
 
-1. latency: the same request, one at a time over a kept-alive connection, alternately direct
-   and through the gateway (so drift hits both alike); added = gateway minus direct, per
-   percentile;
+1. latency: the same request, one at a time over a kept-alive connection, taking turns direct,
+   through the bare proxy and through the gateway (so drift hits all alike); added = gateway
+   minus direct, per percentile; the bare proxy's own added p50 is the floor of any gateway on
+   this stack and machine, and gateway minus bare proxy is what passgate itself costs;
 2. throughput: wrk against each for the same time and connections; ratio = gateway / direct.
 
 Every gateway call is a real paid call: key check, rate limit, a reservation (usage row,
@@ -76,35 +78,26 @@ def database(kind: str) -> Iterator[str]:
 
 
 @contextmanager
-def upstream() -> Iterator[str]:
+def serve(app: str, probe: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``app`` (module:attribute, plain ASGI) under uvicorn on a free port, once ``probe``
+    answers; yields its base URL."""
     port = free_port()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "app.demo.upstream:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
+        [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+         "--log-level", "warning", "--no-access-log"],
         cwd=ROOT,
-        env=dict(os.environ),
+        env={**os.environ, **(env or {})},
     )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                httpx.get(f"{base}/ping", timeout=1)
+                httpx.get(f"{base}{probe}", timeout=1).raise_for_status()
                 break
             except httpx.HTTPError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError("the upstream did not start") from None
+                    raise RuntimeError(f"{app} did not start") from None
                 time.sleep(0.1)
         yield base
     finally:
@@ -118,25 +111,21 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[index]
 
 
-def latencies(direct: str, gateway: str, key: str, count: int) -> tuple[list[float], list[float]]:
-    """Milliseconds per request, direct and through the gateway, alternating."""
-    plain: list[float] = []
-    proxied: list[float] = []
-    headers = {"X-API-Key": key}
+def latencies(targets: list[tuple[str, dict[str, str]]], count: int) -> list[list[float]]:
+    """Milliseconds per request for each (url, headers) target, taking turns request by
+    request over one kept-alive connection each, so the machine's drift hits all alike."""
+    samples: list[list[float]] = [[] for _ in targets]
     with httpx.Client(timeout=10) as http:
         for _ in range(200):  # warm-up: connections, caches, the JIT-less interpreter's paths
-            http.get(direct)
-            http.get(gateway, headers=headers)
+            for url, headers in targets:
+                http.get(url, headers=headers)
         for _ in range(count):
-            started = time.perf_counter()
-            response = http.get(direct)
-            plain.append((time.perf_counter() - started) * 1000)
-            response.raise_for_status()
-            started = time.perf_counter()
-            response = http.get(gateway, headers=headers)
-            proxied.append((time.perf_counter() - started) * 1000)
-            response.raise_for_status()
-    return plain, proxied
+            for (url, headers), timings in zip(targets, samples, strict=True):
+                started = time.perf_counter()
+                response = http.get(url, headers=headers)
+                timings.append((time.perf_counter() - started) * 1000)
+                response.raise_for_status()
+    return samples
 
 
 def reference_latency(url: str, key: str, count: int) -> list[float]:
@@ -160,7 +149,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     args = parser.parse_args()
 
-    with database(args.db) as url, upstream() as upstream_base:
+    with (
+        database(args.db) as url,
+        serve("app.demo.upstream:app", "/ping") as upstream_base,
+        serve("benchmarks._bare_proxy:app", "/ping",
+              {"BARE_PROXY_UPSTREAM": upstream_base}) as bare_proxy_base,
+    ):
         env = {
             "PASSGATE_DATABASE_URL": url,
             "PASSGATE_REDIS_URL": "redis://127.0.0.1:6379/0" if reachable(6379) else "",
@@ -190,7 +184,11 @@ def main() -> None:
             key = signup.json()["api_key"]
             direct_url = f"{upstream_base}/v1/ping"
             gateway_url = f"{base}/v1/gateway/bench/v1/ping"
-            plain, proxied = latencies(direct_url, gateway_url, key, args.requests)
+            plain, floor, proxied = latencies(
+                [(direct_url, {}), (f"{bare_proxy_base}/v1/ping", {}),
+                 (gateway_url, {"X-API-Key": key})],
+                args.requests,
+            )
             one_read = reference_latency(f"{base}/v1/balance", key, min(args.requests, 500))
             wrk(gateway_url, 2, args.connections, headers={"X-API-Key": key})  # warm-up
             bare = wrk(direct_url, args.seconds, args.connections)
@@ -210,6 +208,12 @@ def main() -> None:
         "gateway_p99_ms": round(percentile(proxied, 0.99), 3),
         "added_p50_ms": round(statistics.median(proxied) - statistics.median(plain), 3),
         "added_p99_ms": round(percentile(proxied, 0.99) - percentile(plain, 0.99), 3),
+        # The same hop through a bare proxy (benchmarks/_bare_proxy.py: uvicorn, plain ASGI,
+        # the same pooled httpx client, nothing of passgate): the stack's own floor here.
+        "bare_proxy_p50_ms": round(statistics.median(floor), 3),
+        "bare_proxy_added_p50_ms": round(statistics.median(floor) - statistics.median(plain), 3),
+        # What passgate itself adds on top (framework, key, rate limit, billing, usage).
+        "passgate_added_p50_ms": round(statistics.median(proxied) - statistics.median(floor), 3),
         # For scale: an authenticated endpoint doing one database read, on the same process.
         "balance_read_p50_ms": round(statistics.median(one_read), 3),
         "direct_rps": round(bare["rps"], 1),
