@@ -48,6 +48,7 @@ from chain.errors import (
 )
 from chain.networks import Network
 from chain.usdc import (
+    AUTHORIZATION_USED_TOPIC,
     TRANSFER_TOPIC,
     TransferAuthorization,
     encode_transfer_with_authorization,
@@ -402,6 +403,23 @@ class ChainClient:
             raise RpcError("eth_getLogs: malformed log", method="eth_getLogs") from exc
         transfers.sort(key=_log_order)
         return transfers
+
+    async def authorization_uses(
+        self, authorizer: str, nonce: str, from_block: int, to_block: int
+    ) -> list[str]:
+        """Hashes of the transactions in ``[from_block, to_block]`` that spent ``authorizer``'s
+        EIP-3009 ``nonce`` (its ``AuthorizationUsed`` logs), oldest first."""
+        params = {
+            "fromBlock": hex(from_block),
+            "toBlock": hex(to_block),
+            "address": self.token_address,
+            "topics": [AUTHORIZATION_USED_TOPIC, _address_topic(authorizer), nonce.lower()],
+        }
+        logs = await self.rpc("eth_getLogs", [params])
+        try:
+            return [str(log["transactionHash"]).lower() for log in logs]
+        except (KeyError, TypeError) as exc:
+            raise RpcError("eth_getLogs: malformed log", method="eth_getLogs") from exc
 
     async def get_receipt(self, tx_hash: str) -> Receipt | None:
         """The receipt of a mined transaction, or None while it is pending or unknown."""

@@ -26,6 +26,7 @@ from chain.networks import Network
 
 __all__ = [
     "ARTIFACT_PATH",
+    "AUTHORIZATION_USED_TOPIC",
     "TRANSFER_TOPIC",
     "SignedAuthorization",
     "TokenArtifact",
@@ -46,6 +47,8 @@ ARTIFACT_PATH = Path(__file__).resolve().parent / "contracts" / "TestUSDC.json"
 
 # topic0 of `Transfer(address indexed from, address indexed to, uint256 value)`.
 TRANSFER_TOPIC = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
+# topic0 of `AuthorizationUsed(address indexed authorizer, bytes32 indexed nonce)` (EIP-3009).
+AUTHORIZATION_USED_TOPIC = "0x" + keccak(text="AuthorizationUsed(address,bytes32)").hex()
 
 _TRANSFER_WITH_AUTHORIZATION_BYTES_SELECTOR = keccak(
     text="transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,bytes)"

@@ -59,12 +59,22 @@ def paid_request(settings: Settings, item: PassSettings) -> PaidRequest:
     )
 
 
-async def _buyer(session: AsyncSession, payer: str) -> str:
-    """The agent a pass belongs to: the payer wallet's agent, else a new one owning the wallet.
+async def _buyer(session: AsyncSession, payment: Payment) -> str:
+    """The agent a pass belongs to.
 
-    Signing the payment proves control of the address, so linking it is safe; the next pass
-    bought from the same wallet lands on the same agent.
+    A signed authorization (``exact``) proves control of the payer's address: the pass goes to
+    that wallet's agent, else to a new agent owning the wallet, so the next pass bought from
+    the same wallet lands on the same agent. A pushed transfer proves nothing about who names
+    its hash (it is public once broadcast): its pass goes to a new agent of its own, and the
+    sender's wallet is neither linked to it nor looked up, so naming someone else's transfer
+    can neither capture their later deposits nor reach their agent's credits.
     """
+    payer = payment.payer
+    if payment.scheme != "exact":
+        agent = Agent(id=new_id("agt"), name=f"x402 push {payment.tx_hash or payment.id}")
+        session.add(agent)
+        await session.flush()
+        return agent.id
     agent_id = await owner_of(session, payer)
     if agent_id is not None:
         return agent_id
@@ -99,7 +109,7 @@ async def fulfill(session: AsyncSession, settings: Settings, payment: Payment) -
             return body
         raise PaymentAlreadyUsed("This payment's pass was already delivered.")
     item = pass_for(settings, payment.resource.rsplit("/", 1)[-1])
-    agent_id = await _buyer(session, payment.payer)
+    agent_id = await _buyer(session, payment)
     limits = settings.plan_limits("pass")
     issued = await keys.issue(
         session, settings.key_pepper.get_secret_value(), KeyKind.PASS, agent_id=agent_id,

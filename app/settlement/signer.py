@@ -2,8 +2,8 @@
 
 Each call of :func:`advance` moves one submission one step and says when to call again:
 
-- ``queued`` -> checks that need no nonce: validity window, ``authorizationState`` (used:
-  ``already_used``, never retried), and a gas estimate, which simulates the exact calldata (a
+- ``queued`` -> checks that need no nonce: validity window, ``authorizationState`` (spent:
+  see below, never retried), and a gas estimate, which simulates the exact calldata (a
   revert: ``failed`` with the reason, no nonce spent). Then, holding the signer lock, it
   allocates a nonce, signs an EIP-1559 transaction and **records it** (``signed``) - and only
   after that commit broadcasts it. A crash at any point after the record re-broadcasts the
@@ -11,11 +11,16 @@ Each call of :func:`advance` moves one submission one step and says when to call
 - ``signed`` -> broadcast the recorded transaction (``broadcast``); "already known" is success.
 - ``broadcast`` -> look for a receipt of any of its transactions (the original or a
   replacement); with the network's confirmations it is final: ``mined``, or for a revert
-  ``already_used`` when the authorization was consumed by someone else, else ``reverted``.
+  whose authorization was consumed by someone else see below, else ``reverted``.
   Not mined after ``stuck_after`` seconds: a replacement with the same nonce and fees bumped by
   ``fee_bump_percent`` (>= the 10% nodes require), or, once the authorization has expired, a
   0-value self-transfer that frees the nonce (``expired``). Meanwhile the latest transaction is
   re-sent on every check, since a restarted node forgets its mempool.
+
+A nonce spent by someone else counts as paid (``already_used``, with that transaction's hash)
+only if a transaction that spent it moved the authorized value to the authorized recipient: a
+payer can also burn the nonce (``cancelAuthorization``, or another authorization on the same
+nonce), and then nothing was paid (``failed``).
 
 Serialisation: every state change happens in a transaction that starts by taking the signer
 lock (``service.lock_signer``: an UPDATE of the signer's nonce row, i.e. a row lock in
@@ -68,7 +73,7 @@ from app.settlement.service import SWEEP_GRACE_SECONDS
 from chain.client import ChainClient, FeeEstimate, Receipt
 from chain.errors import ChainError, ExecutionReverted, TransactionRejected
 from chain.networks import Network
-from chain.usdc import encode_transfer_with_authorization
+from chain.usdc import TransferAuthorization, encode_transfer_with_authorization
 
 log = logging.getLogger("passgate.settlement")
 
@@ -176,8 +181,7 @@ class _Signer:
         authorization = service.authorization_of(submission)
         if await self.client.authorization_state(authorization.from_address,
                                                  authorization.nonce):
-            return await self.final(sid, QUEUED, ALREADY_USED,
-                                    error="The authorization was already used on chain.")
+            return await self.spent_elsewhere(sid, QUEUED, authorization)
         data = encode_transfer_with_authorization(authorization, submission.signature)
         token = self.client.token_address
         try:
@@ -185,8 +189,7 @@ class _Signer:
         except ExecutionReverted as exc:
             if await self.client.authorization_state(authorization.from_address,
                                                      authorization.nonce):
-                return await self.final(sid, QUEUED, ALREADY_USED,
-                                        error="The authorization was already used on chain.")
+                return await self.spent_elsewhere(sid, QUEUED, authorization)
             reason = exc.reason or exc.message
             return await self.final(sid, QUEUED, FAILED, error=f"Simulation reverted: {reason}")
         fees = await self.client.estimate_fees()
@@ -358,14 +361,12 @@ class _Signer:
             return await self.final(submission.id, expected, MINED, tx_hash=tx.tx_hash,
                                     block_number=receipt.block_number)
         authorization = service.authorization_of(submission)
-        used = await self.client.authorization_state(authorization.from_address,
-                                                     authorization.nonce)
-        return await self.final(
-            submission.id, expected, ALREADY_USED if used else REVERTED, tx_hash=tx.tx_hash,
-            block_number=receipt.block_number,
-            error="The authorization was used by another transaction first." if used
-            else "The settlement transaction reverted.",
-        )
+        if await self.client.authorization_state(authorization.from_address,
+                                                 authorization.nonce):
+            return await self.spent_elsewhere(submission.id, expected, authorization)
+        return await self.final(submission.id, expected, REVERTED, tx_hash=tx.tx_hash,
+                                block_number=receipt.block_number,
+                                error="The settlement transaction reverted.")
 
     async def _nonce_taken(self, submission: SettlementSubmission) -> Step:
         """Our nonce was consumed by a transaction that is not ours (the key is used elsewhere):
@@ -373,8 +374,7 @@ class _Signer:
         authorization = service.authorization_of(submission)
         if await self.client.authorization_state(authorization.from_address,
                                                  authorization.nonce):
-            return await self.final(submission.id, submission.status, ALREADY_USED,
-                                    error="The authorization was already used on chain.")
+            return await self.spent_elsewhere(submission.id, submission.status, authorization)
         async with self.sessions() as session:
             await service.lock_signer(session, self.chain_id, self.config.address)
             current = await service.reload(session, submission.id)
@@ -428,6 +428,43 @@ class _Signer:
         now = utcnow()
         submission.next_attempt_at = now + timedelta(seconds=delay + SWEEP_GRACE_SECONDS)
         submission.updated_at = now
+
+    async def spent_elsewhere(
+        self, sid: str, expected: str, authorization: TransferAuthorization
+    ) -> Step:
+        """The authorization's nonce is spent, and not by a transaction of ours that paid.
+
+        ``authorizationState`` only says the nonce is gone: the payer may have burned it with
+        ``cancelAuthorization`` or with another authorization on the same nonce, paying us
+        nothing. So the submission counts as paid (``already_used``, with that transaction's
+        hash) only when a transaction that spent the nonce moved at least the authorized value
+        from the payer to the authorized recipient, with the network's confirmations;
+        otherwise it ``failed``.
+        """
+        head = await self.client.block_number()
+        # The nonce was spent after the payment was verified: minutes ago, well inside this.
+        low = max(0, head - self.config.network.max_log_range + 1)
+        payer, recipient = authorization.from_address.lower(), authorization.to_address.lower()
+        for tx_hash in await self.client.authorization_uses(
+            authorization.from_address, authorization.nonce, low, head
+        ):
+            receipt = await self.client.get_receipt(tx_hash)
+            if receipt is None or receipt.status != 1:
+                continue
+            if not any(t.from_address.lower() == payer and t.to_address.lower() == recipient
+                       and t.value >= authorization.value for t in receipt.transfers):
+                continue
+            if head - receipt.block_number + 1 < self.config.network.confirmations:
+                return await self.later(sid, self.config.poll_seconds)
+            return await self.final(sid, expected, ALREADY_USED, tx_hash=receipt.tx_hash,
+                                    block_number=receipt.block_number,
+                                    error="The authorization was used on chain by another "
+                                          "transaction, which paid.")
+        return await self.final(
+            sid, expected, FAILED,
+            error="The authorization's nonce was spent on chain without paying its recipient "
+                  "(canceled, or used by another authorization).",
+        )
 
     async def final(
         self, sid: str, expected: str, status: str, *, error: str | None = None,

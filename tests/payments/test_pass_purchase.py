@@ -5,10 +5,13 @@ from __future__ import annotations
 import base64
 import json
 
+from eth_account import Account
 from x402.http import decode_payment_required_header
 
 from chain.devchain import DevChain
+from tests.factories import key_headers, register_agent
 from tests.fixtures.chain import encode_call, transact
+from tests.fixtures.chainapp import link_wallet
 
 PRICE_1D = 10_000_000
 
@@ -160,3 +163,30 @@ async def test_admins_find_payments_by_status_network_and_payer(
     assert found.status_code == 200, found.text
     assert tx_hash in [p["transaction"] for p in found.json()["data"]]
     assert one.json()["payer"] == payer.lower()
+
+
+async def test_a_pushed_transfer_neither_links_nor_reaches_the_senders_wallet(
+    paid_client, chain_client, devchain, pay_to
+):
+    # Given a sender whose wallet is linked to its own agent, and another sender's transfer
+    sender = Account.from_key(devchain.accounts[1].private_key)
+    owner = await register_agent(paid_client)
+    await link_wallet(paid_client, owner["apiKey"], sender)
+    stranger = Account.from_key(devchain.accounts[2].private_key)
+    linked_tx = await _push_usdc(chain_client, devchain, pay_to, PRICE_1D)
+    stranger_tx = await transact(chain_client, stranger.address,
+                                 encode_call("transfer(address,uint256)", pay_to, PRICE_1D))
+
+    # When anybody names those hashes
+    bought = await paid_client.post("/v1/passes/1d", headers=_push_headers(linked_tx))
+    other = await paid_client.post("/v1/passes/1d", headers=_push_headers(stranger_tx))
+
+    # Then the passes belong to agents of their own: not the linked sender's agent, and the
+    # unlinked sender's wallet stays free for its owner to link
+    assert bought.status_code == other.status_code == 201
+    for response in (bought, other):
+        info = await paid_client.get("/v1/api-keys/info",
+                                     headers=key_headers(response.json()["data"]["apiKey"]))
+        assert info.json()["agentId"] != owner["agentId"]
+    claimant = await register_agent(paid_client)
+    await link_wallet(paid_client, claimant["apiKey"], stranger)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 from eth_account import Account
+from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 
 from app.errors import Conflict
@@ -194,7 +195,7 @@ async def test_an_authorization_used_by_someone_else_first_is_already_used(chain
     sid = await request(chain_env, signed, "pay_front_run")
     outsider = chain_env.chain.accounts[1].address
     a = signed.authorization
-    await transact(
+    front_run = await transact(
         chain_env.client,
         outsider,
         encode_call(
@@ -210,10 +211,67 @@ async def test_an_authorization_used_by_someone_else_first_is_already_used(chain
     )
     # When the signer gets to it
     step = await run_to_end(signer, sid)
-    # Then it is reported as already used, and the signer spent nothing
+    # Then it is reported as already used, with the transaction that paid, and the signer
+    # spent nothing
     assert step.status == "already_used"
+    assert (await submission(chain_env, sid)).tx_hash == front_run
     assert await transactions(chain_env, sid) == []
     assert await chain_env.client.get_nonce(signer.account.address) == 0
+
+
+@pytest.mark.parametrize("burn", ["cancel", "other_authorization"])
+async def test_a_nonce_the_payer_burned_without_paying_fails(chain_env: ChainEnv, burn: str):
+    # Given a verified authorization whose payer then spends its nonce without paying us:
+    # with cancelAuthorization, or with a 1-unit authorization on the same nonce to itself
+    signer = await signer_for(chain_env)
+    payer = await chain_env.funded_account(usdc=10 * USDC)
+    signed = await authorize(chain_env, payer, 10 * USDC)
+    sid = await request(chain_env, signed, f"pay_burned_{burn}")
+    a = signed.authorization
+    domain = TokenDomain.for_network(chain_env.network)
+    if burn == "cancel":
+        signed_cancel = payer.sign_message(encode_typed_data(full_message={
+            "types": {
+                "EIP712Domain": [
+                    {"name": "name", "type": "string"},
+                    {"name": "version", "type": "string"},
+                    {"name": "chainId", "type": "uint256"},
+                    {"name": "verifyingContract", "type": "address"},
+                ],
+                "CancelAuthorization": [
+                    {"name": "authorizer", "type": "address"},
+                    {"name": "nonce", "type": "bytes32"},
+                ],
+            },
+            "primaryType": "CancelAuthorization",
+            "domain": domain.as_dict(),
+            "message": {"authorizer": payer.address, "nonce": bytes.fromhex(a.nonce[2:])},
+        }))
+        call = encode_call(
+            "cancelAuthorization(address,bytes32,uint8,bytes32,bytes32)", payer.address,
+            bytes.fromhex(a.nonce[2:]), signed_cancel.v, signed_cancel.r.to_bytes(32, "big"),
+            signed_cancel.s.to_bytes(32, "big"),
+        )
+    else:
+        cheap = new_authorization(payer.address, Account.create().address, 1, nonce=a.nonce)
+        burned = sign_transfer_authorization(payer.key, cheap, domain)
+        call = encode_call(
+            "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,bytes)",
+            cheap.from_address, cheap.to_address, cheap.value, cheap.valid_after,
+            cheap.valid_before, bytes.fromhex(cheap.nonce[2:]),
+            bytes.fromhex(burned.signature[2:]),
+        )
+    received = await chain_env.client.balance_of(chain_env.pay_to.address)
+    await transact(chain_env.client, payer.address, call)
+    # When the signer gets to it
+    step = await run_to_end(signer, sid)
+    # Then it failed: nothing reached the pay-to address, nothing counts as paid
+    assert step.status == "failed"
+    found = await submission(chain_env, sid)
+    assert found.tx_hash is None
+    assert "without paying" in (found.last_error or "")
+    assert await chain_env.client.balance_of(chain_env.pay_to.address) == received
+    assert await transactions(chain_env, sid) == []
 
 
 @pytest.mark.parametrize("case", ["bad_signature", "insufficient_balance", "expired"])
