@@ -61,14 +61,20 @@ class Provider:
 
     @classmethod
     def build(cls, config: ProviderSettings, source: str, headers: Mapping[str, str]) -> Provider:
-        routes = sorted(config.route_prices.items(), key=lambda item: len(item[0]), reverse=True)
+        # Prefixes in the form paths are matched in (see route_key), longest first.
+        routes = sorted(
+            ((route_key(prefix).rstrip("/") or "/", price)
+             for prefix, price in config.route_prices.items()),
+            key=lambda item: len(item[0]),
+            reverse=True,
+        )
         return cls(
             name=config.name,
             base_url=config.base_url,
             price_micros=config.price_micros,
             description=config.description,
             model_prices=dict(config.model_prices),
-            route_prices=tuple((prefix.rstrip("/") or "/", price) for prefix, price in routes),
+            route_prices=tuple(routes),
             timeout_seconds=config.timeout_seconds,
             request_id_header=config.request_id_header.lower().encode("latin-1"),
             source=source,
@@ -95,14 +101,45 @@ class Provider:
         """
         if model is not None and model in self.model_prices:
             return self.model_prices[model]
+        key = route_key(path)
         for prefix, price in self.route_prices:
-            if prefix == "/" or path == prefix or path.startswith(prefix + "/"):
+            if prefix == "/" or key == prefix or key.startswith(prefix + "/"):
                 return price
         return self.price_micros
 
+    def ceiling_price(self, path: str) -> int:
+        """The most any model could cost on ``path``: for a body whose model cannot be read."""
+        return max([self.price_for(path, None), *self.model_prices.values()])
+
+
+def normalised_path(path: str) -> str:
+    """``path`` with runs of ``/`` merged and ``;`` parameters cut from every segment.
+
+    Many servers (nginx's ``merge_slashes``, Tomcat and Spring's path parameters) serve
+    ``/a//b`` and ``/a;x/b`` as ``/a/b``; forwarding and pricing this one form means a
+    per-route price cannot be dodged by spelling the route differently. A trailing ``/`` stays:
+    for some APIs it names another resource. ``""`` (the provider's base URL) stays ``""``.
+    """
+    if not path:
+        return path
+    segments = [segment.split(";", 1)[0] for segment in path.split("/")[1:]]
+    kept = [segment for segment in segments if segment]
+    merged = "/" + "/".join(kept)
+    return merged + "/" if kept and not segments[-1] else merged
+
+
+def route_key(path: str) -> str:
+    """The decoded path as route prices match it.
+
+    Normalised again after decoding (``%2F%2F`` becomes ``//`` only then), and ``\\`` taken
+    as ``/`` as some servers do: an upstream that reads the path loosely is charged for the
+    route it may serve, never less.
+    """
+    return normalised_path(path.replace("\\", "/")) or "/"
+
 
 def decoded_route(raw_path: str) -> str:
-    """The upstream path as usage records and route prices see it (percent-decoded)."""
+    """The upstream path as usage records see it (percent-decoded)."""
     return unquote(raw_path) or "/"
 
 

@@ -9,8 +9,11 @@ Header policy (both directions work on raw ``(name, value)`` byte pairs, names l
   disclosed, and a caller cannot forge one); the provider's configured headers are then set,
   replacing any caller header of the same name; ``X-Request-ID`` carries passgate's id;
 - **to the caller**: cookies, authentication challenges, ``Server``/``Date``/``Alt-Svc``
-  and the names passgate sets itself (request id, rate limits) are dropped; the upstream's
-  request id is returned as ``X-Upstream-Request-ID``.
+  and the names passgate sets itself (request id, rate limits, ``X-Gateway-*``, x402 payment
+  answers) are dropped; the upstream's request id is returned as ``X-Upstream-Request-ID``.
+
+The path is forwarded percent-encoded as received, but with repeated slashes merged and ``;``
+path parameters cut (``providers.normalised_path``): the upstream gets the path it is priced on.
 
 Everything else passes through unchanged, including ``Accept-Encoding`` and
 ``Content-Encoding``: bodies are relayed as raw bytes, never decoded or buffered.
@@ -18,6 +21,7 @@ Everything else passes through unchanged, including ``Accept-Encoding`` and
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -30,9 +34,10 @@ import httpx
 import msgspec
 from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
+from litestar.types import Receive, Scope, Send
 
 from app.errors import UpstreamError, ValidationFailed
-from app.gateway.providers import Provider
+from app.gateway.providers import Provider, normalised_path
 from app.settings import Settings
 
 log = logging.getLogger("passgate.gateway")
@@ -93,17 +98,26 @@ RESPONSE_DROP = HOP_BY_HOP | frozenset(
         b"server",
         b"date",
         b"alt-svc",
-        # passgate sets these itself on every response.
+        # passgate sets these itself on every response. (An upstream's own, differently named
+        # limits such as ``x-ratelimit-remaining-tokens`` pass: they cannot be mistaken for
+        # passgate's, and callers pace themselves by them.)
         b"x-request-id",
         b"x-ratelimit-limit",
         b"x-ratelimit-remaining",
         b"x-ratelimit-reset",
         UPSTREAM_REQUEST_ID,
-        USAGE_ID,
-        COST,
-        BALANCE,
+        # passgate's x402 answers: an upstream's would pass for a settlement (or a challenge)
+        # of passgate's, next to or instead of the real one.
+        b"payment-required",
+        b"payment-response",
+        b"x-payment-response",
+        b"x-payment-id",
+        b"x-payment-status",
     }
 )
+
+# passgate's namespace (cost, balance, usage id): none of it may come from an upstream.
+GATEWAY_PREFIX = b"x-gateway-"
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -137,21 +151,22 @@ def upstream_path(raw_path: bytes, provider: str) -> str:
     if rest and not rest.startswith("/"):
         raise ValidationFailed("The gateway path is not valid.")
     check_path(rest)
-    return rest
+    return normalised_path(rest)
 
 
 def check_path(path: str) -> None:
-    """Refuse dot segments (plain or encoded) and control characters.
+    """Refuse dot segments (plain, encoded, or with ``;`` parameters) and control characters.
 
     ``/v1/gateway/p/../admin`` must not become a request to the upstream's ``/admin`` with the
-    operator's credentials attached.
+    operator's credentials attached; nor may ``/..;/admin``, which servers that drop path
+    parameters (and passgate's own normalisation) read as ``/../admin``.
     """
     for segment in path.split("/"):
         decoded = unquote(segment)
         if any(ord(c) < 0x20 or c == "\x7f" for c in decoded):
             raise ValidationFailed("The gateway path contains control characters.")
         for part in decoded.replace("\\", "/").split("/"):
-            if part in (".", ".."):
+            if part.split(";", 1)[0] in (".", ".."):
                 raise ValidationFailed("The gateway path may not contain '.' or '..' segments.")
 
 
@@ -162,14 +177,29 @@ class _ModelField(msgspec.Struct):
 _model_decoder = msgspec.json.Decoder(_ModelField)
 
 
+class UnreadableBody(Exception):
+    """A non-empty body that is not a JSON object with a string (or null) ``model``."""
+
+
 def requested_model(call: IncomingCall) -> str | None:
-    """The JSON body's top-level ``model`` (for per-model prices), if there is one."""
-    if not call.body or call.body[:1] not in (b"{", b" ", b"\n", b"\r", b"\t"):
+    """The JSON body's top-level ``model`` (for per-model prices); None without a body or model.
+
+    Read the way upstream JSON parsers read it: Python's ``json.loads`` (and others) accept a
+    UTF-8 BOM and UTF-16/32, so those are decoded first. Raises :class:`UnreadableBody` when a
+    body cannot be read as a JSON object at all (form data, compressed, NaN, a non-string
+    model...): the upstream may still find a model in it.
+    """
+    body = call.body
+    if not body:
         return None
     try:
-        return _model_decoder.decode(call.body).model
-    except msgspec.DecodeError:
-        return None
+        encoding = json.detect_encoding(body)
+        if encoding == "utf-8":
+            return _model_decoder.decode(body).model
+        # As json.loads decodes bytes; a lone surrogate then fails in msgspec (UnicodeError).
+        return _model_decoder.decode(body.decode(encoding, "surrogatepass")).model
+    except (msgspec.DecodeError, UnicodeError):
+        raise UnreadableBody from None
 
 
 def _connection_listed(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
@@ -205,7 +235,7 @@ def response_headers(upstream: httpx.Response, provider: Provider) -> tuple[Head
         lower = name.lower()
         if lower == provider.request_id_header and request_id is None:
             request_id = value.decode("latin-1")[:200]
-        if lower in RESPONSE_DROP or lower in extra_drop:
+        if lower in RESPONSE_DROP or lower in extra_drop or lower.startswith(GATEWAY_PREFIX):
             continue
         out.append((lower, value))
     if request_id is not None:
@@ -331,29 +361,37 @@ async def relay_body(response: httpx.Response, provider: str) -> AsyncIterator[b
 
 
 class RelayedResponse(ASGIStreamingResponse):
-    """A streamed response that sends exactly the given raw headers.
+    """The upstream's answer streamed through, with exactly the given raw headers.
 
     Litestar's responses add a default ``Content-Type``; a relayed answer carries the
-    upstream's headers (filtered), nothing invented.
+    upstream's headers (filtered), nothing invented. The upstream response is closed once this
+    response has been sent or failed, or by :meth:`aclose` if it is never sent: a body nobody
+    iterates never runs ``relay_body``'s cleanup, and every such leak holds one of the pool's
+    connections for good.
     """
 
-    __slots__ = ("raw_headers",)
+    __slots__ = ("raw_headers", "upstream")
 
     def __init__(
-        self,
-        *,
-        iterator: AsyncIterator[bytes],
-        status_code: int,
-        raw_headers: Headers,
-        is_head_response: bool,
+        self, *, upstream: httpx.Response, provider: str, status_code: int, raw_headers: Headers
     ) -> None:
-        super().__init__(
-            iterator=iterator, status_code=status_code, is_head_response=is_head_response
-        )
+        super().__init__(iterator=relay_body(upstream, provider), status_code=status_code)
         self.raw_headers = raw_headers
+        self.upstream = upstream
 
     def encode_headers(self) -> list[tuple[bytes, bytes]]:
         return self.raw_headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # The caller may be gone before the body starts (a failed send of the headers).
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Release the upstream connection (idempotent); for an answer that is not sent."""
+        await discard(self.upstream)
 
 
 # Upstream answers that announce at most this many bytes are read whole and sent in one piece:

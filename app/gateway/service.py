@@ -3,9 +3,9 @@
 Upstream outcomes and what they cost the caller:
 
 - **2xx**: relayed; the reserved price is kept (charged exactly once). An answer of at most
-  64 KiB with a Content-Length is read whole first (a break while reading it is still a 502,
-  uncharged); anything else streams. The usage row is finalised in the background, in
-  batches, after the answer went out, so it adds no latency.
+  64 KiB with a Content-Length, and any answer to HEAD, is read whole first (a break while
+  reading it is still a 502, uncharged); anything else streams. The usage row is finalised
+  in the background, in batches, after the answer went out, so it adds no latency.
 - **1xx/3xx/4xx**: relayed unchanged (the caller's request was the problem, or a redirect for
   the caller to follow), and not charged: the reservation is released first.
 - **5xx, timeout, refused or broken connection**: ``502 UPSTREAM_ERROR`` (the SPEC's "failed or
@@ -45,12 +45,12 @@ from app.gateway.proxy import (
     BufferedRelay,
     IncomingCall,
     RelayedResponse,
+    UnreadableBody,
     UpstreamClient,
     UpstreamFailure,
     discard,
     fits_buffer,
     read_whole,
-    relay_body,
     requested_model,
     response_headers,
     upstream_error,
@@ -125,7 +125,16 @@ class Gateway:
         if provider is None:
             raise NotFound(f"Unknown gateway provider '{call.provider}'.")
         route = decoded_route(call.path)
-        model = requested_model(call) if provider.prices_by_model else None
+        if not provider.prices_by_model:
+            return Quote(provider, route, None, provider.price_for(route, None))
+        try:
+            model = requested_model(call)
+        except UnreadableBody:
+            # The upstream may still read a model where passgate cannot (form data, a
+            # compressed body, JSON only a lenient parser takes), so such a call costs the most
+            # any model could: never less than what may be served. Charged rather than refused,
+            # so non-JSON endpoints of a model-priced provider keep working.
+            return Quote(provider, route, None, provider.ceiling_price(route))
         return Quote(provider, route, model, provider.price_for(route, model))
 
     # -- paying with credits -------------------------------------------------------------
@@ -176,13 +185,18 @@ class Gateway:
         return await self._forward(quote, call, usage.id, None, keep=False)
 
     async def finish_unsettled(self, forwarded: Forwarded, *, settled: bool) -> None:
-        """Record how the payment of an ``ok`` x402 call ended: paid, or not (never charged)."""
+        """Record how the payment of an ``ok`` x402 call ended: paid, or not (never charged).
+
+        An unpaid answer is not served: its upstream connection is released here.
+        """
         outcome = forwarded.outcome
         if outcome is None:
             return
         if settled:
             self.kept.add(forwarded.usage_id, outcome)
             return
+        if isinstance(forwarded.response, RelayedResponse):
+            await forwarded.response.aclose()
         unpaid = Outcome(
             outcome.upstream_status,
             outcome.latency_ms,
@@ -306,7 +320,10 @@ class Gateway:
                 ),
             )
         body: bytes | None = None
-        if call.method != "HEAD" and fits_buffer(response):
+        # A HEAD answer has no body, so a streamed relay of it would never be iterated (and
+        # its connection never released): it is read, which ends it, and sent whole.
+        head = call.method == "HEAD"
+        if head or fits_buffer(response):
             try:
                 body = await read_whole(response)
             except httpx.HTTPError as exc:
@@ -335,15 +352,16 @@ class Gateway:
             headers.append((BALANCE, str(balance).encode()))
         relayed: ASGIResponse
         if body is not None:
+            # For HEAD the upstream's Content-Length stays as it is: the size a GET would get.
             relayed = BufferedRelay(
-                body=body, status_code=status, raw_headers=headers, is_head_response=False
+                body=b"" if head else body,
+                status_code=status,
+                raw_headers=headers,
+                is_head_response=head,
             )
         else:
             relayed = RelayedResponse(
-                iterator=relay_body(response, provider.name),
-                status_code=status,
-                raw_headers=headers,
-                is_head_response=call.method == "HEAD",
+                upstream=response, provider=provider.name, status_code=status, raw_headers=headers
             )
         return Forwarded(
             usage_id,
@@ -421,9 +439,13 @@ def parse_time(value: str | None, name: str) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(value.strip().replace("z", "Z"))
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        # In UTC here, where the database would convert it: 0001-01-01T00:00+01:00 is before
+        # the first representable instant, and that must be the caller's 400, not a 500.
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise ValidationFailed(f"{name} must be an RFC 3339 timestamp.") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 __all__ = ["Forwarded", "Gateway", "IncomingCall", "Quote"]

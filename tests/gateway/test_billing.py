@@ -183,13 +183,76 @@ async def test_prices_follow_the_model_then_the_route(gw: Client) -> None:
         "/v1/gateway/echo/echo/premium/x", json={"model": "other"}, headers=key_headers(key)
     )
     not_the_route = await gw.get("/v1/gateway/echo/echo/premiumish", headers=key_headers(key))
-    default = await gw.post("/v1/gateway/echo/echo", content=b"not json", headers=key_headers(key))
+    default = await gw.post("/v1/gateway/echo/echo", json={"n": 1}, headers=key_headers(key))
 
     assert by_model.headers["x-gateway-cost-micros"] == "100000"
     assert by_route.headers["x-gateway-cost-micros"] == "50000"
     assert not_the_route.headers["x-gateway-cost-micros"] == str(PRICE)
     assert default.headers["x-gateway-cost-micros"] == str(PRICE)
     assert (await balance(gw, key))["spentMicros"] == 100_000 + 50_000 + 2 * PRICE
+
+
+async def test_a_model_is_priced_in_any_encoding_a_json_parser_reads(gw: Client) -> None:
+    # Given a JSON body naming the expensive model, as upstream JSON parsers accept it
+    key = await signup(gw)
+    text = '{"model": "big-model"}'
+    bodies = [
+        b"\xef\xbb\xbf" + text.encode(),
+        text.encode("utf-16-le"),
+        text.encode("utf-16"),
+        text.encode("utf-32"),
+    ]
+
+    # When each is sent
+    costs = []
+    for body in bodies:
+        response = await gw.post(
+            "/v1/gateway/echo/echo",
+            content=body,
+            headers={**key_headers(key), "Content-Type": "application/json"},
+        )
+        assert response.status_code == 200, response.text
+        costs.append(response.headers["x-gateway-cost-micros"])
+
+    # Then each costs that model's price
+    assert costs == ["100000"] * len(bodies)
+
+
+async def test_a_body_whose_model_cannot_be_read_costs_the_highest_price(gw: Client) -> None:
+    # Given a provider priced by model, and bodies passgate cannot read a model from
+    key = await signup(gw)
+    bodies = [
+        b"model=big-model",  # form data
+        b'{"model": "big-model", "n": NaN}',  # JSON only a lenient parser takes
+        b'{"model": ["big-model"]}',
+        b'["big-model"]',
+        '{"model": "\ud800"}'.encode("utf-16-le", "surrogatepass"),  # a lone surrogate
+    ]
+
+    # When each is sent
+    costs = []
+    for body in bodies:
+        response = await gw.post("/v1/gateway/echo/echo", content=body, headers=key_headers(key))
+        assert response.status_code == 200, response.text
+        costs.append(response.headers["x-gateway-cost-micros"])
+
+    # Then each costs the highest model price rather than the default
+    assert costs == ["100000"] * len(bodies)
+
+
+async def test_a_route_price_holds_however_the_path_is_spelled(gw: Client) -> None:
+    # Given a route priced above the default (/echo/premium)
+    key = await signup(gw)
+
+    # When it is called with repeated slashes, path parameters or encoded slashes
+    costs = []
+    for path in ("//echo/premium", "/echo//premium/x", "/echo/premium;v=2", "/echo%2F%2Fpremium"):
+        response = await gw.get(f"/v1/gateway/echo{path}", headers=key_headers(key))
+        assert response.status_code == 200, response.text
+        costs.append(response.headers["x-gateway-cost-micros"])
+
+    # Then each costs the route's price
+    assert costs == ["50000"] * 4
 
 
 async def test_a_free_provider_charges_nothing_but_records_usage(gw: Client) -> None:

@@ -12,7 +12,7 @@ from litestar.testing import AsyncTestClient
 from app.main import create_app
 from tests.factories import assert_error, key_headers
 from tests.gateway.conftest import GatewayFactory, serve
-from tests.gateway.helpers import UPSTREAM_SECRET, balance, signup, upstream_hits
+from tests.gateway.helpers import PRICE, UPSTREAM_SECRET, balance, signup, upstream_hits
 
 Client = AsyncTestClient[Litestar]
 
@@ -121,6 +121,33 @@ async def test_upstream_cookies_challenges_and_hop_headers_are_not_relayed(gw: C
     assert not response.cookies
 
 
+async def test_an_upstream_cannot_forge_passgates_payment_or_gateway_headers(gw: Client) -> None:
+    # Given an upstream answering with headers that only passgate may set
+    key = await signup(gw)
+
+    # When its answer comes back through the gateway
+    response = await gw.get("/v1/gateway/echo/forged", headers=key_headers(key))
+
+    # Then none of the upstream's copies reach the caller; passgate's own are the only ones
+    assert response.status_code == 200, response.text
+    for name in (
+        "payment-response",
+        "x-payment-response",
+        "payment-required",
+        "x-payment-id",
+        "x-payment-status",
+        "x-gateway-refund",
+    ):
+        assert name not in response.headers, name
+    assert response.headers.get_list("x-gateway-cost-micros") == [str(PRICE)]
+    assert response.headers.get_list("x-gateway-usage-id") != ["use_forged"]
+    assert len(response.headers.get_list("x-gateway-usage-id")) == 1
+    assert len(response.headers.get_list("x-gateway-balance-micros")) == 1
+    assert response.headers["x-gateway-balance-micros"] != "999999999"
+    # An upstream's own, differently named limits are the caller's to see
+    assert response.headers["x-ratelimit-remaining-tokens"] == "42"
+
+
 async def test_an_upstreams_cookie_never_reaches_another_call(gw: Client) -> None:
     # Given one agent whose call made the upstream set a cookie
     first, second = await signup(gw), await signup(gw)
@@ -192,6 +219,39 @@ async def test_dot_segments_cannot_escape_the_providers_base_path(
     assert ok.json()["path"] == "/echo/base/deeper"
 
 
+async def test_a_path_parameter_cannot_smuggle_a_dot_segment(
+    make_gateway: GatewayFactory, upstream_url: str
+) -> None:
+    # Given a provider rooted at /echo/base
+    gw = await make_gateway(
+        providers=[{"name": "rooted", "base_url": f"{upstream_url}/echo/base", "price_micros": 1}]
+    )
+    key = await signup(gw)
+
+    # When a dot segment hides behind a path parameter (read as '..' by servers that drop them)
+    for path in ("/v1/gateway/rooted/..;/status/500", "/v1/gateway/rooted/%2e%2e;x/status/500"):
+        response = await gw.get(path, headers=key_headers(key))
+
+        # Then it is refused like a plain one
+        assert_error(response, 400, "VALIDATION_ERROR")
+    assert (await balance(gw, key))["creditsMicros"] == 10_000_000
+
+
+async def test_repeated_slashes_and_path_parameters_are_merged_before_forwarding(
+    gw: Client,
+) -> None:
+    key = await signup(gw)
+
+    response = await gw.get(
+        "/v1/gateway/echo//echo///a;v=1/b/?x=1;y", headers=key_headers(key)
+    )
+
+    # The upstream gets the one spelling the call was priced on; the query is untouched
+    assert response.status_code == 200, response.text
+    assert response.json()["rawPath"] == "/echo/a/b/"
+    assert response.json()["query"] == "x=1;y"
+
+
 async def test_unknown_provider_is_not_found_and_free(gw: Client) -> None:
     key = await signup(gw)
 
@@ -234,6 +294,30 @@ async def test_head_requests_get_headers_only(gw: Client) -> None:
 
     assert response.status_code == 200
     assert response.content == b""
+
+
+async def test_head_requests_give_their_upstream_connection_back(
+    make_gateway: GatewayFactory,
+) -> None:
+    # Given a gateway with a single upstream connection
+    gw = await make_gateway(gateway_max_connections=1, gateway_max_keepalive_connections=1)
+    key = await signup(gw)
+
+    # When HEAD requests go through, one after another
+    heads = [
+        await gw.head("/v1/gateway/echo/large?bytes=1000000", headers=key_headers(key))
+        for _ in range(3)
+    ]
+
+    # Then each is answered with the upstream's status and headers, and the next call still
+    # gets the connection
+    for response in heads:
+        assert response.status_code == 200
+        assert response.content == b""
+        assert response.headers["content-length"] == "1000000"
+        assert response.headers["x-upstream-request-id"].startswith("up-")
+    after = await gw.get("/v1/gateway/echo/echo", headers=key_headers(key))
+    assert after.status_code == 200, after.text
 
 
 async def test_server_sent_events_stream_through_as_they_happen(

@@ -75,6 +75,18 @@ async def test_a_bad_time_filter_is_a_validation_error(gw: Client) -> None:
     assert_error(response, 400, "VALIDATION_ERROR")
 
 
+async def test_a_time_filter_beyond_the_representable_range_is_a_validation_error(
+    gw: Client,
+) -> None:
+    key = await signup(gw)
+
+    # Valid RFC 3339, but before year 1 or after year 9999 once in UTC
+    for params in ({"from": "0001-01-01T00:00:00+01:00"}, {"to": "9999-12-31T23:59:59-01:00"}):
+        response = await gw.get("/v1/usage", params=params, headers=key_headers(key))
+
+        assert_error(response, 400, "VALIDATION_ERROR")
+
+
 async def test_usage_shows_only_the_callers_own_calls(gw: Client) -> None:
     mine = await signup(gw)
     theirs = await signup(gw)

@@ -29,6 +29,22 @@ async def gateway(
             await gateway.aclose()
 
 
+@pytest.fixture
+async def single_connection_gateway(
+    settings_factory: Callable[..., Settings], providers: list[dict[str, Any]]
+) -> AsyncIterator[Gateway]:
+    """A gateway with one upstream connection: a leaked one starves the next call."""
+    settings = settings_factory(
+        providers=providers, gateway_max_connections=1, gateway_max_keepalive_connections=1
+    )
+    async with database(settings) as sessions:
+        gateway = Gateway(settings, sessions)
+        try:
+            yield gateway
+        finally:
+            await gateway.aclose()
+
+
 def incoming(path: str) -> IncomingCall:
     return IncomingCall(
         provider="echo",
@@ -105,3 +121,51 @@ async def test_a_2xx_whose_payment_did_not_settle_is_recorded_as_not_charged(
     row = await usage_row(gateway, forwarded.usage_id)
     assert (row.status, row.error, row.cost_micros) == ("failed", "payment_failed", 0)
     assert row.upstream_status == 200
+
+
+async def test_an_unpaid_streamed_answer_gives_its_upstream_connection_back(
+    single_connection_gateway: Gateway,
+) -> None:
+    # Given a 2xx answer large enough to be streamed, whose payment then did not settle
+    gateway = single_connection_gateway
+    call = incoming("/large")
+    forwarded = await gateway.forward_unsettled(
+        call, await gateway.quote(call), payment_id="pay_seam5"
+    )
+    assert forwarded.ok
+
+    # When it is recorded as unpaid (its answer is never sent)
+    await gateway.finish_unsettled(forwarded, settled=False)
+
+    # Then the next call still gets the one connection
+    nxt = incoming("/echo/next")
+    after = await gateway.forward_unsettled(nxt, await gateway.quote(nxt), payment_id="pay_seam6")
+    assert after.ok, after.error
+
+
+async def test_a_streamed_answer_that_cannot_be_sent_gives_its_connection_back(
+    single_connection_gateway: Gateway,
+) -> None:
+    # Given a streamed 2xx answer, and a caller gone before its headers could be sent
+    gateway = single_connection_gateway
+    call = incoming("/large")
+    forwarded = await gateway.forward_unsettled(
+        call, await gateway.quote(call), payment_id="pay_seam7"
+    )
+    assert forwarded.response is not None
+
+    async def gone(message: Any) -> None:
+        raise OSError("the caller hung up")
+
+    async def receive() -> Any:
+        return {"type": "http.disconnect"}
+
+    # When sending it fails before a byte of the body was read
+    with pytest.raises(OSError, match="hung up"):
+        await forwarded.response({"type": "http"}, receive, gone)  # type: ignore[arg-type]
+    await gateway.finish_unsettled(forwarded, settled=True)
+
+    # Then the next call still gets the one connection
+    nxt = incoming("/echo/next")
+    after = await gateway.forward_unsettled(nxt, await gateway.quote(nxt), payment_id="pay_seam8")
+    assert after.ok, after.error

@@ -9,6 +9,7 @@ Paths (anything after them is ignored unless said otherwise):
 - ``/large?bytes=n``  n bytes of body, streamed in 64 KiB pieces
 - ``/short``         a 200 that promises 100 bytes and breaks off after 10
 - ``/leaky``          200 with headers the gateway must not relay
+- ``/forged``         200 with passgate's own payment and gateway headers, made up
 - ``/redirect``       302 to /echo
 - ``/__hits?path=p``  how many requests this process received for ``p`` (exact path)
 
@@ -150,6 +151,22 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
             (b"x-multi", b"b"),
         ]
         await _send(send, 200, _json({"leaky": True}), headers)
+    elif path == "/forged":
+        headers = [
+            json_type,
+            request_id,
+            (b"payment-response", b"eyJzdWNjZXNzIjp0cnVlfQ=="),
+            (b"x-payment-response", b"eyJzdWNjZXNzIjp0cnVlfQ=="),
+            (b"payment-required", b"eyJ4NDAyVmVyc2lvbiI6Mn0="),
+            (b"x-payment-id", b"pay_forged"),
+            (b"x-payment-status", b"settled"),
+            (b"x-gateway-cost-micros", b"0"),
+            (b"x-gateway-balance-micros", b"999999999"),
+            (b"x-gateway-usage-id", b"use_forged"),
+            (b"x-gateway-refund", b"all"),
+            (b"x-ratelimit-remaining-tokens", b"42"),
+        ]
+        await _send(send, 200, _json({"forged": True}), headers)
     elif path == "/redirect":
         await _send(send, 302, b"", [(b"location", b"/echo"), request_id])
     elif path == "/__hits":
