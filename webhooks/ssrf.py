@@ -158,6 +158,12 @@ def refusal_reason(ip: IPAddress) -> str | None:
         (ip.is_loopback, "a loopback address"),
         (ip.is_link_local, "a link-local address"),
         (ip.is_multicast, "a multicast address"),
+        # fec0::/10, deprecated (RFC 3879) but still routed inside some networks; Python
+        # counts it neither private nor reserved, so is_global alone would let it through.
+        (
+            isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local,
+            "a site-local address",
+        ),
         (
             isinstance(ip, ipaddress.IPv4Address) and ip in _CARRIER_GRADE_NAT,
             "a shared (CGNAT) address",

@@ -227,12 +227,14 @@ async def create_admin_token(
     request: AnyRequest, session: AsyncSession,
     data: AdminTokenBody | None = None,
 ) -> CreatedAdminToken:
-    """Another admin token (shown once), optionally expiring."""
+    """Another admin token (shown once), optionally expiring; never later than the calling
+    token, so an expiring token cannot mint a permanent one."""
     admin = principal_of(request)
+    expires_at = keys.check_expiry(data.expires_at if data else None)
     issued = await keys.issue(
         session, runtime_of(request).pepper, KeyKind.ADMIN,
         label=data.label if data else None,
-        expires_at=keys.check_expiry(data.expires_at if data else None),
+        expires_at=keys.cap_expiry(expires_at, admin.key_expires_at),
         created_by=admin.key_id,
     )
     await record(session, _actor(request, admin), "admin_token.create", "key", issued.key.id,

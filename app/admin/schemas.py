@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from app.http.schemas import Label, Micros
+from app.http.schemas import Label, Micros, TimedBody
 
 Plan = Literal["free", "pro", "enterprise", "pass"]
 PositiveLimit = Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]
@@ -46,7 +46,7 @@ class LookupKeyBody(msgspec.Struct, forbid_unknown_fields=True):
     key: str
 
 
-class AdminTokenBody(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+class AdminTokenBody(TimedBody, forbid_unknown_fields=True, rename="camel"):
     label: Label | None = None
     expires_at: datetime | None = None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -25,6 +26,13 @@ class NewKey:
     key: ApiKey
     secret: str
     claim_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RegeneratedSecret:
+    key: ApiKey
+    secret: str
+    previous_valid_until: datetime
 
 
 def validate_email(email: str) -> str:
@@ -60,10 +68,7 @@ async def create_personal_key(
     scopes = keys.check_scopes(body.scopes, caller.scopes)
     custom = keys.parse_custom_secret(KeyKind.PERSONAL, body.key) if body.key else None
     # A new key can never outlive the key that created it.
-    expires_at = body.expires_at
-    ceiling = caller.key_expires_at
-    if ceiling is not None and (expires_at is None or expires_at > ceiling):
-        expires_at = ceiling
+    expires_at = keys.cap_expiry(body.expires_at, caller.key_expires_at)
     default_scopes = sorted(set(DEFAULTS[KeyKind.PERSONAL]) & caller.scopes)
     issued = await keys.issue(
         session,
@@ -78,3 +83,27 @@ async def create_personal_key(
         created_by=caller.key_id,
     )
     return NewKey(key=issued.key, secret=issued.secret)
+
+
+def check_may_regenerate(caller: Principal, key: ApiKey) -> None:
+    """Regenerating another key hands its new secret to the caller, so that key may carry
+    nothing the caller could not grant itself: no scope it lacks, no later expiry."""
+    if key.id == caller.key_id:
+        return
+    beyond = sorted(set(key.scopes) - caller.scopes)
+    if beyond:
+        raise Forbidden(
+            f"A key cannot regenerate a key with scopes it lacks: {', '.join(beyond)}."
+        )
+    if keys.cap_expiry(key.expires_at, caller.key_expires_at) != key.expires_at:
+        raise Forbidden("A key cannot regenerate a key that expires after it does.")
+
+
+async def regenerate_key(
+    session: AsyncSession, rt: Runtime, caller: Principal, key_id: str, grace_seconds: int
+) -> RegeneratedSecret:
+    """A new secret for one of the caller's agent's keys (the caller's own included)."""
+    key = await keys.get_owned(session, key_id, caller.agent_id or "")
+    check_may_regenerate(caller, key)
+    secret, old_until = await keys.regenerate(session, rt.pepper, key, grace_seconds)
+    return RegeneratedSecret(key=key, secret=secret, previous_valid_until=old_until)

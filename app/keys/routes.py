@@ -138,15 +138,17 @@ async def regenerate_api_key(
     key_id: str,
     data: RegenerateBody | None = None,
 ) -> RegeneratedKey:
-    """New secret, same settings; the old secret keeps working for ``gracePeriodSeconds``."""
-    caller = principal_of(request)
+    """New secret, same settings; the old secret keeps working for ``gracePeriodSeconds``.
+
+    Another of the agent's keys only when it has no scope the caller lacks and expires no
+    later than the caller (FORBIDDEN otherwise): its new secret goes to the caller."""
     rt = runtime_of(request)
-    key = await keys.get_owned(session, key_id, caller.agent_id or "")
     grace = data.grace_period_seconds if data else 0
-    secret, old_until = await keys.regenerate(session, rt.pepper, key, grace)
+    done = await holder.regenerate_key(session, rt, principal_of(request), key_id, grace)
     after_commit(session, lambda: rt.auth.cache.forget_key(key_id))
     return RegeneratedKey(
-        id=key.id, key=secret, hint=key.hint, previous_key_expires_at=rfc3339(old_until) or ""
+        id=done.key.id, key=done.secret, hint=done.key.hint,
+        previous_key_expires_at=rfc3339(done.previous_valid_until) or "",
     )
 
 

@@ -4,7 +4,7 @@ from datetime import datetime
 
 import msgspec
 
-from app.http.schemas import GraceSeconds, Label, RateLimitView
+from app.http.schemas import GraceSeconds, Label, RateLimitView, TimedBody
 
 
 class KeyView(msgspec.Struct, rename="camel"):
@@ -25,7 +25,7 @@ class KeyView(msgspec.Struct, rename="camel"):
     agent_id: str | None = None
 
 
-class CreateKeyBody(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+class CreateKeyBody(TimedBody, forbid_unknown_fields=True, rename="camel"):
     label: Label | None = None
     key: str | None = None
     scopes: list[str] | None = None

@@ -72,14 +72,30 @@ def check_expiry(expires_at: datetime | None) -> datetime | None:
     return expires_at
 
 
+def cap_expiry(expires_at: datetime | None, ceiling: datetime | None) -> datetime | None:
+    """``expires_at``, but never later than ``ceiling`` (``None``: never expires)."""
+    if ceiling is not None and (expires_at is None or expires_at > ceiling):
+        return ceiling
+    return expires_at
+
+
 def parse_custom_secret(kind: KeyKind, secret: str) -> str:
     """A caller-chosen key must follow the same format as generated ones, checksum included."""
     try:
         parsed = key_format.parse(secret)
     except key_format.KeyFormatError as exc:
         head = secret[: -key_format.CHECKSUM_CHARS]
+        body = head.removeprefix(f"{kind.value}_")
         details = None
-        if secret.startswith(f"{kind.value}_") and len(secret) >= len(kind.value) + 1 + 33:
+        # Offer the checksum only where it is the one thing wrong: the body must be base62
+        # (ASCII letters and digits), which also keeps non-ASCII text away from the CRC.
+        if (
+            body != head
+            and body.isascii()
+            and body.isalnum()
+            and len(body) >= key_format.RANDOM_CHARS
+            and len(secret) <= key_format.MAX_KEY_CHARS
+        ):
             details = {"expectedChecksum": key_format.checksum(head)}
         raise ValidationFailed(
             f"Custom key must be '{kind.value}_' followed by at least "
@@ -192,13 +208,24 @@ async def list_keys(
 
 
 async def revoke(session: AsyncSession, key: ApiKey) -> ApiKey:
-    """Idempotent: revoking a revoked key changes nothing and emits nothing."""
+    """Idempotent: revoking a revoked key changes nothing and emits nothing.
+
+    The conditional UPDATE decides between concurrent revocations (two requests, a request
+    and the settlement worker): the database lets one of them change the row, and only that
+    one emits ``key.revoked``.
+    """
     if key.status == "revoked":
         return key
-    key.status = "revoked"
-    key.revoked_at = utcnow()
-    session.add(key)
-    await session.flush()
+    changed = await session.execute(
+        sa_update(ApiKey)
+        .where(col(ApiKey.id) == key.id, col(ApiKey.status) != "revoked")
+        .values(status="revoked", revoked_at=utcnow())
+    )
+    # Either way, show the row as the database has it: the loser of a race reports the
+    # winner's revocation time, not its own.
+    await session.refresh(key)
+    if not changed.rowcount:  # type: ignore[attr-defined]
+        return key
     data = key_event_data(key) | {"revokedAt": rfc3339(key.revoked_at)}
     await emit(session, "key.revoked", data, agent_id=key.agent_id, platform_id=key.platform_id)
     return key

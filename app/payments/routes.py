@@ -11,6 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.auth.guards import authenticate_key_holder, presented_key, runtime_of
 from app.db.types import rfc3339
 from app.errors import Conflict, NotFound
+from app.keys.scopes import PAYMENTS_READ
 from app.passes import service as passes
 from app.payments.models import Payment
 from app.payments.runtime import payments_of
@@ -45,7 +46,7 @@ async def get_payment(
     request: Request[Any, Any, Any], session: AsyncSession, payment_id: str
 ) -> PaymentView:
     """With ``X-Claim-Token``: the payment's state, and once settled its result (the key),
-    exactly once. With the buyer's key: the state only."""
+    exactly once. With the buyer's key (scope ``payments:read``): the state only."""
     rt = runtime_of(request)
     payments = payments_of(rt)
     payment = await session.get(Payment, payment_id)
@@ -63,7 +64,9 @@ async def get_payment(
         return payment_view(payment, result)
     if presented_key(request) is None:
         raise NotFound("Payment not found.")
-    caller = await authenticate_key_holder(request)
+    # The claim token above is its own credential (the buyer may have no key yet); a key
+    # reads payments only with the scope for it.
+    caller = await authenticate_key_holder(request, PAYMENTS_READ)
     if payment is None or payment.agent_id is None or payment.agent_id != caller.agent_id:
         raise NotFound("Payment not found.")
     return payment_view(payment)

@@ -171,11 +171,12 @@ async def create_master_key(
     request: AnyRequest, session: AsyncSession,
     data: MasterKeyBody | None = None,
 ) -> CreatedMasterKey:
-    """Another master key for this platform (shown once), optionally expiring."""
+    """Another master key for this platform (shown once), optionally expiring; never later
+    than the calling master key."""
     master = principal_of(request)
     issued = await platforms.create_master_key(
         session, runtime_of(request).pepper, _platform_id(master), data.label if data else None,
-        master.key_id, data.expires_at if data else None,
+        master.key_id, data.expires_at if data else None, ceiling=master.key_expires_at,
     )
     await record(session, _actor(request, master), "master_key.create", "key", issued.key.id,
                  after={"label": issued.key.label, "hint": issued.key.hint,

@@ -4,7 +4,7 @@ from datetime import datetime
 
 import msgspec
 
-from app.http.schemas import Label, Micros, Name
+from app.http.schemas import Label, Micros, Name, TimedBody
 
 
 class PlatformView(msgspec.Struct, rename="camel"):
@@ -24,7 +24,7 @@ class SpendingLimitView(msgspec.Struct, rename="camel"):
     daily_limit_micros: int | None
 
 
-class MasterKeyBody(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+class MasterKeyBody(TimedBody, forbid_unknown_fields=True, rename="camel"):
     label: Label | None = None
     expires_at: datetime | None = None
 

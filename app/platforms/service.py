@@ -66,10 +66,13 @@ async def create_master_key(
     label: str | None,
     created_by: str,
     expires_at: datetime | None = None,
+    ceiling: datetime | None = None,
 ) -> keys.IssuedKey:
+    """Another master key; it never outlives ``ceiling``, the expiry of the key creating it."""
     return await keys.issue(
         session, pepper, KeyKind.MASTER, platform_id=platform_id, label=label,
-        expires_at=keys.check_expiry(expires_at), created_by=created_by,
+        expires_at=keys.cap_expiry(keys.check_expiry(expires_at), ceiling),
+        created_by=created_by,
     )
 
 

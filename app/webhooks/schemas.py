@@ -7,7 +7,7 @@ from typing import Annotated
 
 import msgspec
 
-from app.http.schemas import Description
+from app.http.schemas import Description, TimedBody
 
 Url = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
 EventTypes = Annotated[list[str], msgspec.Meta(max_length=50)]
@@ -40,7 +40,7 @@ class UpdateEndpointBody(msgspec.Struct, forbid_unknown_fields=True, rename="cam
         return {k: v for k, v in fields.items() if v is not msgspec.UNSET}
 
 
-class ReplayBody(msgspec.Struct, forbid_unknown_fields=True):
+class ReplayBody(TimedBody, forbid_unknown_fields=True):
     """Replay the endpoint's failed messages created at or after ``since`` (RFC 3339)."""
 
     since: AwareDatetime

@@ -14,6 +14,7 @@ from tests.factories import (
     key_headers,
     master_headers,
     register_agent,
+    rfc3339_in,
     unique,
 )
 
@@ -327,6 +328,35 @@ async def test_an_operator_creates_an_admin_token_that_works(client, admin_heade
     assert token.startswith("adm_")
     works = await client.get("/admin/v1/platforms", headers=bearer(token))
     assert works.status_code == 200, works.text
+
+
+async def test_an_expiring_admin_token_cannot_mint_a_permanent_one(client, admin_headers):
+    # given an admin token that expires in an hour
+    created = await client.post("/admin/v1/tokens",
+                                json={"label": "temp", "expiresAt": rfc3339_in(3600)},
+                                headers=admin_headers)
+    assert created.status_code == 201, created.text
+    temp = created.json()
+
+    # when it creates a token without expiry
+    response = await client.post("/admin/v1/tokens", json={"label": "forever"},
+                                 headers=bearer(temp["token"]))
+
+    # then the new token ends when its creator does
+    assert response.status_code == 201, response.text
+    assert response.json()["expiresAt"] == temp["expiresAt"]
+
+
+@pytest.mark.parametrize("expires_at", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
+async def test_an_admin_token_expiry_with_no_utc_equivalent_is_a_validation_error(
+    client, admin_headers, expires_at
+):
+    # when
+    response = await client.post("/admin/v1/tokens", json={"expiresAt": expires_at},
+                                 headers=admin_headers)
+
+    # then
+    assert_error(response, 400, "VALIDATION_ERROR")
 
 
 # -- credits ---------------------------------------------------------------------------------

@@ -198,6 +198,37 @@ async def test_an_additional_key_cannot_expire_in_the_past(client):
     assert_error(response, 400, "VALIDATION_ERROR")
 
 
+@pytest.mark.parametrize(
+    "expires_at",
+    # Valid RFC 3339, but after year 9999 or before year 1 once in UTC.
+    ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"],
+)
+async def test_an_expiry_with_no_utc_equivalent_is_a_validation_error(client, expires_at):
+    # given
+    agent = await register_agent(client)
+
+    # when
+    response = await client.post(
+        "/v1/api-keys", json={"label": "far", "expiresAt": expires_at},
+        headers=key_headers(agent["apiKey"]),
+    )
+
+    # then
+    body = assert_error(response, 400, "VALIDATION_ERROR")
+    assert "expiresAt" in body["error"]
+
+
+async def test_the_latest_utc_expiry_is_accepted(client):
+    # given
+    agent = await register_agent(client)
+
+    # when
+    created = await create_key(client, agent["apiKey"], expiresAt="9999-12-31T23:59:59Z")
+
+    # then
+    assert created["expiresAt"] == "9999-12-31T23:59:59Z"
+
+
 async def test_a_key_without_keys_write_cannot_create_keys(client):
     # given a read-only key
     agent = await register_agent(client)
@@ -282,6 +313,30 @@ async def test_a_custom_key_with_a_wrong_checksum_is_a_validation_error(client):
 
     # then
     assert_error(response, 400, "VALIDATION_ERROR")
+
+
+@pytest.mark.parametrize(
+    "bad_key",
+    [
+        pytest.param("pk_" + "\u00e9" * 40, id="all-non-ascii"),
+        pytest.param("pk_" + "a" * 20 + "\u00df" + "a" * 12, id="one-non-ascii"),
+        pytest.param("pk_" + "\u0661" * 33, id="non-ascii-digits"),
+    ],
+)
+async def test_a_custom_key_with_non_ascii_characters_is_a_validation_error(client, bad_key):
+    # given an agent key, and no key at all
+    agent = await register_agent(client)
+
+    # when
+    anonymous = await client.post("/v1/api-keys", json={"label": "custom", "key": bad_key})
+    authenticated = await client.post(
+        "/v1/api-keys", json={"label": "custom", "key": bad_key},
+        headers=key_headers(agent["apiKey"]),
+    )
+
+    # then
+    assert_error(anonymous, 400, "VALIDATION_ERROR")
+    assert_error(authenticated, 400, "VALIDATION_ERROR")
 
 
 async def test_a_custom_key_already_taken_is_a_conflict(client):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.factories import (
     assert_error,
     create_key,
@@ -9,6 +11,7 @@ from tests.factories import (
     key_headers,
     master_headers,
     register_agent,
+    rfc3339_in,
 )
 
 
@@ -381,6 +384,40 @@ async def test_a_master_key_cannot_be_created_already_expired(client, platform):
     # when
     response = await client.post("/v1/platform/master-keys",
                                  json={"expiresAt": "2000-01-01T00:00:00Z"}, headers=mk(platform))
+
+    # then
+    assert_error(response, 400, "VALIDATION_ERROR")
+
+
+async def test_an_expiring_master_key_cannot_mint_a_permanent_one(client, platform):
+    # given a master key that expires in an hour
+    expiring = await client.post("/v1/platform/master-keys",
+                                 json={"label": "temp", "expiresAt": rfc3339_in(3600)},
+                                 headers=mk(platform))
+    assert expiring.status_code == 201, expiring.text
+    temp = expiring.json()
+
+    # when it creates a master key without expiry, and one expiring later than itself
+    forever = await client.post("/v1/platform/master-keys", json={"label": "forever"},
+                                headers=master_headers(temp["key"]))
+    later = await client.post("/v1/platform/master-keys",
+                              json={"label": "later", "expiresAt": "2090-01-01T00:00:00Z"},
+                              headers=master_headers(temp["key"]))
+
+    # then both end when their creator does
+    assert forever.status_code == 201, forever.text
+    assert later.status_code == 201, later.text
+    assert forever.json()["expiresAt"] == temp["expiresAt"]
+    assert later.json()["expiresAt"] == temp["expiresAt"]
+
+
+@pytest.mark.parametrize("expires_at", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
+async def test_a_master_key_expiry_with_no_utc_equivalent_is_a_validation_error(
+    client, platform, expires_at
+):
+    # when
+    response = await client.post("/v1/platform/master-keys", json={"expiresAt": expires_at},
+                                 headers=mk(platform))
 
     # then
     assert_error(response, 400, "VALIDATION_ERROR")

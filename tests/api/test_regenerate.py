@@ -100,3 +100,88 @@ async def test_regenerating_twice_keeps_only_the_latest_secret_after_graces(clie
     assert not await _works(client, first["key"])
     assert not await _works(client, second["key"])
     assert await _works(client, third["key"])
+
+
+# -- who may regenerate which key ------------------------------------------------------------
+
+KEY_MANAGER = ["keys:read", "keys:write"]
+
+
+async def test_a_key_cannot_regenerate_a_key_with_scopes_it_lacks(client):
+    # given a key that may only manage keys, and the agent's full-scope key
+    agent = await register_agent(client)
+    manager = await create_key(client, agent["apiKey"], scopes=KEY_MANAGER)
+
+    # when the manager regenerates the agent key
+    response = await client.post(
+        f"/v1/api-keys/{agent['keyId']}/regenerate", json={"gracePeriodSeconds": 0},
+        headers=key_headers(manager["key"]),
+    )
+
+    # then it is refused and the agent key was not rotated
+    body = assert_error(response, 403, "FORBIDDEN")
+    assert "wallets:read" in body["error"]
+    assert await _works(client, agent["apiKey"])
+
+
+async def test_an_expiring_key_cannot_regenerate_a_key_that_never_expires(client):
+    # given an expiring key manager and a permanent key with the same scopes
+    agent = await register_agent(client)
+    manager = await create_key(client, agent["apiKey"], scopes=KEY_MANAGER,
+                               expiresAt="2090-01-01T00:00:00Z")
+    permanent = await create_key(client, agent["apiKey"], scopes=KEY_MANAGER)
+
+    # when the expiring key regenerates the permanent one
+    response = await client.post(
+        f"/v1/api-keys/{permanent['id']}/regenerate", headers=key_headers(manager["key"])
+    )
+
+    # then it is refused and the permanent key keeps its secret
+    assert_error(response, 403, "FORBIDDEN")
+    assert await _works(client, permanent["key"])
+
+
+async def test_an_expiring_key_cannot_regenerate_a_key_that_expires_later(client):
+    # given
+    agent = await register_agent(client)
+    manager = await create_key(client, agent["apiKey"], scopes=KEY_MANAGER,
+                               expiresAt="2090-01-01T00:00:00Z")
+    later = await create_key(client, agent["apiKey"], scopes=KEY_MANAGER,
+                             expiresAt="2095-01-01T00:00:00Z")
+
+    # when
+    response = await client.post(
+        f"/v1/api-keys/{later['id']}/regenerate", headers=key_headers(manager["key"])
+    )
+
+    # then
+    assert_error(response, 403, "FORBIDDEN")
+
+
+async def test_a_key_regenerates_a_key_no_wider_and_no_longer_lived_than_itself(client):
+    # given an expiring key manager and a narrower key that expires sooner
+    agent = await register_agent(client)
+    manager = await create_key(client, agent["apiKey"], scopes=KEY_MANAGER,
+                               expiresAt="2090-01-01T00:00:00Z")
+    reader = await create_key(client, agent["apiKey"], scopes=["keys:read"],
+                              expiresAt="2080-01-01T00:00:00Z")
+
+    # when
+    new = await _regenerate(client, manager["key"], reader["id"], 0)
+
+    # then
+    assert await _works(client, new["key"])
+    assert not await _works(client, reader["key"])
+
+
+async def test_a_narrow_expiring_key_can_regenerate_itself(client):
+    # given
+    agent = await register_agent(client)
+    manager = await create_key(client, agent["apiKey"], scopes=KEY_MANAGER,
+                               expiresAt="2090-01-01T00:00:00Z")
+
+    # when
+    new = await _regenerate(client, manager["key"], manager["id"], 0)
+
+    # then
+    assert await _works(client, new["key"])

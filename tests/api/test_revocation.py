@@ -5,6 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 
+from sqlmodel import col, select
+
+from app.db.engine import create_engine, session_factory
+from app.events.models import Event
+from app.keys import service as keys
 from tests.factories import (
     create_key,
     create_platform_agent,
@@ -82,3 +87,32 @@ async def test_a_master_key_revoked_in_one_process_is_refused_by_another_within_
     status, elapsed = await status_within(other, "/v1/platform", master_headers(second["key"]),
                                           401)
     assert status == 401, f"still accepted after {elapsed:.2f} s"
+
+
+async def test_two_concurrent_revocations_emit_one_key_revoked_event(client, settings):
+    # given a key that two transactions have both read while it was active
+    agent = await register_agent(client)
+    key = await create_key(client, agent["apiKey"])
+    engine = create_engine(settings)
+    try:
+        async with session_factory(engine)() as first, session_factory(engine)() as second:
+            mine = await keys.get(first, key["id"])
+            theirs = await keys.get(second, key["id"])
+
+            # when both revoke it, the second before the first has committed
+            await keys.revoke(first, mine)
+            racing = asyncio.create_task(keys.revoke(second, theirs))  # waits for the row
+            await asyncio.sleep(0.2)
+            await first.commit()
+            await asyncio.wait_for(racing, timeout=30)
+            await second.commit()
+            events = (
+                await first.exec(select(Event).where(col(Event.type) == "key.revoked"))
+            ).all()
+    finally:
+        await engine.dispose()
+
+    # then the key is revoked once, with one event, and both report the same revocation
+    assert [e.data["keyId"] for e in events].count(key["id"]) == 1
+    assert theirs.status == "revoked"
+    assert theirs.revoked_at == mine.revoked_at

@@ -56,6 +56,16 @@ async def test_internal_addresses_are_refused_without_an_allowlist(
         await strict_policy.check_url(url)
 
 
+@pytest.mark.parametrize("address", ["fec0::1", "fec0:0:0:1::a", "feff:ffff::1"])
+async def test_deprecated_site_local_ipv6_addresses_are_refused(
+    strict_policy: SSRFPolicy, address: str
+) -> None:
+    # fec0::/10 (RFC 3879): Python counts it global, yet some networks still route it inside.
+    assert refusal_reason(ipaddress.ip_address(address)) == "a site-local address"
+    with pytest.raises(BlockedAddressError):
+        await strict_policy.check_url(f"http://[{address}]/hook")
+
+
 @pytest.mark.parametrize(
     "url", ["http://2130706433/", "http://0x7f000001/", "http://127.1/", "http://017700000001/"]
 )

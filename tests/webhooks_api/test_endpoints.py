@@ -178,6 +178,16 @@ async def test_urls_reaching_private_addresses_are_refused(
     assert "10.1.2.3" not in body["error"]  # the resolved address is never disclosed
 
 
+async def test_a_deprecated_site_local_ipv6_address_is_refused(
+    api: AsyncTestClient[Litestar], platform: dict[str, str]
+) -> None:
+    response = await api.post("/v1/platform/webhooks", json={"url": "http://[fec0::1]/hook"},
+                              headers=master_headers(platform["key"]))
+
+    body = assert_error(response, 400, "VALIDATION_ERROR")
+    assert "site-local" in body["error"]
+
+
 async def test_loopback_is_refused_without_the_allowlist(
     wh_settings_factory: Callable[..., Settings], admin_headers: dict[str, str]
 ) -> None:
@@ -240,6 +250,22 @@ async def test_replay_since_must_be_an_aware_timestamp(
 
     for body in ({"since": "2026-01-01T00:00:00"}, {"since": "yesterday"}, {}):
         assert_error(await api.post(path, json=body, headers=headers), 400, "VALIDATION_ERROR")
+
+
+@pytest.mark.parametrize(
+    # Valid RFC 3339, but before year 1 or after year 9999 once in UTC.
+    "since", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"],
+)
+async def test_replay_since_with_no_utc_equivalent_is_a_validation_error(
+    api: AsyncTestClient[Litestar], platform: dict[str, str], since: str
+) -> None:
+    created = await create_endpoint(api, platform["key"], PUBLIC_URL)
+
+    response = await api.post(f"/v1/platform/webhooks/{created['id']}/replay",
+                              json={"since": since}, headers=master_headers(platform["key"]))
+
+    body = assert_error(response, 400, "VALIDATION_ERROR")
+    assert "since" in body["error"]
 
 
 async def test_an_owner_has_a_bounded_number_of_endpoints(
