@@ -122,6 +122,9 @@ def parse_webhook_url(url: str) -> WebhookURL:
     host = parsed.raw_host.decode("ascii").strip("[]").rstrip(".").lower()
     if not host:
         raise UnsafeURLError("Webhook URL must name a host.")
+    # httpx parses any integer as a port (0, -1, 99999): such a URL could never be delivered.
+    if parsed.port is not None and not 1 <= parsed.port <= 65_535:
+        raise UnsafeURLError("Webhook URL port must be between 1 and 65535.")
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     return WebhookURL(url=str(parsed), scheme=parsed.scheme, host=host, port=port)
 

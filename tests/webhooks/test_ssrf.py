@@ -119,6 +119,9 @@ async def test_a_public_hostname_passes() -> None:
         ("http:///hook", "host"),
         ("", "required"),
         ("http://example.com/" + "a" * 3000, "longer"),
+        ("http://example.com:99999/hook", "port"),
+        ("http://example.com:0/hook", "port"),
+        ("https://example.com:-1/hook", "port"),
     ],
 )
 async def test_malformed_urls_are_refused_before_any_lookup(url: str, message: str) -> None:
