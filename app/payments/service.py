@@ -37,6 +37,8 @@ from app.payments.chain import PaymentChain
 from app.payments.models import Payment
 from app.payments.waiter import SettlementWaiter, announce_settled
 from app.settlement.service import request_settlement
+from app.transfers import service as transfers
+from app.transfers.purposes import PAYMENT, Counted
 from chain.errors import RpcError, RpcUnavailable
 from chain.usdc import TransferAuthorization
 from chain.x402 import (
@@ -52,6 +54,13 @@ from chain.x402 import (
 from chain.x402.headers import PAYMENT_REQUIRED
 
 FINAL = frozenset({"settled", "failed", "expired"})
+
+# The settlement signer keeps validBefore exactly (a BIGINT) and must submit it unchanged, since
+# the signature covers it: a later one cannot be stored, so it is refused rather than clamped.
+MAX_VALID_BEFORE = 2**63 - 1
+# Payment.valid_before only decides when we give up on the payment, and a datetime ends at year
+# 9999: anything later is the same "never" (a year of headroom for time-zone arithmetic).
+_NEVER = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +78,12 @@ class PaidRequest:
 def _fingerprint(paid: PaidRequest, network: str, identity: str) -> str:
     raw = f"{paid.purpose}|{paid.terms}|{paid.price_micros}|{network}|{identity.lower()}"
     return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _deadline(valid_before: int) -> datetime:
+    if valid_before >= _NEVER.timestamp():
+        return _NEVER
+    return datetime.fromtimestamp(valid_before, UTC)
 
 
 def _challenge_error(
@@ -199,6 +214,12 @@ class Payments:
         existing = await self._existing(session, network, nonce=nonce)
         if existing is not None:
             return self._replay_or_refuse(existing, fingerprint, challenge)
+        if signed.authorization.valid_before > MAX_VALID_BEFORE:
+            raise _challenge_error(
+                PaymentInvalid, challenge,
+                f"validBefore must be at most {MAX_VALID_BEFORE} (unix seconds).",
+                details={"reason": "valid_before_too_late"},
+            )
         try:
             verdict = await verify_signed_payment(signed, challenge, self.chain.clients())
         except (RpcUnavailable, RpcError) as exc:
@@ -225,7 +246,7 @@ class Payments:
                 "validAfter": str(auth.valid_after), "validBefore": str(auth.valid_before),
                 "nonce": auth.nonce, "signature": verdict.signature,
             },
-            valid_before=datetime.fromtimestamp(verdict.valid_before, UTC),
+            valid_before=_deadline(verdict.valid_before),
         )
         return await self._record(session, payment, challenge, nonce=nonce, tx_hash=None)
 
@@ -263,7 +284,9 @@ class Payments:
             x402_version=None,
             payer=(verdict.payer or "").lower(),
             pay_to=self.chain.pay_to.lower(),
-            amount_micros=verdict.amount or 0,
+            # Still in the mempool the amount is unknown: the price is what the watcher will
+            # hold the transfer to before it settles this payment.
+            amount_micros=paid.price_micros if verdict.amount is None else verdict.amount,
             tx_hash=pushed.tx_hash,
             status="settled" if verdict.ok else "submitted",
             settled_at=now if verdict.ok else None,
@@ -271,6 +294,18 @@ class Payments:
         recorded = await self._record(session, payment, challenge, nonce=None,
                                       tx_hash=pushed.tx_hash)
         if recorded is payment and verdict.ok:
+            assert verdict.log_index is not None  # a verified transfer names its log
+            # The watcher may have counted the transfer, as nobody's, before the client named
+            # it: it must become this payment's, or a reorg would leave the pass standing.
+            counted_as = await transfers.adopt(
+                session, pushed.network.chain_id, pushed.tx_hash, verdict.log_index,
+                Counted(PAYMENT, agent_id=payment.agent_id, reference=payment.id),
+            )
+            if counted_as not in (None, PAYMENT):
+                raise _challenge_error(
+                    PaymentAlreadyUsed, challenge,
+                    f"This transfer was already counted as a {counted_as}.",
+                )
             await emit(session, "payment.settled",
                        event_data(payment, "payment.settled", self._asset(network)))
         return recorded
@@ -355,16 +390,21 @@ def _token_hash(pepper: str, token: str) -> str:
 
 async def mark_settled(
     session: AsyncSession, payment_id: str, tx_hash: str, *, asset: str = "",
-    redis: Any = None, redis_prefix: str = "passgate",
+    payer: str | None = None, redis: Any = None, redis_prefix: str = "passgate",
 ) -> bool:
-    """``pending/submitted -> settled`` exactly once; True when this call made the change."""
+    """``pending/submitted -> settled`` exactly once; True when this call made the change.
+    ``payer`` fills in who paid when it was not known at record time (a pending push)."""
     now = utcnow()
+    values: dict[str, Any] = {"status": "settled", "tx_hash": tx_hash, "settled_at": now,
+                              "updated_at": now}
+    if payer is not None:
+        values["payer"] = payer
     # From any unsettled state: money that moved on chain is honoured even when it arrives
     # after the payment was given up as expired or failed (a late payment is never dropped).
     result = await session.execute(
         update(Payment)
         .where(col(Payment.id) == payment_id, col(Payment.status) != "settled")
-        .values(status="settled", tx_hash=tx_hash, settled_at=now, updated_at=now)
+        .values(values)
     )
     if not result.rowcount:  # type: ignore[attr-defined]
         return False
@@ -386,13 +426,17 @@ async def mark_submitted(session: AsyncSession, payment_id: str, tx_hash: str) -
 
 async def mark_failed(
     session: AsyncSession, payment_id: str, reason: str, *, status: str = "failed",
-    redis: Any = None, redis_prefix: str = "passgate",
+    payer: str | None = None, redis: Any = None, redis_prefix: str = "passgate",
 ) -> bool:
-    """``pending/submitted -> failed|expired`` exactly once."""
+    """``pending/submitted -> failed|expired`` exactly once (``payer`` as in mark_settled)."""
+    values: dict[str, Any] = {"status": status, "failure_reason": reason[:500],
+                              "updated_at": utcnow()}
+    if payer is not None:
+        values["payer"] = payer
     result = await session.execute(
         update(Payment)
         .where(col(Payment.id) == payment_id, col(Payment.status).in_(("pending", "submitted")))
-        .values(status=status, failure_reason=reason[:500], updated_at=utcnow())
+        .values(values)
     )
     if not result.rowcount:  # type: ignore[attr-defined]
         return False

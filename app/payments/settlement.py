@@ -6,8 +6,11 @@
   so we were paid all the same and the payment settles.
 * ``PaymentPurpose`` claims confirmed transfers to the pay-to address that belong to a payment
   (a pushed transfer's hash, or the transaction our signer sent), so they are not reported as
-  unmatched, and settles the payment if the signer has not yet. Transfers to the pay-to address
-  that match no payment (late, partial, or unannounced payments) stay unmatched for an operator.
+  unmatched, and settles the payment if the signer has not yet. One Transfer log must pay the
+  payment's amount (a pushed tx named while in the mempool was recorded before anyone could
+  check it): a payment whose transfer paid less fails (``underpaid``). Transfers to the pay-to
+  address that pay no payment (late, partial, or unannounced payments) stay unmatched for an
+  operator.
 * A reorg that orphans a settled payment's transfer marks the payment ``failed`` (reason
   ``reorged``, event ``payment.failed``) and revokes the pass key it bought: access is never
   left standing on money that is no longer there. If the transfer is mined again, the payment
@@ -26,9 +29,7 @@ from app.payments.models import Payment
 from app.payments.service import mark_failed, mark_settled
 from app.settlement.models import ALREADY_USED, MINED, SettlementSubmission
 from app.transfers.models import ChainTransfer
-from app.transfers.purposes import Candidate, Counted, PurposeContext
-
-PAYMENT = "payment"
+from app.transfers.purposes import PAYMENT, Candidate, Counted, PurposeContext
 
 
 async def on_submission_final(session: AsyncSession, submission: SettlementSubmission) -> None:
@@ -63,6 +64,24 @@ async def _payment_for(session: AsyncSession, candidate: Candidate) -> Payment |
     return await session.get(Payment, submission.purpose_ref)
 
 
+def _paid_to(candidate: Candidate, payment: Payment) -> int:
+    if candidate.to_address != payment.pay_to.lower():
+        return 0
+    # Beyond BIGINT (never real USDC) is more than any price.
+    return 2**63 - 1 if candidate.amount_micros is None else candidate.amount_micros
+
+
+def _pays_for(candidate: Candidate, payment: Payment) -> bool:
+    """One Transfer log must pay the payment's address its whole amount (more is kept, and
+    visible on the transfer's row)."""
+    return _paid_to(candidate, payment) >= payment.amount_micros
+
+
+def _payer(candidate: Candidate, payment: Payment) -> str | None:
+    # Unknown until mined for a pushed tx named while still in the mempool.
+    return None if payment.payer else candidate.from_address
+
+
 class PaymentPurpose:
     """Confirmed transfers to the pay-to address that settle a recorded payment."""
 
@@ -74,15 +93,32 @@ class PaymentPurpose:
         if ctx.pay_to_address is None:
             return {}
         counted: dict[str, Counted] = {}
+        paid: set[str] = set()
+        # Payments a transfer of theirs did not pay in full: the log that paid the most.
+        short: dict[str, tuple[Payment, Candidate]] = {}
         for candidate in candidates:
             if candidate.to_address != ctx.pay_to_address:
                 continue
             payment = await _payment_for(session, candidate)
             if payment is None:
                 continue  # late, partial or unannounced: left unmatched for an operator
-            await mark_settled(session, payment.id, candidate.tx_hash)
+            if not _pays_for(candidate, payment):
+                # Left unmatched for an operator: too little money buys nothing.
+                prior = short.get(payment.id)
+                if prior is None or _paid_to(candidate, payment) > _paid_to(prior[1], payment):
+                    short[payment.id] = (payment, candidate)
+                continue
+            await mark_settled(session, payment.id, candidate.tx_hash,
+                               payer=_payer(candidate, payment))
+            paid.add(payment.id)
             counted[candidate.id] = Counted(PAYMENT, agent_id=payment.agent_id,
                                             reference=payment.id)
+        for payment_id, (payment, candidate) in short.items():
+            if payment_id not in paid:
+                amount = _paid_to(candidate, payment)
+                await mark_failed(session, payment_id,
+                                  f"underpaid: {amount} of {payment.amount_micros} micros",
+                                  payer=_payer(candidate, payment))
         return counted
 
     async def reverse(

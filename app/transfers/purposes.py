@@ -9,7 +9,8 @@ later orphaned, the watcher calls ``reverse`` of that same purpose.
 This is the seam for the x402 payments code: it adds a ``PaymentPurpose`` (claiming transfers
 that settle a pending payment, by tx hash or authorization) *before* ``DepositPurpose`` in
 :func:`purposes`, and its ``reverse`` flags the payment. Transfers nobody claims are kept as
-``purpose="unknown"``, ``unmatched=True`` for an operator to look at.
+``purpose="unknown"``, ``unmatched=True`` for an operator to look at; a pushed payment named
+after its transfer was counted takes the row over (``app.transfers.service.adopt``).
 
 Deposits and late wallet linking: a deposit from an address that is not linked is recorded as
 unmatched and is *not* credited automatically when the address is linked later (the link
@@ -34,6 +35,7 @@ from app.transfers.models import ChainTransfer
 from app.wallets import service as wallets
 
 DEPOSIT = "deposit"
+PAYMENT = "payment"
 UNKNOWN = "unknown"
 
 

@@ -529,6 +529,35 @@ async def assign(
     return locked
 
 
+async def adopt(
+    session: AsyncSession, chain_id: int, tx_hash: str, log_index: int,
+    counted: purposes.Counted,
+) -> str | None:
+    """Give a transfer the watcher already counted as unclaimed to ``counted``'s purpose (a
+    pushed payment named after its transfer was counted), so a reorg reverses it through that
+    purpose and an operator can no longer assign it.
+
+    Returns the purpose the transfer now counts for, or None while it is not counted (stored
+    pending, reorged, or not seen yet: the watcher's purposes will claim it).
+    """
+    t = _TRANSFERS.c
+    key = (t.chain_id == chain_id, t.tx_hash == tx_hash.lower(), t.log_index == log_index)
+    # One conditional UPDATE: an operator's concurrent assign (row-locked) wins or loses whole.
+    result = await session.execute(
+        update(_TRANSFERS)
+        .where(*key, t.status == CONFIRMED, t.purpose == purposes.UNKNOWN,
+               t.unmatched.is_(True))
+        .values(purpose=counted.purpose, unmatched=counted.unmatched,
+                agent_id=counted.agent_id, reference=counted.reference, updated_at=utcnow())
+    )
+    if result.rowcount:  # type: ignore[attr-defined]  # CursorResult of an UPDATE
+        return counted.purpose
+    row = (await session.execute(core_select(t.status, t.purpose).where(*key))).first()
+    if row is None or row.status != CONFIRMED:
+        return None
+    return str(row.purpose)
+
+
 async def rewind(
     session: AsyncSession, network: str, chain_id: int, block: int
 ) -> tuple[ChainWatcher, int | None]:

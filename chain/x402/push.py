@@ -90,6 +90,8 @@ async def verify_pushed_transfer(
     if receipt is None:
         pending = await client.rpc("eth_getTransactionByHash", [tx_hash])
         if pending:
+            # Nothing is checked (amount, recipient, payer): whoever accepts this answer must
+            # hold the mined transfer to the price itself.
             return outcome("not_confirmed", "The transaction is not mined yet; retry shortly.")
         return outcome("unknown_tx", f"No transaction {tx_hash} on {network.name}.")
     if receipt.status != 1:

@@ -43,3 +43,45 @@ async def test_a_settled_payment_orphaned_by_a_reorg_fails_and_its_pass_key_is_r
     assert payment["status"] == "failed"
     assert payment["reason"].startswith("reorged")
     assert refused.status_code == 401
+
+
+async def test_a_push_named_after_the_watcher_counted_its_transfer_is_reversed_by_a_reorg(
+    devchain_factory, settings_factory, admin_headers
+):
+    # given a pass bought with a pushed transfer that the watcher had already counted (as
+    # nobody's) when the client named it: the usual order once a client waits for confirmations
+    env = await build_env(devchain_factory(), settings_factory,
+                          chain_confirmations={"local": 1})
+    async with env, api_client(env.settings) as api:
+        buyer = await env.funded_account()
+        await env.watch()
+        snapshot = await env.client.rpc("evm_snapshot", [])
+        tx_hash = await env.send_usdc(buyer.address, env.pay_to.address, PRICE_1D)
+        await env.watch()
+        bought = await api.post("/v1/passes/1d",
+                                headers={"X-Payment": tx_hash, "X-Payment-Chain": "local"})
+        key = bought.json()["data"]["apiKey"]
+        counted = await api.get("/admin/v1/transfers", params={"txHash": tx_hash},
+                                headers=admin_headers)
+        before = await api.get("/admin/v1/payments", params={"payer": buyer.address},
+                               headers=admin_headers)
+
+        # when the chain reorganises without the payment's block
+        assert await env.client.rpc("evm_revert", [snapshot]) is True
+        await env.mine(3)
+        report = await env.watch()
+
+        # then the payment is failed (reorged), and the key it bought no longer works
+        after = await api.get("/admin/v1/payments", params={"payer": buyer.address},
+                              headers=admin_headers)
+        refused = await api.get("/v1/api-keys/info", headers={"X-API-Key": key})
+
+    assert bought.status_code == 201, bought.text
+    [transfer] = counted.json()["data"]
+    [payment] = before.json()["data"]
+    assert (transfer["purpose"], transfer["unmatched"]) == ("payment", False)
+    assert transfer["reference"] == payment["paymentId"]
+    assert report.reorged == 1
+    assert after.json()["data"][0]["status"] == "failed"
+    assert after.json()["data"][0]["reason"].startswith("reorged")
+    assert refused.status_code == 401

@@ -8,13 +8,19 @@ import base64
 import json
 from collections.abc import AsyncIterator, Iterator
 
+import msgspec
 import pytest
 from eth_account import Account
 from litestar.testing import AsyncTestClient
 
 from app.main import create_app
 from app.settings import Settings
-from chain.usdc import encode_transfer_with_authorization
+from chain.usdc import (
+    TokenDomain,
+    encode_transfer_with_authorization,
+    new_authorization,
+    sign_transfer_authorization,
+)
 from chain.x402 import SignedPayment, decode_payment
 from chain.x402.payer import build_payer_client, sign_payment_headers
 from tests.fixtures.chain import encode_call, transact
@@ -156,3 +162,49 @@ async def test_an_authorization_already_executed_on_chain_is_payment_already_use
     assert response.status_code == 402
     assert response.json()["code"] == "PAYMENT_ALREADY_USED"
     assert await _balance(chain_client, pay_to) == PRICE_1D  # moved once, by the other party
+
+
+def _x_payment(settings: Settings, account, valid_before: int) -> dict[str, str]:
+    """A v1 ``X-PAYMENT`` for the 1d pass, signed by hand: SDK clients pick validBefore
+    themselves, and these tests need ones no client library would."""
+    network = settings.networks()["local"]
+    auth = new_authorization(account.address, settings.chain_pay_to_address, PRICE_1D)
+    auth = msgspec.structs.replace(auth, valid_before=valid_before)
+    signed = sign_transfer_authorization(account.key, auth, TokenDomain.for_network(network))
+    payload = {
+        "x402Version": 1, "scheme": "exact", "network": network.name,
+        "payload": {"authorization": {
+            "from": auth.from_address, "to": auth.to_address, "value": str(auth.value),
+            "validAfter": str(auth.valid_after), "validBefore": str(auth.valid_before),
+            "nonce": auth.nonce,
+        }, "signature": signed.signature},
+    }
+    return {"X-PAYMENT": base64.b64encode(json.dumps(payload).encode()).decode()}
+
+
+async def test_an_authorization_valid_past_the_year_9999_buys_a_pass(
+    api, signed_settings, devchain, chain_client, pay_to
+):
+    payer = await _payer(devchain, chain_client, PRICE_1D)
+    headers = _x_payment(signed_settings, payer, valid_before=2**63 - 1)
+
+    response = await api.post("/v1/passes/1d", headers=headers)
+
+    assert response.status_code == 201, response.text
+    assert response.json()["data"]["apiKey"].startswith("pass_")
+    assert await _balance(chain_client, pay_to) == PRICE_1D
+
+
+async def test_a_never_expiring_max_uint256_authorization_is_payment_invalid(
+    api, signed_settings, devchain, chain_client, pay_to
+):
+    payer = await _payer(devchain, chain_client, PRICE_1D)
+    headers = _x_payment(signed_settings, payer, valid_before=2**256 - 1)
+
+    response = await api.post("/v1/passes/1d", headers=headers)
+
+    assert response.status_code == 402, response.text
+    assert response.json()["code"] == "PAYMENT_INVALID"
+    assert response.json()["details"]["reason"] == "valid_before_too_late"
+    assert "PAYMENT-REQUIRED" in response.headers
+    assert await _balance(chain_client, pay_to) == 0
