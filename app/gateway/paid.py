@@ -1,15 +1,19 @@
 """Pay-per-call gateway requests with x402: verify, forward, and settle only on a 2xx.
 
-The payment is verified and recorded (``pending``) first, then the call goes upstream. Only an
-upstream 2xx sends the authorization to the settlement signer; a failed call marks the payment
-``failed`` with the authorization still unused on chain, so nothing is ever charged for it and
-the caller may retry the very same payment. Pushed transfers are refused here: money that has
-already moved could not be handed back when the upstream fails.
+The payment is verified and recorded (``pending``) first, then one request takes it for the
+call (duplicates of the same authorization get PAYMENT_ALREADY_USED) and the call goes upstream.
+Only an upstream 2xx sends the authorization to the settlement signer; a failed call marks the
+payment ``failed`` with the authorization still unused on chain, so nothing is ever charged for
+it and the caller may retry the very same payment. Pushed transfers are refused before anything
+is recorded: money that has already moved could not be handed back when the upstream fails, and
+the transfer stays on chain for an operator to see as unmatched.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 from collections.abc import Mapping
 
 from litestar.response.base import ASGIResponse
@@ -19,13 +23,15 @@ from sqlmodel import col
 from app.db.hooks import commit
 from app.db.types import utcnow
 from app.errors import PaymentAlreadyUsed, PaymentInvalid
-from app.gateway.proxy import IncomingCall
+from app.gateway.proxy import IncomingCall, RelayedResponse
 from app.gateway.service import Gateway
 from app.payments.models import Payment
 from app.payments.service import PaidRequest, Payments, mark_failed
 from app.runtime import Runtime
 
 UPSTREAM_FAILED = "upstream_failed"
+
+log = logging.getLogger("passgate.gateway")
 
 
 def paid_request(rt: Runtime, call: IncomingCall, price_micros: int) -> PaidRequest:
@@ -53,13 +59,36 @@ async def _reopen_after_upstream_failure(rt: Runtime, payment: Payment) -> Payme
             await session.execute(
                 update(Payment)
                 .where(col(Payment.id) == payment.id, col(Payment.status) == "failed")
-                .values(status="pending", failure_reason=None, updated_at=utcnow())
+                .values(status="pending", failure_reason=None, fulfilled_at=None,
+                        updated_at=utcnow())
             )
             await commit(session)
             payment = await session.get(Payment, payment.id, populate_existing=True) or payment
     if payment.status not in ("pending",):
         raise PaymentInvalid(f"This payment is {payment.status} and cannot pay for a call.")
     return payment
+
+
+async def _take_for_one_call(rt: Runtime, payment: Payment) -> None:
+    """Let exactly one request forward the call a pending payment pays for.
+
+    The same authorization sent again (a retry, concurrent duplicates, other processes) finds
+    the same pending payment; without this, each of them would get an upstream answer for one
+    payment. ``fulfilled_at`` marks the payment's call as handed upstream; a call that fails
+    upstream clears it when the payment is reopened for a retry.
+    """
+    now = utcnow()
+    async with rt.sessions() as session:
+        taken = await session.execute(
+            update(Payment)
+            .where(col(Payment.id) == payment.id, col(Payment.status) == "pending",
+                   col(Payment.fulfilled_at).is_(None))
+            .values(fulfilled_at=now, updated_at=now)
+        )
+        await commit(session)
+    if not taken.rowcount:  # type: ignore[attr-defined]  # CursorResult of an UPDATE
+        raise PaymentAlreadyUsed("This payment is already paying for a call in progress.",
+                                 details={"paymentId": payment.id})
 
 
 async def call_with_x402(
@@ -69,17 +98,10 @@ async def call_with_x402(
     quote = await gateway.quote(call)
     paid = paid_request(rt, call, quote.price_micros)
     async with rt.sessions() as session:
-        payment = await payments.accept(session, paid, headers)
+        payment = await payments.accept(session, paid, headers, signed_only=True)
         await commit(session)
-    if payment.scheme != "exact":
-        async with rt.sessions() as session:
-            await mark_failed(session, payment.id, "pushed transfers cannot pay per call")
-            await commit(session)
-        raise PaymentInvalid(
-            "Gateway calls take a signed authorization (PAYMENT-SIGNATURE or X-PAYMENT): a "
-            "pushed transfer could not be returned if the upstream failed."
-        )
     payment = await _reopen_after_upstream_failure(rt, payment)
+    await _take_for_one_call(rt, payment)
 
     forwarded = await gateway.forward_unsettled(call, quote, payment_id=payment.id)
     if not forwarded.ok:
@@ -93,13 +115,36 @@ async def call_with_x402(
         assert forwarded.response is not None
         return forwarded.response
 
-    async with rt.sessions() as session:
-        fresh = await payments.get(session, payment.id)
-        await payments.request_settlement(session, fresh)
-        await commit(session)
-    final = await payments.wait_until_final(rt.sessions, payment.id, rt.settings.settle_wait)
+    try:
+        async with rt.sessions() as session:
+            fresh = await payments.get(session, payment.id)
+            await payments.request_settlement(session, fresh)
+            await commit(session)
+    except BaseException:
+        # Not handed to the signer, so never charged: the answer is not served either, and
+        # its upstream connection goes back to the pool.
+        await gateway.finish_unsettled(forwarded, settled=False)
+        raise
     response = forwarded.response
     assert response is not None
+    try:
+        final = await payments.wait_until_final(rt.sessions, payment.id,
+                                                rt.settings.settle_wait)
+    except asyncio.CancelledError:
+        # The caller left while the signer settles: the answer will never be sent.
+        if isinstance(response, RelayedResponse):
+            await response.aclose()
+        raise
+    except Exception:
+        # Handed to the signer, which may well settle it: served as still settling (below).
+        log.warning("x402 gateway call: could not wait for payment %s", payment.id,
+                    exc_info=True)
+        final = None
+    if final is None:
+        await gateway.finish_unsettled(forwarded, settled=True)
+        forwarded.headers.append((b"x-payment-id", payment.id.encode()))
+        forwarded.headers.append((b"x-payment-status", b"submitted"))
+        return response
     if final.status == "settled":
         await gateway.finish_unsettled(forwarded, settled=True)
         name, value = payments.response_header(final)

@@ -143,10 +143,12 @@ class Payments:
         return self.chain.challenge(paid.price_micros, paid.resource_url, paid.description)
 
     async def accept(
-        self, session: AsyncSession, paid: PaidRequest, headers: Mapping[str, str]
+        self, session: AsyncSession, paid: PaidRequest, headers: Mapping[str, str], *,
+        signed_only: bool = False,
     ) -> Payment:
         """Verify the payment in ``headers`` and record it (or find the one it repeats).
 
+        ``signed_only`` refuses a pushed transfer before anything is looked up or recorded.
         Raises PaymentRequired (no payment), PaymentInvalid, PaymentAlreadyUsed. Commits.
         """
         challenge = self.challenge(paid)
@@ -158,6 +160,13 @@ class Payments:
             raise _challenge_error(PaymentRequired, challenge,
                                    f"Payment required: {paid.description}.")
         if isinstance(decoded, PushedPayment):
+            if signed_only:
+                raise _challenge_error(
+                    PaymentInvalid, challenge,
+                    f"{paid.description.capitalize()} takes a signed authorization "
+                    "(PAYMENT-SIGNATURE or X-PAYMENT): a pushed transfer could not be handed "
+                    "back if the call failed.",
+                )
             return await self._accept_pushed(session, paid, challenge, decoded)
         return await self._accept_signed(session, paid, challenge, decoded)
 

@@ -2,8 +2,8 @@
 
 * ``on_submission_final`` runs in the transaction that makes a settlement submission final:
   mined -> the payment is settled; reverted, expired or refused -> it failed; ``already_used``
-  means the authorization (whose ``to`` is our pay-to address) was executed by someone else,
-  so we were paid all the same and the payment settles.
+  means a transaction of someone else's spent the authorization and paid our pay-to address
+  (the signer checked it and recorded its hash), so the payment settles all the same.
 * ``PaymentPurpose`` claims confirmed transfers to the pay-to address that belong to a payment
   (a pushed transfer's hash, or the transaction our signer sent), so they are not reported as
   unmatched, and settles the payment if the signer has not yet. One Transfer log must pay the
@@ -36,7 +36,10 @@ async def on_submission_final(session: AsyncSession, submission: SettlementSubmi
     if not submission.purpose_ref.startswith("pay_"):
         return
     if submission.status in (MINED, ALREADY_USED):
-        await mark_settled(session, submission.purpose_ref, submission.tx_hash or "")
+        if not submission.tx_hash:
+            # A duplicate of a submission still in flight: that one's outcome decides.
+            return
+        await mark_settled(session, submission.purpose_ref, submission.tx_hash)
     else:
         reason = submission.last_error or f"settlement {submission.status}"
         await mark_failed(session, submission.purpose_ref, reason)

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from sqlmodel import col, select
 
-from app.errors import UpstreamError
+from app.errors import PaymentAlreadyUsed, UpstreamError
 from app.gateway.models import GatewayUsage
+from app.gateway.paid import call_with_x402
 from app.gateway.proxy import IncomingCall
 from app.gateway.service import Gateway
+from app.ids import new_id
+from app.payments.models import Payment
 from app.settings import Settings
-from tests.gateway.helpers import PRICE, database
+from tests.gateway.helpers import PRICE, database, upstream_hits
 
 
 @pytest.fixture
@@ -168,4 +174,81 @@ async def test_a_streamed_answer_that_cannot_be_sent_gives_its_connection_back(
     # Then the next call still gets the one connection
     nxt = incoming("/echo/next")
     after = await gateway.forward_unsettled(nxt, await gateway.quote(nxt), payment_id="pay_seam8")
+    assert after.ok, after.error
+
+
+class StandInPayments:
+    """The chain side of :func:`call_with_x402`, minus the chain: ``accept`` hands every
+    request the same pending payment, as the real one does for a repeated authorization."""
+
+    def __init__(self, sessions: Any, *, settle_fails: bool = False) -> None:
+        self.sessions = sessions
+        self.settle_fails = settle_fails
+        self.payment: Payment | None = None
+
+    async def accept(self, session: Any, paid: Any, headers: Any, **_: Any) -> Payment:
+        if self.payment is None:
+            self.payment = Payment(
+                id=new_id("pay"), purpose="gateway", resource=paid.resource,
+                fingerprint="f" * 64, network="local", scheme="exact", payer="0x" + "1" * 40,
+                pay_to="0x" + "2" * 40, amount_micros=paid.price_micros, status="pending",
+            )
+            session.add(self.payment)
+            await session.flush()
+        return self.payment
+
+    async def get(self, session: Any, payment_id: str) -> Payment:
+        found: Payment = await session.get(Payment, payment_id)
+        return found
+
+    async def request_settlement(self, session: Any, payment: Payment) -> None:
+        if self.settle_fails:
+            raise RuntimeError("the settlement could not be requested")
+
+    async def wait_until_final(self, sessions: Any, payment_id: str, within: float) -> Any:
+        return SimpleNamespace(id=payment_id, status="settled", failure_reason=None)
+
+    def response_header(self, final: Any) -> tuple[str, str]:
+        return "PAYMENT-RESPONSE", "stand-in"
+
+
+def x402_runtime(gateway: Gateway) -> Any:
+    return SimpleNamespace(sessions=gateway.sessions, settings=gateway.settings, redis=None)
+
+
+async def test_one_payment_sent_three_times_at_once_pays_for_one_call(
+    gateway: Gateway, upstream_url: str
+) -> None:
+    # Given one pending payment that three identical requests present at the same time, for
+    # a call the upstream takes a moment to answer
+    payments = StandInPayments(gateway.sessions)
+    call = replace(incoming("/slow"), query=b"seconds=0.3", headers=[])
+    before = await upstream_hits(upstream_url, "/slow")
+
+    outcomes = await asyncio.gather(
+        *[call_with_x402(x402_runtime(gateway), payments, gateway, call, {})  # type: ignore[arg-type]
+          for _ in range(3)],
+        return_exceptions=True,
+    )
+
+    # Then one request forwards the call; the others are told the payment is taken
+    served = [o for o in outcomes if not isinstance(o, BaseException)]
+    refused = [o for o in outcomes if isinstance(o, PaymentAlreadyUsed)]
+    assert (len(served), len(refused)) == (1, 2), outcomes
+    assert await upstream_hits(upstream_url, "/slow") == before + 1
+
+
+async def test_a_settlement_that_cannot_be_requested_gives_the_connection_back(
+    single_connection_gateway: Gateway,
+) -> None:
+    # Given a streamed 2xx answer whose settlement then cannot even be requested
+    gateway = single_connection_gateway
+    failing = StandInPayments(gateway.sessions, settle_fails=True)
+    with pytest.raises(RuntimeError, match="could not be requested"):
+        await call_with_x402(x402_runtime(gateway), failing, gateway,  # type: ignore[arg-type]
+                             replace(incoming("/large"), headers=[]), {})
+
+    # Then the answer is dropped with its connection released: the next call gets through
+    nxt = incoming("/echo/next")
+    after = await gateway.forward_unsettled(nxt, await gateway.quote(nxt), payment_id="pay_seam9")
     assert after.ok, after.error

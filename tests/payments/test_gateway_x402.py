@@ -122,3 +122,24 @@ async def test_a_payment_signed_for_another_call_is_refused(api, devchain, chain
     assert response.status_code == 402
     assert response.json()["code"] == "PAYMENT_INVALID"
     assert await chain_client.balance_of(pay_to) == 0
+
+
+async def test_a_pushed_transfer_is_refused_before_anything_is_recorded(
+    api, devchain, chain_client, pay_to
+):
+    # Given a USDC transfer to the pay-to address, named as the payment of a gateway call
+    sender = devchain.accounts[1].address
+    tx_hash = await transact(chain_client, sender,
+                             encode_call("transfer(address,uint256)", pay_to, 10_000_000))
+    pushed = {"X-Payment": tx_hash, "X-Payment-Chain": "local"}
+
+    response = await api.post("/v1/gateway/echo/echo/x", json={"q": 1}, headers=pushed)
+
+    # Then the call is refused with the requirements, and the transfer was not used up: it can
+    # still buy what takes pushed transfers
+    assert response.status_code == 402
+    assert response.json()["code"] == "PAYMENT_INVALID"
+    assert "signed authorization" in response.json()["error"]
+    assert "PAYMENT-REQUIRED" in response.headers
+    bought = await api.post("/v1/passes/1d", headers=pushed)
+    assert bought.status_code == 201, bought.text
