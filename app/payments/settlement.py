@@ -27,7 +27,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.keys import service as keys
 from app.payments.models import Payment
 from app.payments.service import mark_failed, mark_settled
-from app.settlement.models import ALREADY_USED, MINED, SettlementSubmission
+from app.settlement.models import (
+    ALREADY_USED,
+    MINED,
+    SettlementSubmission,
+    SettlementTransaction,
+)
 from app.transfers.models import ChainTransfer
 from app.transfers.purposes import PAYMENT, Candidate, Counted, PurposeContext
 
@@ -54,14 +59,27 @@ async def _payment_for(session: AsyncSession, candidate: Candidate) -> Payment |
     ).first()
     if found is not None:
         return found
-    submission = (
+    # Any transaction our signer sent for a submission, not just its latest: a stuck one that
+    # was replaced may still be the one that gets mined, before the signer has seen it.
+    sent = (
         await session.exec(
-            select(SettlementSubmission).where(
-                col(SettlementSubmission.chain_id) == candidate.chain_id,
-                col(SettlementSubmission.tx_hash) == candidate.tx_hash,
+            select(SettlementTransaction.submission_id).where(
+                col(SettlementTransaction.chain_id) == candidate.chain_id,
+                col(SettlementTransaction.tx_hash) == candidate.tx_hash,
             )
         )
     ).first()
+    submission = (
+        await session.get(SettlementSubmission, sent) if sent is not None
+        else (
+            await session.exec(
+                select(SettlementSubmission).where(
+                    col(SettlementSubmission.chain_id) == candidate.chain_id,
+                    col(SettlementSubmission.tx_hash) == candidate.tx_hash,
+                )
+            )
+        ).first()
+    )
     if submission is None or not submission.purpose_ref.startswith("pay_"):
         return None
     return await session.get(Payment, submission.purpose_ref)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from app.ids import new_id
+from app.payments.models import Payment
+from app.settlement.models import SettlementTransaction
+from app.settlement.service import request_settlement
+from chain.usdc import new_authorization
 from tests.fixtures.chainapp import USDC, api_client, build_env
 
 PRICE_1D = 10 * USDC
@@ -85,3 +90,46 @@ async def test_a_push_named_after_the_watcher_counted_its_transfer_is_reversed_b
     assert after.json()["data"][0]["status"] == "failed"
     assert after.json()["data"][0]["reason"].startswith("reorged")
     assert refused.status_code == 401
+
+
+async def test_a_replaced_settlement_transaction_that_got_mined_is_counted_as_its_payment(
+    devchain_factory, settings_factory, admin_headers
+):
+    # given a payment whose settlement transaction was replaced (stuck), and the original -
+    # not the replacement the submission now names - mined before the signer looked again
+    env = await build_env(devchain_factory(), settings_factory,
+                          chain_confirmations={"local": 1})
+    async with env, api_client(env.settings) as api:
+        buyer = await env.funded_account()
+        await env.watch()
+        original = await env.send_usdc(buyer.address, env.pay_to.address, PRICE_1D)
+        authorization = new_authorization(buyer.address, env.pay_to.address, PRICE_1D)
+        async with env.sessions() as session:
+            payment = Payment(
+                id=new_id("pay"), purpose="pass", resource="POST /v1/passes/1d",
+                fingerprint="f" * 64, network="local", scheme="exact",
+                payer=buyer.address.lower(), pay_to=env.pay_to.address.lower(),
+                amount_micros=PRICE_1D, auth_nonce=authorization.nonce, status="submitted",
+            )
+            session.add(payment)
+            submission = await request_settlement(session, env.network, authorization,
+                                                  "0x" + "00" * 65, purpose_ref=payment.id)
+            replacement = "0x" + "ab" * 32
+            for tx_hash, fee in ((original, 1), (replacement, 2)):
+                session.add(SettlementTransaction(
+                    id=new_id("stx"), submission_id=submission.id, chain_id=env.network.chain_id,
+                    signer=buyer.address, nonce=0, tx_hash=tx_hash, raw_tx="0x",
+                    max_fee_per_gas=fee, max_priority_fee_per_gas=fee, gas_limit=100_000,
+                ))
+            submission.tx_hash = replacement
+            session.add(submission)
+            await session.commit()
+
+        # when the watcher counts the mined transfer
+        await env.watch()
+        counted = await api.get("/admin/v1/transfers", params={"txHash": original},
+                                headers=admin_headers)
+
+    # then it is the payment's (so a reorg would undo it), not an unmatched transfer
+    row = counted.json()["data"][0]
+    assert (row["purpose"], row["unmatched"]) == ("payment", False)
