@@ -32,6 +32,7 @@ __all__ = [
     "TokenArtifact",
     "TokenDomain",
     "TransferAuthorization",
+    "cancel_authorization_typed_data",
     "domain_separator",
     "encode_transfer_with_authorization",
     "load_artifact",
@@ -185,6 +186,25 @@ def transfer_authorization_typed_data(
             "validBefore": authorization.valid_before,
             "nonce": _bytes32(authorization.nonce),
         },
+    }
+
+
+def cancel_authorization_typed_data(
+    authorizer: str, nonce: str, domain: TokenDomain
+) -> dict[str, Any]:
+    """The EIP-712 message of EIP-3009 ``cancelAuthorization``: ``authorizer`` gives up an
+    unused ``nonce``."""
+    return {
+        "types": {
+            "EIP712Domain": _TRANSFER_WITH_AUTHORIZATION_TYPES["EIP712Domain"],
+            "CancelAuthorization": [
+                {"name": "authorizer", "type": "address"},
+                {"name": "nonce", "type": "bytes32"},
+            ],
+        },
+        "primaryType": "CancelAuthorization",
+        "domain": domain.as_dict(),
+        "message": {"authorizer": to_checksum_address(authorizer), "nonce": _bytes32(nonce)},
     }
 
 

@@ -20,6 +20,7 @@ from chain.devchain import free_port
 from chain.usdc import (
     SignedAuthorization,
     TokenDomain,
+    cancel_authorization_typed_data,
     new_authorization,
     sign_transfer_authorization,
 )
@@ -230,23 +231,9 @@ async def test_a_nonce_the_payer_burned_without_paying_fails(chain_env: ChainEnv
     a = signed.authorization
     domain = TokenDomain.for_network(chain_env.network)
     if burn == "cancel":
-        signed_cancel = payer.sign_message(encode_typed_data(full_message={
-            "types": {
-                "EIP712Domain": [
-                    {"name": "name", "type": "string"},
-                    {"name": "version", "type": "string"},
-                    {"name": "chainId", "type": "uint256"},
-                    {"name": "verifyingContract", "type": "address"},
-                ],
-                "CancelAuthorization": [
-                    {"name": "authorizer", "type": "address"},
-                    {"name": "nonce", "type": "bytes32"},
-                ],
-            },
-            "primaryType": "CancelAuthorization",
-            "domain": domain.as_dict(),
-            "message": {"authorizer": payer.address, "nonce": bytes.fromhex(a.nonce[2:])},
-        }))
+        signed_cancel = payer.sign_message(encode_typed_data(
+            full_message=cancel_authorization_typed_data(payer.address, a.nonce, domain)
+        ))
         call = encode_call(
             "cancelAuthorization(address,bytes32,uint8,bytes32,bytes32)", payer.address,
             bytes.fromhex(a.nonce[2:]), signed_cancel.v, signed_cancel.r.to_bytes(32, "big"),
