@@ -122,3 +122,10 @@ class ServiceUnavailable(AppError):
     code = "SERVICE_UNAVAILABLE"
     status = 503
     default_message = "A dependency is unavailable."
+
+
+class BalanceLimitExceeded(Conflict):
+    """A credit would take a balance past ``MAX_BALANCE_MICROS``; a distinct class so a caller
+    that must not fail (a deposit being counted) can tell it from other conflicts."""
+
+    default_message = "The credit would take the balance past its maximum."

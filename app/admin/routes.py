@@ -251,14 +251,17 @@ async def create_admin_token(
 async def adjust_credits(
     request: AnyRequest, session: AsyncSession, data: AdjustmentBody
 ) -> LedgerView:
-    """Credit or debit an agent with a reason (never below zero)."""
+    """Credit or debit an agent with a reason (never below zero, never past
+    ``MAX_BALANCE_MICROS``). Retried with the same ``idempotencyKey`` it answers with the
+    first entry; the key reused for another agent or amount is a CONFLICT."""
     admin = principal_of(request)
     await agents.get(session, data.agent_id)
-    entry = await credits.adjust(session, data.agent_id, data.amount_micros, data.reason,
-                                 data.idempotency_key)
-    await record(session, _actor(request, admin), "credits.adjust", "agent", data.agent_id,
-                 after={"amountMicros": data.amount_micros, "reason": data.reason,
-                        "balanceAfterMicros": entry.balance_after_micros})
+    entry, replayed = await credits.adjust(session, data.agent_id, data.amount_micros,
+                                           data.reason, data.idempotency_key)
+    if not replayed:  # a retry changed nothing: the first request's audit row covers it
+        await record(session, _actor(request, admin), "credits.adjust", "agent", data.agent_id,
+                     after={"amountMicros": data.amount_micros, "reason": data.reason,
+                            "balanceAfterMicros": entry.balance_after_micros})
     return ledger_view(entry)
 
 

@@ -4,6 +4,8 @@ from typing import Annotated
 
 import msgspec
 
+from app.credits.limits import MAX_CALL_MICROS
+
 
 class Balance(msgspec.Struct):
     """SPEC spells ``credits_usd`` / ``total_spent`` (display, USD) beside the micros."""
@@ -16,7 +18,7 @@ class Balance(msgspec.Struct):
 
 class AdjustmentBody(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
     agent_id: str
-    amount_micros: Annotated[int, msgspec.Meta(ge=-(10**15), le=10**15)]
+    amount_micros: Annotated[int, msgspec.Meta(ge=-MAX_CALL_MICROS, le=MAX_CALL_MICROS)]
     reason: Annotated[str, msgspec.Meta(min_length=3, max_length=500)]
     idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=120)] | None = None
 

@@ -19,16 +19,18 @@ async def adjust(
     amount_micros: int,
     reason: str,
     idempotency_key: str | None,
-) -> LedgerEntry:
-    """An operator correction; a debit may not take the balance below zero."""
+) -> ledger.Posted:
+    """An operator correction; a debit may not take the balance below zero. A retry with the
+    same idempotency key is the first entry again, replayed, and emits nothing."""
     if amount_micros == 0:
         raise ValidationFailed("amountMicros must not be zero.")
-    entry = await ledger.post(
+    posted = await ledger.post_result(
         session, agent_id, "adjustment", amount_micros,
         idempotency_key=f"adjust:{idempotency_key}" if idempotency_key else None,
         reason=reason,
     )
-    if amount_micros > 0:
+    entry = posted.entry
+    if amount_micros > 0 and not posted.replayed:
         await emit(
             session,
             "credits.deposited",
@@ -42,7 +44,7 @@ async def adjust(
             },
             agent_id=agent_id,
         )
-    return entry
+    return posted
 
 
 async def history(

@@ -21,6 +21,7 @@ automatic path would have.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
@@ -30,9 +31,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.credits import ledger
 from app.credits.models import LedgerEntry
 from app.db.types import rfc3339, utcnow
+from app.errors import BalanceLimitExceeded
 from app.events.service import emit
 from app.transfers.models import ChainTransfer
 from app.wallets import service as wallets
+
+log = logging.getLogger("passgate.chain.deposits")
 
 DEPOSIT = "deposit"
 PAYMENT = "payment"
@@ -126,12 +130,16 @@ def ledger_key(kind: str, transfer: TransferLike) -> str:
 async def credit_deposit(
     session: AsyncSession, transfer: TransferLike, agent_id: str, *, reason: str | None = None
 ) -> LedgerEntry:
-    """Credit a deposit transfer to ``agent_id`` exactly once and emit ``credits.deposited``."""
+    """Credit a deposit transfer to ``agent_id`` exactly once and emit ``credits.deposited``
+    once (a replay of the same credit emits nothing again)."""
     amount = transfer.amount_micros or 0
-    entry = await ledger.post(
+    posted = await ledger.post_result(
         session, agent_id, "deposit", amount, idempotency_key=ledger_key("deposit", transfer),
         reference=transfer.id, reason=reason,
     )
+    entry = posted.entry
+    if posted.replayed:
+        return entry
     await emit(
         session,
         "credits.deposited",
@@ -173,7 +181,16 @@ class DepositPurpose:
                 # Kept for an operator: never lost, never guessed.
                 counted[candidate.id] = _UNMATCHED_DEPOSIT
             else:
-                entry = await credit_deposit(session, candidate, agent_id)
+                try:
+                    entry = await credit_deposit(session, candidate, agent_id)
+                except BalanceLimitExceeded:
+                    # Crediting it would take the balance past its maximum: kept for an
+                    # operator like any deposit nobody can be credited with, and the range's
+                    # other transfers are still counted.
+                    log.warning("deposit %s not credited: the balance of %s is at its maximum",
+                                candidate.id, agent_id)
+                    counted[candidate.id] = _UNMATCHED_DEPOSIT
+                    continue
                 counted[candidate.id] = Counted(DEPOSIT, agent_id=agent_id,
                                                 ledger_entry_id=entry.id)
         return counted

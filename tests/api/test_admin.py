@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.credits.limits import MAX_BALANCE_MICROS, MAX_CALL_MICROS
 from tests.factories import (
     assert_error,
     bearer,
@@ -425,6 +428,93 @@ async def test_an_adjustment_with_the_same_idempotency_key_applies_once(client, 
     assert first.json()["id"] == second.json()["id"]
     balance = await client.get("/v1/balance", headers=key_headers(agent["apiKey"]))
     assert balance.json()["creditsMicros"] == 500
+
+
+async def _count(database_url: str, sql: str, **params) -> int:
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            return int((await conn.execute(text(sql), params)).scalar_one())
+    finally:
+        await engine.dispose()
+
+
+async def test_a_retried_adjustment_is_audited_and_announced_once(
+    client, admin_headers, database_url
+):
+    # given a credit adjustment already made
+    agent = await register_agent(client)
+    key = unique("retry")
+    first = await _adjust(client, admin_headers, agent["agentId"], 500, idempotencyKey=key)
+
+    # when it is sent again with the same key
+    second = await _adjust(client, admin_headers, agent["agentId"], 500, idempotencyKey=key)
+
+    # then the answer is the first entry, and nothing was recorded twice
+    assert first.status_code == second.status_code == 201, second.text
+    assert second.json() == first.json()
+    audit = await client.get("/admin/v1/audit-log", headers=admin_headers,
+                             params={"targetId": agent["agentId"], "action": "credits.adjust"})
+    assert len(audit.json()["data"]) == 1
+    events = await _count(database_url, "SELECT count(*) FROM events WHERE agent_id = :a "
+                          "AND type = 'credits.deposited'", a=agent["agentId"])
+    assert events == 1
+
+
+@pytest.mark.parametrize(("other_agent", "amount", "mismatched"), [
+    (True, 500, ["agentId"]),
+    (False, 700, ["amountMicros"]),
+    (False, -500, ["amountMicros"]),
+])
+async def test_an_idempotency_key_reused_for_another_adjustment_is_a_conflict(
+    client, admin_headers, other_agent, amount, mismatched
+):
+    # given a key used for 500 micros to one agent
+    first = await register_agent(client)
+    target = await register_agent(client) if other_agent else first
+    await _adjust(client, admin_headers, first["agentId"], 1_000)
+    key = unique("reused")
+    await _adjust(client, admin_headers, first["agentId"], 500, idempotencyKey=key)
+
+    # when the same key comes with another agent or amount
+    response = await _adjust(client, admin_headers, target["agentId"], amount,
+                             idempotencyKey=key)
+
+    # then it is refused, and neither the balance nor the audit log moved
+    body = assert_error(response, 409, "CONFLICT")
+    assert body["details"]["mismatched"] == mismatched
+    balance = await client.get("/v1/balance", headers=key_headers(target["apiKey"]))
+    assert balance.json()["creditsMicros"] == (1_500 if target is first else 0)
+    audit = await client.get("/admin/v1/audit-log", headers=admin_headers,
+                             params={"targetId": target["agentId"], "action": "credits.adjust"})
+    assert len(audit.json()["data"]) == (2 if target is first else 0)
+
+
+async def test_an_adjustment_past_the_maximum_balance_is_refused(
+    client, admin_headers, database_url
+):
+    # given an agent a billion-USDC step away from the maximum balance
+    agent = await register_agent(client)
+    start = MAX_BALANCE_MICROS - MAX_CALL_MICROS + 1
+    engine = create_async_engine(database_url)
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE agents SET balance_micros = :b WHERE id = :a"),
+                           {"b": start, "a": agent["agentId"]})
+    await engine.dispose()
+
+    # when one more maximal credit is asked for
+    response = await _adjust(client, admin_headers, agent["agentId"], MAX_CALL_MICROS)
+
+    # then it is refused with the limit named, and the balance is untouched
+    body = assert_error(response, 409, "CONFLICT")
+    assert body["details"]["maxBalanceMicros"] == MAX_BALANCE_MICROS
+    assert str(MAX_BALANCE_MICROS) in body["error"]
+    balance = await client.get("/v1/balance", headers=key_headers(agent["apiKey"]))
+    assert balance.json()["creditsMicros"] == start
+    # up to the maximum exactly is still allowed
+    exact = await _adjust(client, admin_headers, agent["agentId"], MAX_CALL_MICROS - 1)
+    assert exact.status_code == 201, exact.text
+    assert exact.json()["balanceAfterMicros"] == MAX_BALANCE_MICROS
 
 
 @pytest.mark.parametrize("body", [

@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 from sqlalchemy import func, select
 
+from app.agents.models import Agent
+from app.credits.limits import MAX_BALANCE_MICROS
 from app.credits.models import LedgerEntry
 from app.events.models import Event
 from app.settings import Settings
@@ -167,3 +169,38 @@ async def test_a_transfer_to_the_pay_to_address_that_no_payment_claims_is_unmatc
             )
         ).scalar_one()
     assert (row.status, row.purpose, row.unmatched) == ("confirmed", "unknown", True)
+
+
+async def test_a_deposit_past_the_maximum_balance_is_kept_unmatched_and_others_still_count(
+    devchain: DevChain, settings_factory: Callable[..., Settings], admin_headers
+):
+    # Given one agent whose balance is at the maximum and another with an ordinary balance,
+    # both with linked wallets
+    env = await build_env(devchain, settings_factory, chain_confirmations={"local": 1})
+    async with env, api_client(env.settings) as client:
+        full, plain = await register_agent(client), await register_agent(client)
+        full_wallet, plain_wallet = await env.funded_account(), await env.funded_account()
+        await link_wallet(client, full["apiKey"], full_wallet)
+        await link_wallet(client, plain["apiKey"], plain_wallet)
+        async with env.sessions() as session:
+            agent = await session.get(Agent, full["agentId"])
+            assert agent is not None
+            agent.balance_micros = MAX_BALANCE_MICROS
+            session.add(agent)
+            await session.commit()
+        before = await balance(client, plain["apiKey"])
+
+        # When both deposit and the watcher counts them
+        too_much = await env.send_usdc(full_wallet.address, env.deposit.address, 5 * USDC)
+        await env.send_usdc(plain_wallet.address, env.deposit.address, 7 * USDC)
+        await env.mine(1)
+        await env.watch_until_idle()
+        listed = await client.get("/admin/v1/transfers", params={"txHash": too_much},
+                                  headers=admin_headers)
+
+        # Then the one that would overflow is kept for an operator, uncredited; the other
+        # is credited as usual
+        row = listed.json()["data"][0]
+        assert (row["status"], row["unmatched"]) == ("confirmed", True)
+        assert await balance(client, full["apiKey"]) == MAX_BALANCE_MICROS
+        assert await balance(client, plain["apiKey"]) == before + 7 * USDC
