@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func
+from sqlalchemy import update as sa_update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -226,20 +227,28 @@ async def update(session: AsyncSession, agent: Agent, changes: dict[str, Any]) -
 
 
 async def claim(session: AsyncSession, pepper: str, platform_id: str, claim_code: str) -> Agent:
-    """Take a self-registered agent into a platform's fleet; a code works once."""
+    """Take a self-registered agent into a platform's fleet; a code works once.
+
+    One conditional UPDATE decides between platforms presenting the same code at once: the
+    database lets one of them take the row, and the other finds no code to use, exactly as
+    if it had come later.
+    """
     digest = key_hash(pepper, claim_code.strip())
-    agent = (await session.exec(select(Agent).where(col(Agent.claim_code_hash) == digest))).first()
-    if agent is None:
+    claimed = await session.execute(
+        sa_update(Agent)
+        .where(col(Agent.claim_code_hash) == digest, col(Agent.platform_id).is_(None))
+        .values(platform_id=platform_id, claim_code_hash=None, claimed_at=utcnow())
+        .returning(col(Agent.id))
+    )
+    agent_id = claimed.scalar_one_or_none()
+    if agent_id is None:
         raise NotFound("Unknown or already used claim code.")
-    agent.platform_id = platform_id
-    agent.claim_code_hash = None
-    agent.claimed_at = utcnow()
-    session.add(agent)
-    keys_ = (await session.exec(select(ApiKey).where(col(ApiKey.agent_id) == agent.id))).all()
-    for key in keys_:
-        key.platform_id = platform_id
-        session.add(key)
-    await session.flush()
+    await session.execute(
+        sa_update(ApiKey).where(col(ApiKey.agent_id) == agent_id).values(platform_id=platform_id)
+    )
+    # The UPDATEs bypassed any copy this session already holds; read the rows as stored.
+    agent = await session.get(Agent, agent_id, populate_existing=True)
+    assert agent is not None
     return agent
 
 

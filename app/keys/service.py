@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import or_
 from sqlalchemy import update as sa_update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -174,6 +175,13 @@ async def get(session: AsyncSession, key_id: str) -> ApiKey:
     return key
 
 
+async def status_of(session: AsyncSession, key_id: str) -> str | None:
+    """The key's stored status, None when there is no such key (the caller decides whether
+    that is an error, and with which message)."""
+    key = await session.get(ApiKey, key_id)
+    return None if key is None else key.status
+
+
 async def get_owned(session: AsyncSession, key_id: str, agent_id: str) -> ApiKey:
     """Someone else's key is indistinguishable from a missing one."""
     key = await session.get(ApiKey, key_id)
@@ -234,18 +242,31 @@ async def revoke(session: AsyncSession, key: ApiKey) -> ApiKey:
 async def regenerate(
     session: AsyncSession, pepper: str, key: ApiKey, grace_seconds: int
 ) -> tuple[str, datetime]:
-    """A new secret with the same settings; older secrets stop working after the grace."""
-    if key.status != "active":
-        raise Conflict(f"Cannot regenerate a {key.status} key.")
+    """A new secret with the same settings; every other secret stops working after the grace.
+
+    Rotations of one key run one after the other, so the second one sees and expires the
+    secret the first just issued (otherwise both new secrets would stay valid). PostgreSQL:
+    the key row is locked before anything is read. SQLite ignores the lock, but the expiry
+    below is the transaction's first write: it waits for SQLite's single write lock and then
+    sees every committed secret.
+    """
+    await session.refresh(key, with_for_update=True)
     now = utcnow()
     old_until = now + timedelta(seconds=grace_seconds)
-    secrets_ = (
-        await session.exec(select(KeySecret).where(col(KeySecret.key_id) == key.id))
-    ).all()
-    for old in secrets_:
-        if old.expires_at is None or old.expires_at > old_until:
-            old.expires_at = old_until
-            session.add(old)
+    # Only ever shortens: a secret already ending before the grace keeps its earlier end.
+    await session.execute(
+        sa_update(KeySecret)
+        .where(
+            col(KeySecret.key_id) == key.id,
+            or_(col(KeySecret.expires_at).is_(None), col(KeySecret.expires_at) > old_until),
+        )
+        .values(expires_at=old_until)
+    )
+    # Read again now that SQLite holds its write lock too: the latest rotation's hint, and a
+    # revocation committed meanwhile (raising rolls the expiry back with the request).
+    await session.refresh(key)
+    if key.status != "active":
+        raise Conflict(f"Cannot regenerate a {key.status} key.")
     secret = key_format.generate(KeyKind(key.kind))
     session.add(KeySecret(id=new_id("sec"), key_id=key.id, secret_hash=key_hash(pepper, secret)))
     previous_hint = key.hint

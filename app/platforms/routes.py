@@ -208,9 +208,11 @@ async def revoke_master_key(
     """Revoke another master key of this platform (a key cannot revoke itself: CONFLICT)."""
     master = principal_of(request)
     rt = runtime_of(request)
+    # Revoking is idempotent; a repeat is audited like the admin's, as the no-op it was.
+    previous = await keys.status_of(session, key_id)
     key = await platforms.revoke_master_key(session, _platform_id(master), key_id, master.key_id)
     await record(session, _actor(request, master), "master_key.revoke", "key", key.id,
-                 before={"status": "active"}, after={"status": key.status})
+                 before={"status": previous}, after={"status": key.status})
     after_commit(session, lambda: rt.auth.cache.forget_key(key_id))
     return key_view(key, rt.settings)
 

@@ -27,6 +27,7 @@ from app.transfers.schemas import (
     WatcherView,
 )
 from app.transfers.views import transfer_view, watcher_view
+from app.transfers.watcher import start_block
 from chain.networks import Network
 
 AnyRequest = Request[Any, Any, Any]
@@ -126,11 +127,12 @@ async def rewind_watcher(
     re-scan adds what was missing and changes nothing else."""
     admin = principal_of(request)
     found = _network(request, network)
-    state, previous = await transfers.rewind(session, found.name, found.chain_id, data.block)
+    settings = runtime_of(request).settings
+    state, previous = await transfers.rewind(session, found.name, found.chain_id, data.block,
+                                             start_block=start_block(settings, found))
     await record(session, _actor(request, admin), "chain_watcher.rewind", "chain_watcher",
                  found.name, before={"cursor": previous},
                  after={"cursor": state.cursor, "reason": data.reason})
-    settings = runtime_of(request).settings
     view = watcher_view(found, state, utcnow(), settings.chain_unhealthy_after_seconds)
     return RewindView(watcher=view, previous_cursor=previous)
 

@@ -558,21 +558,42 @@ async def adopt(
     return str(row.purpose)
 
 
+def rewind_ceiling(watcher: ChainWatcher, start_block: int | None) -> int | None:
+    """The highest block a rewind may name: the next block the watcher would scan anyway.
+
+    A rewind only re-scans; naming a higher block would make the watcher skip the blocks in
+    between. A watcher that has never run scans from its configured start block, or else from
+    the head it sees first (at least any head it stored). None: nothing bounds it yet.
+    """
+    if watcher.cursor is not None:
+        return watcher.cursor + 1
+    if start_block is not None:
+        return start_block
+    return watcher.head
+
+
 async def rewind(
-    session: AsyncSession, network: str, chain_id: int, block: int
+    session: AsyncSession, network: str, chain_id: int, block: int,
+    *, start_block: int | None = None,
 ) -> tuple[ChainWatcher, int | None]:
     """Re-scan from ``block``: the cursor moves to ``block - 1`` (only ever backwards).
 
-    Stored transfers stay; the re-scan finds them again as no-ops, and adds whatever a
-    provider had left out. Returns the watcher and its previous cursor.
+    ``start_block`` is the network's configured first block, which bounds a rewind of a
+    watcher that has not scanned yet. Stored transfers stay; the re-scan finds them again as
+    no-ops, and adds whatever a provider had left out. Returns the watcher and its previous
+    cursor.
     """
     if block < 0:
         raise ValidationFailed("block must be >= 0.")
     locked = await ensure_watcher(session, network, chain_id)
     await session.refresh(locked, with_for_update=True)
     before = locked.cursor
-    if before is not None and block - 1 > before:
-        raise ValidationFailed(f"block must be at or below the cursor + 1 ({before + 1}).")
+    ceiling = rewind_ceiling(locked, start_block)
+    if ceiling is None:
+        raise Conflict(f"The {network} watcher has not scanned any block yet: nothing to rewind.")
+    if block > ceiling:
+        what = "the cursor + 1" if before is not None else "the first block it will scan"
+        raise ValidationFailed(f"block must be at or below {what} ({ceiling}).")
     locked.cursor = block - 1
     locked.next_run_at = None
     locked.updated_at = utcnow()

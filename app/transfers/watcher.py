@@ -89,13 +89,10 @@ class WatchConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings, network: Network) -> WatchConfig:
-        start = settings.chain_start_blocks.get(network.name)
-        if start is None and network.name == "local":
-            start = 0  # a dev chain is young: scan it all
         return cls(
             network=network,
             addresses=tuple(settings.watched_addresses()),
-            start_block=start,
+            start_block=start_block(settings, network),
             reorg_window=settings.chain_reorg_window_blocks,
             budget_seconds=settings.chain_scan_budget_seconds,
             target_logs=settings.chain_target_logs_per_range,
@@ -112,6 +109,14 @@ class WatchConfig:
             deposit_address=self.deposit_address,
             pay_to_address=self.pay_to_address,
         )
+
+
+def start_block(settings: Settings, network: Network) -> int | None:
+    """The first block a watcher with no cursor scans; None: the head it first sees."""
+    start = settings.chain_start_blocks.get(network.name)
+    if start is None and network.name == "local":
+        start = 0  # a dev chain is young: scan it all
+    return start
 
 
 def _lower(address: str | None) -> str | None:

@@ -230,3 +230,27 @@ async def test_the_audit_log_filters_by_actor(client, admin_headers):
     # then
     assert [e["action"] for e in response.json()["data"]] == ["platform.spending_limit"]
 
+
+
+async def test_revoking_a_revoked_master_key_is_audited_as_no_change(client, admin_headers):
+    # given a platform's second master key, already revoked
+    platform = await create_platform(client, admin_headers)
+    mk = master_headers(platform["masterKey"])
+    second = (await client.post("/v1/platform/master-keys", json={}, headers=mk)).json()
+    first = await client.delete(f"/v1/platform/master-keys/{second['id']}", headers=mk)
+    assert first.status_code == 200, first.text
+
+    # when it is revoked again
+    again = await client.delete(f"/v1/platform/master-keys/{second['id']}", headers=mk)
+
+    # then the repeat succeeds, and its entry says the key was revoked before as after
+    assert again.status_code == 200, again.text
+    response = await client.get(
+        "/admin/v1/audit-log",
+        params={"targetId": second["id"], "action": "master_key.revoke"},
+        headers=admin_headers,
+    )
+    entries = {e["requestId"]: e for e in response.json()["data"]}
+    assert entries[first.headers["x-request-id"]]["before"] == {"status": "active"}
+    repeat = entries[again.headers["x-request-id"]]
+    assert (repeat["before"], repeat["after"]) == ({"status": "revoked"}, {"status": "revoked"})

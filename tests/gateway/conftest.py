@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
-import uvicorn
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from app.main import create_app
 from app.settings import Settings
 from tests.gateway.helpers import (
-    START_TIMEOUT,
     free_port,
     provider_config,
     start_uvicorn,
@@ -68,23 +64,3 @@ async def make_gateway(
 @pytest.fixture
 async def gw(make_gateway: GatewayFactory) -> AsyncTestClient[Litestar]:
     return await make_gateway()
-
-
-@asynccontextmanager
-async def serve(app: Litestar) -> AsyncIterator[str]:
-    """Run ``app`` under uvicorn on this event loop, on a real socket; yields its base URL."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    deadline = time.monotonic() + START_TIMEOUT
-    while not server.started:
-        if task.done() or time.monotonic() > deadline:
-            raise RuntimeError("the API did not start")
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, timeout=10)

@@ -11,7 +11,8 @@ from litestar.testing import AsyncTestClient
 
 from app.main import create_app
 from tests.factories import assert_error, key_headers
-from tests.gateway.conftest import GatewayFactory, serve
+from tests.fixtures.live import serve
+from tests.gateway.conftest import GatewayFactory
 from tests.gateway.helpers import PRICE, UPSTREAM_SECRET, balance, signup, upstream_hits
 
 Client = AsyncTestClient[Litestar]
