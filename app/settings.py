@@ -294,6 +294,8 @@ class Settings(BaseSettings):
             names = list(configured)
         if len(set(names)) != len(names):
             raise ValueError("two gateway providers share a name")
+        for provider in self.providers:
+            check_outlives_call(self, provider.timeout_seconds, provider.name)
         return self
 
     @property
@@ -348,3 +350,20 @@ def load_providers_file(path: Path) -> list[ProviderSettings]:
 def get_settings() -> Settings:
     """The process-wide settings; tests build their own ``Settings`` instead."""
     return Settings()
+
+
+def check_outlives_call(settings: Settings, timeout_seconds: float, provider: str) -> None:
+    """A gateway reservation must outlive the longest wait for its upstream's answer.
+
+    The sweeper gives back reservations older than ``gateway_reservation_ttl_seconds``; one
+    still waiting for its upstream would be refunded, and the answer that then arrives could
+    no longer be charged: a free call beyond any spending limit.
+    """
+    longest = timeout_seconds + settings.gateway_connect_timeout_seconds
+    if settings.gateway_reservation_ttl_seconds <= longest:
+        raise ValueError(
+            f"gateway provider '{provider}': its timeout ({timeout_seconds:g}s, plus "
+            f"{settings.gateway_connect_timeout_seconds:g}s to connect) must end before a "
+            f"reservation expires (PASSGATE_GATEWAY_RESERVATION_TTL_SECONDS="
+            f"{settings.gateway_reservation_ttl_seconds:g})"
+        )

@@ -25,7 +25,7 @@ from app.gateway.models import GatewayProvider
 from app.gateway.providers import CONFIG, header_context, open_headers
 from app.http.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from app.ids import new_id
-from app.settings import PROVIDER_NAME, ProviderSettings, Settings
+from app.settings import PROVIDER_NAME, ProviderSettings, Settings, check_outlives_call
 
 _FIELDS = (
     "base_url",
@@ -50,9 +50,9 @@ class Entry:
     shadowed: bool
 
 
-def _validated(values: dict[str, Any]) -> ProviderSettings:
+def _validated(settings: Settings, values: dict[str, Any]) -> ProviderSettings:
     try:
-        return ProviderSettings.model_validate(values)
+        config = ProviderSettings.model_validate(values)
     except ValidationError as exc:
         # Messages and locations only: the input may hold an upstream secret.
         details = [
@@ -60,6 +60,13 @@ def _validated(values: dict[str, Any]) -> ProviderSettings:
             for err in exc.errors(include_input=False, include_url=False)
         ]
         raise ValidationFailed("The provider is not valid.", details=details) from None
+    try:
+        check_outlives_call(settings, config.timeout_seconds, config.name)
+    except ValueError as exc:
+        raise ValidationFailed(
+            "The provider is not valid.", details=[{"message": str(exc), "key": "timeoutSeconds"}]
+        ) from None
+    return config
 
 
 def _row_values(row: GatewayProvider, headers: dict[str, str]) -> dict[str, Any]:
@@ -147,7 +154,7 @@ async def create(
     *,
     enabled: bool,
 ) -> GatewayProvider:
-    config = _validated(values)
+    config = _validated(settings, values)
     _refuse_configured(settings, config.name)
     now = utcnow()
     row = GatewayProvider(
@@ -188,7 +195,7 @@ async def update(
                 "The stored headers cannot be opened (was the pepper changed?); "
                 "send new headers with this change."
             ) from None
-        config = _validated({**_row_values(row, current_headers), **changes})
+        config = _validated(settings, {**_row_values(row, current_headers), **changes})
         _apply(row, config, box, new_headers)
     if isinstance(enabled, bool):
         row.enabled = enabled

@@ -15,6 +15,7 @@ from sqlalchemy import delete
 from sqlmodel import col, select
 
 from app.gateway.models import GatewayProvider
+from app.main import create_app
 from app.settings import Settings
 from tests.factories import assert_error, key_headers
 from tests.gateway.conftest import GatewayFactory
@@ -290,3 +291,30 @@ def test_invalid_provider_settings_fail_at_startup() -> None:
                 {"name": "x", "base_url": "http://b", "price_micros": 1},
             ]
         )
+
+
+def test_a_provider_that_may_answer_after_its_reservation_expires_fails_at_startup() -> None:
+    # A reservation swept while its call still waits would make that call free.
+    provider = {"name": "slow", "base_url": "http://a", "price_micros": 1,
+                "timeout_seconds": 120}
+    with pytest.raises(ValidationError, match="must end before a reservation expires"):
+        Settings(providers=[provider], gateway_reservation_ttl_seconds=120)
+    Settings(providers=[provider], gateway_reservation_ttl_seconds=130)
+
+
+async def test_an_admin_provider_that_may_answer_after_its_reservation_expires_is_refused(
+    settings_factory, providers, admin_headers: dict[str, str], upstream_url: str
+) -> None:
+    settings = settings_factory(providers=providers, gateway_reservation_ttl_seconds=100)
+    async with AsyncTestClient(app=create_app(settings)) as admin:
+        slow = await admin.post("/admin/v1/providers", headers=admin_headers,
+                                json=new_provider(upstream_url, "slow", timeoutSeconds=99))
+        quick = await admin.post("/admin/v1/providers", headers=admin_headers,
+                                 json=new_provider(upstream_url, "quick", timeoutSeconds=60))
+        stretched = await admin.patch("/admin/v1/providers/quick", headers=admin_headers,
+                                      json={"timeoutSeconds": 96})
+
+    body = assert_error(slow, 400, "VALIDATION_ERROR")
+    assert body["details"][0]["key"] == "timeoutSeconds"
+    assert quick.status_code == 201, quick.text
+    assert_error(stretched, 400, "VALIDATION_ERROR")
