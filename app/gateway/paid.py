@@ -140,23 +140,18 @@ async def call_with_x402(
         log.warning("x402 gateway call: could not wait for payment %s", payment.id,
                     exc_info=True)
         final = None
-    if final is None:
-        await gateway.finish_unsettled(forwarded, settled=True)
-        forwarded.headers.append((b"x-payment-id", payment.id.encode()))
-        forwarded.headers.append((b"x-payment-status", b"submitted"))
-        return response
-    if final.status == "settled":
-        await gateway.finish_unsettled(forwarded, settled=True)
-        name, value = payments.response_header(final)
-        forwarded.headers.append((name.lower().encode(), value.encode()))
-        return response
-    if final.status in ("failed", "expired"):
+    if final is not None and final.status in ("failed", "expired"):
         await gateway.finish_unsettled(forwarded, settled=False)
         raise PaymentInvalid(f"The payment {final.status}: {final.failure_reason}.",
                              details={"paymentId": final.id})
+    await gateway.finish_unsettled(forwarded, settled=True)
+    if final is not None and final.status == "settled":
+        name, value = payments.response_header(final)
+        forwarded.headers.append((name.lower().encode(), value.encode()))
+        return response
     # Still settling after the wait: the upstream answer is served; the signer finishes the
     # settlement and the outcome can be read at /v1/payments/{id}.
-    await gateway.finish_unsettled(forwarded, settled=True)
-    forwarded.headers.append((b"x-payment-id", final.id.encode()))
-    forwarded.headers.append((b"x-payment-status", final.status.encode()))
+    status = "submitted" if final is None else final.status
+    forwarded.headers.append((b"x-payment-id", payment.id.encode()))
+    forwarded.headers.append((b"x-payment-status", status.encode()))
     return response

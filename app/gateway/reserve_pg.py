@@ -61,13 +61,16 @@ WITH agent AS (
 {result}
 """
 
-_RESULT = """
+# What the charge left: the balance, the limits, and today's totals (positional for
+# charge_and_open, by name for the refusing variant below).
+_TOTALS = """
 SELECT agent.balance_micros,
        agent.platform_id,
-       agent.daily_spending_limit_micros,
-       (SELECT p.daily_spending_limit_micros FROM platforms p WHERE p.id = agent.platform_id),
-       (SELECT s.spent_micros FROM spend s WHERE s.scope = 'agent'),
-       (SELECT s.spent_micros FROM spend s WHERE s.scope = 'platform')
+       agent.daily_spending_limit_micros AS agent_limit,
+       (SELECT p.daily_spending_limit_micros FROM platforms p WHERE p.id = agent.platform_id)
+           AS platform_limit,
+       (SELECT s.spent_micros FROM spend s WHERE s.scope = 'agent') AS agent_spent,
+       (SELECT s.spent_micros FROM spend s WHERE s.scope = 'platform') AS platform_spent
        {relax}
   FROM agent
 """
@@ -89,16 +92,6 @@ SELECT charged.*,
        {relax}
   FROM charged
 """
-_NAMED_RESULT = """
-SELECT agent.balance_micros,
-       agent.platform_id,
-       agent.daily_spending_limit_micros AS agent_limit,
-       (SELECT p.daily_spending_limit_micros FROM platforms p WHERE p.id = agent.platform_id)
-           AS platform_limit,
-       (SELECT s.spent_micros FROM spend s WHERE s.scope = 'agent') AS agent_spent,
-       (SELECT s.spent_micros FROM spend s WHERE s.scope = 'platform') AS platform_spent
-  FROM agent
-"""
 # What passgate_refuse raises.
 REFUSED_SQLSTATE = "PG402"
 
@@ -108,8 +101,8 @@ assert (PENDING, AGENT, PLATFORM) == ("pending", "agent", "platform")
 # ``set_config(..., true)`` is SET LOCAL as an expression: the relaxed variant switches the
 # transaction to asynchronous commit in the same round trip. Only constant text is spliced in.
 _SYNC_OFF = ", set_config('synchronous_commit', 'off', true)"
-_STRICT = text(_CHARGE.format(result=_RESULT.format(relax="")))
-_RELAXED = text(_CHARGE.format(result=_RESULT.format(relax=_SYNC_OFF)))
+_STRICT = text(_CHARGE.format(result=_TOTALS.format(relax="")))
+_RELAXED = text(_CHARGE.format(result=_TOTALS.format(relax=_SYNC_OFF)))
 _PARAM = re.compile(r"(?<![:\w]):([a-z_]+)")
 
 
@@ -128,7 +121,7 @@ def _numbered(sql: str) -> tuple[str, tuple[str, ...]]:
 def _refusing(relax: str) -> tuple[str, tuple[str, ...]]:
     # The CTE list goes on past "agent ... spend": the result becomes one more CTE.
     head = _CHARGE.format(result="").rstrip()
-    return _numbered(head + _REFUSING_RESULT.format(select=_NAMED_RESULT, relax=relax))
+    return _numbered(head + _REFUSING_RESULT.format(select=_TOTALS.format(relax=""), relax=relax))
 
 
 _REFUSING_STRICT = _refusing("")

@@ -32,7 +32,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.auth.principal import Principal
 from app.crypto import SecretBox
 from app.db.hooks import commit
-from app.db.types import utcnow
+from app.db.types import to_utc, utcnow
 from app.errors import Forbidden, NotFound, UpstreamError, ValidationFailed
 from app.gateway import billing, repository
 from app.gateway.billing import Outcome, Reservation
@@ -440,11 +440,12 @@ def parse_time(value: str | None, name: str) -> datetime | None:
     try:
         moment = datetime.fromisoformat(value.strip().replace("z", "Z"))
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
+            return moment.replace(tzinfo=UTC)
         # In UTC here, where the database would convert it: 0001-01-01T00:00+01:00 is before
-        # the first representable instant, and that must be the caller's 400, not a 500.
-        return moment.astimezone(UTC)
-    except (ValueError, OverflowError):
+        # the first representable instant (UnrepresentableTime, a ValueError), and that must
+        # be the caller's 400, not a 500.
+        return to_utc(moment)
+    except ValueError:
         raise ValidationFailed(f"{name} must be an RFC 3339 timestamp.") from None
 
 

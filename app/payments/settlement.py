@@ -69,9 +69,10 @@ async def _payment_for(session: AsyncSession, candidate: Candidate) -> Payment |
             )
         )
     ).first()
-    submission = (
-        await session.get(SettlementSubmission, sent) if sent is not None
-        else (
+    if sent is not None:
+        submission = await session.get(SettlementSubmission, sent)
+    else:  # not sent by our signer: another party's transaction that spent the authorization
+        submission = (
             await session.exec(
                 select(SettlementSubmission).where(
                     col(SettlementSubmission.chain_id) == candidate.chain_id,
@@ -79,7 +80,6 @@ async def _payment_for(session: AsyncSession, candidate: Candidate) -> Payment |
                 )
             )
         ).first()
-    )
     if submission is None or not submission.purpose_ref.startswith("pay_"):
         return None
     return await session.get(Payment, submission.purpose_ref)

@@ -104,6 +104,7 @@ class BulkInsert:
         prepared = self._prepared.get(key)
         if prepared is None:
             names = self.row_columns + constant_names
+            per_row = len(self.row_columns)
             quote = dialect.identifier_preparer.quote
             marks = _placeholders(dialect.paramstyle, len(names))
             arrays = dialect.name == "postgresql"
@@ -113,7 +114,6 @@ class BulkInsert:
                     f"{mark}::{self.table.c[name].type.compile(dialect=dialect)}"
                     for mark, name in zip(marks, names, strict=True)
                 ]
-                per_row = len(self.row_columns)
                 unnest = ", ".join(f"{cast}[]" for cast in casts[:per_row])
                 # Only placeholders and the table's own type names go into the text.
                 select_list = ", ".join(["rows.*", *casts[per_row:]])
@@ -123,7 +123,6 @@ class BulkInsert:
                     raise NotImplementedError("bulk insert: multi-row VALUES needs qmark")
                 # SQLite names a VALUES list's columns column1, column2...; "WHERE true" keeps
                 # the parser from reading the upsert's ON as a join constraint.
-                per_row = len(self.row_columns)
                 select_list = ", ".join(
                     [f"column{i}" for i in range(1, per_row + 1)] + marks[per_row:]
                 )
@@ -136,7 +135,6 @@ class BulkInsert:
             if arrays:
                 prepared = _Prepared(sql, arrays, processors)
             else:
-                per_row = len(self.row_columns)
                 room = _MAX_VARIABLES - len(constant_names)
                 prepared = _Prepared(
                     sql, arrays, processors, values_row=f"({', '.join(marks[:per_row])})",
