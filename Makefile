@@ -11,7 +11,9 @@ help: ## List the targets
 
 setup: ## Install uv if missing, the Python environment (locked) and the dev-chain npm packages
 	@command -v uv >/dev/null 2>&1 || [ -x "$(UV)" ] || python3 -m pip install --quiet --user uv
-	$(UV) sync --frozen
+	# Bytecode up front: where PYTHONDONTWRITEBYTECODE is set (as on CI machines), every process
+	# would otherwise compile the whole environment again: ~9 s instead of ~3 s per start.
+	$(UV) sync --frozen --compile-bytecode
 	@if [ -f $(NODE_DIR)/package-lock.json ] && [ ! -d $(NODE_DIR)/node_modules ]; then \
 		npm ci --prefix $(NODE_DIR) --ignore-scripts --no-audit --no-fund --loglevel=error; fi
 
