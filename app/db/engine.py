@@ -10,6 +10,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.db.checkpoint import WRITER_PAGES, Checkpointer
 from app.settings import Settings
 
 # A pooled connection idle longer than this is pinged before use. A busy pool reuses its
@@ -41,6 +42,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # Checkpoints run in the engine's Checkpointer thread; a writer runs one itself only as a
+    # backstop (see app.db.checkpoint).
+    cursor.execute(f"PRAGMA wal_autocheckpoint={WRITER_PAGES}")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
@@ -76,6 +80,12 @@ def create_engine(settings: Settings) -> AsyncEngine:
     engine = create_async_engine(settings.database_url, **kwargs)
     if settings.is_sqlite:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        path = engine.url.database
+        if path and path != ":memory:" and not path.startswith("file:"):
+            checkpointer = Checkpointer(path)
+            event.listen(engine.sync_engine, "commit", lambda _conn: checkpointer.nudge())
+            event.listen(engine.sync_engine, "engine_disposed",
+                         lambda _engine: checkpointer.stop())
     else:
         event.listen(engine.sync_engine.pool, "checkin", _returned)
         event.listen(engine.sync_engine.pool, "checkout", _ping_if_idle)
