@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 
 import dramatiq
@@ -36,8 +37,22 @@ def start_worker(settings: Settings, threads: int = 4) -> dramatiq.Worker:
     return worker
 
 
+def settle_heap() -> None:
+    """Leave what start-up made (modules, ORM mappers, the broker, actors) out of every later
+    full garbage collection.
+
+    A worker keeps ~150,000 such objects for its whole life, and each full collection walked
+    them all again: 0.1-0.15 s with the GIL held, every other run of a chain backfill's
+    20,000 transfers. Frozen, the same collection takes ~20 ms. Only for a long-lived process
+    that has finished starting: frozen objects are never freed.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def run_worker(settings: Settings, threads: int, until: Callable[[], None]) -> None:
     worker = start_worker(settings, threads)
+    settle_heap()
     try:
         until()
     finally:
