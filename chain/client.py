@@ -78,8 +78,12 @@ class BlockHeader(msgspec.Struct, frozen=True):
     base_fee_per_gas: int | None = None
 
 
-class TransferLog(msgspec.Struct, frozen=True):
-    """A decoded ERC-20 ``Transfer`` log; unique by (chain, ``tx_hash``, ``log_index``)."""
+class TransferLog(msgspec.Struct, frozen=True, gc=False):
+    """A decoded ERC-20 ``Transfer`` log; unique by (chain, ``tx_hash``, ``log_index``).
+
+    ``gc=False`` (only ints and strings inside, so it cannot be part of a cycle): a backfill
+    keeps tens of thousands alive across collections, and tracked, each would count towards
+    the next full collection of the whole heap (0.1-0.2 s each, measured in the watcher)."""
 
     block_number: int
     block_hash: str

@@ -75,7 +75,8 @@ class TransferLike(Protocol):
 class Candidate(NamedTuple):
     """A transfer that just got its confirmations, offered to the purposes. A plain row
     (not an ORM object, and a tuple: made straight from the result row) so that a backfill of
-    thousands is counted with a few statements."""
+    thousands is counted with a few statements. A new transfer's candidate is also the row
+    the watcher inserts (``app.transfers.service``), so its fields are the table's columns."""
 
     id: str
     network: str
@@ -87,6 +88,8 @@ class Candidate(NamedTuple):
     to_address: str  # lower-case
     amount_micros: int | None
     epoch: int
+    block_hash: str
+    value: str  # the exact uint256, in decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,18 +171,24 @@ class DepositPurpose:
     ) -> dict[str, Counted]:
         if ctx.deposit_address is None:
             return {}
-        mine = [c for c in candidates if c.to_address == ctx.deposit_address]
+        deposit = ctx.deposit_address
+        mine = [c for c in candidates if c.to_address == deposit]
         owners = await wallets.owners_of(session, {c.from_address for c in mine})
-        counted: dict[str, Counted] = {}
-        for candidate in mine:
-            agent_id = owners.get(candidate.from_address)
+        # From senders nobody linked: kept for an operator, never lost, never guessed; a
+        # zero-value transfer (address-poisoning spam) carries nothing to credit. One pass,
+        # as a backfill may hold tens of thousands of them.
+        counted: dict[str, Counted] = {
+            c.id: _EMPTY_DEPOSIT if c.amount_micros == 0 else _UNMATCHED_DEPOSIT
+            for c in mine if c.from_address not in owners
+        }
+        owned = [c for c in mine if c.from_address in owners] if owners else []
+        for candidate in owned:
+            agent_id = owners[candidate.from_address]
             amount = candidate.amount_micros
             if amount == 0:
-                # Zero-value transfers (address-poisoning spam) carry nothing to credit.
                 counted[candidate.id] = _EMPTY_DEPOSIT
-            elif agent_id is None or amount is None:
-                # Kept for an operator: never lost, never guessed.
-                counted[candidate.id] = _UNMATCHED_DEPOSIT
+            elif amount is None:
+                counted[candidate.id] = _UNMATCHED_DEPOSIT  # too large for credits: an operator's
             else:
                 try:
                     entry = await credit_deposit(session, candidate, agent_id)

@@ -134,21 +134,30 @@ def _transfer_ids(count: int) -> list[str]:
     return ids
 
 
-# Per-row columns of a stored transfer, in the order ``_row`` gives them; the rest of the row
-# is the same for every log of a batch.
+# A new transfer's row is its purposes.Candidate (same fields, same order); the rest of the
+# columns are the same for every row of a batch.
 _TRANSFER_INSERT = BulkInsert(
     ChainTransfer.__table__,  # type: ignore[attr-defined]  # SQLModel tables have it
-    ("id", "tx_hash", "log_index", "block_number", "block_hash", "from_address", "to_address",
-     "value", "amount_micros"),
+    purposes.Candidate._fields,
     conflict=("chain_id", "tx_hash", "log_index"),
 )
 
 
-def _row(log: TransferLog, transfer_id: str) -> tuple[Any, ...]:
-    value = log.value
-    return (transfer_id, log.tx_hash, log.log_index, log.block_number, log.block_hash,
-            log.from_address.lower(), log.to_address.lower(), str(value),
-            value if value <= _MAX_MICROS else None)
+def _candidates(
+    ctx: purposes.PurposeContext, logs: Sequence[TransferLog]
+) -> list[purposes.Candidate]:
+    """New transfers' rows, one tuple each, made in one pass: a backfill stores tens of
+    thousands per range, and every Python call per row shows in its time."""
+    network, chain_id, candidate = ctx.network, ctx.chain_id, purposes.Candidate
+    new = tuple.__new__  # what the NamedTuple's own __new__ ends in, minus a Python call per row
+    return [
+        new(candidate, (transfer_id, network, chain_id, log.tx_hash, log.log_index,
+                        log.block_number, log.from_address.lower(), log.to_address.lower(),
+                        value if (value := log.value) <= _MAX_MICROS else None,
+                        0,  # epoch: a new transfer's first life
+                        log.block_hash, str(value)))
+        for log, transfer_id in zip(logs, _transfer_ids(len(logs)), strict=True)
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,27 +220,26 @@ async def store_logs(
         again = [log for log in logs if (log.tx_hash, log.log_index) in known]
     else:
         fresh, again = list(logs), []
-    shared = {"network": ctx.network, "chain_id": chain_id, "epoch": 0, "seen_at": now,
-              "updated_at": now}
+    shared = {"seen_at": now, "updated_at": now}
     inserted = confirmed = 0
     if fresh:
-        fresh_rows = [_row(log, transfer_id)
-                 for log, transfer_id in zip(fresh, _transfer_ids(len(fresh)), strict=True)]
+        fresh_rows = _candidates(ctx, fresh)
         if confirmed_up_to is None:
-            ready: list[tuple[Any, ...]] = []
+            ready: list[purposes.Candidate] = []
             waiting = fresh_rows
         else:
-            ready = [row for row in fresh_rows if row[3] <= confirmed_up_to]
+            ready = [row for row in fresh_rows if row.block_number <= confirmed_up_to]
             waiting = (
-                [row for row in fresh_rows if row[3] > confirmed_up_to] if ready else fresh_rows
+                [row for row in fresh_rows if row.block_number > confirmed_up_to]
+                if ready else fresh_rows
             )
         if ready:
-            decided = await purposes.confirm(session, _candidates(ctx, ready), ctx)
+            decided = await purposes.confirm(session, ready, ctx)
             # Grouped by identity: purposes share one instance per common outcome, and hashing
             # a dataclass per row costs more than a few extra statements for equal copies.
-            groups: dict[int, tuple[purposes.Counted, list[tuple[Any, ...]]]] = {}
+            groups: dict[int, tuple[purposes.Counted, list[purposes.Candidate]]] = {}
             for row in ready:
-                counted = decided[row[0]]
+                counted = decided[row.id]
                 group = groups.get(id(counted))
                 if group is None:
                     group = groups[id(counted)] = (counted, [])
@@ -253,17 +261,6 @@ async def store_logs(
             session, waiting, {**shared, "status": PENDING, "unmatched": False}
         )
     return Stored(inserted + await _revive(session, chain_id, again, now), confirmed)
-
-
-def _candidates(
-    ctx: purposes.PurposeContext, rows: Sequence[tuple[Any, ...]]
-) -> list[purposes.Candidate]:
-    network, chain_id, candidate = ctx.network, ctx.chain_id, purposes.Candidate
-    new = tuple.__new__  # what the NamedTuple's own __new__ ends in, minus a Python call per row
-    # Columns as ``_row`` orders them; a fresh row's epoch is 0.
-    return [new(candidate, (row[0], network, chain_id, row[1], row[2], row[3], row[5], row[6],
-                            row[8], 0))
-            for row in rows]
 
 
 async def _revive(
@@ -382,8 +379,7 @@ async def confirm_ready(
     t = ChainTransfer.__table__.c  # type: ignore[attr-defined]  # SQLModel tables have it
     rows = (
         await session.execute(
-            core_select(t.id, t.network, t.chain_id, t.tx_hash, t.log_index, t.block_number,
-                   t.from_address, t.to_address, t.amount_micros, t.epoch)
+            core_select(*(t[name] for name in purposes.Candidate._fields))
             .where(t.network == ctx.network, t.status == PENDING,
                    t.block_number <= up_to_block)
             .order_by(t.block_number, t.log_index)
