@@ -45,6 +45,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -258,8 +259,9 @@ class _Run:
         confirmed_up_to = self.network.confirmed_block(head)
         while cursor < head and not self._over_budget():
             low, high = cursor + 1, min(cursor + range_size, head)
+            tip_floor = head - self.config.reorg_window
             try:
-                logs = await prefetch.take(low, high)
+                logs, header = await prefetch.take(low, high, header=high > tip_floor)
             except RangeTooLarge:
                 if high == low:
                     raise  # one block is still too much: nothing smaller to ask for
@@ -268,9 +270,7 @@ class _Run:
                          self.network.name, range_size)
                 continue
             blocks: dict[int, str] = {}
-            tip_floor = head - self.config.reorg_window
             if high > tip_floor:
-                header = await self.client.get_block(high)
                 if header is None or any(
                     item.block_number == high and item.block_hash != header.hash for item in logs
                 ):
@@ -284,7 +284,8 @@ class _Run:
                 target=self.config.target_logs, maximum=self.network.max_log_range,
             )
             if high < head:
-                prefetch.start(high + 1, min(high + range_size, head))
+                next_high = min(high + range_size, head)
+                prefetch.start(high + 1, next_high, header=next_high > tip_floor)
             try:
                 stored = await self._store(logs, blocks, cursor, high, head, range_size, good,
                                            confirmed_up_to=confirmed_up_to)
@@ -443,8 +444,14 @@ class _Run:
                         exc_info=True)
 
 
+_Fetched = tuple[list[TransferLog], BlockHeader | None]
+
+
 class _Prefetch:
-    """At most one range's ``eth_getLogs`` in flight ahead of the range being stored.
+    """At most one range's ``eth_getLogs`` in flight ahead of the range being stored, with the
+    header of its last block when the range reaches into the reorg window (fetched side by
+    side: near the tip, where a watcher polls one range at a time, that is a round trip less
+    per poll).
 
     Only a result for exactly the range asked for next is used; anything else (the range
     shrank, the run stopped) is cancelled, so a prefetch can never make the scan skip or
@@ -454,21 +461,21 @@ class _Prefetch:
     def __init__(self, client: ChainClient, addresses: list[str]) -> None:
         self.client = client
         self.addresses = addresses
-        self._range: tuple[int, int] | None = None
-        self._task: asyncio.Task[list[TransferLog]] | None = None
+        self._range: tuple[int, int, bool] | None = None
+        self._task: asyncio.Task[_Fetched] | None = None
 
-    def start(self, low: int, high: int) -> None:
+    def start(self, low: int, high: int, *, header: bool) -> None:
         self.cancel()
-        self._range = (low, high)
-        self._task = asyncio.create_task(self._fetch(low, high))
+        self._range = (low, high, header)
+        self._task = asyncio.create_task(self._fetch(low, high, header))
 
-    async def take(self, low: int, high: int) -> list[TransferLog]:
+    async def take(self, low: int, high: int, *, header: bool) -> _Fetched:
         task = self._task
-        if task is not None and self._range == (low, high):
+        if task is not None and self._range == (low, high, header):
             self._task = self._range = None
             return await task
         self.cancel()
-        return await self._fetch(low, high)
+        return await self._fetch(low, high, header)
 
     def cancel(self) -> None:
         task, self._task, self._range = self._task, None, None
@@ -477,11 +484,23 @@ class _Prefetch:
             # Nobody awaits it any more: retrieve its outcome so asyncio does not log it.
             task.add_done_callback(_ignore_outcome)
 
-    async def _fetch(self, low: int, high: int) -> list[TransferLog]:
+    async def _fetch(self, low: int, high: int, header: bool) -> _Fetched:
+        if not header:
+            return await self._logs(low, high), None
+        block = asyncio.ensure_future(self.client.get_block(high))
+        try:
+            logs = await self._logs(low, high)
+        except BaseException:  # an RPC error, or this fetch was cancelled: so is the header's
+            block.cancel()
+            block.add_done_callback(_ignore_outcome)
+            raise
+        return logs, await block
+
+    async def _logs(self, low: int, high: int) -> list[TransferLog]:
         return await self.client.get_transfer_logs(low, high, to_addresses=self.addresses)
 
 
-def _ignore_outcome(task: asyncio.Task[list[TransferLog]]) -> None:
+def _ignore_outcome(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
         task.exception()
 
