@@ -74,9 +74,9 @@ async def post_result(
     if not isinstance(amount_micros, int) or isinstance(amount_micros, bool):
         raise ValidationFailed("amountMicros must be an integer number of USDC base units.")
     if idempotency_key is not None:
-        existing = await _by_key(session, idempotency_key)
-        if existing is not None:
-            return Posted(_same_or_refuse(existing, agent_id, kind, amount_micros), True)
+        replay = await _replay(session, idempotency_key, agent_id, kind, amount_micros)
+        if replay is not None:
+            return replay
 
     # Larger than any balance may be: refused before it reaches SQL, where it might not fit.
     in_range = abs(amount_micros) <= MAX_BALANCE_MICROS
@@ -86,9 +86,9 @@ async def post_result(
         if idempotency_key is not None:
             # The UPDATE may have waited on a concurrent post with this key and then failed
             # its condition on the balance that post left: that is a replay, not a refusal.
-            existing = await _by_key(session, idempotency_key)
-            if existing is not None:
-                return Posted(_same_or_refuse(existing, agent_id, kind, amount_micros), True)
+            replay = await _replay(session, idempotency_key, agent_id, kind, amount_micros)
+            if replay is not None:
+                return replay
         await _refuse(session, agent_id, amount_micros)
     entry = LedgerEntry(
         id=new_id("led"),
@@ -112,18 +112,24 @@ async def post_result(
     # it on PostgreSQL); give back the balance we moved (the row is still locked by us) and
     # answer with the first entry.
     await _move(session, agent_id, kind, -amount_micros, floor=False, ceiling=False)
-    existing = await _by_key(session, idempotency_key)
-    if existing is None:  # the conflict was with a row we cannot see: not a replay
+    replay = await _replay(session, idempotency_key, agent_id, kind, amount_micros)
+    if replay is None:  # the conflict was with a row we cannot see: not a replay
         raise Conflict("A concurrent ledger post with this idempotency key did not settle.")
-    return Posted(_same_or_refuse(existing, agent_id, kind, amount_micros), True)
+    return replay
 
 
-async def _by_key(session: AsyncSession, idempotency_key: str) -> LedgerEntry | None:
-    return (
+async def _replay(
+    session: AsyncSession, idempotency_key: str, agent_id: str, kind: str, amount_micros: int
+) -> Posted | None:
+    """The first post with this key, as a replay (None: there is none)."""
+    existing = (
         await session.exec(
             select(LedgerEntry).where(col(LedgerEntry.idempotency_key) == idempotency_key)
         )
     ).first()
+    if existing is None:
+        return None
+    return Posted(_same_or_refuse(existing, agent_id, kind, amount_micros), True)
 
 
 def _same_or_refuse(
