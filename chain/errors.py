@@ -8,7 +8,8 @@ Callers branch on the class, never on provider wording:
   - ``RangeTooLarge``: ``eth_getLogs`` hit a provider limit (block range or result count).
     Shrink the range and retry.
   - ``ExecutionReverted``: a call or transaction reverted; ``reason`` holds the revert string.
-  - ``TransactionRejected``: ``eth_sendRawTransaction`` refused the transaction; ``kind`` says why.
+  - ``TransactionRejected``: ``eth_sendRawTransaction`` refused the transaction; ``kind`` says why
+    (``invalid``: no node will ever take it as signed; ``other``: wording we do not know).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ __all__ = [
 ]
 
 RejectKind = Literal[
-    "nonce_too_low", "underpriced", "already_known", "insufficient_funds", "fee_too_low", "other"
+    "nonce_too_low", "underpriced", "already_known", "insufficient_funds", "fee_too_low",
+    "invalid", "other",
 ]
 
 # Error(string) selector used by `require(cond, "reason")`.
@@ -70,6 +72,17 @@ _REJECT_HINTS: tuple[tuple[str, RejectKind], ...] = (
     ("insufficient funds", "insufficient_funds"),
     ("less than block base fee", "fee_too_low"),
     ("fee cap less than", "fee_too_low"),
+    # "invalid": the transaction as signed can never be accepted, whatever the node's state.
+    ("intrinsic gas too", "invalid"),  # too low, or too high (above the block gas limit)
+    ("exceeds block gas limit", "invalid"),
+    ("gas limit reached", "invalid"),
+    ("higher than max fee per gas", "invalid"),
+    ("tip higher than fee cap", "invalid"),
+    ("invalid chain id", "invalid"),
+    ("invalid sender", "invalid"),
+    ("exceeds the configured cap", "invalid"),
+    ("oversized data", "invalid"),
+    ("transaction type not supported", "invalid"),
 )
 
 # JSON-RPC "limit exceeded" (EIP-1474); providers use it for oversized eth_getLogs queries.

@@ -81,8 +81,8 @@ class SettlementTransaction(SQLModel, table=True):
     nonce: int = Field(sa_column=sa.Column(sa.BigInteger(), nullable=False))
     tx_hash: str = Field(max_length=66, unique=True)
     raw_tx: str = Field(sa_column=sa.Column(sa.Text(), nullable=False))
-    # "settle" (transferWithAuthorization) or "cancel" (a 0-value self-transfer that frees a
-    # nonce whose authorization can no longer succeed).
+    # "settle" (transferWithAuthorization), or a 0-value self-transfer that frees a nonce:
+    # "cancel" when its authorization expired, "release" when no node would take the settle.
     kind: str = Field(default="settle", max_length=8)
     max_fee_per_gas: int = Field(sa_column=sa.Column(sa.BigInteger(), nullable=False))
     max_priority_fee_per_gas: int = Field(sa_column=sa.Column(sa.BigInteger(), nullable=False))

@@ -9,6 +9,9 @@ Each call of :func:`advance` moves one submission one step and says when to call
   after that commit broadcasts it. A crash at any point after the record re-broadcasts the
   same raw bytes (same hash) instead of signing anew, so nothing is ever submitted twice.
 - ``signed`` -> broadcast the recorded transaction (``broadcast``); "already known" is success.
+  A settlement transaction the node calls invalid (or keeps refusing in words we do not know)
+  is replaced by a 0-value self-transfer with the same nonce, so it cannot leave a gap that
+  blocks every later settlement; once that is mined the submission ``failed``.
 - ``broadcast`` -> look for a receipt of any of its transactions (the original or a
   replacement); with the network's confirmations it is final: ``mined``, or for a revert
   whose authorization was consumed by someone else see below, else ``reverted``.
@@ -295,7 +298,7 @@ class _Signer:
             if exc.kind in ("underpriced", "fee_too_low"):
                 return await self.replace(sid, latest.id)
             if exc.kind != "already_known":
-                return await self.retry_later(sid, exc)
+                return await self.refused(sid, latest, exc)
         async with self.sessions() as session:
             await service.lock_signer(session, self.chain_id, self.config.address)
             current = await service.reload(session, sid)
@@ -310,6 +313,34 @@ class _Signer:
                 session.add(current)
             await session.commit()
         return Step(BROADCAST, self.config.poll_seconds)
+
+    async def refused(
+        self, sid: str, latest: SettlementTransaction, exc: TransactionRejected
+    ) -> Step:
+        """The node would not take our latest transaction, and not for its nonce or fees.
+
+        A settlement transaction that will never be taken must not keep its nonce: every later
+        settlement of this key would wait behind the gap. So it is replaced by a 0-value
+        self-transfer (``release``) when the node calls it invalid, when a refusal we cannot
+        classify has lasted ``stuck_after`` seconds, or (``cancel``) once the authorization has
+        expired. Until then, and for a signer without gas money, it is retried with backoff.
+        Either of the two may still be mined, and ``check`` reports whichever was.
+        """
+        if latest.kind == "settle":
+            submission = await self._load(sid)
+            if submission.valid_before <= time.time():
+                return await self.replace(sid, latest.id)
+            if exc.kind == "invalid" or (
+                exc.kind == "other" and _age(latest.created_at) >= self.config.stuck_after_seconds
+            ):
+                log.warning("settlement %s: the node refused %s (%s); releasing its nonce",
+                            sid, latest.tx_hash, exc.message[:200])
+                return await self.replace(sid, latest.id, release=True)
+        return await self.retry_later(sid, exc)
+
+    async def _load(self, sid: str) -> SettlementSubmission:
+        async with self.sessions() as session:
+            return await service.get(session, sid)
 
     # -- broadcast -> final -----------------------------------------------------------------
 
@@ -357,6 +388,13 @@ class _Signer:
                 error="The authorization expired while its transaction was stuck; "
                       "the nonce was freed with a cancellation.",
             )
+        if tx.kind == "release":
+            return await self.final(
+                submission.id, expected, FAILED, tx_hash=tx.tx_hash,
+                block_number=receipt.block_number,
+                error="The node refused the settlement transaction; its nonce was freed "
+                      "with a 0-value transaction and nothing was paid.",
+            )
         if receipt.status == 1:
             return await self.final(submission.id, expected, MINED, tx_hash=tx.tx_hash,
                                     block_number=receipt.block_number)
@@ -389,8 +427,9 @@ class _Signer:
             await session.commit()
         return Step(QUEUED, 0.0)
 
-    async def replace(self, sid: str, replacing_id: str) -> Step:
-        """Same nonce, higher fees (or a cancellation once the authorization has expired)."""
+    async def replace(self, sid: str, replacing_id: str, *, release: bool = False) -> Step:
+        """Same nonce, higher fees; a 0-value self-transfer instead once the authorization has
+        expired (``cancel``) or when the settlement can never be taken (``release``)."""
         fees: FeeEstimate = await self.client.estimate_fees()
         async with self.sessions() as session:
             await service.lock_signer(session, self.chain_id, self.config.address)
@@ -403,9 +442,10 @@ class _Signer:
             bump = 100 + self.config.fee_bump_percent
             tip = max(old.max_priority_fee_per_gas * bump // 100 + 1, fees.max_priority_fee)
             max_fee = max(old.max_fee_per_gas * bump // 100 + 1, fees.max_fee, tip)
-            if time.time() >= current.valid_before:
+            if release or time.time() >= current.valid_before:
                 tx = self._sign(old.nonce, to=self.config.address, data="0x", gas=_CANCEL_GAS,
-                                max_fee=max_fee, tip=tip, kind="cancel", submission_id=sid)
+                                max_fee=max_fee, tip=tip,
+                                kind="release" if release else "cancel", submission_id=sid)
             else:
                 data = encode_transfer_with_authorization(
                     service.authorization_of(current), current.signature

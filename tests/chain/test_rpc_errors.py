@@ -73,6 +73,11 @@ def test_revert_data_is_decoded_into_the_reason() -> None:
         ("already known", "already_known"),
         ("insufficient funds for gas * price + value", "insufficient_funds"),
         ("max fee per gas less than block base fee", "fee_too_low"),
+        ("intrinsic gas too high -- tx.gas_limit > env.block.gas_limit", "invalid"),
+        ("intrinsic gas too low", "invalid"),
+        ("max priority fee per gas higher than max fee per gas", "invalid"),
+        ("invalid chain id for signer", "invalid"),
+        ("tx fee (1.10 ether) exceeds the configured cap (1.00 ether)", "invalid"),
         ("something new", "other"),
     ],
 )

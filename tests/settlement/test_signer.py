@@ -21,11 +21,13 @@ from chain.usdc import (
     SignedAuthorization,
     TokenDomain,
     cancel_authorization_typed_data,
+    encode_transfer_with_authorization,
     new_authorization,
     sign_transfer_authorization,
 )
 from tests.fixtures.chain import encode_call, transact
 from tests.fixtures.chainapp import USDC, ChainEnv, build_env
+from tests.fixtures.rpcproxy import rpc_proxy
 
 WITHIN = 30.0
 
@@ -371,3 +373,98 @@ async def test_a_stuck_transaction_is_replaced_with_higher_fees(devchain_factory
         assert (await submission(env, sid)).tx_hash == newer.tx_hash
         assert await env.client.get_receipt(older.tx_hash) is None
         assert await env.client.balance_of(payer.address) == 5 * USDC
+
+
+async def _freed_nonce_then_next_settles(
+    env: ChainEnv, signer: Signer, sid: str, payer: LocalAccount, expected: str
+) -> None:
+    """The submission ended ``expected`` with its settle replaced by a mined 0-value
+    transaction of the same nonce, nothing paid, and the signer's next settlement is mined."""
+    row = await submission(env, sid)
+    assert row.status == expected, row.last_error
+    newest, settle = await transactions(env, sid)
+    assert settle.kind == "settle"
+    assert newest.nonce == settle.nonce
+    assert row.tx_hash == newest.tx_hash
+    receipt = await env.client.get_receipt(newest.tx_hash)
+    assert receipt is not None
+    assert receipt.status == 1
+    assert await env.client.get_receipt(settle.tx_hash) is None
+    assert await env.client.balance_of(payer.address) == 10 * USDC
+    # A settle left holding its nonce would keep this one out of every block.
+    after = await request(env, await authorize(env, payer, USDC), sid + "_after")
+    assert (await run_to_end(signer, after)).status == "mined"
+    assert (await submission(env, after)).tx_nonce == settle.nonce + 1
+    assert await env.client.balance_of(payer.address) == 9 * USDC
+
+
+async def test_a_settlement_the_node_calls_invalid_frees_its_nonce_and_fails(
+    devchain_factory, settings_factory
+):
+    # Given blocks whose gas limit is below what the signer asks for a settlement
+    env = await build_env(devchain_factory(), settings_factory)
+    async with env:
+        signer = await signer_for(env)
+        payer = await env.funded_account(usdc=10 * USDC)
+        signed = await authorize(env, payer, USDC)
+        sid = await request(env, signed, "pay_invalid")
+        gas = await env.client.estimate_gas(
+            sender=signer.account.address, to=env.chain.token_address,
+            data=encode_transfer_with_authorization(signed.authorization, signed.signature),
+        )
+        normal = (await env.client.rpc("eth_getBlockByNumber", ["latest", False]))["gasLimit"]
+        await env.client.rpc("anvil_setBlockGasLimit", [hex(gas * 110 // 100)])
+        # When the signer runs it to the end
+        step = await run_to_end(signer, sid)
+        # Then it failed, its nonce freed by a 0-value transaction instead of left in a gap
+        assert step.status == "failed"
+        row = await submission(env, sid)
+        assert "refused" in (row.last_error or "")
+        await env.client.rpc("anvil_setBlockGasLimit", [normal])
+        await _freed_nonce_then_next_settles(env, signer, sid, payer, "failed")
+        assert not await env.client.authorization_state(
+            payer.address, signed.authorization.nonce
+        )
+
+
+@pytest.mark.parametrize(
+    ("valid_seconds", "stuck_after", "expected"),
+    [(600, 1.0, "failed"), (5, 600.0, "expired")],
+    ids=["refused-past-patience", "refused-until-expiry"],
+)
+async def test_a_refusal_in_unknown_words_is_retried_then_its_nonce_is_freed(
+    devchain_factory, settings_factory, valid_seconds: int, stuck_after: float, expected: str
+):
+    # Given a node that refuses settlements in words passgate does not know
+    chain = devchain_factory()
+    env = await build_env(chain, settings_factory, settlement_stuck_after_seconds=stuck_after)
+    async with env:
+        signer = await signer_for(env)
+        payer = await env.funded_account(usdc=10 * USDC)
+        signed = await authorize(env, payer, USDC, valid_seconds=valid_seconds)
+        selector = encode_transfer_with_authorization(
+            signed.authorization, signed.signature
+        )[2:10]
+        sid = await request(env, signed, f"pay_unknown_{expected}")
+        with rpc_proxy(chain.rpc_url) as proxy:
+            proxy.override = lambda method, params: (
+                {"error": {"code": -32000, "message": "the pool says no today"}}
+                if method == "eth_sendRawTransaction" and selector in params[0] else None
+            )
+            client = ChainClient(proxy.url, token_address=chain.token_address, timeout=2)
+            try:
+                # When the signer tries
+                started = time.monotonic()
+                first = await advance(env.sessions, client, signer.config, sid)
+                # Then it is retried with backoff first, the node's words recorded
+                assert first.status == "signed"
+                assert first.delay is not None
+                assert first.delay > 0
+                assert "the pool says no today" in ((await submission(env, sid)).last_error or "")
+                # and in the end its nonce is freed: the payment failed, or expired
+                step = await run_to_end(signer, sid, client)
+                assert step.status == expected
+                assert time.monotonic() - started >= min(stuck_after, valid_seconds - 3.0)
+                await _freed_nonce_then_next_settles(env, signer, sid, payer, expected)
+            finally:
+                await client.close()
