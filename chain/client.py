@@ -21,7 +21,7 @@ import functools
 import json
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
-from typing import Any, Literal, Self, cast
+from typing import Any, Literal, Self, TypeVar, cast
 
 import httpx
 import msgspec
@@ -67,6 +67,7 @@ __all__ = [
 DEFAULT_TIMEOUT_SECONDS = 10.0
 # Hosted providers cap JSON-RPC batches (commonly at 100 or 1,000 calls).
 _BATCH_SIZE = 100
+_T = TypeVar("_T")
 BlockTag = Literal["latest", "pending", "safe", "finalized", "earliest"]
 
 
@@ -158,6 +159,19 @@ class _LogsAnswer(msgspec.Struct):
 _LOGS_ANSWER = msgspec.json.Decoder(_LogsAnswer)
 
 
+class _ScanAnswer(msgspec.Struct):
+    """One answer of the logs-and-header batch: logs (a list) or a block (an object)."""
+
+    id: int | str | None = None
+    result: list[_RawLog] | dict[str, Any] | None = None
+    error: Any = None
+
+
+# A whole batch refused at once comes back as one object instead of a list.
+_SCAN_ANSWER = msgspec.json.Decoder(list[_ScanAnswer] | _ScanAnswer)
+_SCAN_LOGS_ID, _SCAN_HEADER_ID = 1, 2
+
+
 class _HttpProvider(AsyncJSONBaseProvider):
     """JSON-RPC over HTTP with httpx; see the module docstring for why."""
 
@@ -206,18 +220,37 @@ class _HttpProvider(AsyncJSONBaseProvider):
         response = await self._send(
             self.encode_rpc_request(RPCEndpoint("eth_getLogs"), params)
         )
-        try:
-            answer = _LOGS_ANSWER.decode(response.content)
-        except msgspec.ValidationError as exc:
-            raise RpcError("eth_getLogs: malformed log", method="eth_getLogs") from exc
-        except msgspec.DecodeError:
-            _json_body(response)  # not JSON: raises what any other call would
-            raise RpcError("eth_getLogs: unexpected response", method="eth_getLogs") from None
+        answer = _decode_answer(_LOGS_ANSWER, response)
         if answer.error is not None:
             raise classify_rpc_error("eth_getLogs", answer.error)
         if answer.result is None:
             raise RpcError("eth_getLogs: unexpected response", method="eth_getLogs")
         return answer.result
+
+    async def request_logs_and_header(
+        self, params: Any, block: int
+    ) -> tuple[list[_RawLog], Any]:
+        """``eth_getLogs`` and ``eth_getBlockByNumber(block)`` in one batch: the logs as typed
+        rows, the block as its JSON object (None when the node does not have it)."""
+        body = msgspec.json.encode([
+            {"jsonrpc": "2.0", "id": _SCAN_LOGS_ID, "method": "eth_getLogs", "params": [params]},
+            {"jsonrpc": "2.0", "id": _SCAN_HEADER_ID, "method": "eth_getBlockByNumber",
+             "params": [hex(block), False]},
+        ])
+        answers = _decode_answer(_SCAN_ANSWER, await self._send(body))
+        if isinstance(answers, _ScanAnswer):
+            raise classify_rpc_error("eth_getLogs", answers.error or "unexpected response")
+        by_id = {answer.id: answer for answer in answers}
+        logs, header = by_id.get(_SCAN_LOGS_ID), by_id.get(_SCAN_HEADER_ID)
+        if logs is None or header is None:
+            raise RpcError("eth_getLogs: incomplete batch response", method="eth_getLogs")
+        if logs.error is not None:
+            raise classify_rpc_error("eth_getLogs", logs.error)
+        if header.error is not None:
+            raise classify_rpc_error("eth_getBlockByNumber", header.error)
+        if not isinstance(logs.result, list) or isinstance(header.result, list):
+            raise RpcError("eth_getLogs: unexpected response", method="eth_getLogs")
+        return logs.result, header.result
 
     async def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
         return cast(RPCResponse, await self._post(self.encode_rpc_request(method, params)))
@@ -371,42 +404,45 @@ class ChainClient:
         ``to_addresses`` filters on the indexed ``to`` topic at the node (None: every transfer).
         Raises ``RangeTooLarge`` when the provider refuses the range or the result size.
         """
-        if from_block > to_block:
+        if from_block > to_block or (to_addresses is not None and not to_addresses):
             return []
-        to_topics: list[str] | None = None
-        if to_addresses is not None:
-            if not to_addresses:
-                return []
-            to_topics = [_address_topic(address) for address in to_addresses]
-        params = {
+        # Our own decoding instead of w3.eth.get_logs: web3's result formatters (checksumming
+        # every log's address, HexBytes everywhere) cost ~10x the HTTP round trip on backfills.
+        async with self._guard("eth_getLogs") as endpoint:
+            logs = await endpoint.provider.request_logs(
+                [self._transfer_filter(from_block, to_block, to_addresses)]
+            )
+        return _transfers(logs)
+
+    async def scan_transfer_logs(
+        self, from_block: int, to_block: int, *, to_addresses: Sequence[str]
+    ) -> tuple[list[TransferLog], BlockHeader | None]:
+        """``get_transfer_logs`` and the header of ``to_block``, asked in one JSON-RPC batch.
+
+        A node that has not got the whole range yet answers ``eth_getLogs`` with the logs it
+        has, not with an error. Behind a load balancer (or after a failover to another URL) the
+        node answering the logs may be behind the one that gave the head, so the header is
+        asked of the same node, in the same batch (which balancers keep on one backend): None
+        means that node does not have ``to_block``, and its logs must not be trusted yet.
+        """
+        if from_block > to_block or not to_addresses:
+            return [], await self.get_block(to_block)
+        async with self._guard("eth_getLogs") as endpoint:
+            logs, block = await endpoint.provider.request_logs_and_header(
+                self._transfer_filter(from_block, to_block, to_addresses), to_block
+            )
+        return _transfers(logs), _decode_header(block)
+
+    def _transfer_filter(
+        self, from_block: int, to_block: int, to_addresses: Sequence[str] | None
+    ) -> dict[str, Any]:
+        to_topics = None if to_addresses is None else [_address_topic(a) for a in to_addresses]
+        return {
             "fromBlock": hex(from_block),
             "toBlock": hex(to_block),
             "address": self.token_address,
             "topics": [TRANSFER_TOPIC, None, to_topics],
         }
-        # Our own decoding instead of w3.eth.get_logs: web3's result formatters (checksumming
-        # every log's address, HexBytes everywhere) cost ~10x the HTTP round trip on backfills.
-        async with self._guard("eth_getLogs") as endpoint:
-            logs = await endpoint.provider.request_logs([params])
-        transfers = []
-        try:
-            for log in logs:
-                topics = log.topics
-                # An ERC-721 Transfer has the same topic0 but four topics; only ERC-20 has three.
-                if len(topics) == 3 and topics[0].lower() == TRANSFER_TOPIC:
-                    transfers.append(TransferLog(
-                        block_number=int(log.block_number, 16),
-                        block_hash=log.block_hash.lower(),
-                        tx_hash=log.transaction_hash.lower(),
-                        log_index=int(log.log_index, 16),
-                        from_address=_checksum("0x" + topics[1][-40:]),
-                        to_address=_checksum("0x" + topics[2][-40:]),
-                        value=int(log.data[2:66] or "0", 16),
-                    ))
-        except (ValueError, TypeError, IndexError) as exc:
-            raise RpcError("eth_getLogs: malformed log", method="eth_getLogs") from exc
-        transfers.sort(key=_log_order)
-        return transfers
 
     async def authorization_uses(
         self, authorizer: str, nonce: str, from_block: int, to_block: int
@@ -553,6 +589,38 @@ def _hex(value: Any) -> str:
 
 def _address_topic(address: str) -> str:
     return "0x" + "00" * 12 + _checksum(address)[2:].lower()
+
+
+def _transfers(logs: list[_RawLog]) -> list[TransferLog]:
+    transfers = []
+    try:
+        for log in logs:
+            topics = log.topics
+            # An ERC-721 Transfer has the same topic0 but four topics; only ERC-20 has three.
+            if len(topics) == 3 and topics[0].lower() == TRANSFER_TOPIC:
+                transfers.append(TransferLog(
+                    block_number=int(log.block_number, 16),
+                    block_hash=log.block_hash.lower(),
+                    tx_hash=log.transaction_hash.lower(),
+                    log_index=int(log.log_index, 16),
+                    from_address=_checksum("0x" + topics[1][-40:]),
+                    to_address=_checksum("0x" + topics[2][-40:]),
+                    value=int(log.data[2:66] or "0", 16),
+                ))
+    except (ValueError, TypeError, IndexError) as exc:
+        raise RpcError("eth_getLogs: malformed log", method="eth_getLogs") from exc
+    transfers.sort(key=_log_order)
+    return transfers
+
+
+def _decode_answer(decoder: msgspec.json.Decoder[_T], response: httpx.Response) -> _T:
+    try:
+        return decoder.decode(response.content)
+    except msgspec.ValidationError as exc:
+        raise RpcError("eth_getLogs: malformed log", method="eth_getLogs") from exc
+    except msgspec.DecodeError:
+        _json_body(response)  # not JSON: raises what any other call would
+        raise RpcError("eth_getLogs: unexpected response", method="eth_getLogs") from None
 
 
 def _decode_header(data: Any) -> BlockHeader | None:

@@ -28,6 +28,11 @@ Algorithm (per run, under a lease so one run per network at a time):
    (``app.transfers.purposes``) in that same transaction and inserted in their final state;
    should any of them not be inserted after all (its key stored concurrently), the transaction
    is rolled back and the range stored again uncounted, so nothing is counted twice.
+   Each range's logs come with the header of its last block, asked of the same node in the
+   same batch. A node that has not got that block answers ``eth_getLogs`` with fewer logs, not
+   an error (a backend behind a load balancer, lagging the one that gave the head), so the run
+   stops there without storing the range, and runs again a poll interval later. The reorg
+   check likewise decides nothing on a node that lacks a remembered block at or below the head.
 3. **Confirm.** Pending transfers (stored before they had their confirmations, or revived
    after a reorg) that have them now are counted through their purpose.
 
@@ -134,6 +139,9 @@ class RunReport:
     confirmed: int = 0
     reorged: int = 0
     more: bool = False
+    # The node that answered has not got every block this run asked about (a lagging backend
+    # behind a load balancer): the run stopped there, to scan again after a poll interval.
+    behind: bool = False
     error: str | None = None
     next_delay: float = 0.0
     ranges: list[tuple[int, int]] = field(default_factory=list)
@@ -218,12 +226,13 @@ class _Run:
         if cursor is None:
             start = head if self.config.start_block is None else self.config.start_block
             cursor = await self._set_cursor(None, start - 1, head, range_size, good)
-        cursor = await self._check_reorg(cursor)
-        prefetch = _Prefetch(self.client, list(self.config.addresses))
-        try:
-            cursor = await self._scan(cursor, head, range_size, good, prefetch)
-        finally:
-            prefetch.cancel()
+        cursor = await self._check_reorg(cursor, head)
+        if not self.report.behind:
+            prefetch = _Prefetch(self.client, list(self.config.addresses))
+            try:
+                cursor = await self._scan(cursor, head, range_size, good, prefetch)
+            finally:
+                prefetch.cancel()
         self.report.cursor = cursor
         # Count what has its confirmations.
         confirmed_up_to = min(self.network.confirmed_block(head), cursor)
@@ -246,8 +255,15 @@ class _Run:
             self.report.more = True
         if cursor < head:
             self.report.more = True
-        await self.finish(delay=0.0 if self.report.more else self.network.poll_interval_seconds,
+        at_once = self.report.more and not self.report.behind
+        await self.finish(delay=0.0 if at_once else self.network.poll_interval_seconds,
                           prune_below=head - self.config.reorg_window)
+
+    def _behind(self, block: int) -> None:
+        self.report.behind = True
+        log.warning("%s: the node that answered has not got block %d yet (a lagging backend?); "
+                    "scanning again in %.1fs", self.network.name, block,
+                    self.network.poll_interval_seconds)
 
     async def _scan(
         self, cursor: int, head: int, range_size: int, good: int, prefetch: _Prefetch
@@ -261,7 +277,7 @@ class _Run:
             low, high = cursor + 1, min(cursor + range_size, head)
             tip_floor = head - self.config.reorg_window
             try:
-                logs, header = await prefetch.take(low, high, header=high > tip_floor)
+                logs, header = await prefetch.take(low, high)
             except RangeTooLarge:
                 if high == low:
                     raise  # one block is still too much: nothing smaller to ask for
@@ -269,12 +285,14 @@ class _Run:
                 log.info("%s: eth_getLogs range too large, shrinking to %d blocks",
                          self.network.name, range_size)
                 continue
+            if header is None:
+                # Its logs may be missing those of the blocks it has not got: never trusted.
+                self._behind(high)
+                break
+            if any(item.block_number == high and item.block_hash != header.hash for item in logs):
+                break  # the tip moved under us; the next run's reorg check sorts it out
             blocks: dict[int, str] = {}
             if high > tip_floor:
-                if header is None or any(
-                    item.block_number == high and item.block_hash != header.hash for item in logs
-                ):
-                    break  # the tip moved under us; the next run's reorg check sorts it out
                 blocks[high] = header.hash
             blocks.update(
                 {i.block_number: i.block_hash for i in logs if i.block_number > tip_floor}
@@ -285,7 +303,7 @@ class _Run:
             )
             if high < head:
                 next_high = min(high + range_size, head)
-                prefetch.start(high + 1, next_high, header=next_high > tip_floor)
+                prefetch.start(high + 1, next_high)
             try:
                 stored = await self._store(logs, blocks, cursor, high, head, range_size, good,
                                            confirmed_up_to=confirmed_up_to)
@@ -344,16 +362,18 @@ class _Run:
             await session.rollback()
             raise _Interrupted
 
-    async def _check_reorg(self, cursor: int) -> int:
-        """Compare remembered hashes with the node's; rewind past the first that changed."""
+    async def _check_reorg(self, cursor: int, head: int) -> int:
+        """Compare remembered hashes with the node's; rewind past the first that changed.
+
+        A block at or below ``head`` that the node says it has not got is no reorg: the node
+        answering is behind the one that gave the head. Nothing is decided on its word."""
         async with self.sessions() as session:
             remembered = await service.recent_blocks(session, self.network.name)
         if not remembered:
             return cursor
-        headers = await self.client.get_blocks([block.number for block in remembered])
-        canonical: dict[int, str | None] = {
-            block.number: _hash(header) for block, header in zip(remembered, headers, strict=True)
-        }
+        canonical = await self._canonical([block.number for block in remembered], head)
+        if canonical is None:
+            return cursor
         changed = next(
             (i for i, block in enumerate(remembered) if canonical[block.number] != block.hash),
             None,
@@ -371,8 +391,10 @@ class _Run:
             suspects = await service.transfers_above(session, self.network.name, fork_cursor)
         unknown = sorted({t.block_number for t in suspects} - canonical.keys())
         if unknown:
-            for number, header in zip(unknown, await self.client.get_blocks(unknown), strict=True):
-                canonical[number] = _hash(header)
+            found = await self._canonical(unknown, head)
+            if found is None:
+                return cursor
+            canonical.update(found)
         orphaned = [t for t in suspects if canonical.get(t.block_number) != t.block_hash]
         async with self.sessions() as session:
             self.report.reorged += await service.orphan(
@@ -391,6 +413,16 @@ class _Run:
         log.warning("%s: reorg at block %d; %d transfer(s) orphaned, re-scanning",
                     self.network.name, fork_cursor + 1, len(orphaned))
         return fork_cursor
+
+    async def _canonical(self, numbers: list[int], head: int) -> dict[int, str | None] | None:
+        """The node's hash of each block (None: not there); None when it is behind ``head``."""
+        headers = await self.client.get_blocks(numbers)
+        missing = [n for n, header in zip(numbers, headers, strict=True)
+                   if header is None and n <= head]
+        if missing:
+            self._behind(missing[0])
+            return None
+        return {n: _hash(header) for n, header in zip(numbers, headers, strict=True)}
 
     async def finish(self, delay: float, prune_below: int | None = None) -> None:
         self.report.next_delay = delay
@@ -448,10 +480,8 @@ _Fetched = tuple[list[TransferLog], BlockHeader | None]
 
 
 class _Prefetch:
-    """At most one range's ``eth_getLogs`` in flight ahead of the range being stored, with the
-    header of its last block when the range reaches into the reorg window (fetched side by
-    side: near the tip, where a watcher polls one range at a time, that is a round trip less
-    per poll).
+    """At most one range's logs in flight ahead of the range being stored, each with the header
+    of the range's last block from the same node (``ChainClient.scan_transfer_logs``).
 
     Only a result for exactly the range asked for next is used; anything else (the range
     shrank, the run stopped) is cancelled, so a prefetch can never make the scan skip or
@@ -461,21 +491,21 @@ class _Prefetch:
     def __init__(self, client: ChainClient, addresses: list[str]) -> None:
         self.client = client
         self.addresses = addresses
-        self._range: tuple[int, int, bool] | None = None
+        self._range: tuple[int, int] | None = None
         self._task: asyncio.Task[_Fetched] | None = None
 
-    def start(self, low: int, high: int, *, header: bool) -> None:
+    def start(self, low: int, high: int) -> None:
         self.cancel()
-        self._range = (low, high, header)
-        self._task = asyncio.create_task(self._fetch(low, high, header))
+        self._range = (low, high)
+        self._task = asyncio.create_task(self._fetch(low, high))
 
-    async def take(self, low: int, high: int, *, header: bool) -> _Fetched:
+    async def take(self, low: int, high: int) -> _Fetched:
         task = self._task
-        if task is not None and self._range == (low, high, header):
+        if task is not None and self._range == (low, high):
             self._task = self._range = None
             return await task
         self.cancel()
-        return await self._fetch(low, high, header)
+        return await self._fetch(low, high)
 
     def cancel(self) -> None:
         task, self._task, self._range = self._task, None, None
@@ -484,20 +514,8 @@ class _Prefetch:
             # Nobody awaits it any more: retrieve its outcome so asyncio does not log it.
             task.add_done_callback(_ignore_outcome)
 
-    async def _fetch(self, low: int, high: int, header: bool) -> _Fetched:
-        if not header:
-            return await self._logs(low, high), None
-        block = asyncio.ensure_future(self.client.get_block(high))
-        try:
-            logs = await self._logs(low, high)
-        except BaseException:  # an RPC error, or this fetch was cancelled: so is the header's
-            block.cancel()
-            block.add_done_callback(_ignore_outcome)
-            raise
-        return logs, await block
-
-    async def _logs(self, low: int, high: int) -> list[TransferLog]:
-        return await self.client.get_transfer_logs(low, high, to_addresses=self.addresses)
+    async def _fetch(self, low: int, high: int) -> _Fetched:
+        return await self.client.scan_transfer_logs(low, high, to_addresses=self.addresses)
 
 
 def _ignore_outcome(task: asyncio.Future[Any]) -> None:

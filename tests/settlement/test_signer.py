@@ -447,7 +447,7 @@ async def test_a_refusal_in_unknown_words_is_retried_then_its_nonce_is_freed(
         )[2:10]
         sid = await request(env, signed, f"pay_unknown_{expected}")
         with rpc_proxy(chain.rpc_url) as proxy:
-            proxy.override = lambda method, params: (
+            proxy.override = lambda method, params, batched: (
                 {"error": {"code": -32000, "message": "the pool says no today"}}
                 if method == "eth_sendRawTransaction" and selector in params[0] else None
             )

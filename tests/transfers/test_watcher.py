@@ -9,14 +9,16 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from app.transfers.models import ChainTransfer, ChainWatcher
 from app.transfers.watcher import RunReport
-from chain.client import ChainClient, TransferLog
+from chain.client import BlockHeader, ChainClient, TransferLog
 from chain.errors import RangeTooLarge
 from tests.fixtures.chain import encode_call, transact
 from tests.fixtures.chainapp import USDC, ChainEnv, build_env
+from tests.fixtures.rpcproxy import RpcProxy, rpc_proxy
 
 
 class FlakyClient(ChainClient):
@@ -36,16 +38,16 @@ class FlakyClient(ChainClient):
         self.freeze_pid, self.freeze_on_call = freeze_pid, freeze_on_call
         self.calls = 0
 
-    async def get_transfer_logs(
-        self, from_block: int, to_block: int, *, to_addresses: Sequence[str] | None = None
-    ) -> list[TransferLog]:
+    async def scan_transfer_logs(
+        self, from_block: int, to_block: int, *, to_addresses: Sequence[str]
+    ) -> tuple[list[TransferLog], BlockHeader | None]:
         self.calls += 1
         if self.freeze_pid is not None and self.calls == self.freeze_on_call:
             os.kill(self.freeze_pid, signal.SIGSTOP)  # the node stops answering mid-scan
         span = to_block - from_block + 1
         if self.max_span is not None and self.calls <= self.refuse_calls and span > self.max_span:
             raise RangeTooLarge("block range too large", method="eth_getLogs", code=-32005)
-        return await super().get_transfer_logs(from_block, to_block, to_addresses=to_addresses)
+        return await super().scan_transfer_logs(from_block, to_block, to_addresses=to_addresses)
 
 
 def flaky(env: ChainEnv, **kwargs: Any) -> FlakyClient:
@@ -267,3 +269,82 @@ async def test_only_one_run_of_a_network_scans_at_a_time(chain_env: ChainEnv):
     first, second = await asyncio.gather(chain_env.watch(), chain_env.watch())
     # Then exactly one of them ran
     assert sorted([first.ran, second.ran]) == [False, True]
+
+
+class LaggingBalancer:
+    """A load balancer over two backends of one chain, as an RPC proxy's override: single calls
+    go to an up-to-date backend; ``eth_getLogs`` and every batch to one that has only the blocks
+    up to ``head`` (None: it has caught up). Like a real node, the lagging one answers a range
+    past its head with the logs it has, and a block it has not got with null."""
+
+    def __init__(self, proxy: RpcProxy) -> None:
+        self.proxy = proxy
+        self.head: int | None = None
+        proxy.override = self
+
+    def __call__(self, method: str, params: list[Any], batched: bool) -> dict[str, Any] | None:
+        head = self.head
+        if head is None:
+            return None
+        if method == "eth_getLogs":
+            query = params[0]
+            if int(query["fromBlock"], 16) > head:
+                return {"result": []}
+            clamped = {**query, "toBlock": hex(min(int(query["toBlock"], 16), head))}
+            answer = self.proxy.forward(
+                {"jsonrpc": "2.0", "id": 1, "method": method, "params": [clamped]}
+            )
+            return {"result": answer["result"]}
+        if method == "eth_getBlockByNumber" and batched and int(params[0], 16) > head:
+            return {"result": None}
+        return None
+
+
+async def transfer_states(env: ChainEnv) -> dict[str, str]:
+    async with env.sessions() as session:
+        rows = await session.execute(
+            select(ChainTransfer.tx_hash, ChainTransfer.status)
+            .where(ChainTransfer.to_address == env.deposit.address.lower())
+        )
+        return dict(rows.all())
+
+
+@pytest.mark.parametrize("lag", [0, 1], ids=["lags-the-new-block", "lags-a-remembered-block"])
+async def test_a_lagging_backend_behind_a_load_balancer_never_loses_nor_orphans_a_transfer(
+    devchain_factory, settings_factory, lag: int
+):
+    # Given a watcher that has stored a deposit, behind a balancer whose backends agree
+    env = await build_env(devchain_factory(), settings_factory)
+    async with env:
+        sender = await env.funded_account()
+        first = await env.send_usdc(sender.address, env.deposit.address, USDC)
+        with rpc_proxy(env.chain.rpc_url) as proxy:
+            balancer = LaggingBalancer(proxy)
+            client = ChainClient(proxy.url, token_address=env.chain.token_address, timeout=5)
+            try:
+                await env.watch(client)
+                assert await transfer_states(env) == {first: "confirmed"}
+                seen = (await env.client.get_receipt(first)).block_number
+                # When one backend falls behind (at the deposit's block, or just before it) and
+                # a second deposit is mined while the watcher keeps polling through the balancer
+                balancer.head = seen - lag
+                second = await env.send_usdc(sender.address, env.deposit.address, USDC)
+                head = await env.client.block_number()
+                lagging = [await env.watch(client) for _ in range(3)]
+                # Then it neither skips past the new block nor takes the lag for a reorg
+                assert all(r.behind and r.error is None for r in lagging), lagging
+                assert all(r.cursor is not None and r.cursor < head for r in lagging), lagging
+                assert all(r.next_delay == env.network.poll_interval_seconds for r in lagging)
+                assert await transfer_states(env) == {first: "confirmed"}
+                # and once the backend has caught up, both deposits are there, counted once
+                balancer.head = None
+                caught_up = await env.watch(client)
+            finally:
+                await client.close()
+        assert not caught_up.behind
+        assert caught_up.cursor == head
+        assert await transfer_states(env) == {first: "confirmed", second: "confirmed"}
+        async with env.sessions() as session:
+            watcher = await session.get(ChainWatcher, "local")
+        assert watcher is not None
+        assert watcher.reorgs == 0
