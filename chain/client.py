@@ -243,7 +243,9 @@ class _HttpProvider(AsyncJSONBaseProvider):
         by_id = {answer.id: answer for answer in answers}
         logs, header = by_id.get(_SCAN_LOGS_ID), by_id.get(_SCAN_HEADER_ID)
         if logs is None or header is None:
-            raise RpcError("eth_getLogs: incomplete batch response", method="eth_getLogs")
+            # Some nodes answer a refused batch with one error whose id is null.
+            error = next((a.error for a in answers if a.error is not None), None)
+            raise classify_rpc_error("eth_getLogs", error or "incomplete batch response")
         if logs.error is not None:
             raise classify_rpc_error("eth_getLogs", logs.error)
         if header.error is not None:

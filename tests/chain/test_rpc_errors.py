@@ -96,12 +96,15 @@ class ScriptedNode:
     def __init__(self) -> None:
         self.status = 200
         self.error: dict[str, object] = {"code": -32000, "message": "unset"}
+        # How a batch is refused: an error per call, one error object, or a list of one error
+        # whose id is null.
+        self.batch_answer = "each"
         node = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                body = json.dumps({"jsonrpc": "2.0", "id": request["id"], "error": node.error})
+                body = json.dumps(node.answer(request))
                 self.send_response(node.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -117,6 +120,15 @@ class ScriptedNode:
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
         self.thread.start()
+
+    def answer(self, request: object) -> object:
+        if not isinstance(request, list):
+            return {"jsonrpc": "2.0", "id": request["id"], "error": self.error}  # type: ignore[index]
+        if self.batch_answer == "each":
+            return [{"jsonrpc": "2.0", "id": one["id"], "error": self.error} for one in request]
+        if self.batch_answer == "whole":
+            return {"jsonrpc": "2.0", "id": None, "error": self.error}
+        return [{"jsonrpc": "2.0", "id": None, "error": self.error}]
 
     def close(self) -> None:
         self.server.shutdown()
@@ -141,6 +153,20 @@ async def test_get_logs_limit_from_the_node_raises_range_too_large(
     async with ChainClient(scripted_node.url, token_address=BASE_SEPOLIA_USDC, timeout=3) as client:
         with pytest.raises(RangeTooLarge):
             await client.get_transfer_logs(0, 1_000_000, to_addresses=[BASE_SEPOLIA_USDC])
+
+
+@pytest.mark.parametrize("batch_answer", ["each", "whole", "one-null-id"])
+@pytest.mark.parametrize("status", [200, 400])
+async def test_a_scan_refused_by_a_log_limit_raises_range_too_large(
+    scripted_node: ScriptedNode, status: int, batch_answer: str
+) -> None:
+    # The logs-and-header batch, refused in each of the shapes nodes use.
+    scripted_node.status = status
+    scripted_node.batch_answer = batch_answer
+    scripted_node.error = {"code": -32005, "message": "query returned more than 10000 results"}
+    async with ChainClient(scripted_node.url, token_address=BASE_SEPOLIA_USDC, timeout=3) as client:
+        with pytest.raises(RangeTooLarge):
+            await client.scan_transfer_logs(0, 1_000_000, to_addresses=[BASE_SEPOLIA_USDC])
 
 
 async def test_overloaded_node_is_unavailable(scripted_node: ScriptedNode) -> None:
