@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +22,7 @@ from chain.errors import (
     classify_rpc_error,
 )
 from chain.networks import BASE_SEPOLIA_USDC
+from tests.fixtures.rpcproxy import JsonRpcServer
 
 # ---------------------------------------------------------------------- classification
 
@@ -90,50 +89,24 @@ def test_raw_transaction_rejections_have_a_kind(message: str, kind: str) -> None
 # ---------------------------------------------------------------------- a scripted JSON-RPC node
 
 
-class ScriptedNode:
-    """A local HTTP server answering every JSON-RPC request with a fixed status and body."""
+class ScriptedNode(JsonRpcServer):
+    """A local JSON-RPC server answering every request with a fixed status and error."""
 
     def __init__(self) -> None:
-        self.status = 200
         self.error: dict[str, object] = {"code": -32000, "message": "unset"}
         # How a batch is refused: an error per call, one error object, or a list of one error
         # whose id is null.
         self.batch_answer = "each"
-        node = self
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                body = json.dumps(node.answer(request))
-                self.send_response(node.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body.encode())
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-
-    def answer(self, request: object) -> object:
+    def answer(self, request: Any) -> Any:
         if not isinstance(request, list):
-            return {"jsonrpc": "2.0", "id": request["id"], "error": self.error}  # type: ignore[index]
+            return {"jsonrpc": "2.0", "id": request["id"], "error": self.error}
         if self.batch_answer == "each":
             return [{"jsonrpc": "2.0", "id": one["id"], "error": self.error} for one in request]
         if self.batch_answer == "whole":
             return {"jsonrpc": "2.0", "id": None, "error": self.error}
         return [{"jsonrpc": "2.0", "id": None, "error": self.error}]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
 
 
 @pytest.fixture
