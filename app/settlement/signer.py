@@ -83,6 +83,13 @@ log = logging.getLogger("passgate.settlement")
 # Gas estimates get this much headroom (the authorization's storage writes vary slightly).
 _GAS_HEADROOM_PERCENT = 25
 _CANCEL_GAS = 21_000
+# The outcome when a 0-value self-transfer that freed the nonce was the one mined, by its kind.
+_FREED_NONCE = {
+    "cancel": (EXPIRED, "The authorization expired while its transaction was stuck; the nonce "
+                        "was freed with a cancellation."),
+    "release": (FAILED, "The node refused the settlement transaction; its nonce was freed with "
+                        "a 0-value transaction and nothing was paid."),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,20 +388,11 @@ class _Signer:
         if head - receipt.block_number + 1 < self.config.network.confirmations:
             return await self.later(submission.id, self.config.poll_seconds)
         expected = submission.status
-        if tx.kind == "cancel":
-            return await self.final(
-                submission.id, expected, EXPIRED, tx_hash=tx.tx_hash,
-                block_number=receipt.block_number,
-                error="The authorization expired while its transaction was stuck; "
-                      "the nonce was freed with a cancellation.",
-            )
-        if tx.kind == "release":
-            return await self.final(
-                submission.id, expected, FAILED, tx_hash=tx.tx_hash,
-                block_number=receipt.block_number,
-                error="The node refused the settlement transaction; its nonce was freed "
-                      "with a 0-value transaction and nothing was paid.",
-            )
+        freed = _FREED_NONCE.get(tx.kind)
+        if freed is not None:
+            status, error = freed
+            return await self.final(submission.id, expected, status, error=error,
+                                    tx_hash=tx.tx_hash, block_number=receipt.block_number)
         if receipt.status == 1:
             return await self.final(submission.id, expected, MINED, tx_hash=tx.tx_hash,
                                     block_number=receipt.block_number)
