@@ -50,6 +50,7 @@ from chain.networks import Network
 from chain.usdc import (
     AUTHORIZATION_USED_TOPIC,
     TRANSFER_TOPIC,
+    AuthorizationUse,
     TransferAuthorization,
     encode_transfer_with_authorization,
     token_abi,
@@ -96,7 +97,9 @@ class TransferLog(msgspec.Struct, frozen=True, gc=False):
 
 
 class Receipt(msgspec.Struct, frozen=True):
-    """A mined transaction. ``transfers`` are the token's Transfer logs inside it."""
+    """A mined transaction. ``transfers`` are the token's Transfer logs inside it, and
+    ``authorizations`` the EIP-3009 authorizations it spent (the token's ``AuthorizationUsed``
+    logs)."""
 
     tx_hash: str
     status: int  # 1 success, 0 reverted
@@ -107,6 +110,7 @@ class Receipt(msgspec.Struct, frozen=True):
     gas_used: int
     effective_gas_price: int
     transfers: tuple[TransferLog, ...]
+    authorizations: tuple[AuthorizationUse, ...] = ()
 
 
 class FeeEstimate(msgspec.Struct, frozen=True):
@@ -470,10 +474,10 @@ class ChainClient:
             return None
         try:
             token = self.token_address.lower()
-            transfers = tuple(
-                _decode_transfer(log)
-                for log in data["logs"]
-                if str(log["address"]).lower() == token and _is_transfer(log)
+            mine = [log for log in data["logs"] if str(log["address"]).lower() == token]
+            transfers = tuple(_decode_transfer(log) for log in mine if _is_transfer(log))
+            authorizations = tuple(
+                _decode_authorization_use(log) for log in mine if _is_authorization_use(log)
             )
             to_address = data.get("to")
             return Receipt(
@@ -486,6 +490,7 @@ class ChainClient:
                 gas_used=int(data["gasUsed"], 16),
                 effective_gas_price=int(data.get("effectiveGasPrice") or "0x0", 16),
                 transfers=transfers,
+                authorizations=authorizations,
             )
         except (KeyError, ValueError, TypeError, IndexError) as exc:
             raise RpcError(
@@ -657,6 +662,20 @@ def _is_transfer(log: dict[str, Any]) -> bool:
     # An ERC-721 Transfer has the same topic0 but four topics; only ERC-20 has three.
     topics = log["topics"]
     return len(topics) == 3 and str(topics[0]).lower() == TRANSFER_TOPIC
+
+
+def _is_authorization_use(log: dict[str, Any]) -> bool:
+    topics = log["topics"]
+    return len(topics) == 3 and str(topics[0]).lower() == AUTHORIZATION_USED_TOPIC
+
+
+def _decode_authorization_use(log: dict[str, Any]) -> AuthorizationUse:
+    """``AuthorizationUsed(address indexed authorizer, bytes32 indexed nonce)``."""
+    topics = log["topics"]
+    nonce = str(topics[2]).lower()
+    if len(nonce) != 66:
+        raise ValueError("an AuthorizationUsed nonce is 32 bytes")
+    return AuthorizationUse(authorizer="0x" + str(topics[1])[-40:].lower(), nonce=nonce)
 
 
 def _decode_transfer(log: dict[str, Any]) -> TransferLog:

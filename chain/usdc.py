@@ -28,10 +28,12 @@ __all__ = [
     "ARTIFACT_PATH",
     "AUTHORIZATION_USED_TOPIC",
     "TRANSFER_TOPIC",
+    "AuthorizationUse",
     "SignedAuthorization",
     "TokenArtifact",
     "TokenDomain",
     "TransferAuthorization",
+    "authorization_in_calldata",
     "cancel_authorization_typed_data",
     "domain_separator",
     "encode_transfer_with_authorization",
@@ -54,6 +56,14 @@ AUTHORIZATION_USED_TOPIC = "0x" + keccak(text="AuthorizationUsed(address,bytes32
 _TRANSFER_WITH_AUTHORIZATION_BYTES_SELECTOR = keccak(
     text="transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,bytes)"
 )[:4]
+
+# Every token function that moves money with an EIP-3009 authorization (both signature forms,
+# and the payee-only ``receive`` variant): their first six arguments are the authorization.
+_AUTHORIZATION_SELECTORS = frozenset(
+    keccak(text=f"{name}(address,address,uint256,uint256,uint256,bytes32,{tail})")[:4]
+    for name in ("transferWithAuthorization", "receiveWithAuthorization")
+    for tail in ("bytes", "uint8,bytes32,bytes32")
+)
 
 _TRANSFER_WITH_AUTHORIZATION_TYPES = {
     "EIP712Domain": [
@@ -132,6 +142,27 @@ class TransferAuthorization(msgspec.Struct, frozen=True):
     valid_after: int
     valid_before: int
     nonce: str
+
+
+class AuthorizationUse(msgspec.Struct, frozen=True):
+    """An EIP-3009 authorization a transaction spends: its ``authorizer`` (who pays) and
+    ``nonce``, both lower-case ``0x`` hex. Together they name one authorization on a token."""
+
+    authorizer: str
+    nonce: str
+
+
+def authorization_in_calldata(data: str) -> AuthorizationUse | None:
+    """The authorization a direct call of the token's ``...WithAuthorization`` functions would
+    spend, read from the call's data; None for any other call (or undecodable data)."""
+    try:
+        raw = bytes.fromhex(data.removeprefix("0x"))
+    except ValueError:
+        return None
+    if len(raw) < 4 + 6 * 32 or raw[:4] not in _AUTHORIZATION_SELECTORS:
+        return None
+    words = raw[4:]
+    return AuthorizationUse(authorizer="0x" + words[12:32].hex(), nonce="0x" + words[160:192].hex())
 
 
 class SignedAuthorization(msgspec.Struct, frozen=True):

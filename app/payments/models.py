@@ -12,14 +12,20 @@ from app.db.columns import created_at, json_column, micros, timestamp
 class Payment(SQLModel, table=True):
     """One x402 payment (a "challenge" answered): what was bought, with what, and its fate.
 
-    The unique indexes on (network, authorization nonce) and (network, tx hash) are what make
-    a payment unable to buy twice, whatever the number of API processes racing with it.
+    The unique indexes on (network, authorization nonce) and, for pushed payments, (network,
+    tx hash) are what make a payment unable to buy twice, whatever the number of API processes
+    racing with it. A signed payment's ``tx_hash`` only says which transaction settled it: one
+    transaction may spend several authorizations (a contract batching them), and a pushed
+    payment that named a signed payment's transaction keeps the hash after it lost it.
     """
 
     __tablename__ = "payments"
     __table_args__ = (
         sa.UniqueConstraint("network", "auth_nonce", name="uq_payments_network_nonce"),
-        sa.UniqueConstraint("network", "tx_hash", name="uq_payments_network_tx"),
+        sa.Index("uq_payments_network_push_tx", "network", "tx_hash", unique=True,
+                 postgresql_where=sa.text("scheme = 'push'"),
+                 sqlite_where=sa.text("scheme = 'push'")),
+        sa.Index("ix_payments_network_tx", "network", "tx_hash"),
     )
 
     id: str = Field(primary_key=True, max_length=40)

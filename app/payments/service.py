@@ -33,6 +33,7 @@ from app.errors import (
 )
 from app.events.service import emit
 from app.ids import new_id
+from app.payments import binding
 from app.payments.chain import PaymentChain
 from app.payments.models import Payment
 from app.payments.waiter import SettlementWaiter, announce_settled
@@ -178,7 +179,9 @@ class Payments:
         if nonce is not None:
             stmt = stmt.where(col(Payment.auth_nonce) == nonce)
         else:
-            stmt = stmt.where(col(Payment.tx_hash) == tx_hash)
+            # A signed payment that settled through this transaction is not a pushed one: see
+            # app.payments.binding for why such a hash is refused.
+            stmt = stmt.where(col(Payment.tx_hash) == tx_hash, col(Payment.scheme) == "push")
         return (await session.exec(stmt)).first()
 
     @staticmethod
@@ -268,6 +271,10 @@ class Payments:
         existing = await self._existing(session, network, tx_hash=pushed.tx_hash)
         if existing is not None:
             return self._replay_or_refuse(existing, fingerprint, challenge)
+        claimed = await binding.signer_claim(session, network, pushed.network.chain_id,
+                                             pushed.tx_hash)
+        if claimed is not None:
+            raise _challenge_error(PaymentAlreadyUsed, challenge, claimed)
         client = self.chain.clients().get(network)
         if client is None or challenge.offer_for(network) is None:
             raise _challenge_error(PaymentInvalid, challenge,
@@ -282,6 +289,12 @@ class Payments:
         if not verdict.ok and verdict.reason != "not_confirmed":
             raise _challenge_error(PaymentInvalid, challenge, verdict.message,
                                    details={"reason": verdict.reason})
+        if verdict.authorizations and (
+            await binding.authorization_owner(session, network, verdict.authorizations)
+            or await binding.authorization_submitted(session, pushed.network.chain_id,
+                                                     verdict.authorizations)
+        ):
+            raise _challenge_error(PaymentAlreadyUsed, challenge, binding.SPENDS_AUTHORIZATION)
         now = utcnow()
         payment = Payment(
             id=new_id("pay"),
@@ -423,14 +436,6 @@ async def mark_settled(
                agent_id=payment.agent_id)
     after_commit(session, lambda: announce_settled(redis, redis_prefix, payment_id))
     return True
-
-
-async def mark_submitted(session: AsyncSession, payment_id: str, tx_hash: str) -> None:
-    await session.execute(
-        update(Payment)
-        .where(col(Payment.id) == payment_id, col(Payment.status) == "pending")
-        .values(status="submitted", tx_hash=tx_hash, updated_at=utcnow())
-    )
 
 
 async def mark_failed(

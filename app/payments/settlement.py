@@ -15,16 +15,24 @@
   ``reorged``, event ``payment.failed``) and revokes the pass key it bought: access is never
   left standing on money that is no longer there. If the transfer is mined again, the payment
   returns to ``settled``; restoring access is then an operator's decision (a new pass key).
+* A transaction that spent a recorded payment's authorization pays for that payment only
+  (``app.payments.binding``). A pushed payment that named it anyway, because it was presented
+  before the authorization's payment was recorded, or through a wrapper contract while still
+  in the mempool, loses it: it fails (reason ``displaced``), and its pass, if one was issued, is
+  revoked. The authorization's payment settles.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.db.types import utcnow
 from app.keys import service as keys
+from app.payments import binding
 from app.payments.models import Payment
 from app.payments.service import mark_failed, mark_settled
 from app.settlement.models import (
@@ -36,6 +44,9 @@ from app.settlement.models import (
 from app.transfers.models import ChainTransfer
 from app.transfers.purposes import PAYMENT, Candidate, Counted, PurposeContext
 
+DISPLACED = ("displaced: its transaction spent the signed authorization of another payment, "
+             "which that transfer pays for")
+
 
 async def on_submission_final(session: AsyncSession, submission: SettlementSubmission) -> None:
     if not submission.purpose_ref.startswith("pay_"):
@@ -45,20 +56,54 @@ async def on_submission_final(session: AsyncSession, submission: SettlementSubmi
             # A duplicate of a submission still in flight: that one's outcome decides.
             return
         await mark_settled(session, submission.purpose_ref, submission.tx_hash)
+        await displace_pushes(session, submission.purpose_ref, submission.tx_hash)
     else:
         reason = submission.last_error or f"settlement {submission.status}"
         await mark_failed(session, submission.purpose_ref, reason)
 
 
-async def _payment_for(session: AsyncSession, candidate: Candidate) -> Payment | None:
-    found = (
-        await session.exec(
-            select(Payment).where(col(Payment.network) == candidate.network,
-                                  col(Payment.tx_hash) == candidate.tx_hash)
+async def take_back(session: AsyncSession, payment: Payment, reason: str) -> None:
+    """Fail a payment whatever its state, once, and revoke the pass it bought: its money is
+    gone (orphaned by a reorg) or was never its own (displaced)."""
+    if payment.status == "settled":
+        # mark_failed makes the transition from an unsettled state (and emits once)
+        await session.execute(
+            update(Payment).where(col(Payment.id) == payment.id, col(Payment.status) == "settled")
+            .values(status="submitted", updated_at=utcnow())
         )
-    ).first()
-    if found is not None:
-        return found
+    await mark_failed(session, payment.id, reason)
+    await session.refresh(payment)
+    if payment.result_key_id:
+        key = await keys.get(session, payment.result_key_id)
+        await keys.revoke(session, key)
+
+
+async def displace_pushes(session: AsyncSession, payment_id: str, tx_hash: str) -> None:
+    """``payment_id``, a signed payment, settled through ``tx_hash``: any pushed payment that
+    named the same transaction loses it, and the transfer it was counted for is this one's."""
+    payment = await session.get(Payment, payment_id)
+    if payment is None or payment.scheme == "push":
+        return
+    rivals = (
+        await session.exec(
+            select(Payment).where(
+                col(Payment.network) == payment.network,
+                col(Payment.tx_hash) == tx_hash.lower(),
+                col(Payment.scheme) == "push",
+                col(Payment.status).in_(("pending", "submitted", "settled")),
+            )
+        )
+    ).all()
+    for rival in rivals:
+        await take_back(session, rival, DISPLACED)
+        await session.execute(
+            update(ChainTransfer)
+            .where(col(ChainTransfer.purpose) == PAYMENT, col(ChainTransfer.reference) == rival.id)
+            .values(reference=payment.id, agent_id=payment.agent_id, updated_at=utcnow())
+        )
+
+
+async def _payment_for(session: AsyncSession, candidate: Candidate) -> Payment | None:
     # Any transaction our signer sent for a submission, not just its latest: a stuck one that
     # was replaced may still be the one that gets mined, before the signer has seen it.
     sent = (
@@ -80,9 +125,43 @@ async def _payment_for(session: AsyncSession, candidate: Candidate) -> Payment |
                 )
             )
         ).first()
-    if submission is None or not submission.purpose_ref.startswith("pay_"):
-        return None
-    return await session.get(Payment, submission.purpose_ref)
+    if submission is not None and submission.purpose_ref.startswith("pay_"):
+        return await session.get(Payment, submission.purpose_ref)
+    named = (
+        await session.exec(
+            select(Payment).where(col(Payment.network) == candidate.network,
+                                  col(Payment.tx_hash) == candidate.tx_hash)
+        )
+    ).all()
+    # A signed payment that settled through this transaction (it may carry several
+    # authorizations: the one whose payer sent this log) comes before a pushed one, and a
+    # pushed payment that already lost the transaction counts for nothing.
+    signed = [p for p in named if p.scheme != "push"]
+    for payment in signed:
+        if payment.payer == candidate.from_address:
+            return payment
+    if signed:
+        return signed[0]
+    pushed = [p for p in named if p.status not in ("failed", "expired")]
+    return pushed[0] if pushed else None
+
+
+async def _authorization_owner(
+    session: AsyncSession, candidate: Candidate, pushed: Payment, ctx: PurposeContext
+) -> tuple[bool, Payment | None]:
+    """Whether a pushed payment named while in the mempool turned out to spend another
+    payment's authorization once mined (a call through a contract shows only then), and the
+    signed payment it belongs to if that is recorded."""
+    if pushed.scheme != "push" or pushed.status == "settled" or ctx.receipts is None:
+        return False, None
+    receipt = await ctx.receipts(candidate.tx_hash)
+    if receipt is None or not receipt.authorizations:
+        return False, None
+    owner = await binding.authorization_owner(session, pushed.network, receipt.authorizations)
+    if owner is not None:
+        return True, owner
+    return await binding.authorization_submitted(session, candidate.chain_id,
+                                                 receipt.authorizations), None
 
 
 def _paid_to(candidate: Candidate, payment: Payment) -> int:
@@ -123,6 +202,12 @@ class PaymentPurpose:
             payment = await _payment_for(session, candidate)
             if payment is None:
                 continue  # late, partial or unannounced: left unmatched for an operator
+            taken, owner = await _authorization_owner(session, candidate, payment, ctx)
+            if taken:
+                await mark_failed(session, payment.id, DISPLACED)
+                if owner is None:
+                    continue
+                payment = owner
             if not _pays_for(candidate, payment):
                 # Left unmatched for an operator: too little money buys nothing.
                 prior = short.get(payment.id)
@@ -131,6 +216,7 @@ class PaymentPurpose:
                 continue
             await mark_settled(session, payment.id, candidate.tx_hash,
                                payer=_payer(candidate, payment))
+            await displace_pushes(session, payment.id, candidate.tx_hash)
             paid.add(payment.id)
             counted[candidate.id] = Counted(PAYMENT, agent_id=payment.agent_id,
                                             reference=payment.id)
@@ -150,10 +236,4 @@ class PaymentPurpose:
         payment = await session.get(Payment, transfer.reference)
         if payment is None or payment.status != "settled":
             return
-        payment.status = "submitted"  # let mark_failed make the transition (and emit once)
-        session.add(payment)
-        await session.flush()
-        await mark_failed(session, payment.id, "reorged: the settling transaction was orphaned")
-        if payment.result_key_id:
-            key = await keys.get(session, payment.result_key_id)
-            await keys.revoke(session, key)
+        await take_back(session, payment, "reorged: the settling transaction was orphaned")

@@ -22,7 +22,7 @@ automatic path would have.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -35,6 +35,7 @@ from app.errors import BalanceLimitExceeded
 from app.events.service import emit
 from app.transfers.models import ChainTransfer
 from app.wallets import service as wallets
+from chain.client import Receipt
 
 log = logging.getLogger("passgate.chain.deposits")
 
@@ -43,14 +44,23 @@ PAYMENT = "payment"
 UNKNOWN = "unknown"
 
 
+ReceiptSource = Callable[[str], Awaitable[Receipt | None]]
+
+
 @dataclass(frozen=True, slots=True)
 class PurposeContext:
-    """What purposes need to know about the watcher that found the transfers."""
+    """What purposes need to know about the watcher that found the transfers.
+
+    ``receipts`` reads a transaction's receipt from the watcher's node, for the rare transfer
+    whose purpose depends on more than its Transfer log (a pushed payment named while in the
+    mempool: which authorizations did the mined transaction spend?).
+    """
 
     network: str
     chain_id: int
     deposit_address: str | None  # lower-case
     pay_to_address: str | None  # lower-case
+    receipts: ReceiptSource | None = None
 
 
 class TransferLike(Protocol):

@@ -48,7 +48,7 @@ import asyncio
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -199,6 +199,7 @@ class _Run:
         self.client = client
         self.config = config
         self.network = config.network
+        self.purposes = replace(config.purpose_context, receipts=client.get_receipt)
         self.owner = owner
         self.report = report
         self.started = time.monotonic()
@@ -240,7 +241,7 @@ class _Run:
             try:
                 async with self.sessions() as session:
                     count = await service.confirm_ready(
-                        session, self.config.purpose_context, confirmed_up_to, _CONFIRM_BATCH
+                        session, self.purposes, confirmed_up_to, _CONFIRM_BATCH
                     )
                     await _commit(session)
             except service.CountConflict as exc:
@@ -328,7 +329,7 @@ class _Run:
         move the cursor past it, all in one transaction."""
         async with self.sessions() as session:
             stored = await service.store_logs(
-                session, self.config.purpose_context, logs, confirmed_up_to=confirmed_up_to
+                session, self.purposes, logs, confirmed_up_to=confirmed_up_to
             )
             await service.remember_blocks(session, self.network.name, blocks)
             await self._advance(session, cursor, high, head, range_size, good)
@@ -398,7 +399,7 @@ class _Run:
         orphaned = [t for t in suspects if canonical.get(t.block_number) != t.block_hash]
         async with self.sessions() as session:
             self.report.reorged += await service.orphan(
-                session, orphaned, self.config.purpose_context
+                session, orphaned, self.purposes
             )
             await service.forget_blocks(session, self.network.name, above=fork_cursor)
             await self._advance(session, cursor, fork_cursor, self.report.head or fork_cursor,

@@ -10,6 +10,7 @@ from eth_utils.address import to_checksum_address
 
 from chain.client import ChainClient, TransferLog
 from chain.networks import Network
+from chain.usdc import AuthorizationUse, authorization_in_calldata
 
 __all__ = ["PushReason", "TransferVerification", "verify_pushed_transfer"]
 
@@ -25,6 +26,12 @@ class TransferVerification(msgspec.Struct, frozen=True):
     described: ``payer`` is the token holder who paid (the log's ``from``, not the
     transaction's sender, which may be a relayer); (network, ``tx_hash``, ``log_index``) is
     the unique key of the payment. ``amount`` may exceed the price (over-payments count).
+
+    ``authorizations`` are the EIP-3009 authorizations the transaction spends: all of them once
+    mined (its ``AuthorizationUsed`` logs); while pending, the one a direct call of the token's
+    ``...WithAuthorization`` functions names (a call through another contract shows nothing
+    until mined). Whoever accepts a pushed transfer must refuse one that spends an
+    authorization it already holds for another payment.
     """
 
     ok: bool
@@ -38,6 +45,7 @@ class TransferVerification(msgspec.Struct, frozen=True):
     block_hash: str | None = None
     log_index: int | None = None
     confirmations: int = 0
+    authorizations: tuple[AuthorizationUse, ...] = ()
 
     @property
     def retryable(self) -> bool:
@@ -71,6 +79,7 @@ async def verify_pushed_transfer(
         message: str,
         log: TransferLog | None = None,
         confirmations: int = 0,
+        authorizations: tuple[AuthorizationUse, ...] = (),
     ) -> TransferVerification:
         return TransferVerification(
             ok=reason is None,
@@ -84,6 +93,7 @@ async def verify_pushed_transfer(
             block_hash=log.block_hash if log else None,
             log_index=log.log_index if log else None,
             confirmations=confirmations,
+            authorizations=authorizations,
         )
 
     receipt = await client.get_receipt(tx_hash)
@@ -92,8 +102,10 @@ async def verify_pushed_transfer(
         if pending:
             # Nothing is checked (amount, recipient, payer): whoever accepts this answer must
             # hold the mined transfer to the price itself.
-            return outcome("not_confirmed", "The transaction is not mined yet; retry shortly.")
+            return outcome("not_confirmed", "The transaction is not mined yet; retry shortly.",
+                           authorizations=_called_authorization(pending, client.token_address))
         return outcome("unknown_tx", f"No transaction {tx_hash} on {network.name}.")
+    spent = receipt.authorizations
     if receipt.status != 1:
         return outcome("reverted", "The transaction reverted: no USDC moved.")
     if not receipt.transfers:
@@ -107,7 +119,7 @@ async def verify_pushed_transfer(
     if match is None:
         largest = max(to_us, key=lambda log: log.value)
         message = f"The transfer is {_usdc(largest.value)}; the price is {_usdc(min_amount)}."
-        return outcome("amount_too_low", message, largest)
+        return outcome("amount_too_low", message, largest, authorizations=spent)
     head = await client.block_number()
     confirmations = max(head - match.block_number + 1, 0)
     if network.confirmed_block(head) < match.block_number:
@@ -115,8 +127,19 @@ async def verify_pushed_transfer(
             f"The transfer has {confirmations} of {network.confirmations} confirmations; "
             "retry shortly."
         )
-        return outcome("not_confirmed", message, match, confirmations)
-    return outcome(None, "Transfer verified.", match, confirmations)
+        return outcome("not_confirmed", message, match, confirmations, spent)
+    return outcome(None, "Transfer verified.", match, confirmations, spent)
+
+
+def _called_authorization(pending: object, token: str) -> tuple[AuthorizationUse, ...]:
+    """The authorization a pending transaction spends if it calls the token directly."""
+    if not isinstance(pending, dict):
+        return ()
+    to, data = pending.get("to"), pending.get("input") or pending.get("data")
+    if not isinstance(to, str) or to.lower() != token.lower() or not isinstance(data, str):
+        return ()
+    use = authorization_in_calldata(data)
+    return () if use is None else (use,)
 
 
 def _first_sufficient(logs: list[TransferLog], min_amount: int) -> TransferLog | None:
