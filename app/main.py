@@ -14,6 +14,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from app.admin.routes import router as admin_router
 from app.agents.routes import router as agents_router
+from app.attention.routes import router as attention_router
 from app.auth.guards import OPEN, check_route_access
 from app.catalog.routes import router as catalog_router
 from app.credits.routes import router as credits_router
@@ -66,7 +67,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             platforms_router, admin_router, wallets_router,
             platform_webhooks_router, admin_webhooks_router, passes_router, payments_router,
             admin_payments_router,
-            chain_admin_router, gateway_router, admin_gateway_router,
+            chain_admin_router, gateway_router, admin_gateway_router, attention_router,
         ],
         dependencies={"session": Provide(provide_session)},
         exception_handlers=handlers,

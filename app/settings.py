@@ -217,6 +217,9 @@ class Settings(BaseSettings):
     # HTTP requests one worker process keeps in flight (httpx's pool slows down past a few
     # dozen connections; scale out with processes).
     webhook_send_concurrency: int = Field(default=16, ge=1)
+    # A job failing this many times in a row for a reason a retry cannot fix is parked for an
+    # operator (GET /admin/v1/attention) instead of being retried and re-driven forever.
+    job_max_failures: int = Field(default=3, ge=1, le=100)
     trusted_proxies: list[str] = Field(default_factory=list)
     log_level: str = "INFO"
 

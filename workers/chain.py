@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING
 
 import dramatiq
 
+from app.attention.models import CHAIN_WATCHER, SETTLEMENT
 from app.db.types import utcnow
 from app.jobs import Job, JobQueue
 from app.settlement.jobs import SETTLE_ACTOR, SETTLE_QUEUE, settle_job
 from workers import context
+from workers.attention import parks
 from workers.schedule import periodic
 
 if TYPE_CHECKING:
@@ -59,6 +61,7 @@ def _client(ctx: context.WorkerContext, network: Network) -> ChainClient:
 @dramatiq.actor(actor_name=TICK, queue_name=WATCH_QUEUE, max_retries=0, time_limit=10_000)
 async def tick() -> None:
     """Send a watcher run for every enabled network that is due (or has never run)."""
+    from app.attention import filters as attention
     from app.transfers import service as transfers
 
     ctx = context.current()
@@ -68,8 +71,11 @@ async def tick() -> None:
     now = utcnow()
     async with ctx.sessions() as session:
         states = {w.network: w for w in await transfers.list_watchers(session)}
+        stalled = await attention.parked_refs(session, CHAIN_WATCHER, list(networks))
     due = []
     for name in networks:
+        if name in stalled:
+            continue  # parked for an operator: see GET /admin/v1/attention
         state = states.get(name)
         due_now = state is None or state.next_run_at is None or state.next_run_at <= now
         free = state is None or state.lease_until is None or state.lease_until < now
@@ -79,6 +85,7 @@ async def tick() -> None:
 
 
 @dramatiq.actor(actor_name=WATCH, queue_name=WATCH_QUEUE, max_retries=3, time_limit=300_000)
+@parks(CHAIN_WATCHER)
 async def watch(network: str) -> None:
     """One bounded watcher pass over ``network``; continues at once when work is left."""
     from app.transfers.watcher import WatchConfig, run_watcher
@@ -95,6 +102,7 @@ async def watch(network: str) -> None:
 
 @dramatiq.actor(actor_name=SETTLE_ACTOR, queue_name=SETTLE_QUEUE, max_retries=5,
                 time_limit=120_000)
+@parks(SETTLEMENT)
 async def settle(submission_id: str) -> None:
     """Advance one settlement one step; re-sends itself for the next one."""
     from app.settlement.models import SettlementSubmission

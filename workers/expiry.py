@@ -1,17 +1,22 @@
 """Scheduled expiry: time-limited keys and payments that can no longer settle.
 
-Both jobs are idempotent (conditional updates) and safe to run twice or concurrently.
+Each row is expired in a transaction of its own (``workers.attention.each``): one that cannot be
+is parked for an operator instead of failing every run. Both jobs are idempotent (conditional
+updates) and safe to run twice or concurrently.
 """
 
 from __future__ import annotations
 
+import functools
+
 import dramatiq
 
-from app.db.hooks import commit
+from app.attention.models import KEY_EXPIRY, PAYMENT_EXPIRY
 from app.db.types import utcnow
-from app.keys.service import expire_due as expire_keys_due
-from app.payments.service import expire_due as expire_payments_due
+from app.keys import service as keys
+from app.payments import service as payments
 from workers import context
+from workers.attention import each
 from workers.notify import redis_of
 from workers.schedule import periodic
 
@@ -25,9 +30,11 @@ PAYMENTS_EVERY_SECONDS = 30.0
 async def expire_keys() -> None:
     """Mark keys past ``expiresAt`` as expired and emit ``key.expired`` for each."""
     ctx = context.current()
+    now = utcnow()
     async with ctx.sessions() as session:
-        await expire_keys_due(session, utcnow())
-        await commit(session)
+        due = await keys.due_to_expire(session, now)
+    await each(KEY_EXPIRY, due, lambda session, key_id: keys.expire(session, key_id, now),
+               "expire_keys")
 
 
 @periodic(PAYMENTS_EVERY_SECONDS)
@@ -36,6 +43,7 @@ async def expire_payments() -> None:
     """Expire pending payments whose authorization window closed without settlement."""
     ctx = context.current()
     async with ctx.sessions() as session:
-        await expire_payments_due(session, utcnow(), redis=redis_of(ctx),
-                                  redis_prefix=ctx.settings.redis_prefix)
-        await commit(session)
+        due = await payments.due_to_expire(session, utcnow())
+    expire = functools.partial(payments.expire, redis=redis_of(ctx),
+                               redis_prefix=ctx.settings.redis_prefix)
+    await each(PAYMENT_EXPIRY, due, expire, "expire_payments")

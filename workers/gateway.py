@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 import dramatiq
 
+from app.attention.models import GATEWAY_RESERVATION
 from app.gateway import billing
 from workers import context
+from workers.attention import each
 from workers.schedule import periodic
+
+log = logging.getLogger("passgate.gateway")
 
 QUEUE = "gateway"
 RELEASE_STALE = "gateway_release_stale"
@@ -20,7 +26,13 @@ async def release_stale() -> None:
 
     An API process that dies between reserving and recording the outcome leaves a ``pending``
     usage row; this puts the money back. Idempotent: each release is a conditional update of
-    that row, so a call finishing at the same moment is released or kept, never both.
+    that row, so a call finishing at the same moment is released or kept, never both. One
+    transaction per call: a batch never holds many agents' locks at once, and a row that
+    cannot be released is parked for an operator without holding up the others.
     """
     ctx = context.current()
-    await billing.release_stale(ctx.sessions, ctx.settings.gateway_reservation_ttl_seconds)
+    stale = await billing.stale_reservations(ctx.sessions,
+                                             ctx.settings.gateway_reservation_ttl_seconds)
+    done = await each(GATEWAY_RESERVATION, stale, billing.release_abandoned, RELEASE_STALE)
+    if done:
+        log.warning("released %d abandoned gateway reservations", done)

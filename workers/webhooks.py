@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import dramatiq
 
+from app.attention.models import WEBHOOK_EVENT, WEBHOOK_MESSAGE
+from app.attention.service import is_transient
 from app.db.hooks import commit
 from app.db.types import utcnow
 from app.webhooks import delivery
@@ -29,6 +31,7 @@ from app.webhooks.options import WebhookOptions
 from webhooks.signing import build_headers
 from webhooks.transport import DeliveryResult, WebhookSender
 from workers import context
+from workers.attention import each, parks
 from workers.schedule import periodic
 
 SWEEP_EVERY_SECONDS = 10.0
@@ -96,6 +99,7 @@ async def _send_and_record(
 
 
 @dramatiq.actor(actor_name=FAN_OUT, queue_name=QUEUE, max_retries=10, time_limit=300_000)
+@parks(WEBHOOK_EVENT)
 async def fan_out(event_id: str) -> None:
     """Turn outbox events into one message per matching endpoint and make the first attempt
     at each right away; failures are retried by ``deliver`` on the schedule.
@@ -110,19 +114,40 @@ async def fan_out(event_id: str) -> None:
     sending = _sending(ctx, options)
     # Before looking for work: events committed from now on send a job of their own.
     await ctx.outbox.jobs.clear_pending(FAN_OUT_PENDING)
-    async with ctx.sessions() as session:
-        claims, taken = await delivery.fan_out_and_claim(
-            session, event_id, utcnow(), options, batch=FAN_OUT_BATCH,
-            lease_limit=FAN_OUT_LEASES, queued_ahead=sending.queued,
-        )
-        await commit(session)
+    try:
+        claims, taken = await _fan_out_batch(ctx, options, event_id, FAN_OUT_BATCH)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        # An event of the batch broke it: take the batch's events one at a time, so the bad
+        # one is counted (and in the end parked) on its own and never holds up the others.
+        async with ctx.sessions() as session:
+            waiting = await delivery.waiting_events(session, event_id, FAN_OUT_BATCH)
+        now = utcnow()
+        await each(WEBHOOK_EVENT, waiting,
+                   lambda session, one: delivery.fan_out_event(session, one, now), FAN_OUT)
+        claims, taken = [], len(waiting)
     sending.queued += len(claims)
     if taken >= FAN_OUT_BATCH:
         await ctx.outbox.jobs.send([fan_out_job(event_id)])
     await _send_and_record(ctx, options, claims)
 
 
+async def _fan_out_batch(
+    ctx: context.WorkerContext, options: WebhookOptions, event_id: str, batch: int
+) -> tuple[list[delivery.Claimed], int]:
+    sending = _sending(ctx, options)
+    async with ctx.sessions() as session:
+        claims, taken = await delivery.fan_out_and_claim(
+            session, event_id, utcnow(), options, batch=batch,
+            lease_limit=FAN_OUT_LEASES, queued_ahead=sending.queued,
+        )
+        await commit(session)
+    return claims, taken
+
+
 @dramatiq.actor(actor_name=DELIVER, queue_name=QUEUE, max_retries=5, time_limit=300_000)
+@parks(WEBHOOK_MESSAGE)
 async def deliver(message_id: str) -> None:
     """One attempt at a message, if it is due and nobody else holds it.
 
@@ -153,8 +178,11 @@ async def sweep() -> None:
     """
     ctx = context.current()
     options = _options(ctx)
+    now = utcnow()
     async with ctx.sessions() as session:
-        now = utcnow()
-        await delivery.fan_out_stale(session, now, options)
+        stale = await delivery.stale_events(session, now, options)
+    await each(WEBHOOK_EVENT, stale,
+               lambda session, event_id: delivery.fan_out_event(session, event_id, now), SWEEP)
+    async with ctx.sessions() as session:
         await delivery.redrive_due(session, now, options)
         await commit(session)

@@ -3,6 +3,7 @@
 from sqlmodel import SQLModel
 
 from app.agents.models import Agent
+from app.attention.models import AttentionItem
 from app.audit.models import AuditEntry
 from app.credits.models import LedgerEntry
 from app.events.models import Event
@@ -18,7 +19,8 @@ from app.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
 metadata = SQLModel.metadata
 
 __all__ = [
-    "Agent", "ApiKey", "AuditEntry", "ChainBlock", "ChainTransfer", "ChainWatcher", "Event",
+    "Agent", "ApiKey", "AttentionItem", "AuditEntry", "ChainBlock", "ChainTransfer",
+    "ChainWatcher", "Event",
     "GatewayProvider", "GatewayUsage", "KeySecret", "LedgerEntry", "Payment", "Platform",
     "SettlementSubmission", "SettlementTransaction", "SignerState", "SpendCounter", "Wallet",
     "WalletChallenge", "WebhookAttempt", "WebhookEndpoint", "WebhookMessage", "metadata",

@@ -355,6 +355,21 @@ async def release(session: AsyncSession, usage_id: str, outcome: Outcome) -> boo
     return True
 
 
+async def stale_reservations(
+    sessions: async_sessionmaker[AsyncSession], older_than_seconds: float, batch: int = 500
+) -> list[str]:
+    """Reservations still pending after ``older_than_seconds``: their process died mid-call
+    (except those parked for an operator)."""
+    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    async with sessions() as session:
+        return await repository.stale_usage_ids(session, cutoff, batch)
+
+
+async def release_abandoned(session: AsyncSession, usage_id: str) -> bool:
+    """Give back one abandoned reservation (False: the call was closed meanwhile)."""
+    return await release(session, usage_id, Outcome(None, None, error="abandoned"))
+
+
 async def release_stale(
     sessions: async_sessionmaker[AsyncSession], older_than_seconds: float, batch: int = 500
 ) -> int:
@@ -363,14 +378,11 @@ async def release_stale(
     Errs in the agent's favour: a call whose upstream did answer 2xx but whose process died
     before recording it is not charged.
     """
-    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
-    async with sessions() as session:
-        ids = await repository.stale_usage_ids(session, cutoff, batch)
     released = 0
-    for usage_id in ids:
+    for usage_id in await stale_reservations(sessions, older_than_seconds, batch):
         # One transaction per call: a batch never holds many agents' locks at once.
         async with sessions() as session:
-            if await release(session, usage_id, Outcome(None, None, error="abandoned")):
+            if await release_abandoned(session, usage_id):
                 released += 1
             await commit(session)
     if released:

@@ -13,6 +13,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.agents.models import Agent
+from app.attention.filters import not_parked
+from app.attention.models import GATEWAY_RESERVATION
 from app.credits.models import LedgerEntry
 from app.events.models import Event
 from app.gateway.models import (
@@ -205,7 +207,8 @@ async def finish_usage(
 async def stale_usage_ids(session: AsyncSession, before: datetime, limit: int) -> list[str]:
     stmt = (
         select(col(GatewayUsage.id))
-        .where(col(GatewayUsage.status) == PENDING, col(GatewayUsage.created_at) < before)
+        .where(col(GatewayUsage.status) == PENDING, col(GatewayUsage.created_at) < before,
+               not_parked(GATEWAY_RESERVATION, GatewayUsage.id))
         .order_by(col(GatewayUsage.created_at))
         .limit(limit)
     )

@@ -12,6 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.attention.filters import not_parked
+from app.attention.models import KEY_EXPIRY
 from app.db.types import rfc3339, utcnow
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.events.service import emit
@@ -300,42 +302,52 @@ async def update(session: AsyncSession, key: ApiKey, changes: dict[str, Any]) ->
     return key
 
 
-async def expire_due(session: AsyncSession, now: datetime, limit: int = 500) -> list[str]:
-    """Mark keys whose ``expiresAt`` has passed as expired and emit ``key.expired`` once each.
+async def due_to_expire(session: AsyncSession, now: datetime, limit: int = 500) -> list[str]:
+    """Active keys whose ``expiresAt`` has passed (except those parked for an operator)."""
+    rows = await session.exec(
+        select(ApiKey.id)
+        .where(col(ApiKey.status) == "active", col(ApiKey.expires_at) <= now,
+               not_parked(KEY_EXPIRY, ApiKey.id))
+        .order_by(col(ApiKey.expires_at))
+        .limit(limit)
+    )
+    return list(rows.all())
 
-    Authentication already refuses them on its own; this makes the state visible (lists,
-    admin, webhooks). The conditional UPDATE makes two concurrent runs emit nothing twice.
+
+async def expire(session: AsyncSession, key_id: str, now: datetime) -> bool:
+    """Mark a key past ``expiresAt`` as expired and emit ``key.expired`` once.
+
+    Authentication already refuses it on its own; this makes the state visible (lists, admin,
+    webhooks). The conditional UPDATE makes two concurrent runs emit nothing twice.
     """
-    due = (
-        await session.exec(
-            select(ApiKey)
-            .where(col(ApiKey.status) == "active", col(ApiKey.expires_at) <= now)
-            .order_by(col(ApiKey.expires_at))
-            .limit(limit)
-        )
-    ).all()
-    expired: list[str] = []
-    for key in due:
-        changed = await session.execute(
-            sa_update(ApiKey)
-            .where(col(ApiKey.id) == key.id, col(ApiKey.status) == "active")
-            .values(status="expired")
-        )
-        if not changed.rowcount:  # type: ignore[attr-defined]
-            continue
-        expired.append(key.id)
-        await emit(
-            session,
-            "key.expired",
-            {
-                "keyId": key.id,
-                "keyType": TYPE_NAMES[KeyKind(key.kind)],
-                "agentId": key.agent_id,
-                "platformId": key.platform_id,
-                "hint": key.hint,
-                "expiredAt": rfc3339(key.expires_at),
-            },
-            agent_id=key.agent_id,
-            platform_id=key.platform_id,
-        )
-    return expired
+    changed = await session.execute(
+        sa_update(ApiKey)
+        .where(col(ApiKey.id) == key_id, col(ApiKey.status) == "active",
+               col(ApiKey.expires_at) <= now)
+        .values(status="expired")
+    )
+    if not changed.rowcount:  # type: ignore[attr-defined]
+        return False
+    key = await get(session, key_id)
+    await emit(
+        session,
+        "key.expired",
+        {
+            "keyId": key.id,
+            "keyType": TYPE_NAMES[KeyKind(key.kind)],
+            "agentId": key.agent_id,
+            "platformId": key.platform_id,
+            "hint": key.hint,
+            "expiredAt": rfc3339(key.expires_at),
+        },
+        agent_id=key.agent_id,
+        platform_id=key.platform_id,
+    )
+    return True
+
+
+async def expire_due(session: AsyncSession, now: datetime, limit: int = 500) -> list[str]:
+    """Expire every due key in the caller's transaction (tools and tests; the scheduled job
+    expires each in a transaction of its own)."""
+    return [key_id for key_id in await due_to_expire(session, now, limit)
+            if await expire(session, key_id, now)]

@@ -22,6 +22,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.attention.filters import not_parked
+from app.attention.models import PAYMENT_EXPIRY
 from app.db.hooks import after_commit
 from app.db.types import rfc3339, utcnow
 from app.errors import (
@@ -462,31 +464,39 @@ async def mark_failed(
     return True
 
 
-async def expire_due(
+async def due_to_expire(
     session: AsyncSession, now: datetime, *, exact_grace_seconds: int = 600,
-    push_after_seconds: int = 3600, limit: int = 200, redis: Any = None,
-    redis_prefix: str = "passgate",
+    push_after_seconds: int = 3600, limit: int = 200,
 ) -> list[str]:
-    """Give up on payments that can no longer settle: an EIP-3009 authorization past its
-    ``validBefore`` (plus a grace for a transaction already in flight), or a pushed transfer
-    still unconfirmed after ``push_after_seconds``. Each emits ``payment.expired`` once."""
+    """Payments that can no longer settle: an EIP-3009 authorization past its ``validBefore``
+    (plus a grace for a transaction already in flight), or a pushed transfer still unconfirmed
+    after ``push_after_seconds`` (except those parked for an operator)."""
     exact_cutoff = now - timedelta(seconds=exact_grace_seconds)
     push_cutoff = now - timedelta(seconds=push_after_seconds)
-    stale = (
-        await session.exec(
-            select(Payment.id)
-            .where(
-                col(Payment.status).in_(("pending", "submitted")),
-                ((col(Payment.scheme) == "exact") & (col(Payment.valid_before) <= exact_cutoff))
-                | ((col(Payment.scheme) == "push") & (col(Payment.created_at) <= push_cutoff)),
-            )
-            .limit(limit)
+    rows = await session.exec(
+        select(Payment.id)
+        .where(
+            col(Payment.status).in_(("pending", "submitted")),
+            ((col(Payment.scheme) == "exact") & (col(Payment.valid_before) <= exact_cutoff))
+            | ((col(Payment.scheme) == "push") & (col(Payment.created_at) <= push_cutoff)),
+            not_parked(PAYMENT_EXPIRY, Payment.id),
         )
-    ).all()
-    expired: list[str] = []
-    for payment_id in stale:
-        changed = await mark_failed(session, payment_id, "not settled within its validity window",
-                                    status="expired", redis=redis, redis_prefix=redis_prefix)
-        if changed:
-            expired.append(payment_id)
-    return expired
+        .limit(limit)
+    )
+    return list(rows.all())
+
+
+async def expire(session: AsyncSession, payment_id: str, *, redis: Any = None,
+                 redis_prefix: str = "passgate") -> bool:
+    """Give up on one payment that can no longer settle; emits ``payment.expired`` once."""
+    return await mark_failed(session, payment_id, "not settled within its validity window",
+                             status="expired", redis=redis, redis_prefix=redis_prefix)
+
+
+async def expire_due(
+    session: AsyncSession, now: datetime, *, redis: Any = None, redis_prefix: str = "passgate",
+) -> list[str]:
+    """Expire every due payment in the caller's transaction (tools and tests; the scheduled
+    job expires each in a transaction of its own)."""
+    return [payment_id for payment_id in await due_to_expire(session, now)
+            if await expire(session, payment_id, redis=redis, redis_prefix=redis_prefix)]

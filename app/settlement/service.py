@@ -29,6 +29,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.attention.filters import not_parked
+from app.attention.models import SETTLEMENT
 from app.db.types import rfc3339, utcnow
 from app.errors import Conflict, NotFound
 from app.http.pagination import PageParams, apply, split
@@ -283,12 +285,14 @@ class Due:
 
 
 async def due_submissions(session: AsyncSession, now: datetime, limit: int) -> list[Due]:
-    """Open submissions whose next step is due (what the sweeper re-drives)."""
+    """Open submissions whose next step is due (what the sweeper re-drives), except those
+    parked for an operator."""
     rows = await session.exec(
         select(SettlementSubmission)
         .where(
             col(SettlementSubmission.status).in_(OPEN_STATUSES),
             col(SettlementSubmission.next_attempt_at) <= now,
+            not_parked(SETTLEMENT, SettlementSubmission.id),
         )
         .order_by(col(SettlementSubmission.next_attempt_at))
         .limit(limit)

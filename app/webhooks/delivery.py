@@ -32,6 +32,8 @@ import sqlalchemy as sa
 from sqlalchemy import insert, or_, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.attention.filters import not_parked
+from app.attention.models import WEBHOOK_EVENT, WEBHOOK_MESSAGE
 from app.db.hooks import after_commit
 from app.events.models import Event
 from app.events.service import emit
@@ -154,7 +156,8 @@ async def _claim_events(
     wanted = _EV.c.id == event_id
     if batch > 1:
         waiting = (
-            select(_EV.c.id).where(_EV.c.dispatched_at.is_(None))
+            select(_EV.c.id).where(_EV.c.dispatched_at.is_(None),
+                                   not_parked(WEBHOOK_EVENT, _EV.c.id))
             .order_by(_EV.c.id).limit(batch)
         )
         if session.bind is not None and session.bind.dialect.name == "postgresql":
@@ -169,6 +172,18 @@ async def _claim_events(
         )
     ).all()
     return sorted(rows, key=lambda row: row.id)
+
+
+async def waiting_events(session: AsyncSession, event_id: str, batch: int) -> list[str]:
+    """``event_id`` and up to ``batch`` - 1 other undispatched events (oldest first), except
+    those parked for an operator: what a fan-out batch would take."""
+    rows = await session.execute(
+        select(_EV.c.id)
+        .where(_EV.c.dispatched_at.is_(None), _EV.c.id != event_id,
+               not_parked(WEBHOOK_EVENT, _EV.c.id))
+        .order_by(_EV.c.id).limit(max(batch - 1, 0))
+    )
+    return [event_id, *rows.scalars().all()]
 
 
 async def _candidate_endpoints(session: AsyncSession, events: list[Any]) -> list[Any]:
@@ -200,16 +215,22 @@ def _receives(endpoint: Any, event: Any) -> bool:
     return matches(endpoint.event_types or [], event.type)
 
 
-def _body(event: Any) -> str | None:
+class UndeliverableEvent(ValueError):
+    """An event whose data does not fit its webhook shape (a bug in its emitter)."""
+
+
+def _body(event: Any) -> str:
     try:
         return build_envelope(event.type, event.data, timestamp=event.created_at).decode()
     except (UnknownEventTypeError, PayloadTooLargeError, msgspec.ValidationError,
-            TypeError, ValueError):
-        # A bug in an emitter; retrying can't fix it, so it is logged and skipped rather than
-        # blocking the outbox. tests/webhooks_api/test_event_shapes.py guards every emitter.
-        log.exception("event %s (%s) does not fit its webhook shape; not delivered",
-                      event.id, event.type)
-        return None
+            TypeError, ValueError) as exc:
+        # Retrying can't fix it: the fan-out parks the event for an operator (app.attention)
+        # rather than dropping it or blocking the outbox behind it.
+        # tests/webhooks_api/test_event_shapes.py guards every emitter.
+        raise UndeliverableEvent(
+            f"event {event.id} ({event.type}) does not fit its webhook shape: "
+            f"{type(exc).__name__}"
+        ) from None
 
 
 async def _fan_out(
@@ -230,9 +251,9 @@ async def _fan_out(
     unleased: list[str] = []
     for event in events:
         targets = [endpoint for endpoint in endpoints if _receives(endpoint, event)]
-        body = _body(event) if targets else None
-        if body is None:
+        if not targets:
             continue
+        body = _body(event)
         for target in targets:
             row = _message_row(target.id, event.id, event.type, body, now)
             rows.append(row)
@@ -593,20 +614,20 @@ async def disable_endpoint(
 # -- sweeper -------------------------------------------------------------------------------
 
 
-async def fan_out_stale(session: AsyncSession, now: datetime, options: WebhookOptions) -> int:
-    """Fan out events still undispatched after the grace period (their job was lost)."""
+async def stale_events(session: AsyncSession, now: datetime, options: WebhookOptions) -> list[str]:
+    """Events still undispatched after the grace period (their job was lost), except those
+    parked for an operator; the sweeper fans each out in a transaction of its own."""
     cutoff = now - options.sweep_grace
     ids = (
         await session.execute(
             select(_EV.c.id)
-            .where(_EV.c.dispatched_at.is_(None), _EV.c.created_at <= cutoff)
+            .where(_EV.c.dispatched_at.is_(None), _EV.c.created_at <= cutoff,
+                   not_parked(WEBHOOK_EVENT, _EV.c.id))
             .order_by(_EV.c.id)
             .limit(options.sweep_batch)
         )
     ).scalars().all()
-    for event_id in ids:
-        await fan_out_event(session, event_id, now)
-    return len(ids)
+    return list(ids)
 
 
 async def redrive_due(session: AsyncSession, now: datetime, options: WebhookOptions) -> int:
@@ -626,6 +647,7 @@ async def redrive_due(session: AsyncSession, now: datetime, options: WebhookOpti
                     _M.c.locked_until <= now),
                 or_(_M.c.redriven_at.is_(None),
                     _M.c.redriven_at <= cutoff),
+                not_parked(WEBHOOK_MESSAGE, _M.c.id),
             )
             .order_by(_M.c.next_attempt_at)
             .limit(options.sweep_batch)

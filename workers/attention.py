@@ -1,0 +1,73 @@
+"""Actors that work on one row stop retrying it when a retry cannot help (``app.attention``).
+
+``@parks(kind)`` goes under ``@dramatiq.actor`` on an async actor whose first argument is the
+id of the row it works on. A failure of the outside world (database, Redis, node) is raised
+as before: Dramatiq retries it with backoff and the sweepers re-drive it. Any other failure is
+counted for the row; once the count reaches ``PASSGATE_JOB_MAX_FAILURES`` the row is parked (the
+actor then returns normally, so Dramatiq stops too) and every sweeper skips it until an operator
+retries it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Iterable
+from typing import ParamSpec, TypeVar
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.attention.service import is_transient, record_failure
+from app.db.hooks import commit
+from workers import context
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def parks(kind: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R | None]]]:
+    def wrap(actor: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R | None]]:
+        @functools.wraps(actor)
+        async def guarded(*args: P.args, **kwargs: P.kwargs) -> R | None:
+            try:
+                return await actor(*args, **kwargs)
+            except Exception as exc:
+                if is_transient(exc) or not args:
+                    raise
+                if await failed(kind, str(args[0]), exc, actor.__name__):
+                    return None
+                raise
+
+        return guarded
+
+    return wrap
+
+
+async def failed(kind: str, ref: str, exc: BaseException, actor: str) -> bool:
+    """Count a failure of ``kind``/``ref`` from inside a running actor; True once parked."""
+    ctx = context.current()
+    return await record_failure(ctx.sessions, kind, ref, exc, actor=actor,
+                                limit=ctx.settings.job_max_failures)
+
+
+async def each(
+    kind: str, refs: Iterable[str], work: Callable[[AsyncSession, str], Awaitable[object]],
+    actor: str,
+) -> int:
+    """Run ``work`` for each ref in a transaction of its own, for sweepers: one row that fails
+    for a reason a retry cannot fix is counted (and in the end parked) while the others go on,
+    instead of failing the whole batch on every run. Returns how many did something (``work``
+    returned a true value)."""
+    ctx = context.current()
+    done = 0
+    for ref in refs:
+        try:
+            async with ctx.sessions() as session:
+                result = await work(session, ref)
+                await commit(session)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            await failed(kind, ref, exc, actor)
+            continue
+        done += 1 if result else 0
+    return done
