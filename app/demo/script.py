@@ -22,9 +22,10 @@ from typing import Any
 import click
 import httpx
 
+from app.config.problems import SettingsError
 from app.db import migrate
 from app.demo.server import embedded_service, free_port
-from app.settings import Settings
+from app.settings import Settings, load_settings
 from chain.devchain import DevChain
 
 DEMO_PER_MINUTE = 5
@@ -421,7 +422,7 @@ STEPS: list[Callable[[DemoState], None]] = [
 
 
 def demo_settings(workdir: Path) -> Settings:
-    return Settings(
+    return load_settings(
         environment="development",
         database_url=f"sqlite+aiosqlite:///{workdir / 'passgate.db'}",
         redis_url="",
@@ -454,7 +455,11 @@ def run_demo(keep: bool = False) -> int:
     for noisy in ("httpx", "dramatiq", "apscheduler", "x402"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     workdir = Path(tempfile.mkdtemp(prefix="passgate-demo-"))
-    settings = demo_settings(workdir)
+    try:
+        settings = demo_settings(workdir)
+    except SettingsError:  # the CLI prints its lines
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
     click.secho("passgate demo — embedded mode: SQLite file, in-process worker, no servers",
                 bold=True)
     say(f"database {workdir / 'passgate.db'}")

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.config.providers import PROVIDER_NAME, ProviderSettings
 from app.crypto import SecretBox, SecretUnreadableError
 from app.db.types import utcnow
 from app.errors import Conflict, NotFound, ValidationFailed
@@ -25,7 +26,7 @@ from app.gateway.models import GatewayProvider
 from app.gateway.providers import CONFIG, header_context, open_headers
 from app.http.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from app.ids import new_id
-from app.settings import PROVIDER_NAME, ProviderSettings, Settings, check_outlives_call
+from app.settings import Settings, check_outlives_call
 
 _FIELDS = (
     "base_url",
