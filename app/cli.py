@@ -92,8 +92,8 @@ def _waiter(stop: threading.Event) -> Callable[[], None]:
 @click.option("--threads", default=4, show_default=True, help="Worker threads.")
 def worker(threads: int) -> None:
     """Run the Dramatiq workers (chain watcher, settlement, webhooks)."""
-    stop = _stop_on_signal()
     settings = _deployable()
+    stop = _stop_on_signal()
     from workers.runner import run_worker
 
     run_worker(settings, threads=threads, until=_waiter(stop))
@@ -102,8 +102,8 @@ def worker(threads: int) -> None:
 @main.command()
 def scheduler() -> None:
     """Run the single scheduler process that triggers periodic jobs."""
-    stop = _stop_on_signal()
     settings = _deployable()
+    stop = _stop_on_signal()
     from workers.scheduler import run_scheduler
 
     run_scheduler(settings, until=_waiter(stop))

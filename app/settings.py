@@ -13,6 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from eth_account import Account
 from eth_utils.address import is_address, to_checksum_address
 from pydantic import (
     BaseModel,
@@ -375,6 +376,12 @@ class Settings(BaseSettings):
         return conflicts
 
     @property
+    def signer_address(self) -> str | None:
+        """The settlement signer's address."""
+        key = self.chain_signer_private_key
+        return None if key is None else _address_of(key.get_secret_value())
+
+    @property
     def takes_x402_payments(self) -> bool:
         """Paid routes answer 402: a network to be paid on and an address to be paid to."""
         return bool(self.chain_rpc_urls) and bool(self.chain_pay_to_address)
@@ -414,6 +421,12 @@ class Settings(BaseSettings):
             return None
         tail = self.database_url.split(":///", 1)[-1]
         return None if tail in ("", ":memory:") else Path(tail)
+
+
+@lru_cache(maxsize=4)
+def _address_of(private_key: str) -> str:
+    # Deriving an address costs a couple of milliseconds; /v1/health shows it on every probe.
+    return str(Account.from_key(private_key).address)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -422,18 +422,19 @@ STEPS: list[Callable[[DemoState], None]] = [
 
 
 def demo_settings(workdir: Path) -> Settings:
-    return load_settings(
-        environment="development",
-        database_url=f"sqlite+aiosqlite:///{workdir / 'passgate.db'}",
-        redis_url="",
-        port=free_port(),
-        admin_token="adm-demo-" + uuid.uuid4().hex,
-        plan_free_per_minute=DEMO_PER_MINUTE,
-        log_level="WARNING",
+    values: dict[str, Any] = {
+        "environment": "development",
+        "database_url": f"sqlite+aiosqlite:///{workdir / 'passgate.db'}",
+        "redis_url": "",
+        "port": free_port(),
+        "admin_token": "adm-demo-" + uuid.uuid4().hex,
+        "plan_free_per_minute": DEMO_PER_MINUTE,
+        "log_level": "WARNING",
         # The demo's webhook receiver runs on this machine: allow loopback targets here only.
-        webhook_allowed_cidrs=["127.0.0.0/8"],
-        **demo_chain_settings(),
-    )
+        "webhook_allowed_cidrs": ["127.0.0.0/8"],
+    }
+    load_settings(**values)  # a bad PASSGATE_* variable stops the demo before a chain starts
+    return load_settings(**values, **demo_chain_settings())
 
 
 def demo_chain_settings() -> dict[str, Any]:
