@@ -16,8 +16,6 @@ from typing import Annotated, Any, Literal
 from eth_account import Account
 from eth_utils.address import is_address, to_checksum_address
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -40,41 +38,16 @@ from app.config.fields import (
     decode_env_text,
     shape_of,
 )
+from app.config.plans import DEFAULT_PASSES, MAX_MICROS, PassSettings, PlanLimits
 from app.config.problems import Conflicts, Problem, SettingsError, problems_from
-from app.config.providers import ProviderSettings, load_providers_file
+from app.config.providers import ProviderSettings, check_outlives_call, load_providers_file
 from app.keys.scopes import ALL as KNOWN_SCOPES
 from chain.networks import BASE_SEPOLIA_CHAIN_ID, BASE_SEPOLIA_USDC, Network, build_networks
 from webhooks.schedule import DEFAULT_DELAYS
 
 DEV_PEPPER = "passgate-dev-pepper-do-not-use-in-production"
-# Larger than any sensible price or credit, and within what one ledger entry may carry.
-MAX_MICROS = 10**15
 
 PerDay = Annotated[int, Field(ge=1)] | None
-
-
-class PlanLimits(BaseModel):
-    """Requests per minute / per day for one plan; ``None`` means no daily cap."""
-
-    per_minute: int
-    per_day: int | None = None
-
-
-class PassSettings(BaseModel):
-    """One entry of the key-pass catalog; ``period`` is the last part of its URL."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    period: str = Field(pattern=r"^[A-Za-z0-9_-]{1,16}$")
-    seconds: int = Field(ge=1, le=10 * 366 * 86_400)
-    price_micros: int = Field(ge=1, le=MAX_MICROS)
-
-
-DEFAULT_PASSES = [
-    PassSettings(period="1d", seconds=86_400, price_micros=10_000_000),
-    PassSettings(period="1w", seconds=7 * 86_400, price_micros=50_000_000),
-    PassSettings(period="4w", seconds=28 * 86_400, price_micros=100_000_000),
-]
 
 
 class Settings(BaseSettings):
@@ -355,7 +328,8 @@ class Settings(BaseSettings):
         conflicts = []
         for provider in self.providers:
             try:
-                check_outlives_call(self, provider.timeout_seconds, provider.name)
+                check_outlives_call(provider, self.gateway_connect_timeout_seconds,
+                                    self.gateway_reservation_ttl_seconds)
             except ValueError as exc:
                 conflicts.append(("gateway_reservation_ttl_seconds", str(exc)))
         return conflicts
@@ -439,29 +413,13 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise SettingsError(problems_from(exc, Settings.model_fields)) from None
-    except SourceError as exc:
-        # The .env file or the environment could not be read at all.
-        raise SettingsError([Problem("environment", str(exc).splitlines()[0])]) from None
+    except (SourceError, OSError, UnicodeDecodeError) as exc:
+        # The .env file (or the environment) could not be read at all.
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SettingsError([Problem("", f"cannot be read: {reason}", label=".env")]) from None
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings (``SettingsError`` if any is bad); tests build their own."""
     return load_settings()
-
-
-def check_outlives_call(settings: Settings, timeout_seconds: float, provider: str) -> None:
-    """A gateway reservation must outlive the longest wait for its upstream's answer.
-
-    The sweeper gives back reservations older than ``gateway_reservation_ttl_seconds``; one
-    still waiting for its upstream would be refunded, and the answer that then arrives could
-    no longer be charged: a free call beyond any spending limit.
-    """
-    longest = timeout_seconds + settings.gateway_connect_timeout_seconds
-    if settings.gateway_reservation_ttl_seconds <= longest:
-        raise ValueError(
-            f"gateway provider '{provider}': its timeout ({timeout_seconds:g}s, plus "
-            f"{settings.gateway_connect_timeout_seconds:g}s to connect) must end before a "
-            f"reservation expires (PASSGATE_GATEWAY_RESERVATION_TTL_SECONDS="
-            f"{settings.gateway_reservation_ttl_seconds:g})"
-        )

@@ -33,10 +33,12 @@ class Problem:
     field: str
     message: str
     example: str | None = None
+    # Names the source instead of a variable (a .env file that cannot be read).
+    label: str | None = None
 
     @property
     def variable(self) -> str:
-        return variable(self.field) if self.field else ENV_PREFIX + "*"
+        return self.label or variable(self.field)
 
     def __str__(self) -> str:
         line = f"{self.variable}: {self.message}"

@@ -107,3 +107,21 @@ def load_providers_file(path: Path) -> list[ProviderSettings]:
             where = ".".join(str(part) for part in first["loc"]) or "entry"
             raise ValueError(f"{path}: provider {position}, {where}: {first['msg']}") from None
     return providers
+
+
+def check_outlives_call(
+    provider: ProviderSettings, connect_timeout_seconds: float, reservation_ttl_seconds: float
+) -> None:
+    """A gateway reservation must outlive the longest wait for its upstream's answer.
+
+    The sweeper gives back reservations older than ``gateway_reservation_ttl_seconds``; one
+    still waiting for its upstream would be refunded, and the answer that then arrives could
+    no longer be charged: a free call beyond any spending limit.
+    """
+    timeout = provider.timeout_seconds
+    if reservation_ttl_seconds <= timeout + connect_timeout_seconds:
+        raise ValueError(
+            f"gateway provider '{provider.name}': its timeout ({timeout:g}s, plus "
+            f"{connect_timeout_seconds:g}s to connect) must end before a reservation expires "
+            f"(PASSGATE_GATEWAY_RESERVATION_TTL_SECONDS={reservation_ttl_seconds:g})"
+        )

@@ -137,6 +137,26 @@ def test_config_check_names_a_misspelt_variable(monkeypatch):
     ]
 
 
+def test_config_check_names_a_misspelt_variable_in_the_env_file(tmp_path):
+    # The autouse fixture runs each test in tmp_path, where settings look for .env.
+    (tmp_path / ".env").write_text("PASSGATE_TRUSTED_PROXY=10.0.0.0/8\n", encoding="utf-8")
+
+    result = _run("config", "check")
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith("PASSGATE_TRUSTED_PROXY: is set but is not a passgate "
+                                    "setting (did you mean PASSGATE_TRUSTED_PROXIES?)")
+
+
+def test_an_unreadable_env_file_is_one_line_too(tmp_path):
+    (tmp_path / ".env").write_bytes(b"\xff\xfePASSGATE_PORT=1")
+
+    result = _run("migrate")
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith(".env: cannot be read: 'utf-8' codec can't decode")
+
+
 def test_config_prints_the_effective_settings_with_every_secret_masked(monkeypatch):
     # Given secrets in every form a setting can hold them
     secrets = {
@@ -173,3 +193,13 @@ def test_config_prints_the_effective_settings_with_every_secret_masked(monkeypat
     assert any(line.startswith("PASSGATE_CHAIN_RPC_URLS=") and "g.alchemy.com/v2/********"
                in line and "chain=base" in line for line in lines)
     assert len(lines) == len({line.split("=", 1)[0] for line in lines})
+
+
+def test_the_app_factory_refuses_what_serve_refuses():
+    # A server pointed straight at app.main:create_app gets the same production checks.
+    from app.config.problems import SettingsError
+    from app.main import create_app
+    from app.settings import Settings
+
+    with pytest.raises(SettingsError, match="^PASSGATE_KEY_PEPPER: production refuses"):
+        create_app(Settings(environment="production"))
