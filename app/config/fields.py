@@ -149,10 +149,11 @@ def _signer_key(secret: SecretStr) -> SecretStr:
     """A secp256k1 private key: 32 bytes of hex (``0x`` optional), 0 < key < the curve order."""
     text = secret.get_secret_value().strip()
     digits = text[2:] if text[:2].lower() == "0x" else text
-    if len(digits) != 64 or not re.fullmatch(r"[0-9a-fA-F]*", digits):
-        raise ValueError(f"must be 32 bytes of hex (64 hex digits), got {len(digits)} characters"
-                         if re.fullmatch(r"[0-9a-fA-F]*", digits)
-                         else "must be 32 bytes of hex (64 hex digits, 0x optional)")
+    if not re.fullmatch(r"[0-9a-fA-F]*", digits):
+        raise ValueError("must be 32 bytes of hex (64 hex digits, 0x optional)")
+    if len(digits) != 64:
+        # The length says what is wrong without saying anything about the key.
+        raise ValueError(f"must be 32 bytes of hex (64 hex digits), got {len(digits)}")
     if not 0 < int(digits, 16) < SECPK1_N:
         raise ValueError("is not a valid secp256k1 private key (out of the curve's range)")
     return SecretStr("0x" + digits.lower())

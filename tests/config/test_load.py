@@ -178,3 +178,15 @@ def test_every_setting_shows_an_example_that_loads(monkeypatch, name):
     (value,) = shlex.split(example) or [""]
     monkeypatch.setenv(f"PASSGATE_{name.upper()}", value)
     load_settings()
+
+
+def test_a_signer_key_is_taken_with_or_without_0x(monkeypatch):
+    key = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
+    monkeypatch.setenv("PASSGATE_CHAIN_SIGNER_PRIVATE_KEY", key.upper())
+    bare = load_settings()
+    monkeypatch.setenv("PASSGATE_CHAIN_SIGNER_PRIVATE_KEY", "0x" + key)
+    prefixed = load_settings()
+
+    assert bare.chain_signer_private_key is not None
+    assert bare.chain_signer_private_key.get_secret_value() == "0x" + key
+    assert bare.signer_address == prefixed.signer_address
