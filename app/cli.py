@@ -14,12 +14,36 @@ from typing import Any
 import click
 import httpx
 
-from app.settings import get_settings
+from app.config.cli import config
+from app.config.deployment import require_deployable
+from app.config.problems import SettingsError
+from app.settings import Settings, get_settings
+
+# A bad setting ends any command with one line per problem and this status, not a traceback.
+SETTINGS_EXIT_CODE = 2
 
 
-@click.group()
+class _Commands(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SettingsError as exc:
+            for line in exc.lines():
+                click.echo(line, err=True)
+            ctx.exit(SETTINGS_EXIT_CODE)
+
+
+@click.group(cls=_Commands)
 def main() -> None:
     """passgate: sell API access to AI agents for USDC on Base."""
+
+
+main.add_command(config)
+
+
+def _deployable() -> Settings:
+    """The settings of a command that serves or works: production checks included."""
+    return require_deployable(get_settings())
 
 
 @main.command()
@@ -39,7 +63,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     """Run the HTTP API."""
     import uvicorn
 
-    settings = get_settings()
+    settings = _deployable()
     uvicorn.run(
         "app.main:create_app", factory=True, host=host or settings.host,
         port=port or settings.port, workers=workers, log_level=settings.log_level.lower(),
@@ -68,19 +92,21 @@ def _waiter(stop: threading.Event) -> Callable[[], None]:
 @click.option("--threads", default=4, show_default=True, help="Worker threads.")
 def worker(threads: int) -> None:
     """Run the Dramatiq workers (chain watcher, settlement, webhooks)."""
+    settings = _deployable()
     stop = _stop_on_signal()
     from workers.runner import run_worker
 
-    run_worker(get_settings(), threads=threads, until=_waiter(stop))
+    run_worker(settings, threads=threads, until=_waiter(stop))
 
 
 @main.command()
 def scheduler() -> None:
     """Run the single scheduler process that triggers periodic jobs."""
+    settings = _deployable()
     stop = _stop_on_signal()
     from workers.scheduler import run_scheduler
 
-    run_scheduler(get_settings(), until=_waiter(stop))
+    run_scheduler(settings, until=_waiter(stop))
 
 
 @main.command()
@@ -120,7 +146,7 @@ def create_platform(name: str) -> None:
     """Create a platform and print its first master key (shown once)."""
     from app.operator import create_platform as op
 
-    platform_id, key_id, secret = _run(op(get_settings(), name))
+    platform_id, key_id, secret = _run(op(_deployable(), name))
     click.echo(f"platform  {platform_id}\nkey id    {key_id}\nmaster key (shown once): {secret}")
 
 
@@ -130,7 +156,7 @@ def admin_token(label: str) -> None:
     """Create an admin token and print it (shown once)."""
     from app.operator import create_admin_token
 
-    key_id, secret = _run(create_admin_token(get_settings(), label))
+    key_id, secret = _run(create_admin_token(_deployable(), label))
     click.echo(f"token id  {key_id}\nadmin token (shown once): {secret}")
 
 

@@ -17,6 +17,7 @@ from app.agents.routes import router as agents_router
 from app.attention.routes import router as attention_router
 from app.auth.guards import OPEN, check_route_access
 from app.catalog.routes import router as catalog_router
+from app.config.deployment import require_deployable
 from app.credits.routes import router as credits_router
 from app.gateway.routes import admin_router as admin_gateway_router
 from app.gateway.routes import router as gateway_router
@@ -46,8 +47,12 @@ def app_version() -> str:
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Litestar:
-    """Build the API. Tests pass their own ``Settings``; ``runtime`` lets them share one."""
-    settings = settings or get_settings()
+    """Build the API. Tests pass their own ``Settings``; ``runtime`` lets them share one.
+
+    Refuses production settings that ``passgate serve`` would refuse, also when a server is
+    pointed at this factory directly.
+    """
+    settings = require_deployable(settings or get_settings())
     rt = runtime or Runtime.build(settings)
 
     @asynccontextmanager

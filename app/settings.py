@@ -1,110 +1,53 @@
-"""One typed settings object, read from ``PASSGATE_*`` environment variables (and ``.env``)."""
+"""One typed settings object, read from ``PASSGATE_*`` environment variables (and ``.env``).
+
+Every value is checked when the settings load, ranges and shapes as well as types, and
+``load_settings`` reports every bad one as a line of its own (``app.config.problems``). In the
+environment, lists take JSON or comma-separated text; lists of objects and maps take JSON.
+A field's ``examples`` (environment text) show a good value in those lines; without one its
+default does.
+"""
 
 from __future__ import annotations
 
-import json
-import re
-import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
+from eth_account import Account
 from eth_utils.address import is_address, to_checksum_address
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 
+from app.config.fields import (
+    DatabaseUrl,
+    HttpUrl,
+    IpNetwork,
+    LogLevel,
+    NetworkName,
+    RedisUrl,
+    RpcUrls,
+    SignerKey,
+    decode_env_text,
+    shape_of,
+)
+from app.config.plans import DEFAULT_PASSES, MAX_MICROS, PassSettings, PlanLimits
+from app.config.problems import Conflicts, Problem, SettingsError, problems_from
+from app.config.providers import ProviderSettings, check_outlives_call, load_providers_file
+from app.keys.scopes import ALL as KNOWN_SCOPES
 from chain.networks import BASE_SEPOLIA_CHAIN_ID, BASE_SEPOLIA_USDC, Network, build_networks
 from webhooks.schedule import DEFAULT_DELAYS
 
 DEV_PEPPER = "passgate-dev-pepper-do-not-use-in-production"
 
-
-class PlanLimits(BaseSettings):
-    """Requests per minute / per day for one plan; ``None`` means no daily cap."""
-
-    per_minute: int
-    per_day: int | None = None
-
-
-PROVIDER_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
-
-
-class ProviderSettings(BaseModel):
-    """One gateway upstream, from the environment, the providers file or the admin API.
-
-    ``headers`` carry the operator's upstream credentials: they go to the upstream only and are
-    never shown to agents, logged, or returned by the admin API. Price per request in micros;
-    ``model_prices`` (by the JSON body's ``model``) wins over ``route_prices`` (longest path
-    prefix), which wins over ``price_micros``.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(pattern=PROVIDER_NAME)
-    base_url: str = Field(max_length=2048)
-    price_micros: int = Field(ge=0)
-    description: str | None = Field(default=None, max_length=2000)
-    headers: dict[str, SecretStr] = Field(default_factory=dict)
-    model_prices: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
-    route_prices: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
-    timeout_seconds: float = Field(default=30.0, gt=0, le=600)
-    # Where the upstream puts its request id (recorded with the usage, shown to the caller).
-    request_id_header: str = Field(default="x-request-id", pattern=_HEADER_NAME.pattern)
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        parsed = urlsplit(value)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ValueError("base_url must be an absolute http(s) URL")
-        if parsed.query or parsed.fragment or parsed.username or parsed.password:
-            raise ValueError("base_url takes no query, fragment or credentials (use headers)")
-        return value.rstrip("/")
-
-    @field_validator("headers")
-    @classmethod
-    def _header_names(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
-        if len({name.lower() for name in value}) != len(value):
-            raise ValueError("header names must differ in more than case")
-        for name, secret in value.items():
-            if not _HEADER_NAME.match(name):
-                raise ValueError(f"{name!r} is not a valid header name")
-            if any(c in secret.get_secret_value() for c in "\r\n\0"):
-                raise ValueError(f"the value of header {name!r} contains a line break")
-        return value
-
-    @field_validator("route_prices")
-    @classmethod
-    def _route_prefixes(cls, value: dict[str, int]) -> dict[str, int]:
-        for prefix in value:
-            if not prefix.startswith("/") or len(prefix) > 500:
-                raise ValueError(f"route prefix {prefix!r} must start with '/'")
-        return value
-
-    @field_validator("model_prices")
-    @classmethod
-    def _models(cls, value: dict[str, int]) -> dict[str, int]:
-        for model in value:
-            if not 0 < len(model) <= 200:
-                raise ValueError("model names are 1 to 200 characters")
-        return value
-
-
-class PassSettings(BaseSettings):
-    """One entry of the key-pass catalog."""
-
-    period: str
-    seconds: int
-    price_micros: int = Field(ge=0)
-
-
-DEFAULT_PASSES = [
-    PassSettings(period="1d", seconds=86_400, price_micros=10_000_000),
-    PassSettings(period="1w", seconds=7 * 86_400, price_micros=50_000_000),
-    PassSettings(period="4w", seconds=28 * 86_400, price_micros=100_000_000),
-]
+PerDay = Annotated[int, Field(ge=1)] | None
 
 
 class Settings(BaseSettings):
@@ -114,55 +57,73 @@ class Settings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(
-        env_prefix="PASSGATE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="PASSGATE_", env_file=".env", env_file_encoding="utf-8", extra="ignore",
+        # Lists and maps arrive as text and are decoded by ``_from_env_text``: lists also take
+        # comma-separated values, and bad JSON is a problem line of its own.
+        enable_decoding=False,
     )
 
     environment: Literal["development", "test", "production"] = "development"
-    public_url: str = "http://127.0.0.1:8000"
-    host: str = "127.0.0.1"
-    port: int = 8000
+    public_url: HttpUrl = Field("http://127.0.0.1:8000", examples=["https://pay.example.com"])
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int = Field(8000, ge=1, le=65_535)
 
-    database_url: str = "sqlite+aiosqlite:///./passgate.db"
+    database_url: DatabaseUrl = Field(
+        "sqlite+aiosqlite:///./passgate.db",
+        examples=["postgresql+asyncpg://passgate@db.internal:5432/passgate"],
+    )
     database_echo: bool = False
     # Connections per process (PostgreSQL): every API and worker process opens up to
     # pool + overflow, and the server's max_connections is shared by all of them.
-    database_pool_size: int = Field(default=10, ge=1)
-    database_max_overflow: int = Field(default=20, ge=0)
-    # Namespaces shared Redis keys (rate limits), so several deployments can share a server.
-    redis_prefix: str = "passgate"
+    database_pool_size: int = Field(default=10, ge=1, le=1000)
+    database_max_overflow: int = Field(default=20, ge=0, le=1000)
+    # Namespaces every Redis key (rate limits, queues, settlement wake-ups), so deployments
+    # sharing a Redis server never see each other's counters or consume each other's jobs.
+    redis_prefix: str = Field("passgate", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$",
+                              examples=["passgate-staging"])
     # Empty means embedded mode: in-memory rate limits, Dramatiq StubBroker.
-    redis_url: str = ""
+    redis_url: RedisUrl = Field("", examples=["redis://redis.internal:6379/0"])
 
-    key_pepper: SecretStr = SecretStr(DEV_PEPPER)
-    admin_token: SecretStr | None = None
+    # Keys the hash of every stored key and the AES-GCM box for webhook secrets, provider
+    # credentials and replayable results; production refuses the development default.
+    key_pepper: SecretStr = Field(SecretStr(DEV_PEPPER), examples=["$(openssl rand -hex 32)"])
+    admin_token: SecretStr | None = Field(None, examples=["$(openssl rand -hex 24)"])
 
     # Money is integer USDC base units (6 decimals).
-    starter_credits_micros: int = Field(default=10_000_000, ge=0)
-    agent_starter_credits_micros: int = Field(default=0, ge=0)
+    starter_credits_micros: int = Field(default=10_000_000, ge=0, le=MAX_MICROS)
+    agent_starter_credits_micros: int = Field(default=0, ge=0, le=MAX_MICROS)
 
-    plan_free_per_minute: int = 60
-    plan_free_per_day: int | None = None
-    plan_pro_per_minute: int = 600
-    plan_pro_per_day: int | None = None
-    plan_enterprise_per_minute: int = 6000
-    plan_enterprise_per_day: int | None = None
-    plan_pass_per_minute: int = 30
-    plan_pass_per_day: int | None = 10_000
+    plan_free_per_minute: int = Field(60, ge=1)
+    plan_free_per_day: PerDay = Field(None, examples=[5000])
+    plan_pro_per_minute: int = Field(600, ge=1)
+    plan_pro_per_day: PerDay = Field(None, examples=[50_000])
+    plan_enterprise_per_minute: int = Field(6000, ge=1)
+    plan_enterprise_per_day: PerDay = Field(None, examples=[500_000])
+    plan_pass_per_minute: int = Field(30, ge=1)
+    plan_pass_per_day: PerDay = 10_000
     # Unauthenticated key creation (register, /v1/keys, unclaimed /v1/api-keys) per client IP.
-    signup_per_minute: int = 10
-    signup_per_day: int = 200
+    signup_per_minute: int = Field(10, ge=1)
+    signup_per_day: int = Field(200, ge=1)
 
     # How long a verified key stays cached in one process; revocation takes effect within it.
     key_cache_seconds: float = Field(default=1.0, ge=0, le=5)
-    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=1024**3)
 
-    passes: list[PassSettings] = Field(default_factory=lambda: list(DEFAULT_PASSES))
-    pass_scopes: list[str] = Field(default_factory=lambda: ["api:read", "gateway:call"])
+    passes: list[PassSettings] = Field(
+        default_factory=lambda: list(DEFAULT_PASSES), min_length=1,
+        examples=["'[{\"period\": \"1d\", \"seconds\": 86400, \"price_micros\": 10000000}]'"],
+    )
+    pass_scopes: list[str] = Field(default_factory=lambda: ["api:read", "gateway:call"],
+                                   min_length=1)
     # Gateway upstreams: ``PASSGATE_PROVIDERS`` (a JSON list) wins, by name, over the entries
     # of ``PASSGATE_PROVIDERS_FILE`` (JSON or TOML: a list, or ``providers = [...]``).
     # Providers added with the admin API come after both (see ``app/gateway/providers.py``).
-    providers: list[ProviderSettings] = Field(default_factory=list)
-    providers_file: Path | None = None
+    providers: list[ProviderSettings] = Field(
+        default_factory=list,
+        examples=["'[{\"name\": \"openai\", \"base_url\": \"https://api.openai.com\", "
+                  "\"price_micros\": 1000}]'"],
+    )
+    providers_file: Path | None = Field(None, examples=["/etc/passgate/providers.toml"])
     gateway_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     gateway_max_connections: int = Field(default=512, ge=1)
     gateway_max_keepalive_connections: int = Field(default=128, ge=0)
@@ -179,7 +140,7 @@ class Settings(BaseSettings):
     # flush (about 1.3 ms per call on the reference machine).
     gateway_async_commit: bool = True
     # ``credits.low`` fires when a charge takes a balance below this (0 disables it).
-    credits_low_threshold_micros: int = Field(default=1_000_000, ge=0)
+    credits_low_threshold_micros: int = Field(default=1_000_000, ge=0, le=MAX_MICROS)
 
     wallet_challenge_seconds: int = Field(default=600, ge=1, le=86_400)
 
@@ -190,7 +151,9 @@ class Settings(BaseSettings):
     payment_replay_seconds: int = Field(default=3600, ge=0, le=7 * 86_400)
     x402_max_timeout_seconds: int = Field(default=300, ge=30, le=3600)
 
-    webhook_allowed_cidrs: list[str] = Field(default_factory=list)
+    # Private ranges webhook targets may resolve to (loopback for local receivers).
+    webhook_allowed_cidrs: list[IpNetwork] = Field(default_factory=list,
+                                                   examples=["127.0.0.0/8,10.0.0.0/8"])
     # Outbound webhooks. The retry delays (seconds after failed attempt 1, 2, ...) get +-jitter;
     # tests compress them. A receiver's Retry-After is honoured up to the cap.
     webhook_retry_delays: list[Annotated[float, Field(ge=0)]] = Field(
@@ -220,28 +183,46 @@ class Settings(BaseSettings):
     # A job failing this many times in a row for a reason a retry cannot fix is parked for an
     # operator (GET /admin/v1/attention) instead of being retried and re-driven forever.
     job_max_failures: int = Field(default=3, ge=1, le=100)
-    trusted_proxies: list[str] = Field(default_factory=list)
-    log_level: str = "INFO"
+    # Proxies whose X-Forwarded-For is believed (the client IP behind them is rate limited).
+    trusted_proxies: list[IpNetwork] = Field(default_factory=list,
+                                             examples=["10.0.0.0/8,172.16.0.0/12"])
+    log_level: LogLevel = "INFO"
 
     # -- chain ---------------------------------------------------------------------------
     # A network is enabled by giving it RPC URLs: PASSGATE_CHAIN_RPC_URLS='{"base": "https://a,
     # https://b"}' (several URLs = failover). The other maps override the per-network defaults
     # of ``chain.networks`` (confirmations, poll interval, eth_getLogs range).
-    chain_rpc_urls: dict[str, str] = Field(default_factory=dict)
-    chain_local_chain_id: int = BASE_SEPOLIA_CHAIN_ID
+    chain_rpc_urls: dict[NetworkName, RpcUrls] = Field(
+        default_factory=dict, examples=["'{\"base\": \"https://mainnet.base.org\"}'"]
+    )
+    chain_local_chain_id: int = Field(BASE_SEPOLIA_CHAIN_ID, ge=1, examples=[31337])
     chain_local_usdc_address: str = BASE_SEPOLIA_USDC
-    chain_confirmations: dict[str, int] = Field(default_factory=dict)
-    chain_poll_interval_seconds: dict[str, float] = Field(default_factory=dict)
-    chain_max_log_range: dict[str, int] = Field(default_factory=dict)
+    chain_confirmations: dict[NetworkName, Annotated[int, Field(ge=1, le=10_000)]] = Field(
+        default_factory=dict, examples=["'{\"base\": 5}'"]
+    )
+    chain_poll_interval_seconds: dict[NetworkName, Annotated[float, Field(gt=0, le=3600)]] = (
+        Field(default_factory=dict, examples=["'{\"base\": 2.0}'"])
+    )
+    chain_max_log_range: dict[NetworkName, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=dict, examples=["'{\"base\": 2000}'"]
+    )
     # First block a watcher scans when it has no cursor yet. Unset: the chain head at the first
     # run for base / base-sepolia (no history scan), block 0 for local (a fresh dev chain).
-    chain_start_blocks: dict[str, int] = Field(default_factory=dict)
+    chain_start_blocks: dict[NetworkName, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=dict, examples=["'{\"base\": 28000000}'"]
+    )
     # Where USDC arrives: x402 payments (``payTo``) and deposits that become credits. Both are
     # watched; keeping them apart means a pushed payment is never mistaken for a deposit.
-    chain_pay_to_address: str | None = None
-    chain_deposit_address: str | None = None
+    chain_pay_to_address: str | None = Field(
+        None, examples=["0x209693Bc6afc0C5328bA36FaF03C514EF312287C"]
+    )
+    chain_deposit_address: str | None = Field(
+        None, examples=["0x8ba1f109551bD432803012645Ac136ddd64DBA72"]
+    )
     # The settlement signer's key: it submits transferWithAuthorization and pays the gas.
-    chain_signer_private_key: SecretStr | None = None
+    chain_signer_private_key: SignerKey | None = Field(
+        None, examples=["0x<64 hex digits of the signer account's private key>"]
+    )
     chain_rpc_timeout_seconds: float = Field(default=10.0, gt=0)
     # Block hashes remembered per network for reorg detection (deeper reorgs are not undone).
     chain_reorg_window_blocks: int = Field(default=64, ge=2, le=10_000)
@@ -261,14 +242,55 @@ class Settings(BaseSettings):
     settlement_fee_bump_percent: int = Field(default=20, ge=11, le=500)
     settlement_poll_seconds: float = Field(default=1.0, gt=0)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _from_env_text(cls, value: Any, info: ValidationInfo) -> Any:
+        """Environment text for lists and maps (JSON, or comma-separated for plain lists);
+        an empty value unsets an optional setting."""
+        if not isinstance(value, str) or info.field_name is None:
+            return value
+        shape, optional = shape_of(cls.model_fields[info.field_name].annotation)
+        if optional and not value.strip():
+            return None
+        return value if shape == "plain" else decode_env_text(shape, value)
+
     @field_validator("chain_pay_to_address", "chain_deposit_address", "chain_local_usdc_address")
     @classmethod
     def _checksummed(cls, value: str | None) -> str | None:
-        if value is None or value == "":
+        if value is None:
             return None
-        if not is_address(value):
-            raise ValueError("not an Ethereum address")
-        return str(to_checksum_address(value))
+        if not is_address(value.strip()):
+            raise ValueError("is not an Ethereum address (0x and 40 hex digits)")
+        return str(to_checksum_address(value.strip()))
+
+    @field_validator("key_pepper", "admin_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        # A guessable admin token opens the admin API; an empty pepper keys nothing.
+        least = 16 if info.field_name == "admin_token" else 1
+        if value is not None and len(value.get_secret_value().strip()) < least:
+            raise ValueError(f"must be at least {least} characters" if least > 1 else
+                             "must not be empty")
+        return value
+
+    @field_validator("passes")
+    @classmethod
+    def _distinct_periods(cls, value: list[PassSettings]) -> list[PassSettings]:
+        periods = [item.period for item in value]
+        repeated = sorted({period for period in periods if periods.count(period) > 1})
+        if repeated:
+            raise ValueError(f"period {repeated[0]!r} is listed twice")
+        return value
+
+    @field_validator("pass_scopes")
+    @classmethod
+    def _known_scopes(cls, value: list[str]) -> list[str]:
+        unknown = [scope for scope in value if scope not in KNOWN_SCOPES]
+        if unknown:
+            raise ValueError(
+                f"unknown scope {unknown[0][:40]!r} (known: {', '.join(sorted(KNOWN_SCOPES))})"
+            )
+        return value
 
     def networks(self) -> dict[str, Network]:
         """The enabled networks (those with RPC URLs), keyed by name."""
@@ -287,19 +309,59 @@ class Settings(BaseSettings):
         return sorted({address for address in found if address})
 
     @model_validator(mode="after")
-    def _merge_providers_file(self) -> Settings:
-        if self.providers_file is None:
-            names = [p.name for p in self.providers]
-        else:
-            configured = {p.name: p for p in load_providers_file(self.providers_file)}
+    def _consistent(self) -> Settings:
+        """Settings that are each fine but wrong together; every conflict is reported."""
+        conflicts = self._provider_conflicts() + self._chain_conflicts()
+        if conflicts:
+            raise Conflicts(conflicts)
+        return self
+
+    def _provider_conflicts(self) -> list[tuple[str, str]]:
+        names = [p.name for p in self.providers]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            return [("providers", f"two providers are named {repeated[0]!r}")]
+        if self.providers_file is not None:
+            try:
+                configured = {p.name: p for p in load_providers_file(self.providers_file)}
+            except ValueError as exc:
+                return [("providers_file", str(exc))]
             configured.update({p.name: p for p in self.providers})
             self.providers = list(configured.values())
-            names = list(configured)
-        if len(set(names)) != len(names):
-            raise ValueError("two gateway providers share a name")
+        conflicts = []
         for provider in self.providers:
-            check_outlives_call(self, provider.timeout_seconds, provider.name)
-        return self
+            try:
+                check_outlives_call(provider, self.gateway_connect_timeout_seconds,
+                                    self.gateway_reservation_ttl_seconds)
+            except ValueError as exc:
+                conflicts.append(("gateway_reservation_ttl_seconds", str(exc)))
+        return conflicts
+
+    def _chain_conflicts(self) -> list[tuple[str, str]]:
+        conflicts = []
+        pay_to, deposit = self.chain_pay_to_address, self.chain_deposit_address
+        if pay_to and pay_to == deposit:
+            conflicts.append(("chain_deposit_address",
+                              "must differ from PASSGATE_CHAIN_PAY_TO_ADDRESS: a transfer is "
+                              "either a payment or a deposit, never both"))
+        try:
+            self.networks()
+        except ValueError as exc:
+            # The field checks leave one way to fail: two enabled networks, one chain id.
+            conflicts.append(("chain_local_chain_id", f"{exc}; give the local chain an id of "
+                              "its own (anvil's default is 31337)"))
+        return conflicts
+
+    @property
+    def signer_address(self) -> str | None:
+        """The settlement signer's address."""
+        key = self.chain_signer_private_key
+        return None if key is None else _address_of(key.get_secret_value())
+
+    @property
+    def takes_x402_payments(self) -> bool:
+        """Paid routes answer 402: a network to be paid on and an address to be paid to."""
+        return bool(self.chain_rpc_urls) and bool(self.chain_pay_to_address)
 
     @property
     def embedded(self) -> bool:
@@ -338,35 +400,29 @@ class Settings(BaseSettings):
         return None if tail in ("", ":memory:") else Path(tail)
 
 
-def load_providers_file(path: Path) -> list[ProviderSettings]:
-    """Providers from a JSON or TOML file (by extension): a list, or ``{"providers": [...]}``."""
-    text = path.read_text(encoding="utf-8")
-    raw: Any = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
-    if isinstance(raw, dict):
-        raw = raw.get("providers", [])
-    if not isinstance(raw, list):
-        raise ValueError(f"{path}: expected a list of providers")
-    return [ProviderSettings.model_validate(item) for item in raw]
+@lru_cache(maxsize=4)
+def _address_of(private_key: str) -> str:
+    # Deriving an address costs a couple of milliseconds; /v1/health shows it on every probe.
+    return str(Account.from_key(private_key).address)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment (``overrides`` win); ``SettingsError`` lists every problem.
+
+    Use this rather than ``Settings()`` wherever a person reads the outcome: a bad setting
+    becomes one line naming the variable, never a traceback.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(problems_from(exc, Settings.model_fields)) from None
+    except (SourceError, OSError, UnicodeDecodeError) as exc:
+        # The .env file (or the environment) could not be read at all.
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SettingsError([Problem("", f"cannot be read: {reason}", label=".env")]) from None
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings; tests build their own ``Settings`` instead."""
-    return Settings()
-
-
-def check_outlives_call(settings: Settings, timeout_seconds: float, provider: str) -> None:
-    """A gateway reservation must outlive the longest wait for its upstream's answer.
-
-    The sweeper gives back reservations older than ``gateway_reservation_ttl_seconds``; one
-    still waiting for its upstream would be refunded, and the answer that then arrives could
-    no longer be charged: a free call beyond any spending limit.
-    """
-    longest = timeout_seconds + settings.gateway_connect_timeout_seconds
-    if settings.gateway_reservation_ttl_seconds <= longest:
-        raise ValueError(
-            f"gateway provider '{provider}': its timeout ({timeout_seconds:g}s, plus "
-            f"{settings.gateway_connect_timeout_seconds:g}s to connect) must end before a "
-            f"reservation expires (PASSGATE_GATEWAY_RESERVATION_TTL_SECONDS="
-            f"{settings.gateway_reservation_ttl_seconds:g})"
-        )
+    """The process-wide settings (``SettingsError`` if any is bad); tests build their own."""
+    return load_settings()

@@ -22,9 +22,10 @@ from typing import Any
 import click
 import httpx
 
+from app.config.problems import SettingsError
 from app.db import migrate
 from app.demo.server import embedded_service, free_port
-from app.settings import Settings
+from app.settings import Settings, load_settings
 from chain.devchain import DevChain
 
 DEMO_PER_MINUTE = 5
@@ -421,18 +422,19 @@ STEPS: list[Callable[[DemoState], None]] = [
 
 
 def demo_settings(workdir: Path) -> Settings:
-    return Settings(
-        environment="development",
-        database_url=f"sqlite+aiosqlite:///{workdir / 'passgate.db'}",
-        redis_url="",
-        port=free_port(),
-        admin_token="adm-demo-" + uuid.uuid4().hex,
-        plan_free_per_minute=DEMO_PER_MINUTE,
-        log_level="WARNING",
+    values: dict[str, Any] = {
+        "environment": "development",
+        "database_url": f"sqlite+aiosqlite:///{workdir / 'passgate.db'}",
+        "redis_url": "",
+        "port": free_port(),
+        "admin_token": "adm-demo-" + uuid.uuid4().hex,
+        "plan_free_per_minute": DEMO_PER_MINUTE,
+        "log_level": "WARNING",
         # The demo's webhook receiver runs on this machine: allow loopback targets here only.
-        webhook_allowed_cidrs=["127.0.0.0/8"],
-        **demo_chain_settings(),
-    )
+        "webhook_allowed_cidrs": ["127.0.0.0/8"],
+    }
+    load_settings(**values)  # a bad PASSGATE_* variable stops the demo before a chain starts
+    return load_settings(**values, **demo_chain_settings())
 
 
 def demo_chain_settings() -> dict[str, Any]:
@@ -454,7 +456,11 @@ def run_demo(keep: bool = False) -> int:
     for noisy in ("httpx", "dramatiq", "apscheduler", "x402"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     workdir = Path(tempfile.mkdtemp(prefix="passgate-demo-"))
-    settings = demo_settings(workdir)
+    try:
+        settings = demo_settings(workdir)
+    except SettingsError:  # the CLI prints its lines
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
     click.secho("passgate demo — embedded mode: SQLite file, in-process worker, no servers",
                 bold=True)
     say(f"database {workdir / 'passgate.db'}")

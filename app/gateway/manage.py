@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.config.providers import PROVIDER_NAME, ProviderSettings, check_outlives_call
 from app.crypto import SecretBox, SecretUnreadableError
 from app.db.types import utcnow
 from app.errors import Conflict, NotFound, ValidationFailed
@@ -25,7 +26,7 @@ from app.gateway.models import GatewayProvider
 from app.gateway.providers import CONFIG, header_context, open_headers
 from app.http.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from app.ids import new_id
-from app.settings import PROVIDER_NAME, ProviderSettings, Settings, check_outlives_call
+from app.settings import Settings
 
 _FIELDS = (
     "base_url",
@@ -61,7 +62,8 @@ def _validated(settings: Settings, values: dict[str, Any]) -> ProviderSettings:
         ]
         raise ValidationFailed("The provider is not valid.", details=details) from None
     try:
-        check_outlives_call(settings, config.timeout_seconds, config.name)
+        check_outlives_call(config, settings.gateway_connect_timeout_seconds,
+                            settings.gateway_reservation_ttl_seconds)
     except ValueError as exc:
         raise ValidationFailed(
             "The provider is not valid.", details=[{"message": str(exc), "key": "timeoutSeconds"}]

@@ -26,10 +26,11 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.config.providers import ProviderSettings
 from app.crypto import SecretBox, SecretUnreadableError
 from app.gateway import repository
 from app.gateway.models import GatewayProvider
-from app.settings import ProviderSettings, Settings
+from app.settings import Settings
 
 log = logging.getLogger("passgate.gateway")
 

@@ -28,6 +28,7 @@ class Health(msgspec.Struct):
     database: DependencyState
     broker: DependencyState
     chains: list[WatcherView]
+    signer: DependencyState
 
 
 async def _database(request: Request[Any, Any, Any]) -> DependencyState:
@@ -68,6 +69,20 @@ async def _chains(request: Request[Any, Any, Any]) -> list[WatcherView]:
     return [watcher_view(net, states.get(name), now, limit) for name, net in networks.items()]
 
 
+def _signer(request: Request[Any, Any, Any]) -> DependencyState:
+    """Whether signed x402 payments can be settled (from the settings: no RPC call)."""
+    settings = runtime_of(request).settings
+    if not settings.takes_x402_payments:
+        return DependencyState("off", "no x402 payments (no network and pay-to address)")
+    if settings.signer_address is None:
+        return DependencyState(
+            "not_configured",
+            "PASSGATE_CHAIN_SIGNER_PRIVATE_KEY is not set: signed x402 payments are refused "
+            "with 503 (pushed transfers are still accepted)",
+        )
+    return DependencyState("ok", settings.signer_address)
+
+
 class Live(msgspec.Struct):
     status: str
 
@@ -80,17 +95,22 @@ async def live() -> Live:
 
 @get("/v1/health", tags=["health"])
 async def health(request: Request[Any, Any, Any]) -> Response[Health]:
-    """Database, broker and chain watchers (head, cursor, lag).
+    """Database, broker, chain watchers (head, cursor, lag) and the settlement signer.
 
     503 when the database or broker is down, or when a chain watcher has been failing (or not
     run at all) for longer than ``chain_unhealthy_after_seconds``: payments and deposits on
-    that network would not be seen. Short RPC blips show as ``failing`` with a 200.
+    that network would not be seen. Short RPC blips show as ``failing`` with a 200. x402
+    payments without a settlement signer are ``degraded`` with a 200 (``signer`` says why).
     """
     database, broker, chains = await asyncio.gather(
         _database(request), _broker(request), _chains(request)
     )
+    signer = _signer(request)
     up = (database.status == "ok" and broker.status == "ok"
           and all(chain.status != "down" for chain in chains))
-    body = Health(status="ok" if up else "degraded", database=database, broker=broker,
-                  chains=chains)
+    # A missing signer is a configuration to fix, not an outage: degraded, still 200, so a
+    # load balancer keeps the API (keys, credits, pushed payments) in rotation.
+    complete = signer.status != "not_configured"
+    body = Health(status="ok" if up and complete else "degraded", database=database,
+                  broker=broker, chains=chains, signer=signer)
     return Response(body, status_code=200 if up else 503)

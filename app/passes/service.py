@@ -12,6 +12,7 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.agents.models import Agent
+from app.config.plans import PassSettings
 from app.crypto import SecretBox
 from app.db.hooks import commit
 from app.db.types import rfc3339, utcnow
@@ -23,7 +24,7 @@ from app.keys.format import KeyKind
 from app.payments.models import Payment
 from app.payments.service import PaidRequest, Payments
 from app.runtime import Runtime
-from app.settings import PassSettings, Settings
+from app.settings import Settings
 from app.wallets.models import Wallet
 from app.wallets.service import owner_of
 

@@ -33,6 +33,11 @@ class PaymentChain:
         return bool(self.networks) and bool(self.settings.chain_pay_to_address)
 
     @property
+    def can_settle_signed(self) -> bool:
+        """A settlement signer is configured: a signed (EIP-3009) payment can be submitted."""
+        return self.settings.chain_signer_private_key is not None
+
+    @property
     def pay_to(self) -> str:
         if not self.settings.chain_pay_to_address or not self.networks:
             raise ServiceUnavailable("Payments are not configured on this server.")

@@ -104,6 +104,13 @@ def _challenge_error(
     )
 
 
+def _no_signer() -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "Signed x402 payments cannot be settled: this server has no settlement signer "
+        "(PASSGATE_CHAIN_SIGNER_PRIVATE_KEY). Nothing was recorded or charged."
+    )
+
+
 def event_data(payment: Payment, event: str, asset: str | None = None) -> dict[str, Any]:
     """The ``data`` of a ``payment.*`` event, in the shapes of ``webhooks.events``."""
     now = rfc3339(utcnow())
@@ -152,7 +159,11 @@ class Payments:
         """Verify the payment in ``headers`` and record it (or find the one it repeats).
 
         ``signed_only`` refuses a pushed transfer before anything is looked up or recorded.
-        Raises PaymentRequired (no payment), PaymentInvalid, PaymentAlreadyUsed. Commits.
+        Without a settlement signer a signed payment is refused (503) before it is verified or
+        recorded, and a route taking only signed payments answers 503 rather than a 402 it
+        could not honour; a pushed transfer needs no signer (the chain watcher confirms it).
+        Raises PaymentRequired (no payment), PaymentInvalid, PaymentAlreadyUsed,
+        ServiceUnavailable. Commits.
         """
         challenge = self.challenge(paid)
         try:
@@ -160,6 +171,8 @@ class Payments:
         except PaymentHeaderError as exc:
             raise _challenge_error(PaymentInvalid, challenge, str(exc)) from None
         if decoded is None:
+            if signed_only and not self.chain.can_settle_signed:
+                raise _no_signer()
             raise _challenge_error(PaymentRequired, challenge,
                                    f"Payment required: {paid.description}.")
         if isinstance(decoded, PushedPayment):
@@ -228,6 +241,8 @@ class Payments:
         existing = await self._existing(session, network, nonce=nonce)
         if existing is not None:
             return self._replay_or_refuse(existing, fingerprint, challenge)
+        if not self.chain.can_settle_signed:
+            raise _no_signer()
         if signed.authorization.valid_before > MAX_VALID_BEFORE:
             raise _challenge_error(
                 PaymentInvalid, challenge,

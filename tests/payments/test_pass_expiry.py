@@ -8,10 +8,10 @@ import pytest
 from litestar.testing import AsyncTestClient
 from sqlmodel import col, select
 
+from app.config.plans import PassSettings
 from app.db.engine import create_engine, session_factory
 from app.events.models import Event
 from app.main import create_app
-from app.settings import PassSettings
 from tests.fixtures.chain import encode_call, transact
 from tests.fixtures.workers import actor_runner
 from tests.payments.conftest import chain_settings
