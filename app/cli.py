@@ -34,14 +34,36 @@ def migrate() -> None:
 @main.command()
 @click.option("--host", default=None, help="Bind address (default PASSGATE_HOST).")
 @click.option("--port", default=None, type=int, help="Port (default PASSGATE_PORT).")
-@click.option("--workers", default=1, show_default=True, help="Server processes.")
-def serve(host: str | None, port: int | None, workers: int) -> None:
-    """Run the HTTP API."""
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Server processes (more than one needs PASSGATE_REDIS_URL).")
+@click.option("--background/--no-background", default=None,
+              help="Run the whole background (watcher, signer, webhooks, periodic jobs) in "
+                   "this process. Default: on without PASSGATE_REDIS_URL, off with it.")
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(min=1),
+              help="Background worker threads (with the background on).")
+def serve(host: str | None, port: int | None, workers: int, background: bool | None,
+          threads: int) -> None:
+    """Run the HTTP API; without Redis, with the whole background beside it (one box)."""
     import uvicorn
 
+    from workers.onebox import BackgroundRefused, build_app, check_layout
+    from workers.startup import serve_line
+
     settings = get_settings()
+    run_background = settings.embedded if background is None else background
+    try:
+        check_layout(settings, processes=workers, background=run_background)
+        line = serve_line(settings, host=host or settings.host, port=port or settings.port,
+                          processes=workers, background=run_background, threads=threads)
+    except (BackgroundRefused, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(line, err=True)
+    # One process with the background: the app object itself. Several API-only processes:
+    # uvicorn imports the factory in each.
+    target: Any = (build_app(settings, background=True, threads=threads) if run_background
+                   else "app.main:create_app")
     uvicorn.run(
-        "app.main:create_app", factory=True, host=host or settings.host,
+        target, factory=not run_background, host=host or settings.host,
         port=port or settings.port, workers=workers, log_level=settings.log_level.lower(),
         proxy_headers=False,
     )
@@ -70,8 +92,11 @@ def worker(threads: int) -> None:
     """Run the Dramatiq workers (chain watcher, settlement, webhooks)."""
     stop = _stop_on_signal()
     from workers.runner import run_worker
+    from workers.startup import worker_line
 
-    run_worker(get_settings(), threads=threads, until=_waiter(stop))
+    settings = get_settings()
+    click.echo(worker_line(settings, threads=threads, schedule=settings.embedded), err=True)
+    run_worker(settings, threads=threads, until=_waiter(stop))
 
 
 @main.command()
@@ -79,8 +104,15 @@ def scheduler() -> None:
     """Run the single scheduler process that triggers periodic jobs."""
     stop = _stop_on_signal()
     from workers.scheduler import run_scheduler
+    from workers.startup import scheduler_line
 
-    run_scheduler(get_settings(), until=_waiter(stop))
+    settings = get_settings()
+    if settings.embedded:
+        raise click.ClickException(
+            "the scheduler sends jobs through Redis: set PASSGATE_REDIS_URL. Without Redis, "
+            "`passgate serve` (or `passgate worker`) sends the periodic jobs itself.")
+    click.echo(scheduler_line(settings), err=True)
+    run_scheduler(settings, until=_waiter(stop))
 
 
 @main.command()
