@@ -142,7 +142,8 @@ async def test_serve_prints_one_start_up_line_naming_what_it_runs_and_no_secret(
     # Then its first line says what runs, against what, and no secret appears anywhere
     assert first.startswith("passgate serve: API on 127.0.0.1:"), output
     assert "background in this process" in first
-    assert "jobs chain_tick/1s" in first and "webhook_sweep/10s" in first
+    assert "jobs chain_tick/1s" in first
+    assert "webhook_sweep/10s" in first
     assert "broker embedded" in first
     database = "database sqlite " if box.kind == "sqlite" else "database postgresql at 127.0.0.1"
     assert database in first
