@@ -116,13 +116,15 @@ def scheduler() -> None:
 
 
 @main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Bind address (0.0.0.0 in a container other services reach).")
 @click.option("--port", default=8545, show_default=True)
 @click.option("--block-time", default=1.0, show_default=True, help="Seconds; 0 = automine.")
-def devchain(port: int, block_time: float) -> None:
+def devchain(host: str, port: int, block_time: float) -> None:
     """Start a local Base-like chain (anvil) with the test USDC at the canonical address."""
     from chain.devchain import run_devchain
 
-    run_devchain(port=port, block_time=block_time)
+    run_devchain(port=port, block_time=block_time, host=host)
 
 
 @main.command()
