@@ -69,6 +69,15 @@ def serve(host: str | None, port: int | None, workers: int, background: bool | N
     )
 
 
+def _announce(line: Callable[[], str]) -> None:
+    """Print the process's start-up line; a setting it cannot describe is a one-line error."""
+    try:
+        text = line()
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(text, err=True)
+
+
 def _stop_on_signal() -> threading.Event:
     """Catch SIGINT/SIGTERM from the very start, so a stop during start-up (imports, broker
     connection) still ends in a clean shutdown rather than a kill."""
@@ -95,7 +104,7 @@ def worker(threads: int) -> None:
     from workers.startup import worker_line
 
     settings = get_settings()
-    click.echo(worker_line(settings, threads=threads, schedule=settings.embedded), err=True)
+    _announce(lambda: worker_line(settings, threads=threads, schedule=settings.embedded))
     run_worker(settings, threads=threads, until=_waiter(stop))
 
 
@@ -111,7 +120,7 @@ def scheduler() -> None:
         raise click.ClickException(
             "the scheduler sends jobs through Redis: set PASSGATE_REDIS_URL. Without Redis, "
             "`passgate serve` (or `passgate worker`) sends the periodic jobs itself.")
-    click.echo(scheduler_line(settings), err=True)
+    _announce(lambda: scheduler_line(settings))
     run_scheduler(settings, until=_waiter(stop))
 
 

@@ -50,7 +50,11 @@ def networks(settings: Settings) -> str:
     if signer is None:
         who = "signer NOT CONFIGURED (signed payments cannot settle)"
     else:
-        who = f"signer {Account.from_key(signer.get_secret_value()).address}"
+        try:
+            who = f"signer {Account.from_key(signer.get_secret_value()).address}"
+        except (ValueError, TypeError):
+            raise ValueError("PASSGATE_CHAIN_SIGNER_PRIVATE_KEY is not a private key "
+                             "(32 bytes in hex)") from None
     return f"networks {', '.join(described)}; {who}"
 
 

@@ -89,7 +89,10 @@ async def _gas(rt: Runtime) -> tuple[str | None, list[SignerNetworkView]]:
     key = rt.settings.chain_signer_private_key
     if key is None:
         return None, []
-    address = str(Account.from_key(key.get_secret_value()).address)
+    try:
+        address = str(Account.from_key(key.get_secret_value()).address)
+    except (ValueError, TypeError):  # `passgate serve` refuses such a key at start
+        return None, []
     networks = list(rt.settings.networks().values())
     readings = await asyncio.gather(*(rt.gas.read(network, address) for network in networks))
     return address, [

@@ -97,3 +97,19 @@ def test_serve_without_its_background_and_without_redis_is_reported_degraded(tmp
     assert any(reason.startswith("no periodic job has run") for reason in body["reasons"])
     assert {job["status"] for job in body["jobs"]} == {"late"}
     assert "NO background" in first
+
+
+def test_serve_refuses_a_malformed_signer_key_naming_the_setting_not_the_key(tmp_path):
+    # Given chain settings with a signer key that is not one
+    bad_key = "0x" + "zz" * 32
+    env = _sqlite(tmp_path, chain_rpc_urls='{"local": "http://127.0.0.1:9"}',
+                  chain_signer_private_key=bad_key)
+
+    # When the operator starts the server
+    result = passgate("serve", "--port", "1", env=env, timeout=60)
+
+    # Then one line names the setting, and the value is not echoed
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "Error: PASSGATE_CHAIN_SIGNER_PRIVATE_KEY is not a private key (32 bytes in hex)"]
+    assert "zz" not in result.stdout + result.stderr
