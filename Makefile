@@ -17,7 +17,7 @@ setup: ## Install uv if missing, the Python environment (locked) and the dev-cha
 	@if [ -f $(NODE_DIR)/package-lock.json ] && [ ! -d $(NODE_DIR)/node_modules ]; then \
 		npm ci --prefix $(NODE_DIR) --ignore-scripts --no-audit --no-fund --loglevel=error; fi
 
-demo: setup ## Run passgate end to end on embedded defaults (SQLite, in-process worker, anvil)
+demo: setup ## Run passgate end to end on embedded defaults (SQLite, one-box serve, anvil)
 	$(UV) run passgate demo
 
 test: setup ## Run the whole test suite (SQLite and PostgreSQL, real Redis and anvil)

@@ -58,17 +58,48 @@ def migrate() -> None:
 @main.command()
 @click.option("--host", default=None, help="Bind address (default PASSGATE_HOST).")
 @click.option("--port", default=None, type=int, help="Port (default PASSGATE_PORT).")
-@click.option("--workers", default=1, show_default=True, help="Server processes.")
-def serve(host: str | None, port: int | None, workers: int) -> None:
-    """Run the HTTP API."""
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Server processes (more than one needs PASSGATE_REDIS_URL).")
+@click.option("--background/--no-background", default=None,
+              help="Run the whole background (watcher, signer, webhooks, periodic jobs) in "
+                   "this process. Default: on without PASSGATE_REDIS_URL, off with it.")
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(min=1),
+              help="Background worker threads (with the background on).")
+def serve(host: str | None, port: int | None, workers: int, background: bool | None,
+          threads: int) -> None:
+    """Run the HTTP API; without Redis, with the whole background beside it (one box)."""
     import uvicorn
 
+    from workers.onebox import BackgroundRefused, build_app, check_layout
+    from workers.startup import serve_line
+
     settings = _deployable()
+    run_background = settings.embedded if background is None else background
+    try:
+        check_layout(settings, processes=workers, background=run_background)
+        line = serve_line(settings, host=host or settings.host, port=port or settings.port,
+                          processes=workers, background=run_background, threads=threads)
+    except (BackgroundRefused, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(line, err=True)
+    # One process with the background: the app object itself. Several API-only processes:
+    # uvicorn imports the factory in each.
+    target: Any = (build_app(settings, background=True, threads=threads) if run_background
+                   else "app.main:create_app")
     uvicorn.run(
-        "app.main:create_app", factory=True, host=host or settings.host,
+        target, factory=not run_background, host=host or settings.host,
         port=port or settings.port, workers=workers, log_level=settings.log_level.lower(),
         proxy_headers=False,
     )
+
+
+def _announce(line: Callable[[], str]) -> None:
+    """Print the process's start-up line; a setting it cannot describe is a one-line error."""
+    try:
+        text = line()
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(text, err=True)
 
 
 def _stop_on_signal() -> threading.Event:
@@ -95,7 +126,9 @@ def worker(threads: int) -> None:
     settings = _deployable()
     stop = _stop_on_signal()
     from workers.runner import run_worker
+    from workers.startup import worker_line
 
+    _announce(lambda: worker_line(settings, threads=threads, schedule=settings.embedded))
     run_worker(settings, threads=threads, until=_waiter(stop))
 
 
@@ -105,18 +138,26 @@ def scheduler() -> None:
     settings = _deployable()
     stop = _stop_on_signal()
     from workers.scheduler import run_scheduler
+    from workers.startup import scheduler_line
 
+    if settings.embedded:
+        raise click.ClickException(
+            "the scheduler sends jobs through Redis: set PASSGATE_REDIS_URL. Without Redis, "
+            "`passgate serve` (or `passgate worker`) sends the periodic jobs itself.")
+    _announce(lambda: scheduler_line(settings))
     run_scheduler(settings, until=_waiter(stop))
 
 
 @main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Bind address (0.0.0.0 in a container other services reach).")
 @click.option("--port", default=8545, show_default=True)
 @click.option("--block-time", default=1.0, show_default=True, help="Seconds; 0 = automine.")
-def devchain(port: int, block_time: float) -> None:
+def devchain(host: str, port: int, block_time: float) -> None:
     """Start a local Base-like chain (anvil) with the test USDC at the canonical address."""
     from chain.devchain import run_devchain
 
-    run_devchain(port=port, block_time=block_time)
+    run_devchain(port=port, block_time=block_time, host=host)
 
 
 @main.command()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 
 from litestar import Litestar
@@ -46,17 +46,26 @@ def app_version() -> str:
         return "0.0.0"
 
 
-def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Litestar:
+Lifespan = Callable[[Litestar], AbstractAsyncContextManager[None]]
+
+
+def create_app(
+    settings: Settings | None = None,
+    runtime: Runtime | None = None,
+    lifespan: Sequence[Lifespan] = (),
+) -> Litestar:
     """Build the API. Tests pass their own ``Settings``; ``runtime`` lets them share one.
 
-    Refuses production settings that ``passgate serve`` would refuse, also when a server is
-    pointed at this factory directly.
+    ``lifespan`` adds what runs beside the API for as long as it serves: ``passgate serve``
+    and the demo pass the in-process background this way (``workers.onebox``), so the API
+    itself never imports worker code. Refuses production settings that ``passgate serve``
+    would refuse, also when a server is pointed at this factory directly.
     """
     settings = require_deployable(settings or get_settings())
     rt = runtime or Runtime.build(settings)
 
     @asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
+    async def runtime_lifespan(app: Litestar) -> AsyncGenerator[None, None]:
         app.state.runtime = rt
         try:
             yield
@@ -79,7 +88,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         before_send=[add_response_headers],
         # Routes without a stated access are open; every hook runs the NUL check first.
         before_request=OPEN,
-        lifespan=[lifespan],
+        lifespan=[runtime_lifespan, *lifespan],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="passgate",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -13,6 +14,7 @@ from app.auth.service import Authenticator
 from app.db.engine import create_engine, session_factory
 from app.events.dispatch import OUTBOX_DISPATCHER
 from app.gateway.service import Gateway
+from app.health.gas import GasProbe
 from app.jobs import JOB_QUEUE, JobQueue
 from app.ratelimit.limiter import RateLimiter
 from app.settings import Settings
@@ -32,6 +34,9 @@ class Runtime:
     # app.payments.service.Payments, created on first use (see app.payments.runtime).
     payments: Any = None
     gateway: Gateway | None = None
+    gas: GasProbe = field(default_factory=GasProbe)
+    # When this process built its runtime: health gives the background that long to show up.
+    started_at: float = field(default_factory=time.monotonic)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -71,6 +76,7 @@ class Runtime:
             await self.payments.close()
         if self.gateway is not None:
             await self.gateway.aclose()
+        await self.gas.close()
         await self.engine.dispose()
         if self.jobs is not None:
             self.jobs.close()

@@ -237,6 +237,9 @@ class Settings(BaseSettings):
     chain_max_backoff_seconds: float = Field(default=60.0, gt=0)
     # /v1/health reports 503 once a watcher has failed (or not run) for this long.
     chain_unhealthy_after_seconds: float = Field(default=60.0, gt=0)
+    # /v1/health reports 503 once a periodic job (a sweeper, expiry) has not succeeded for this
+    # long, or for three of its intervals if that is longer.
+    health_stale_after_seconds: float = Field(default=60.0, gt=0)
     # A broadcast settlement not mined after this long is replaced (same nonce, higher fees).
     settlement_stuck_after_seconds: float = Field(default=30.0, gt=0)
     settlement_fee_bump_percent: int = Field(default=20, ge=11, le=500)

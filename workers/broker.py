@@ -35,11 +35,6 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
     broker.add_middleware(AsyncIO())
     # After AsyncIO: "after" hooks run in reverse, so resources close while the loop still runs.
     broker.add_middleware(WorkerResources())
-    if settings.embedded:
-        from workers.embedded import EmbeddedScheduler
-
-        # No scheduler process without Redis: the in-process worker runs the periodic jobs.
-        broker.add_middleware(EmbeddedScheduler())
     return broker
 
 

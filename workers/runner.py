@@ -9,6 +9,8 @@ import dramatiq
 
 from app.settings import Settings
 from workers.broker import install_broker
+from workers.embedded import EmbeddedScheduler
+from workers.heartbeats import Heartbeats
 
 
 def load_actors(broker: dramatiq.Broker | None = None) -> None:
@@ -25,12 +27,22 @@ def load_actors(broker: dramatiq.Broker | None = None) -> None:
         target.declare_actor(actor)
 
 
-def start_worker(settings: Settings, threads: int = 4) -> dramatiq.Worker:
+def start_worker(
+    settings: Settings, threads: int = 4, schedule: bool | None = None
+) -> dramatiq.Worker:
+    """A Dramatiq worker on this process's threads, consuming every queue.
+
+    ``schedule``: also send the periodic jobs (default: without Redis, where no scheduler
+    process can reach this worker's in-process broker).
+    """
     from workers import context
 
     # Actors read these settings, not the environment's (the demo passes its own).
     context.configure(settings)
     broker = install_broker(settings)
+    broker.add_middleware(Heartbeats())
+    if settings.embedded if schedule is None else schedule:
+        broker.add_middleware(EmbeddedScheduler())
     load_actors(broker)
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
     worker.start()

@@ -6,7 +6,6 @@ Actors declare their own schedule (``workers.schedule.periodic``); this process 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -14,7 +13,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from app.settings import Settings
 from workers.broker import install_broker
 from workers.runner import load_actors
-from workers.schedule import registered
+from workers.schedule import periodic_scheduler
 
 log = logging.getLogger("passgate.scheduler")
 
@@ -22,15 +21,7 @@ log = logging.getLogger("passgate.scheduler")
 def build_scheduler(settings: Settings) -> BackgroundScheduler:
     install_broker(settings)
     load_actors()
-    scheduler = BackgroundScheduler(timezone="UTC")
-    for job in registered():
-        scheduler.add_job(
-            job.actor.send, "interval", seconds=job.every_seconds, id=job.actor.actor_name,
-            max_instances=1, coalesce=True,
-            # APScheduler wants whole seconds here.
-            misfire_grace_time=max(1, math.ceil(job.every_seconds)),
-        )
-    return scheduler
+    return periodic_scheduler()
 
 
 def run_scheduler(settings: Settings, until: Callable[[], None]) -> None:

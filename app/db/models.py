@@ -8,6 +8,7 @@ from app.audit.models import AuditEntry
 from app.credits.models import LedgerEntry
 from app.events.models import Event
 from app.gateway.models import GatewayProvider, GatewayUsage, SpendCounter
+from app.health.models import JobHeartbeat
 from app.keys.models import ApiKey, KeySecret
 from app.payments.models import Payment
 from app.platforms.models import Platform
@@ -20,8 +21,8 @@ metadata = SQLModel.metadata
 
 __all__ = [
     "Agent", "ApiKey", "AttentionItem", "AuditEntry", "ChainBlock", "ChainTransfer",
-    "ChainWatcher", "Event",
-    "GatewayProvider", "GatewayUsage", "KeySecret", "LedgerEntry", "Payment", "Platform",
-    "SettlementSubmission", "SettlementTransaction", "SignerState", "SpendCounter", "Wallet",
-    "WalletChallenge", "WebhookAttempt", "WebhookEndpoint", "WebhookMessage", "metadata",
+    "ChainWatcher", "Event", "GatewayProvider", "GatewayUsage", "JobHeartbeat", "KeySecret",
+    "LedgerEntry", "Payment", "Platform", "SettlementSubmission", "SettlementTransaction",
+    "SignerState", "SpendCounter", "Wallet", "WalletChallenge", "WebhookAttempt",
+    "WebhookEndpoint", "WebhookMessage", "metadata",
 ]

@@ -461,12 +461,12 @@ def run_demo(keep: bool = False) -> int:
     except SettingsError:  # the CLI prints its lines
         shutil.rmtree(workdir, ignore_errors=True)
         raise
-    click.secho("passgate demo — embedded mode: SQLite file, in-process worker, no servers",
-                bold=True)
+    click.secho("passgate demo — embedded mode: SQLite file, the API and its whole background "
+                "in one process, no servers", bold=True)
     say(f"database {workdir / 'passgate.db'}")
     try:
         migrate.upgrade(settings)
-        with embedded_service(settings) as base_url:
+        with embedded_service(settings, announce=True) as base_url:
             say(f"API at {base_url}")
             token = settings.admin_token.get_secret_value() if settings.admin_token else ""
             with httpx.Client(base_url=base_url, timeout=30) as http:

@@ -1,86 +1,120 @@
-"""Liveness and the state of every dependency; 503 when one is down."""
+"""Liveness, and the truth about every dependency and background part (503 when degraded)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+from eth_account import Account
 from litestar import Request, Response, get
 from sqlalchemy import text
 
 from app.auth.guards import runtime_of
-from app.db.types import utcnow
+from app.db.types import rfc3339, utcnow
+from app.health import service
+from app.health.models import JobHeartbeat
+from app.health.schemas import (
+    DependencyState,
+    Health,
+    JobView,
+    OldestWork,
+    SchedulerView,
+    SignerNetworkView,
+    SignerView,
+    WebhookDeliveryView,
+)
+from app.health.verdict import (
+    SIGNER_JOB,
+    WEBHOOK_JOB,
+    Clock,
+    job_views,
+    reasons,
+    scheduler_view,
+    signer_status,
+)
+from app.runtime import Runtime
 from app.transfers import service as transfers
-from app.transfers.schemas import WatcherView
+from app.transfers.models import ChainWatcher
 from app.transfers.views import watcher_view
 
 CHECK_TIMEOUT = 2.0
 
 
-class DependencyState(msgspec.Struct):
-    status: str
-    detail: str | None = None
-
-
-class Health(msgspec.Struct):
-    status: str
-    database: DependencyState
-    broker: DependencyState
-    chains: list[WatcherView]
-    signer: DependencyState
-
-
-async def _database(request: Request[Any, Any, Any]) -> DependencyState:
+async def _database(rt: Runtime) -> DependencyState:
     try:
-        async with runtime_of(request).engine.connect() as conn:
+        async with rt.engine.connect() as conn:
             await asyncio.wait_for(conn.execute(text("SELECT 1")), CHECK_TIMEOUT)
     except Exception as exc:  # any failure means "down"; the type goes in the detail
         return DependencyState("down", type(exc).__name__)
-    return DependencyState("ok")
+    return DependencyState("ok", "sqlite" if rt.settings.is_sqlite else "postgresql")
 
 
-async def _broker(request: Request[Any, Any, Any]) -> DependencyState:
-    rt = runtime_of(request)
+async def _broker(rt: Runtime) -> DependencyState:
     if rt.redis is None:
-        return DependencyState("ok", "embedded (in-process broker)")
+        return DependencyState("ok", "embedded (in-process; the background runs in `serve`)")
     try:
         await asyncio.wait_for(rt.redis.ping(), CHECK_TIMEOUT)
     except Exception as exc:  # any failure means "down"
         return DependencyState("down", type(exc).__name__)
-    return DependencyState("ok")
+    return DependencyState("ok", "redis")
 
 
-async def _chains(request: Request[Any, Any, Any]) -> list[WatcherView]:
-    """Each enabled network's watcher as last recorded (no RPC call: health stays fast)."""
-    rt = runtime_of(request)
-    networks = rt.settings.networks()
-    if not networks:
-        return []
+@dataclass
+class _Stored:
+    """What the background left in the database (None: it could not be read)."""
+
+    beats: list[JobHeartbeat] | None = None
+    watchers: dict[str, ChainWatcher] | None = None
+    payment: service.Oldest | None = None
+    webhook: service.Oldest | None = None
+
+
+async def _stored(rt: Runtime) -> _Stored:
+    found = _Stored()
     try:
-        async with rt.sessions() as session:
-            states = await asyncio.wait_for(
-                transfers.watcher_states(session, list(networks)), CHECK_TIMEOUT
-            )
-    except Exception:  # the database check reports the failure; nothing to add per chain
-        states = {}
-    now = utcnow()
-    limit = rt.settings.chain_unhealthy_after_seconds
-    return [watcher_view(net, states.get(name), now, limit) for name, net in networks.items()]
+        async with asyncio.timeout(CHECK_TIMEOUT), rt.sessions() as session:
+            found.beats = await service.heartbeats(session)
+            found.watchers = await transfers.watcher_states(session, list(rt.settings.networks()))
+            found.payment = await service.oldest_unsettled_payment(session)
+            found.webhook = await service.oldest_undelivered_webhook(session)
+    except Exception:  # the database check reports the failure; nothing to add per part
+        return found
+    return found
 
 
-def _signer(request: Request[Any, Any, Any]) -> DependencyState:
-    """Whether signed x402 payments can be settled (from the settings: no RPC call)."""
-    settings = runtime_of(request).settings
-    if not settings.takes_x402_payments:
-        return DependencyState("off", "no x402 payments (no network and pay-to address)")
-    if settings.signer_address is None:
-        return DependencyState(
-            "not_configured",
-            "PASSGATE_CHAIN_SIGNER_PRIVATE_KEY is not set: signed x402 payments are refused "
-            "with 503 (pushed transfers are still accepted)",
+async def _gas(rt: Runtime) -> tuple[str | None, list[SignerNetworkView]]:
+    key = rt.settings.chain_signer_private_key
+    if key is None:
+        return None, []
+    try:
+        address = str(Account.from_key(key.get_secret_value()).address)
+    except (ValueError, TypeError):  # `passgate serve` refuses such a key at start
+        return None, []
+    networks = list(rt.settings.networks().values())
+    readings = await asyncio.gather(*(rt.gas.read(network, address) for network in networks))
+    return address, [
+        SignerNetworkView(
+            network=network.name,
+            gas_balance_wei=None if r.balance_wei is None else str(r.balance_wei),
+            minimum_wei=None if r.minimum_wei is None else str(r.minimum_wei),
+            funded=r.funded, error=r.error,
         )
-    return DependencyState("ok", settings.signer_address)
+        for network, r in zip(networks, readings, strict=True)
+    ]
+
+
+def _oldest(found: service.Oldest | None, clock: Clock) -> OldestWork | None:
+    if found is None:
+        return None
+    return OldestWork(id=found.id, status=found.status, created_at=rfc3339(found.created_at) or "",
+                      age_seconds=clock.age(found.created_at) or 0.0)
+
+
+def _job(jobs: list[JobView], name: str) -> JobView | None:
+    return next((job for job in jobs if job.name == name), None)
 
 
 class Live(msgspec.Struct):
@@ -95,22 +129,47 @@ async def live() -> Live:
 
 @get("/v1/health", tags=["health"])
 async def health(request: Request[Any, Any, Any]) -> Response[Health]:
-    """Database, broker, chain watchers (head, cursor, lag) and the settlement signer.
+    """Database, broker, each chain watcher, the settlement signer (configured, gas money),
+    webhook delivery, the scheduler and every periodic job (last success, lag), and the oldest
+    unsettled payment and undelivered webhook.
 
-    503 when the database or broker is down, or when a chain watcher has been failing (or not
-    run at all) for longer than ``chain_unhealthy_after_seconds``: payments and deposits on
-    that network would not be seen. Short RPC blips show as ``failing`` with a 200. x402
-    payments without a settlement signer are ``degraded`` with a 200 (``signer`` says why).
+    ``status`` is ``degraded`` with a 503, and ``reasons`` lists why, when a dependency is
+    down or a part that should run does not: see ``app.health.verdict``. Fast by design: a
+    few indexed reads, and the signer's balance cached for a few seconds.
     """
-    database, broker, chains = await asyncio.gather(
-        _database(request), _broker(request), _chains(request)
+    rt = runtime_of(request)
+    database, broker, stored, (address, gas) = await asyncio.gather(
+        _database(rt), _broker(rt), _stored(rt), _gas(rt)
     )
-    signer = _signer(request)
-    up = (database.status == "ok" and broker.status == "ok"
-          and all(chain.status != "down" for chain in chains))
-    # A missing signer is a configuration to fix, not an outage: degraded, still 200, so a
-    # load balancer keeps the API (keys, credits, pushed payments) in rotation.
-    complete = signer.status != "not_configured"
-    body = Health(status="ok" if up and complete else "degraded", database=database,
-                  broker=broker, chains=chains, signer=signer)
-    return Response(body, status_code=200 if up else 503)
+    clock = Clock(now=utcnow(), uptime_seconds=time.monotonic() - rt.started_at,
+                  stale_after_seconds=rt.settings.health_stale_after_seconds)
+    networks = rt.settings.networks()
+    watchers = stored.watchers if stored.watchers is not None else {}
+    chains = [watcher_view(net, watchers.get(name), clock.now,
+                           rt.settings.chain_unhealthy_after_seconds)
+              for name, net in networks.items()]
+    jobs = job_views(stored.beats, clock) if stored.beats is not None else []
+    scheduler = scheduler_view(stored.beats, clock) if stored.beats is not None else None
+    signer_job, webhook_job = _job(jobs, SIGNER_JOB), _job(jobs, WEBHOOK_JOB)
+    signer = SignerView(
+        status=signer_status(signer_job, networks_enabled=bool(networks),
+                             configured=address is not None, gas=gas),
+        configured=address is not None, address=address,
+        last_success_at=signer_job.last_success_at if signer_job else None,
+        age_seconds=signer_job.age_seconds if signer_job else None,
+        networks=gas, oldest_unsettled_payment=_oldest(stored.payment, clock),
+    )
+    webhooks = WebhookDeliveryView(
+        status=webhook_job.status if webhook_job else "unknown",
+        last_success_at=webhook_job.last_success_at if webhook_job else None,
+        age_seconds=webhook_job.age_seconds if webhook_job else None,
+        oldest_undelivered=_oldest(stored.webhook, clock),
+    )
+    why = reasons(database=database, broker=broker, chains=chains, jobs=jobs,
+                  scheduler=scheduler, signer=signer, clock=clock)
+    body = Health(
+        status="degraded" if why else "ok", reasons=why, database=database, broker=broker,
+        chains=chains, signer=signer, webhooks=webhooks,
+        scheduler=scheduler or SchedulerView("unknown", None, None), jobs=jobs,
+    )
+    return Response(body, status_code=503 if why else 200)

@@ -170,3 +170,8 @@ def test_long_running_processes_start_idle_and_stop_cleanly(command, sqlite_env,
 
     assert still_running, output
     assert code == 0, output
+    # One start-up line says what the process runs, naming the broker by host only
+    first = output.splitlines()[0]
+    assert first.startswith(f"passgate {command}: "), output
+    assert "broker redis at" in first
+    assert ("queues chain, " in first) if command == "worker" else ("sends jobs " in first)

@@ -78,11 +78,11 @@ async def test_a_gateway_call_paid_per_call_is_503_rather_than_a_402_it_could_no
 async def test_health_is_degraded_and_says_the_signer_is_missing(api):
     response = await api.get("/v1/health")
 
-    assert response.status_code == 200, response.text
+    assert response.status_code == 503, response.text
     body = response.json()
     assert body["status"] == "degraded"
     assert body["signer"]["status"] == "not_configured"
-    assert "PASSGATE_CHAIN_SIGNER_PRIVATE_KEY" in body["signer"]["detail"]
+    assert any("PASSGATE_CHAIN_SIGNER_PRIVATE_KEY" in reason for reason in body["reasons"])
 
 
 async def test_health_names_the_signer_address_when_one_is_configured(
@@ -95,12 +95,13 @@ async def test_health_names_the_signer_address_when_one_is_configured(
     async with AsyncTestClient(app=create_app(settings)) as client:
         response = await client.get("/v1/health")
 
-    assert response.json()["signer"] == {"status": "ok", "detail": signer.address}
-    assert response.json()["status"] == "ok"
+    signer_view = response.json()["signer"]
+    assert (signer_view["configured"], signer_view["address"]) == (True, signer.address)
+    assert not any("SIGNER" in reason for reason in response.json()["reasons"])
 
 
 async def test_health_without_x402_payments_has_no_signer_to_miss(client):
     response = await client.get("/v1/health")
 
-    assert response.json()["signer"]["status"] == "off"
-    assert response.json()["status"] == "ok"
+    assert response.json()["signer"]["status"] == "unused"
+    assert not any("signer" in reason for reason in response.json()["reasons"])

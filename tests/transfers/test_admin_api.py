@@ -7,20 +7,29 @@ from tests.factories import assert_error
 from tests.fixtures.chainapp import ChainEnv, api_client
 
 
-async def test_watchers_and_health_report_head_cursor_and_lag(chain_env: ChainEnv, admin_headers):
-    await chain_env.mine()
-    await chain_env.watch()
-    head = await chain_env.client.block_number()
-    async with api_client(chain_env.settings) as client:
-        watchers = await client.get("/admin/v1/chain/watchers", headers=admin_headers)
-        health = await client.get("/v1/health")
+async def test_watchers_and_health_report_head_cursor_and_lag(
+    devchain, settings_factory, admin_headers
+):
+    from tests.fixtures.chainapp import build_env
+
+    # A funded signer (only its balance is read): without one, health is degraded.
+    chain_env = await build_env(
+        devchain, settings_factory, chain_signer_private_key=devchain.accounts[0].private_key
+    )
+    async with chain_env:
+        await chain_env.mine()
+        await chain_env.watch()
+        head = await chain_env.client.block_number()
+        async with api_client(chain_env.settings) as client:
+            watchers = await client.get("/admin/v1/chain/watchers", headers=admin_headers)
+            health = await client.get("/v1/health")
     [watcher] = watchers.json()
     assert watcher["network"] == "local"
     assert watcher["status"] == "ok"
     assert watcher["head"] == head
     assert watcher["cursor"] == head
     assert watcher["lag"] == 0
-    assert health.status_code == 200
+    assert health.status_code == 200, health.text
     [chain] = health.json()["chains"]
     assert (chain["network"], chain["cursor"], chain["lag"]) == ("local", head, 0)
 
