@@ -151,13 +151,23 @@ async def search(
     return split(rows, params, lambda item: item.id)
 
 
-async def count_open(session: AsyncSession) -> dict[tuple[str, str], int]:
-    """Items by (kind, status), for metrics and health."""
+async def counts(session: AsyncSession) -> dict[tuple[str, str], int]:
+    """Items by (kind, status), for metrics."""
     rows = await session.execute(
         select(AttentionItem.kind, AttentionItem.status, func.count())
         .group_by(col(AttentionItem.kind), col(AttentionItem.status))
     )
     return {(kind, status): int(count) for kind, status, count in rows.all()}
+
+
+async def parked_by_kind(session: AsyncSession) -> dict[str, int]:
+    """Open items (parked, not yet looked at) by kind, for health."""
+    rows = await session.execute(
+        select(AttentionItem.kind, func.count())
+        .where(col(AttentionItem.status) == OPEN)
+        .group_by(col(AttentionItem.kind))
+    )
+    return {kind: int(count) for kind, count in rows.all()}
 
 
 async def retry(session: AsyncSession, item: AttentionItem, by: str | None,

@@ -12,11 +12,13 @@ from eth_account import Account
 from litestar import Request, Response, get
 from sqlalchemy import text
 
+from app.attention import service as attention
 from app.auth.guards import runtime_of
 from app.db.types import rfc3339, utcnow
 from app.health import service
 from app.health.models import JobHeartbeat
 from app.health.schemas import (
+    AttentionSummary,
     DependencyState,
     Health,
     JobView,
@@ -70,6 +72,7 @@ class _Stored:
     watchers: dict[str, ChainWatcher] | None = None
     payment: service.Oldest | None = None
     webhook: service.Oldest | None = None
+    parked: dict[str, int] | None = None
 
 
 async def _stored(rt: Runtime) -> _Stored:
@@ -80,6 +83,7 @@ async def _stored(rt: Runtime) -> _Stored:
             found.watchers = await transfers.watcher_states(session, list(rt.settings.networks()))
             found.payment = await service.oldest_unsettled_payment(session)
             found.webhook = await service.oldest_undelivered_webhook(session)
+            found.parked = await attention.parked_by_kind(session)
     except Exception:  # the database check reports the failure; nothing to add per part
         return found
     return found
@@ -130,8 +134,8 @@ async def live() -> Live:
 @get("/v1/health", tags=["health"])
 async def health(request: Request[Any, Any, Any]) -> Response[Health]:
     """Database, broker, each chain watcher, the settlement signer (configured, gas money),
-    webhook delivery, the scheduler and every periodic job (last success, lag), and the oldest
-    unsettled payment and undelivered webhook.
+    webhook delivery, the scheduler and every periodic job (last success, lag), the oldest
+    unsettled payment and undelivered webhook, and work parked for an operator.
 
     ``status`` is ``degraded`` with a 503, and ``reasons`` lists why, when a dependency is
     down or a part that should run does not: see ``app.health.verdict``. Fast by design: a
@@ -165,11 +169,14 @@ async def health(request: Request[Any, Any, Any]) -> Response[Health]:
         age_seconds=webhook_job.age_seconds if webhook_job else None,
         oldest_undelivered=_oldest(stored.webhook, clock),
     )
+    parked = (None if stored.parked is None
+              else AttentionSummary(open=sum(stored.parked.values()), by_kind=stored.parked))
     why = reasons(database=database, broker=broker, chains=chains, jobs=jobs,
-                  scheduler=scheduler, signer=signer, clock=clock)
+                  scheduler=scheduler, signer=signer, clock=clock, attention=parked)
     body = Health(
         status="degraded" if why else "ok", reasons=why, database=database, broker=broker,
         chains=chains, signer=signer, webhooks=webhooks,
         scheduler=scheduler or SchedulerView("unknown", None, None), jobs=jobs,
+        attention=parked,
     )
     return Response(body, status_code=503 if why else 200)

@@ -78,6 +78,13 @@ class SchedulerView(msgspec.Struct, rename="camel"):
     age_seconds: float | None
 
 
+class AttentionSummary(msgspec.Struct, rename="camel"):
+    """Work parked for an operator (``GET /admin/v1/attention?status=open``), by kind."""
+
+    open: int
+    by_kind: dict[str, int]
+
+
 class Health(msgspec.Struct):
     """``status`` is ``ok`` (200) or ``degraded`` (503), and then ``reasons`` says why."""
 
@@ -90,3 +97,4 @@ class Health(msgspec.Struct):
     webhooks: WebhookDeliveryView
     scheduler: SchedulerView
     jobs: list[JobView]
+    attention: AttentionSummary | None

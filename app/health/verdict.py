@@ -16,6 +16,7 @@ from datetime import datetime
 from app.db.types import rfc3339
 from app.health.models import JobHeartbeat
 from app.health.schemas import (
+    AttentionSummary,
     DependencyState,
     JobView,
     SchedulerView,
@@ -114,6 +115,7 @@ def _job_reason(job: JobView) -> str:
 def reasons(
     *, database: DependencyState, broker: DependencyState, chains: Sequence[WatcherView],
     jobs: Sequence[JobView], scheduler: SchedulerView | None, signer: SignerView, clock: Clock,
+    attention: AttentionSummary | None = None,
 ) -> list[str]:
     """Why the whole is degraded, one sentence each (empty: healthy)."""
     found: list[str] = []
@@ -142,4 +144,8 @@ def reasons(
         f"{network.network}, less than one settlement needs ({network.minimum_wei} wei)"
         for network in signer.networks if network.funded is False
     )
+    if attention is not None and attention.open:
+        kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(attention.by_kind.items()))
+        found.append(f"{attention.open} piece(s) of work failed for good and wait for an "
+                     f"operator ({kinds}): GET /admin/v1/attention?status=open")
     return found

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import delete, update
 from sqlmodel import col, select
 
+from app.attention.models import AttentionItem
 from app.db.engine import create_engine, session_factory
 from app.events.models import Event
 from app.ids import new_id
@@ -49,8 +50,8 @@ _PLANTED: list[str] = []
 
 @pytest.fixture(autouse=True)
 async def remove_planted_events(sessions) -> AsyncIterator[None]:
-    """Events these tests write by hand are broken on purpose: none outlives its test (other
-    tests read every event of the shared database)."""
+    """Events these tests write by hand are broken on purpose, and their work is parked: none
+    outlives its test (other tests read every event, and health, of the shared database)."""
     yield
     async with sessions() as session:
         messages = select(WebhookMessage.id).where(col(WebhookMessage.event_id).in_(_PLANTED))
@@ -59,6 +60,7 @@ async def remove_planted_events(sessions) -> AsyncIterator[None]:
         await session.execute(delete(WebhookMessage).where(
             col(WebhookMessage.event_id).in_(_PLANTED)))
         await session.execute(delete(Event).where(col(Event.id).in_(_PLANTED)))
+        await session.execute(delete(AttentionItem).where(col(AttentionItem.ref).in_(_PLANTED)))
         await session.commit()
     _PLANTED.clear()
 
@@ -151,6 +153,7 @@ async def test_a_key_that_cannot_be_expired_is_parked_while_the_others_expire(
         assert created.status_code == 201, created.text
         keys.append(created.json())
     good, broken = keys
+    _PLANTED.append(broken["id"])
     async with sessions() as session:
         await session.execute(update(ApiKey).where(col(ApiKey.id) == broken["id"])
                               .values(kind="bogus"))
@@ -283,6 +286,7 @@ async def test_a_secret_in_an_error_never_reaches_the_attention_list(
     # given a parked item whose error text carried a key and a signature
     from app.attention.service import record_failure
 
+    _PLANTED.append("evt_secret")
     secret = "ak_" + "A" * 30
     signature = "0x" + "ab" * 65
     for _ in range(LIMIT):
@@ -295,3 +299,22 @@ async def test_a_secret_in_an_error_never_reaches_the_attention_list(
     assert secret not in items[0]["error"]
     assert signature not in items[0]["error"]
     assert "[redacted]" in items[0]["error"]
+
+
+async def test_health_says_when_work_waits_for_an_operator(
+    client, admin_headers, settings, sessions
+):
+    # given an event parked after failing the limit
+    event_id = await _event(sessions, "payment.failed", {})
+    async with running_actors(settings) as run:
+        for _ in range(LIMIT):
+            await run(fan_out, event_id, retries=0)
+
+    # when health is asked
+    response = await client.get("/v1/health")
+
+    # then it is degraded and says where to look
+    body = response.json()
+    assert response.status_code == 503
+    assert body["attention"]["byKind"]["webhook_event"] >= 1
+    assert any("GET /admin/v1/attention?status=open" in reason for reason in body["reasons"])
