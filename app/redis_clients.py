@@ -55,7 +55,9 @@ def async_client(url: str) -> redis.asyncio.Redis:
     return redis.asyncio.Redis.from_url(url, **async_options())
 
 
-def async_blocking_pool(url: str, max_connections: int, timeout: float) -> Any:
+def async_blocking_pool(
+    url: str, max_connections: int, timeout: float
+) -> redis.asyncio.BlockingConnectionPool:
     """An asyncio pool whose callers wait up to ``timeout`` s for a free connection."""
     return redis.asyncio.BlockingConnectionPool.from_url(
         url, max_connections=max_connections, timeout=timeout, **async_options()

@@ -48,6 +48,11 @@ class Me(msgspec.Struct, rename="camel"):
     rate_limit: RateLimitView
 
 
+class ClaimHelp(msgspec.Struct, rename="camel"):
+    how_to_claim: str
+    claim_code: str
+
+
 class ClaimInfo(msgspec.Struct, rename="camel"):
     agent_id: str
     agent_name: str

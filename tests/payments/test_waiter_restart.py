@@ -36,7 +36,8 @@ class Announcer:
         )
 
     async def announce(self, payment_id: str) -> None:
-        assert self.process.stdin is not None and self.process.stdout is not None
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
         self.process.stdin.write(payment_id + "\n")
         self.process.stdin.flush()
         answer = await asyncio.wait_for(asyncio.to_thread(self.process.stdout.readline), 30)

@@ -3,6 +3,7 @@ reconnect on their first use instead of failing once per pooled connection."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -71,7 +72,7 @@ async def test_a_job_sent_right_after_a_redis_restart_is_queued(
 
     # When Redis restarts and the API sends its next job
     restartable_redis.restart()
-    time.sleep(AFTER_RESTART_SECONDS)
+    await asyncio.sleep(AFTER_RESTART_SECONDS)
     job = _job()
     sent = await api_jobs.send([job])
 
@@ -95,7 +96,7 @@ async def test_a_worker_consumer_receives_jobs_after_a_redis_restart(
 
         # When Redis restarts and a job is sent once it is back
         restartable_redis.restart()
-        time.sleep(AFTER_RESTART_SECONDS)
+        await asyncio.sleep(AFTER_RESTART_SECONDS)
         job = _job()
         assert await api_jobs.send([job]) == 1
 
