@@ -9,8 +9,8 @@ hits all alike (the added cost is the median of each round's difference to ``bar
   ping only after 2 s idle);
 - ``pre_ping``: SQLAlchemy's ``pool_pre_ping`` (a ping on every checkout).
 
-Needs PostgreSQL on 127.0.0.1:5432 (a scratch database, dropped afterwards; skipped without). Results go to
-``benchmarks/results/pg_checkout.json``.
+Needs PostgreSQL on 127.0.0.1:5432 (a scratch database, dropped afterwards; skipped without).
+Results go to ``benchmarks/results/pg_checkout.json``.
 """
 
 from __future__ import annotations
