@@ -25,6 +25,7 @@ from app.demo.server import free_port
 from app.http.log_redaction import SECRET_PREFIXES, redact
 from app.keys.format import KeyKind
 from app.main import create_app
+from app.settings import Settings
 from tests.conftest import PEPPER
 from tests.factories import well_formed_key
 
@@ -174,7 +175,7 @@ def test_every_issued_secret_prefix_is_masked() -> None:
 def test_every_route_with_a_secret_path_parameter_is_masked() -> None:
     # Given the app's routes, and the names a secret path parameter would have
     secret_names = re.compile(r"code|token|secret|password|signature")
-    app = create_app()
+    app = create_app(Settings(database_url="sqlite+aiosqlite://"))
 
     # Then each route with such a parameter has its value masked by the log filter
     checked = 0
