@@ -22,6 +22,7 @@ from app.credits.routes import router as credits_router
 from app.gateway.routes import admin_router as admin_gateway_router
 from app.gateway.routes import router as gateway_router
 from app.health.routes import health, live
+from app.http import log_redaction
 from app.http.dependency_errors import dependency_error_handlers
 from app.http.errors import exception_handlers
 from app.http.request_id import add_response_headers
@@ -115,4 +116,6 @@ def create_app(
         debug=False,
     )
     check_route_access(app)
+    # After the logging config above is applied: its handlers, and uvicorn's loggers.
+    log_redaction.install()
     return app

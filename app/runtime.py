@@ -17,6 +17,7 @@ from app.gateway.service import Gateway
 from app.health.gas import GasProbe
 from app.jobs import JOB_QUEUE, JobQueue
 from app.ratelimit.limiter import RateLimiter
+from app.redis_clients import async_client
 from app.settings import Settings
 from app.webhooks.jobs import WEBHOOK_JOBS, WebhookOutbox
 from workers.broker import LazyBroker
@@ -49,11 +50,7 @@ class Runtime:
         outbox = WebhookOutbox(jobs)
         sessions.configure(info={OUTBOX_DISPATCHER: outbox, WEBHOOK_JOBS: outbox, JOB_QUEUE: jobs})
         cache = KeyCache(settings.key_cache_seconds)
-        redis = None
-        if not settings.embedded:
-            from redis.asyncio import Redis
-
-            redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+        redis = None if settings.embedded else async_client(settings.redis_url)
         return cls(
             settings=settings,
             engine=engine,

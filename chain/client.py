@@ -9,6 +9,10 @@ Why our own HTTP provider (httpx) instead of web3's ``AsyncHTTPProvider``:
   "range too large" (aiohttp's ``raise_for_status`` in web3's provider drops it);
 - connection failures surface as ``RpcUnavailable`` instead of aiohttp/web3 internals.
 
+A restarted node needs no retry of ours: before reusing a kept-alive connection, httpx
+(httpcore) checks that the node has not closed it, and drops connections idle for over 5 s, so
+the first call after a restart goes out on a fresh connection.
+
 All results are small frozen msgspec Structs with plain ``int``/``str`` fields: checksummed
 addresses and lowercase ``0x`` hex hashes.
 """

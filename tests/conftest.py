@@ -19,7 +19,7 @@ from app.db import migrate
 from app.main import create_app
 from app.settings import Settings
 
-pytest_plugins = ["tests.fixtures.services"]
+pytest_plugins = ["tests.fixtures.services", "tests.fixtures.redis_server"]
 
 ADMIN_TOKEN = "adm-test-" + uuid.uuid4().hex
 PEPPER = "test-pepper-" + uuid.uuid4().hex

@@ -13,6 +13,7 @@ from dramatiq import broker as dramatiq_broker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AsyncIO
 
+from app.redis_clients import sync_client
 from app.settings import Settings
 
 
@@ -27,9 +28,10 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
         from dramatiq.brokers.redis import RedisBroker
 
         # The Redis prefix namespaces the queues too, so deployments sharing a server (or a
-        # test run) never consume each other's messages.
+        # test run) never consume each other's messages. Our own client: Dramatiq's from a URL
+        # would not reconnect on first use after a Redis restart (app.redis_clients).
         broker = RedisBroker(  # type: ignore[no-untyped-call]  # dramatiq leaves it unannotated
-            url=settings.redis_url, namespace=settings.redis_prefix
+            client=sync_client(settings.redis_url), namespace=settings.redis_prefix
         )
     broker.add_middleware(FastEventLoop())
     broker.add_middleware(AsyncIO())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.redis_clients import async_client
 from workers.context import WorkerContext
 
 
@@ -14,9 +15,7 @@ def redis_of(ctx: WorkerContext) -> Any:
         return None
 
     def build() -> Any:
-        from redis.asyncio import Redis
-
-        return Redis.from_url(ctx.settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+        return async_client(ctx.settings.redis_url)
 
     async def close(client: Any) -> None:
         await client.aclose()

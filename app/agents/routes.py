@@ -8,7 +8,7 @@ from litestar import Request, Router, get, post
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.agents import service as agents
-from app.agents.schemas import ClaimInfo, Me, RegisterBody, Registered
+from app.agents.schemas import ClaimHelp, ClaimInfo, Me, RegisterBody, Registered
 from app.agents.views import agent_view
 from app.auth.guards import SIGNUP, key_holder, principal_of, runtime_of
 from app.keys import service as keys
@@ -29,13 +29,15 @@ async def register_agent(
         rt.settings.agent_starter_credits_micros,
     )
     code = created.claim_code or ""
+    # The code rides in the URL's fragment, which browsers and HTTP clients never send: opening
+    # the link shows how to claim, and the code reaches no server's or proxy's access log.
     return Registered(
         agent_id=created.agent.id,
         agent_name=created.agent.name,
         api_key=created.key.secret,
         key_id=created.key.key.id,
         claim_code=code,
-        claim_url=f"{rt.settings.public_url.rstrip('/')}/v1/claims/{code}",
+        claim_url=f"{rt.settings.public_url.rstrip('/')}/v1/claims#{code}",
         credits_micros=created.agent.balance_micros,
     )
 
@@ -56,16 +58,32 @@ async def me(request: AnyRequest, session: AsyncSession) -> Me:
     )
 
 
+HOW_TO_CLAIM = 'POST /v1/platform/agents/claim with X-Master-Key and {"claimCode": "..."}'
+
+
+@get("/claims")
+async def how_to_claim() -> ClaimHelp:
+    """Where a claim URL leads: how a platform claims the agent. The claim code is the URL's
+    fragment (after ``#``); it never comes to the server."""
+    return ClaimHelp(
+        how_to_claim=HOW_TO_CLAIM,
+        claim_code="the part of the claim URL after '#' (clm_...)",
+    )
+
+
 @get("/claims/{claim_code:str}")
 async def describe_claim(request: AnyRequest, session: AsyncSession, claim_code: str) -> ClaimInfo:
-    """What a claim URL points at: which agent, and how a platform takes it into its fleet."""
+    """Which agent a claim code belongs to, and how a platform takes it into its fleet. The code
+    is masked in the access log (app.http.log_redaction)."""
     agent = await agents.describe_claim(session, runtime_of(request).pepper, claim_code)
     return ClaimInfo(
         agent_id=agent.id,
         agent_name=agent.name,
         claimed=False,
-        how_to_claim='POST /v1/platform/agents/claim with X-Master-Key and {"claimCode": "..."}',
+        how_to_claim=HOW_TO_CLAIM,
     )
 
 
-router = Router(path="/v1", route_handlers=[register_agent, me, describe_claim], tags=["agents"])
+router = Router(
+    path="/v1", route_handlers=[register_agent, me, how_to_claim, describe_claim], tags=["agents"]
+)

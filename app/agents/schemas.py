@@ -48,6 +48,11 @@ class Me(msgspec.Struct, rename="camel"):
     rate_limit: RateLimitView
 
 
+class ClaimHelp(msgspec.Struct, rename="camel"):
+    how_to_claim: str
+    claim_code: str
+
+
 class ClaimInfo(msgspec.Struct, rename="camel"):
     agent_id: str
     agent_name: str
@@ -99,5 +104,6 @@ class RotatedKey(msgspec.Struct, rename="camel"):
     agent_id: str
     key_id: str
     api_key: str
-    previous_key_expires_at: str
+    # None: the agent had no working agent key, and this one is new.
+    previous_key_expires_at: str | None
     warning: str = "Save this API key now. It will not be shown again."

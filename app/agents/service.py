@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func
@@ -260,16 +261,41 @@ async def describe_claim(session: AsyncSession, pepper: str, claim_code: str) ->
     return agent
 
 
-async def primary_key(session: AsyncSession, agent_id: str) -> ApiKey:
-    """The agent's oldest active ``ak_`` key, the one a platform rotates."""
+@dataclass(frozen=True, slots=True)
+class RotatedAgentKey:
+    key: ApiKey
+    secret: str
+    # When the previous secret stops working; None when there was none (a key was reissued).
+    previous_valid_until: datetime | None
+
+
+async def rotate_agent_key(
+    session: AsyncSession, pepper: str, agent: Agent, grace_seconds: int, created_by: str
+) -> RotatedAgentKey:
+    """The platform's way back into an agent, whatever its keys did.
+
+    A new secret for the agent key (``ak_``: its oldest active one), the old secret working
+    for the grace period; or, when the agent has no active agent key (revoked, expired), a
+    new agent key with the default scopes. Rotations of one agent run one after the other:
+    the agent row is written first (PostgreSQL locks it; SQLite takes its single write lock),
+    so two of them never both issue a key.
+    """
+    await session.execute(
+        sa_update(Agent).where(col(Agent.id) == agent.id).values(platform_id=agent.platform_id)
+    )
     key = (
         await session.exec(
             select(ApiKey)
-            .where(col(ApiKey.agent_id) == agent_id, col(ApiKey.kind) == KeyKind.AGENT.value,
+            .where(col(ApiKey.agent_id) == agent.id, col(ApiKey.kind) == KeyKind.AGENT.value,
                    col(ApiKey.status) == "active")
             .order_by(col(ApiKey.id))
         )
     ).first()
-    if key is None:
-        raise Conflict("This agent has no active agent key to rotate.")
-    return key
+    if key is not None and (key.expires_at is None or key.expires_at > utcnow()):
+        secret, old_until = await keys.regenerate(session, pepper, key, grace_seconds)
+        return RotatedAgentKey(key=key, secret=secret, previous_valid_until=old_until)
+    issued = await keys.issue(
+        session, pepper, KeyKind.AGENT, agent_id=agent.id, platform_id=agent.platform_id,
+        label="default", scopes=DEFAULTS[KeyKind.AGENT], created_by=created_by,
+    )
+    return RotatedAgentKey(key=issued.key, secret=issued.secret, previous_valid_until=None)

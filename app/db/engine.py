@@ -13,9 +13,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.db.checkpoint import WRITER_PAGES, Checkpointer
 from app.settings import Settings
 
-# A pooled connection idle longer than this is pinged before use. A busy pool reuses its
-# connections within milliseconds, so the hot path pays no extra round trip, while a
-# connection that sat through a database restart is caught before a request uses it.
+# A pooled connection is checked twice before a request gets it. Always, for free: asyncpg
+# marks its connection closed as soon as the event loop reads the server's goodbye (a restart,
+# pg_terminate_backend, an idle-session timeout), so a connection the server ended is swapped
+# for a fresh one without a round trip. And, idle longer than this, pinged: a connection whose
+# server vanished without a word (a dropped network path, a failover) is caught before a
+# request uses it. A busy pool reuses its connections within milliseconds, so the hot path
+# pays no extra round trip. (``pool_pre_ping`` would ping on every checkout: see README.)
 PING_AFTER_IDLE_SECONDS = 2.0
 _RETURNED_AT = "passgate_returned_at"
 
@@ -54,10 +58,20 @@ def _returned(_dbapi_connection: Any, record: Any) -> None:
     record.info[_RETURNED_AT] = time.monotonic()
 
 
-def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+def _check_on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    if _closed_by_server(dbapi_connection):
+        # The pool discards this connection and retries the checkout with a fresh one.
+        raise DisconnectionError("the server closed this pooled connection")
     returned_at = record.info.get(_RETURNED_AT)
     if returned_at is not None and time.monotonic() - returned_at >= PING_AFTER_IDLE_SECONDS:
         _ping(dbapi_connection)
+
+
+def _closed_by_server(dbapi_connection: Any) -> bool:
+    # SQLAlchemy's asyncpg adapter keeps the asyncpg connection here; its own disconnect
+    # detection asks the same question.
+    connection = getattr(dbapi_connection, "_connection", None)
+    return connection is not None and bool(connection.is_closed())
 
 
 def _ping(dbapi_connection: Any) -> None:
@@ -88,7 +102,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
                          lambda _engine: checkpointer.stop())
     else:
         event.listen(engine.sync_engine.pool, "checkin", _returned)
-        event.listen(engine.sync_engine.pool, "checkout", _ping_if_idle)
+        event.listen(engine.sync_engine.pool, "checkout", _check_on_checkout)
     return engine
 
 

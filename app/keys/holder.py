@@ -85,18 +85,29 @@ async def create_personal_key(
     return NewKey(key=issued.key, secret=issued.secret)
 
 
-def check_may_regenerate(caller: Principal, key: ApiKey) -> None:
-    """Regenerating another key hands its new secret to the caller, so that key may carry
-    nothing the caller could not grant itself: no scope it lacks, no later expiry."""
+def check_may_manage(caller: Principal, key: ApiKey, action: str) -> None:
+    """A key revokes or regenerates itself, and otherwise only keys it could have created: no
+    scope it lacks (a regenerated secret goes to the caller), no later expiry. The agent key
+    (``ak_``) is the agent's root: besides itself only the agent's platform (rotate-key)
+    manages it, so no narrower key can lock the agent's owner out."""
     if key.id == caller.key_id:
         return
     beyond = sorted(set(key.scopes) - caller.scopes)
     if beyond:
+        raise Forbidden(f"A key cannot {action} a key with scopes it lacks: {', '.join(beyond)}.")
+    if key.kind == KeyKind.AGENT.value:
         raise Forbidden(
-            f"A key cannot regenerate a key with scopes it lacks: {', '.join(beyond)}."
+            f"Only the agent key itself, or the agent's platform, can {action} the agent key."
         )
     if keys.cap_expiry(key.expires_at, caller.key_expires_at) != key.expires_at:
-        raise Forbidden("A key cannot regenerate a key that expires after it does.")
+        raise Forbidden(f"A key cannot {action} a key that expires after it does.")
+
+
+async def revoke_key(session: AsyncSession, caller: Principal, key_id: str) -> ApiKey:
+    """Revoke one of the caller's agent's keys (the caller's own included)."""
+    key = await keys.get_owned(session, key_id, caller.agent_id or "")
+    check_may_manage(caller, key, "revoke")
+    return await keys.revoke(session, key)
 
 
 async def regenerate_key(
@@ -104,6 +115,6 @@ async def regenerate_key(
 ) -> RegeneratedSecret:
     """A new secret for one of the caller's agent's keys (the caller's own included)."""
     key = await keys.get_owned(session, key_id, caller.agent_id or "")
-    check_may_regenerate(caller, key)
+    check_may_manage(caller, key, "regenerate")
     secret, old_until = await keys.regenerate(session, rt.pepper, key, grace_seconds)
     return RegeneratedSecret(key=key, secret=secret, previous_valid_until=old_until)

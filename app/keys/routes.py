@@ -119,10 +119,12 @@ async def list_api_keys(
 async def revoke_api_key(
     request: AnyRequest, session: AsyncSession, key_id: str
 ) -> KeyView:
-    """Revoke one of the agent's keys; it stops working within a second everywhere."""
-    caller = principal_of(request)
+    """Revoke one of the agent's keys; it stops working within a second everywhere.
+
+    Another of the agent's keys only when it has no scope the caller lacks and expires no
+    later than the caller, and never the agent key (``ak_``) but by itself (FORBIDDEN)."""
     rt = runtime_of(request)
-    key = await keys.revoke(session, await keys.get_owned(session, key_id, caller.agent_id or ""))
+    key = await holder.revoke_key(session, principal_of(request), key_id)
     after_commit(session, lambda: rt.auth.cache.forget_key(key_id))
     return key_view(key, rt.settings, await _agent_plan(session, key.agent_id))
 
@@ -141,7 +143,8 @@ async def regenerate_api_key(
     """New secret, same settings; the old secret keeps working for ``gracePeriodSeconds``.
 
     Another of the agent's keys only when it has no scope the caller lacks and expires no
-    later than the caller (FORBIDDEN otherwise): its new secret goes to the caller."""
+    later than the caller, and never the agent key (``ak_``) but by itself (FORBIDDEN): its
+    new secret goes to the caller."""
     rt = runtime_of(request)
     grace = data.grace_period_seconds if data else 0
     done = await holder.regenerate_key(session, rt, principal_of(request), key_id, grace)

@@ -18,6 +18,9 @@ from typing import Any
 log = logging.getLogger("passgate.payments")
 
 SAFETY_RECHECK_SECONDS = 2.0
+# The listener tries again at most this long after losing Redis: a settlement published
+# once Redis is back should find it subscribed, and a refused connection costs nothing.
+LISTENER_RETRY_MAX_SECONDS = 1.0
 
 
 class _LocalHub:
@@ -105,12 +108,12 @@ class SettlementWaiter:
     async def _listen(self) -> None:
         redis = self._redis
         assert redis is not None
-        backoff = 0.5
+        backoff = 0.25
         while True:
             try:
                 async with redis.pubsub() as pubsub:
                     await pubsub.subscribe(self._channel)
-                    backoff = 0.5
+                    backoff = 0.25
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             data = message.get("data")
@@ -120,7 +123,7 @@ class SettlementWaiter:
             except Exception as exc:  # a Redis outage: waiters fall back to the slow re-check
                 log.warning("settlement listener lost Redis (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+                backoff = min(backoff * 2, LISTENER_RETRY_MAX_SECONDS)
 
     def watch(self, payment_id: str) -> Watch:
         """Register interest first, then read the database, then ``wait``: no wake-up is lost

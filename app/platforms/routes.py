@@ -122,18 +122,22 @@ async def rotate_agent_key(
     request: AnyRequest, session: AsyncSession, agent_id: str,
     data: RotateBody | None = None,
 ) -> RotatedKey:
-    """New secret for the agent's ``ak_`` key; the old one works for the grace period."""
+    """New secret for the agent's ``ak_`` key; the old one works for the grace period.
+
+    Always restores access: an agent whose agent key was revoked (or expired) gets a new one
+    (``previousKeyExpiresAt`` null)."""
     master = principal_of(request)
     rt = runtime_of(request)
     agent = await agents.get_in_platform(session, agent_id, _platform_id(master))
-    key = await agents.primary_key(session, agent.id)
     grace = data.grace_period_seconds if data else 0
-    secret, old_until = await keys.regenerate(session, rt.pepper, key, grace)
+    rotated = await agents.rotate_agent_key(session, rt.pepper, agent, grace, master.key_id)
+    key = rotated.key
     await record(session, _actor(request, master), "agent.rotate_key", "key", key.id,
-                 after={"gracePeriodSeconds": grace})
+                 after={"gracePeriodSeconds": grace,
+                        "reissued": rotated.previous_valid_until is None})
     after_commit(session, lambda: rt.auth.cache.forget_key(key.id))
-    return RotatedKey(agent_id=agent.id, key_id=key.id, api_key=secret,
-                      previous_key_expires_at=rfc3339(old_until) or "")
+    return RotatedKey(agent_id=agent.id, key_id=key.id, api_key=rotated.secret,
+                      previous_key_expires_at=rfc3339(rotated.previous_valid_until))
 
 
 @post("/agents/claim", status_code=200)

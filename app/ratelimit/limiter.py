@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 
 from app.background import BackgroundTasks
+from app.redis_clients import async_blocking_pool
 from app.settings import Settings
 
 log = logging.getLogger("passgate.ratelimit")
@@ -87,10 +88,9 @@ class RateLimiter:
     def from_settings(cls, settings: Settings) -> RateLimiter:
         if settings.embedded:
             return cls(MemoryStorage())
-        from redis.asyncio import BlockingConnectionPool
-
-        # A blocking pool makes a burst wait for a connection instead of failing.
-        pool = BlockingConnectionPool.from_url(settings.redis_url, max_connections=64, timeout=5)
+        # A blocking pool makes a burst wait for a connection instead of failing; its
+        # connections reconnect on first use after a Redis restart (app.redis_clients).
+        pool = async_blocking_pool(settings.redis_url, max_connections=64, timeout=5)
         storage = RedisStorage(
             "async+" + settings.redis_url, implementation="redispy",
             key_prefix=f"{settings.redis_prefix}:rl",

@@ -21,7 +21,7 @@ async def test_registering_an_agent_returns_its_key_and_claim_code_once(client):
     assert body["agentName"] == name
     assert body["apiKey"].startswith("ak_")
     assert body["claimCode"]
-    assert body["claimUrl"].endswith(f"/v1/claims/{body['claimCode']}")
+    assert body["claimUrl"].endswith(f"/v1/claims#{body['claimCode']}")
     assert body["creditsMicros"] == 0
 
 
@@ -66,7 +66,7 @@ async def test_me_accepts_the_key_as_a_bearer_token(client):
     assert response.json()["agent"]["id"] == agent["agentId"]
 
 
-async def test_claim_url_names_the_agent_it_belongs_to(client):
+async def test_a_claim_code_names_the_agent_it_belongs_to(client):
     # given
     agent = await register_agent(client)
 

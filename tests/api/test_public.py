@@ -11,6 +11,7 @@ FOUNDATION_ROUTES = [
     ("get", "/v1/passes"),
     ("post", "/v1/agents/register"),
     ("get", "/v1/agents/me"),
+    ("get", "/v1/claims"),
     ("get", "/v1/claims/{claim_code}"),
     ("post", "/v1/keys"),
     ("post", "/v1/api-keys"),

@@ -101,6 +101,33 @@ async def test_two_rotations_of_an_agent_key_at_once_leave_one_secret_working(
         assert not await works(live, created["apiKey"])
 
 
+async def test_two_rotations_of_an_agent_without_an_agent_key_at_once_issue_one_key(
+    live, admin_headers
+):
+    for _ in range(ROUNDS):
+        # given a fleet agent that revoked its own agent key
+        platform = await create_platform(live, admin_headers)
+        created = await create_platform_agent(live, platform["masterKey"])
+        revoked = await live.delete(f"/v1/api-keys/{created['keyId']}",
+                                    headers=key_headers(created["apiKey"]))
+        assert revoked.status_code == 200, revoked.text
+        path = f"/v1/platform/agents/{created['agent']['id']}/rotate-key"
+
+        # when its platform restores access twice at the same moment
+        responses = await together(*(
+            live.post(path, json={"gracePeriodSeconds": 0},
+                      headers=master_headers(platform["masterKey"]))
+            for _ in range(2)
+        ))
+
+        # then both succeed on one new agent key (the later rotating the earlier's), and
+        # exactly one of the two secrets works
+        assert [r.status_code for r in responses] == [200, 200], [r.text for r in responses]
+        assert len({r.json()["keyId"] for r in responses}) == 1
+        fresh = [await works(live, r.json()["apiKey"]) for r in responses]
+        assert sorted(fresh) == [False, True]
+
+
 async def test_two_regenerations_of_a_key_at_once_leave_one_secret_working(live):
     for _ in range(ROUNDS):
         # given an agent's extra key

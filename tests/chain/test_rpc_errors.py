@@ -178,6 +178,27 @@ async def test_killed_node_is_unavailable_within_the_timeout(
         assert time.monotonic() - started < 2.5
 
 
+@pytest.mark.chain
+async def test_the_first_call_after_a_node_restart_on_the_same_port_succeeds(
+    devchain_factory: Callable[..., DevChain],
+) -> None:
+    # Given a client holding a kept-alive connection to a node
+    chain = devchain_factory(usdc_per_account=0)
+    async with chain.client(timeout=5) as client:
+        assert await client.chain_id() == 84532
+        # When the node restarts on the same address (an upgrade, a crash and restart)
+        port = chain.port
+        chain.stop()
+        restarted = devchain_factory(usdc_per_account=0, port=port)
+        # Then the next call reaches the new node instead of failing on the dead connection
+        assert await client.block_number() == await _head(restarted)
+
+
+async def _head(chain: DevChain) -> int:
+    async with chain.client(timeout=5) as fresh:
+        return await fresh.block_number()
+
+
 def wait_until_stopped(pid: int, within: float = 5.0) -> None:
     # SIGSTOP is delivered asynchronously; a request sent too early could still be answered.
     deadline = time.monotonic() + within

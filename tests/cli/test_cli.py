@@ -142,6 +142,26 @@ def test_keys_cli_explains_a_refused_key(running_api, monkeypatch):
     assert "revoked" in result.output
 
 
+def test_keys_cli_cannot_revoke_the_agent_key_with_a_narrow_key(running_api, monkeypatch):
+    # Given a key that may only write keys
+    agent = _register(running_api)
+    narrow = httpx.post(f"{running_api}/v1/api-keys",
+                        json={"label": "ci", "scopes": ["keys:write"]},
+                        headers={"X-API-Key": agent["apiKey"]}).json()
+    monkeypatch.setenv("PASSGATE_URL", running_api)
+    monkeypatch.setenv("PASSGATE_API_KEY", narrow["key"])
+
+    # When it revokes the agent key through the CLI
+    result = CliRunner().invoke(main, ["keys", "revoke", agent["keyId"]])
+
+    # Then the CLI says why in one line, and the agent key still works
+    assert result.exit_code != 0
+    assert "403 FORBIDDEN" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    info = httpx.get(f"{running_api}/v1/api-keys/info", headers={"X-API-Key": agent["apiKey"]})
+    assert info.status_code == 200
+
+
 def test_keys_cli_without_a_key_says_what_to_set(sqlite_env, monkeypatch):
     monkeypatch.delenv("PASSGATE_API_KEY", raising=False)
 
