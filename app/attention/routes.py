@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar import Request, Router, get, post
@@ -59,19 +60,26 @@ async def get_attention(session: AsyncSession, item_id: str) -> AttentionView:
     return attention_view(await service.get(session, item_id))
 
 
+async def _resolve(
+    request: AnyRequest, session: AsyncSession, item_id: str, data: ResolveBody | None,
+    action: str, change: Callable[[AsyncSession, AttentionItem, str | None], Awaitable[Any]],
+) -> AttentionView:
+    admin = principal_of(request)
+    item = await service.get(session, item_id)
+    before = _snapshot(item)
+    await change(session, item, admin.key_id)
+    await record(session, Actor("admin", admin.key_id, None, request_id_of(request)),
+                 f"attention.{action}", "attention", item.id, before=before,
+                 after={**_snapshot(item), "reason": data.reason if data else ""})
+    return attention_view(item)
+
+
 @post("/{item_id:str}/retry", status_code=200)
 async def retry_attention(
     request: AnyRequest, session: AsyncSession, item_id: str, data: ResolveBody | None = None,
 ) -> AttentionView:
     """Release parked work (after fixing its cause): its sweeper picks it up within seconds."""
-    admin = principal_of(request)
-    item = await service.get(session, item_id)
-    before = _snapshot(item)
-    await service.retry(session, item, admin.key_id)
-    await record(session, Actor("admin", admin.key_id, None, request_id_of(request)),
-                 "attention.retry", "attention", item.id, before=before,
-                 after={**_snapshot(item), "reason": data.reason if data else ""})
-    return attention_view(item)
+    return await _resolve(request, session, item_id, data, "retry", service.retry)
 
 
 @post("/{item_id:str}/dismiss", status_code=200)
@@ -79,14 +87,7 @@ async def dismiss_attention(
     request: AnyRequest, session: AsyncSession, item_id: str, data: ResolveBody | None = None,
 ) -> AttentionView:
     """Acknowledge parked work and leave it parked."""
-    admin = principal_of(request)
-    item = await service.get(session, item_id)
-    before = _snapshot(item)
-    await service.dismiss(session, item, admin.key_id)
-    await record(session, Actor("admin", admin.key_id, None, request_id_of(request)),
-                 "attention.dismiss", "attention", item.id, before=before,
-                 after={**_snapshot(item), "reason": data.reason if data else ""})
-    return attention_view(item)
+    return await _resolve(request, session, item_id, data, "dismiss", service.dismiss)
 
 
 router = Router(

@@ -61,7 +61,7 @@ async def test_health_follows_a_worker_running_the_periodic_jobs_and_its_stop(
             # When every periodic job has had its first run
             running = await _health_until(
                 client, lambda r: r.status_code == 200 and all(
-                    job["status"] == "ok" for job in r.json()["jobs"]), within=30)
+                    job["status"] == "ok" for job in r.json()["jobs"]), within=60)
             # And the worker stops for longer than the chain tick's threshold (3 x 1 s)
             await asyncio.to_thread(worker.stop, 10_000)
             stopped = await _health_until(client, lambda r: r.status_code == 503, within=15)

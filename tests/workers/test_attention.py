@@ -197,7 +197,8 @@ async def test_an_operator_retries_parked_work_after_fixing_it_and_it_goes_throu
         await run(sweep, retries=0)
         for message in await _messages_for(sessions, event_id):
             await run(deliver, message.id, retries=0)
-        audit = await client.get("/admin/v1/audit-log", params={"action": "attention.retry"},
+        audit = await client.get("/admin/v1/audit-log",
+                                 params={"action": "attention.retry", "targetId": item["id"]},
                                  headers=admin_headers)
 
     # then the sweeper took it again and it was delivered; the retry is audited
