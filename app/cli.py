@@ -14,12 +14,14 @@ from typing import Any
 import click
 import httpx
 
+from app.recursion import settle_recursion_limit
 from app.settings import get_settings
 
 
 @click.group()
 def main() -> None:
     """passgate: sell API access to AI agents for USDC on Base."""
+    settle_recursion_limit()
 
 
 @main.command()

@@ -29,6 +29,7 @@ from app.passes.routes import router as passes_router
 from app.payments.admin_routes import router as admin_payments_router
 from app.payments.routes import router as payments_router
 from app.platforms.routes import router as platforms_router
+from app.recursion import settle_recursion_limit
 from app.runtime import Runtime
 from app.settings import Settings, get_settings
 from app.transfers.routes import router as chain_admin_router
@@ -46,6 +47,7 @@ def app_version() -> str:
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Litestar:
     """Build the API. Tests pass their own ``Settings``; ``runtime`` lets them share one."""
+    settle_recursion_limit()
     settings = settings or get_settings()
     rt = runtime or Runtime.build(settings)
 
@@ -71,7 +73,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         dependencies={"session": Provide(provide_session)},
         exception_handlers=handlers,
         before_send=[add_response_headers],
-        # Routes without a stated access are open; every hook runs the NUL check first.
+        # Routes without a stated access are open; every hook runs the input check first.
         before_request=OPEN,
         lifespan=[lifespan],
         request_max_body_size=settings.max_body_bytes,

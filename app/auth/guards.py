@@ -6,9 +6,9 @@ Every route states its access with a ``before_request`` hook built here (``key_h
 :func:`principal_of`. Hooks rather than Litestar dependencies: a keyed request pays for the
 check once instead of for dependency resolution on top, and the check still runs before the
 body is parsed, so an unauthenticated caller learns nothing from validation errors. Each hook
-begins with the NUL check (a route-level hook replaces the app's), and
-:func:`check_route_access` refuses to start an app with a route that has no access hook or an
-``/admin`` route without the admin one.
+begins with the input check (NUL characters, JSON nesting; a route-level hook replaces the
+app's), and :func:`check_route_access` refuses to start an app with a route that has no access
+hook or an ``/admin`` route without the admin one.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from litestar.exceptions import ImproperlyConfiguredException
 
 from app.auth.principal import Principal
 from app.errors import Forbidden, RateLimited, Unauthorized
-from app.http.input_guard import reject_nul_characters
+from app.http.input_guard import check_input
 from app.http.request_id import scope_state
 from app.keys.format import KeyKind
 from app.ratelimit.headers import remember
@@ -195,7 +195,7 @@ _ACCESS_ATTR = "passgate_access"
 
 def _hook(access: str, check: Check | None) -> Hook:
     async def before_request(request: AnyRequest) -> None:
-        await reject_nul_characters(request)
+        await check_input(request)
         if check is not None:
             _state(request)[_PRINCIPAL] = await check(request)
 

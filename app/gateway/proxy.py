@@ -37,6 +37,7 @@ from litestar.response.streaming import ASGIStreamingResponse
 from litestar.types import Receive, Scope, Send
 
 from app.errors import UpstreamError, ValidationFailed
+from app.http.json_depth import nesting_exceeds
 from app.gateway.providers import Provider, normalised_path
 from app.settings import Settings
 
@@ -194,10 +195,13 @@ def requested_model(call: IncomingCall) -> str | None:
         return None
     try:
         encoding = json.detect_encoding(body)
-        if encoding == "utf-8":
-            return _model_decoder.decode(body).model
-        # As json.loads decodes bytes; a lone surrogate then fails in msgspec (UnicodeError).
-        return _model_decoder.decode(body.decode(encoding, "surrogatepass")).model
+        if encoding != "utf-8":
+            # As json.loads decodes bytes; a lone surrogate then fails in msgspec (UnicodeError).
+            body = body.decode(encoding, "surrogatepass").encode("utf-8", "surrogatepass")
+        if nesting_exceeds(body):
+            # Too deep to decode safely; the upstream may still take it.
+            raise UnreadableBody
+        return _model_decoder.decode(body).model
     except (msgspec.DecodeError, UnicodeError):
         raise UnreadableBody from None
 
