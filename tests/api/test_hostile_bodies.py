@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
-from app.http.json_depth import MAX_JSON_DEPTH
+from app.http.json_depth import MAX_JSON_DEPTH, nesting_depth
 from tests.factories import assert_error, unique
 from tests.fixtures.live import api_process
 
@@ -105,3 +109,32 @@ async def test_an_api_process_answers_a_body_of_nested_brackets_and_keeps_servin
             assert [a.status_code for a in answers] == [400] * len(answers)
             assert (await http.get("/v1/health/live")).status_code == 200
         assert server.proc.poll() is None, server.output()
+
+
+def depth_of(value: object) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(depth_of, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(depth_of, value.values()), default=0)
+    return 0
+
+
+_TEXT = st.text(alphabet=st.sampled_from('[]{}"\\/ aé\u2028\U0001f600'), max_size=12)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | _TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TEXT, inner, max_size=4),
+    max_leaves=60,
+)
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(value=_JSON, copies=st.sampled_from([1, 300]), ascii_only=st.booleans())
+def test_the_depth_read_from_raw_bytes_is_the_depth_of_the_document(value, copies, ascii_only):
+    # given any JSON document, however its strings are escaped; many copies of it side by side
+    # make it wide (past 1 KB of brackets the guard first peels innermost pairs)
+    if copies > 1:
+        value = [value] * copies
+    document = json.dumps(value, ensure_ascii=ascii_only).encode()
+
+    # then the guard's reading of the bytes is its true nesting
+    assert nesting_depth(document) == depth_of(value)
