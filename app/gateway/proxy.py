@@ -137,6 +137,11 @@ class IncomingCall:
     request_id: str
 
 
+# The longest path after ``/v1/gateway/{provider}`` (as sent, percent-encoded): the usage
+# record's route column. Longer is a 400 before any price is quoted or payment recorded.
+MAX_GATEWAY_PATH = 2048
+
+
 def upstream_path(raw_path: bytes, provider: str) -> str:
     """The part of ``/v1/gateway/{provider}/...`` after the provider, still percent-encoded.
 
@@ -149,6 +154,10 @@ def upstream_path(raw_path: bytes, provider: str) -> str:
     if index < 0:
         raise ValidationFailed("The gateway path is not valid.")
     rest = path[index + len(marker) :]
+    if len(rest) > MAX_GATEWAY_PATH:
+        raise ValidationFailed(
+            f"The path after the provider is longer than {MAX_GATEWAY_PATH} characters."
+        )
     if rest and not rest.startswith("/"):
         raise ValidationFailed("The gateway path is not valid.")
     check_path(rest)
