@@ -41,11 +41,13 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     """Run the HTTP API."""
     import uvicorn
 
+    from app.http.access_log import access_log_config
+
     settings = get_settings()
     uvicorn.run(
         "app.main:create_app", factory=True, host=host or settings.host,
         port=port or settings.port, workers=workers, log_level=settings.log_level.lower(),
-        proxy_headers=False,
+        log_config=access_log_config(), proxy_headers=False,
     )
 
 
