@@ -22,6 +22,7 @@ from app.gateway.routes import router as gateway_router
 from app.health.routes import health, live
 from app.http.dependency_errors import dependency_error_handlers
 from app.http.errors import exception_handlers
+from app.http.openapi import document_routes
 from app.http.request_id import add_response_headers
 from app.http.transaction import provide_session
 from app.keys.routes import router as keys_router
@@ -102,4 +103,5 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         debug=False,
     )
     check_route_access(app)
+    document_routes(app)
     return app

@@ -23,6 +23,7 @@ from litestar.exceptions import ImproperlyConfiguredException
 from app.auth.principal import Principal
 from app.errors import Forbidden, RateLimited, Unauthorized
 from app.http.input_guard import check_input
+from app.http.openapi import ACCESS_ATTR
 from app.http.request_id import scope_state
 from app.keys.format import KeyKind
 from app.ratelimit.headers import remember
@@ -189,8 +190,8 @@ Hook = Callable[[AnyRequest], Awaitable[None]]
 Check = Callable[[AnyRequest], Awaitable[Principal | None]]
 
 _PRINCIPAL = "principal"
-# Set on every hook this module builds; check_route_access looks for it.
-_ACCESS_ATTR = "passgate_access"
+# Set on every hook this module builds; check_route_access and the OpenAPI document read it.
+_ACCESS_ATTR = ACCESS_ATTR
 
 
 def _hook(access: str, check: Check | None) -> Hook:

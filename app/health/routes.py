@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, get
+from litestar.openapi import ResponseSpec
 from sqlalchemy import text
 
 from app.auth.guards import runtime_of
@@ -78,7 +79,12 @@ async def live() -> Live:
     return Live("ok")
 
 
-@get("/v1/health", tags=["health"])
+@get(
+    "/v1/health",
+    tags=["health"],
+    responses={503: ResponseSpec(Health, description="degraded: the same body, naming the part "
+                                 "that is down")},
+)
 async def health(request: Request[Any, Any, Any]) -> Response[Health]:
     """Database, broker and chain watchers (head, cursor, lag).
 
