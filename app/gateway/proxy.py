@@ -37,8 +37,8 @@ from litestar.response.streaming import ASGIStreamingResponse
 from litestar.types import Receive, Scope, Send
 
 from app.errors import UpstreamError, ValidationFailed
-from app.http.json_depth import nesting_exceeds
 from app.gateway.providers import Provider, normalised_path
+from app.http.json_depth import nesting_exceeds
 from app.settings import Settings
 
 log = logging.getLogger("passgate.gateway")
