@@ -77,8 +77,9 @@ def _email(n: int) -> str:
 
 def _provider(field: str) -> Callable[[str], dict[str, Any]]:
     def body(value: str) -> dict[str, Any]:
+        # Disabled: other tests list the enabled providers of this shared database.
         base = {"name": f"p{uuid.uuid4().hex[:12]}", "baseUrl": "http://127.0.0.1:9",
-                "priceMicros": 1}
+                "priceMicros": 1, "enabled": False}
         return {**base, field: value}
 
     return body

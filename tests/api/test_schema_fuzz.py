@@ -12,6 +12,7 @@ upstream: its answers are the upstream's, and tests/gateway drives it against a 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -34,10 +35,13 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from app.db import migrate
+from app.settings import Settings
 from chain.devchain import DevChain
 from tests.conftest import ADMIN_TOKEN, PEPPER
 from tests.fixtures.chain import devchain
 from tests.fixtures.live import ApiProcess, api_process
+from tests.fixtures.services import fresh_postgres_database
 
 __all__ = ["devchain"]
 
@@ -48,10 +52,25 @@ UNLIMITED = "1000000000"
 
 
 @pytest.fixture(scope="session")
+def fuzz_database(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database of its own on the session's backend: what the fuzzer creates (providers,
+    platforms, agents by the hundred) must not show up in other tests' listings."""
+    with contextlib.ExitStack() as stack:
+        if database_url.startswith("sqlite"):
+            url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('fuzzdb') / 'passgate.db'}"
+        else:
+            url = stack.enter_context(fresh_postgres_database())
+        migrate.upgrade(Settings(database_url=url))
+        yield url
+
+
+@pytest.fixture(scope="session")
 def fuzz_server(
-    settings_factory, devchain: DevChain, tmp_path_factory: pytest.TempPathFactory
+    settings_factory, fuzz_database: str, devchain: DevChain,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ApiProcess]:
-    settings = settings_factory(redis_prefix=f"fuzz:{uuid.uuid4().hex[:8]}")
+    settings = settings_factory(database_url=fuzz_database,
+                                redis_prefix=f"fuzz:{uuid.uuid4().hex[:8]}")
     env = {
         "PASSGATE_ADMIN_TOKEN": ADMIN_TOKEN,
         "PASSGATE_KEY_PEPPER": PEPPER,
