@@ -12,7 +12,9 @@ async def test_the_access_log_masks_claim_codes_and_keys(settings, tmp_path):
     # given passgate serve logging every request
     with api_process(settings, tmp_path / "api.log", {"PASSGATE_LOG_LEVEL": "INFO"}) as server:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-            registered = (await http.post("/v1/agents/register", json={"name": unique()})).json()
+            response = await http.post("/v1/agents/register", json={"name": unique()})
+            assert response.status_code == 201, response.text
+            registered = response.json()
             key = well_formed_key("ak")
 
             # when a claim URL is opened and a key is pasted into a query string
