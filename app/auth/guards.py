@@ -190,8 +190,6 @@ Hook = Callable[[AnyRequest], Awaitable[None]]
 Check = Callable[[AnyRequest], Awaitable[Principal | None]]
 
 _PRINCIPAL = "principal"
-# Set on every hook this module builds; check_route_access and the OpenAPI document read it.
-_ACCESS_ATTR = ACCESS_ATTR
 
 
 def _hook(access: str, check: Check | None) -> Hook:
@@ -200,7 +198,7 @@ def _hook(access: str, check: Check | None) -> Hook:
         if check is not None:
             _state(request)[_PRINCIPAL] = await check(request)
 
-    setattr(before_request, _ACCESS_ATTR, access)
+    setattr(before_request, ACCESS_ATTR, access)
     return before_request
 
 
@@ -268,7 +266,7 @@ def check_route_access(app: Litestar) -> None:
     for route in app.routes:
         for handler in getattr(route, "route_handlers", ()):
             hook = handler.resolve_before_request()
-            access = getattr(hook, _ACCESS_ATTR, None)
+            access = getattr(hook, ACCESS_ATTR, None)
             if access is None:
                 raise ImproperlyConfiguredException(
                     f"route {route.path} has no access hook (app.auth.guards)"

@@ -25,6 +25,8 @@ from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import SecurityRequirement
 from litestar.routes import HTTPRoute
 
+# Set by app.auth.guards on every access hook it builds (the kind of caller it admits);
+# check_route_access and this module read it.
 ACCESS_ATTR = "passgate_access"
 
 
