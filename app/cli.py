@@ -17,6 +17,7 @@ import httpx
 from app.config.cli import config
 from app.config.deployment import require_deployable
 from app.config.problems import SettingsError
+from app.recursion import settle_recursion_limit
 from app.settings import Settings, get_settings
 
 # A bad setting ends any command with one line per problem and this status, not a traceback.
@@ -36,6 +37,7 @@ class _Commands(click.Group):
 @click.group(cls=_Commands)
 def main() -> None:
     """passgate: sell API access to AI agents for USDC on Base."""
+    settle_recursion_limit()
 
 
 main.add_command(config)
@@ -212,23 +214,37 @@ def _client() -> httpx.Client:
     return httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=15)
 
 
+def _decoded(response: httpx.Response) -> Any:
+    """The JSON answer; one line naming the problem when it is not JSON a client can read
+    (nested too deeply for the decoder included)."""
+    try:
+        return response.json()
+    except (ValueError, RecursionError):
+        raise click.ClickException(
+            f"passgate answered {response.status_code} with something that is not JSON"
+        ) from None
+
+
 def _call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
     try:
         with _client() as client:
             response = client.request(method, path, json=body)
     except httpx.HTTPError as exc:
         raise click.ClickException(f"cannot reach passgate: {exc}") from None
-    if response.status_code == 401:
-        message = response.json().get("error", "unauthorized")
-        raise click.ClickException(f"passgate refused the key (401): {message}")
     if response.status_code >= 400:
         try:
             payload = response.json()
-            message = f"{payload.get('code')}: {payload.get('error')}"
-        except ValueError:
-            message = response.text[:200]
-        raise click.ClickException(f"{response.status_code} {message}")
-    return response.json()
+        except (ValueError, RecursionError):
+            payload = None
+        if not isinstance(payload, dict):
+            raise click.ClickException(f"{response.status_code} {response.text[:200]}")
+        if response.status_code == 401:
+            message = payload.get("error", "unauthorized")
+            raise click.ClickException(f"passgate refused the key (401): {message}")
+        raise click.ClickException(
+            f"{response.status_code} {payload.get('code')}: {payload.get('error')}"
+        )
+    return _decoded(response)
 
 
 @main.group()

@@ -25,6 +25,7 @@ from app.health.routes import health, live
 from app.http import log_redaction
 from app.http.dependency_errors import dependency_error_handlers
 from app.http.errors import exception_handlers
+from app.http.openapi import document_routes
 from app.http.request_id import add_response_headers
 from app.http.transaction import provide_session
 from app.keys.routes import router as keys_router
@@ -32,6 +33,7 @@ from app.passes.routes import router as passes_router
 from app.payments.admin_routes import router as admin_payments_router
 from app.payments.routes import router as payments_router
 from app.platforms.routes import router as platforms_router
+from app.recursion import settle_recursion_limit
 from app.runtime import Runtime
 from app.settings import Settings, get_settings
 from app.transfers.routes import router as chain_admin_router
@@ -62,6 +64,7 @@ def create_app(
     itself never imports worker code. Refuses production settings that ``passgate serve``
     would refuse, also when a server is pointed at this factory directly.
     """
+    settle_recursion_limit()
     settings = require_deployable(settings or get_settings())
     rt = runtime or Runtime.build(settings)
 
@@ -87,7 +90,7 @@ def create_app(
         dependencies={"session": Provide(provide_session)},
         exception_handlers=handlers,
         before_send=[add_response_headers],
-        # Routes without a stated access are open; every hook runs the NUL check first.
+        # Routes without a stated access are open; every hook runs the input check first.
         before_request=OPEN,
         lifespan=[runtime_lifespan, *lifespan],
         request_max_body_size=settings.max_body_bytes,
@@ -118,4 +121,5 @@ def create_app(
     check_route_access(app)
     # After the logging config above is applied: its handlers, and uvicorn's loggers.
     log_redaction.install()
+    document_routes(app)
     return app

@@ -28,7 +28,8 @@ def run_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = create_engine(url or "", poolclass=pool.NullPool)
+    # Never statement parameters in an error message (see app.db.engine).
+    engine = create_engine(url or "", poolclass=pool.NullPool, hide_parameters=True)
     with engine.connect() as conn:
         if conn.dialect.name == "sqlite":
             # Only takes effect while the file has no tables: see app.db.engine.

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import dramatiq
 
+from app.recursion import settle_recursion_limit
 from app.settings import Settings
 from workers.broker import install_broker
 from workers.embedded import EmbeddedScheduler
@@ -63,6 +64,7 @@ def settle_heap() -> None:
 
 
 def run_worker(settings: Settings, threads: int, until: Callable[[], None]) -> None:
+    settle_recursion_limit()
     worker = start_worker(settings, threads)
     settle_heap()
     try:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from app.recursion import settle_recursion_limit
 from app.settings import Settings
 from workers.broker import install_broker
 from workers.runner import load_actors
@@ -25,6 +26,7 @@ def build_scheduler(settings: Settings) -> BackgroundScheduler:
 
 
 def run_scheduler(settings: Settings, until: Callable[[], None]) -> None:
+    settle_recursion_limit()
     scheduler = build_scheduler(settings)
     scheduler.start()
     log.info("scheduler started with %d jobs", len(scheduler.get_jobs()))

@@ -172,7 +172,7 @@ async def list_keys(
                 next_cursor=next_cursor)
 
 
-@post("/keys/lookup", status_code=200)
+@post("/keys/lookup", status_code=200, errors=(404,))
 async def lookup_key(
     request: AnyRequest, session: AsyncSession, data: LookupKeyBody
 ) -> KeyView:
@@ -247,7 +247,7 @@ async def create_admin_token(
 # -- credits -----------------------------------------------------------------------------
 
 
-@post("/credits/adjustments", status_code=201)
+@post("/credits/adjustments", status_code=201, errors=(402, 404, 409))
 async def adjust_credits(
     request: AnyRequest, session: AsyncSession, data: AdjustmentBody
 ) -> LedgerView:

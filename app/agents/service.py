@@ -137,8 +137,10 @@ async def signup_by_email(
     taken = await session.exec(select(Agent.id).where(col(Agent.email) == normalized))
     if taken.first() is not None:
         raise Conflict("A key was already issued for this e-mail address.")
+    # The address names the agent; one past 200 characters (up to 320 are valid) is cut to
+    # the name's length, and stays whole in ``email``.
     return await _create(
-        session, pepper, name=normalized, description=None, key_kind=KeyKind.GATEWAY,
+        session, pepper, name=normalized[:200], description=None, key_kind=KeyKind.GATEWAY,
         starter_micros=starter_micros, email=normalized, claimable=False, label="gateway",
     )
 

@@ -74,7 +74,7 @@ async def _resolve(
     return attention_view(item)
 
 
-@post("/{item_id:str}/retry", status_code=200)
+@post("/{item_id:str}/retry", status_code=200, errors=(409,))
 async def retry_attention(
     request: AnyRequest, session: AsyncSession, item_id: str, data: ResolveBody | None = None,
 ) -> AttentionView:
@@ -82,7 +82,7 @@ async def retry_attention(
     return await _resolve(request, session, item_id, data, "retry", service.retry)
 
 
-@post("/{item_id:str}/dismiss", status_code=200)
+@post("/{item_id:str}/dismiss", status_code=200, errors=(409,))
 async def dismiss_attention(
     request: AnyRequest, session: AsyncSession, item_id: str, data: ResolveBody | None = None,
 ) -> AttentionView:

@@ -6,9 +6,9 @@ Every route states its access with a ``before_request`` hook built here (``key_h
 :func:`principal_of`. Hooks rather than Litestar dependencies: a keyed request pays for the
 check once instead of for dependency resolution on top, and the check still runs before the
 body is parsed, so an unauthenticated caller learns nothing from validation errors. Each hook
-begins with the NUL check (a route-level hook replaces the app's), and
-:func:`check_route_access` refuses to start an app with a route that has no access hook or an
-``/admin`` route without the admin one.
+begins with the input check (NUL characters, JSON nesting; a route-level hook replaces the
+app's), and :func:`check_route_access` refuses to start an app with a route that has no access
+hook or an ``/admin`` route without the admin one.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from litestar.exceptions import ImproperlyConfiguredException
 
 from app.auth.principal import Principal
 from app.errors import Forbidden, RateLimited, Unauthorized
-from app.http.input_guard import reject_nul_characters
+from app.http.input_guard import check_input
+from app.http.openapi import ACCESS_ATTR
 from app.http.request_id import scope_state
 from app.keys.format import KeyKind
 from app.ratelimit.headers import remember
@@ -189,17 +190,15 @@ Hook = Callable[[AnyRequest], Awaitable[None]]
 Check = Callable[[AnyRequest], Awaitable[Principal | None]]
 
 _PRINCIPAL = "principal"
-# Set on every hook this module builds; check_route_access looks for it.
-_ACCESS_ATTR = "passgate_access"
 
 
 def _hook(access: str, check: Check | None) -> Hook:
     async def before_request(request: AnyRequest) -> None:
-        await reject_nul_characters(request)
+        await check_input(request)
         if check is not None:
             _state(request)[_PRINCIPAL] = await check(request)
 
-    setattr(before_request, _ACCESS_ATTR, access)
+    setattr(before_request, ACCESS_ATTR, access)
     return before_request
 
 
@@ -267,7 +266,7 @@ def check_route_access(app: Litestar) -> None:
     for route in app.routes:
         for handler in getattr(route, "route_handlers", ()):
             hook = handler.resolve_before_request()
-            access = getattr(hook, _ACCESS_ATTR, None)
+            access = getattr(hook, ACCESS_ATTR, None)
             if access is None:
                 raise ImproperlyConfiguredException(
                     f"route {route.path} has no access hook (app.auth.guards)"

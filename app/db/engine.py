@@ -85,7 +85,9 @@ def _ping(dbapi_connection: Any) -> None:
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
-    kwargs: dict[str, Any] = {"echo": settings.database_echo}
+    # Statement parameters hold signatures, sealed secrets and key hashes: SQLAlchemy must not
+    # put them into its error messages (which end up in tracebacks and logs) or echo them.
+    kwargs: dict[str, Any] = {"echo": settings.database_echo, "hide_parameters": True}
     if settings.is_sqlite:
         kwargs["connect_args"] = {"timeout": 30}
     else:

@@ -38,6 +38,7 @@ from litestar.types import Receive, Scope, Send
 
 from app.errors import UpstreamError, ValidationFailed
 from app.gateway.providers import Provider, normalised_path
+from app.http.json_depth import nesting_exceeds
 from app.settings import Settings
 
 log = logging.getLogger("passgate.gateway")
@@ -136,6 +137,11 @@ class IncomingCall:
     request_id: str
 
 
+# The longest path after ``/v1/gateway/{provider}`` (as sent, percent-encoded): the usage
+# record's route column. Longer is a 400 before any price is quoted or payment recorded.
+MAX_GATEWAY_PATH = 2048
+
+
 def upstream_path(raw_path: bytes, provider: str) -> str:
     """The part of ``/v1/gateway/{provider}/...`` after the provider, still percent-encoded.
 
@@ -148,6 +154,10 @@ def upstream_path(raw_path: bytes, provider: str) -> str:
     if index < 0:
         raise ValidationFailed("The gateway path is not valid.")
     rest = path[index + len(marker) :]
+    if len(rest) > MAX_GATEWAY_PATH:
+        raise ValidationFailed(
+            f"The path after the provider is longer than {MAX_GATEWAY_PATH} characters."
+        )
     if rest and not rest.startswith("/"):
         raise ValidationFailed("The gateway path is not valid.")
     check_path(rest)
@@ -194,10 +204,13 @@ def requested_model(call: IncomingCall) -> str | None:
         return None
     try:
         encoding = json.detect_encoding(body)
-        if encoding == "utf-8":
-            return _model_decoder.decode(body).model
-        # As json.loads decodes bytes; a lone surrogate then fails in msgspec (UnicodeError).
-        return _model_decoder.decode(body.decode(encoding, "surrogatepass")).model
+        if encoding != "utf-8":
+            # As json.loads decodes bytes; a lone surrogate then fails in msgspec (UnicodeError).
+            body = body.decode(encoding, "surrogatepass").encode("utf-8", "surrogatepass")
+        if nesting_exceeds(body):
+            # Too deep to decode safely; the upstream may still take it.
+            raise UnreadableBody
+        return _model_decoder.decode(body).model
     except (msgspec.DecodeError, UnicodeError):
         raise UnreadableBody from None
 

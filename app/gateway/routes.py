@@ -71,6 +71,10 @@ async def incoming_call(request: AnyRequest, provider: str) -> IncomingCall:
     http_method=METHODS,
     before_request=optional_key_holder(GATEWAY),
     summary="Call an upstream provider through the gateway",
+    # The upstream's own status (2xx, 4xx) is passed through.
+    status_code=200,
+    paid=True,
+    errors=(404, 502),
 )
 async def gateway_call(
     request: AnyRequest, provider: str, path: str = ""
@@ -128,7 +132,7 @@ def _refresh_after_commit(request: AnyRequest, session: AsyncSession) -> None:
     after_commit(session, gateway_of(request).registry.invalidate)
 
 
-@post("/providers", status_code=201)
+@post("/providers", status_code=201, errors=(409,))
 async def create_provider(
     request: AnyRequest, session: AsyncSession, data: CreateProviderBody
 ) -> AdminProviderView:
@@ -169,7 +173,7 @@ async def get_provider(
     return admin_provider_view(await manage.entry(session, gateway_of(request).settings, name))
 
 
-@patch("/providers/{name:str}")
+@patch("/providers/{name:str}", errors=(409,))
 async def update_provider(
     request: AnyRequest,
     session: AsyncSession,
@@ -195,7 +199,7 @@ async def update_provider(
     return admin_provider_view(await manage.entry(session, gateway.settings, row.name))
 
 
-@delete("/providers/{name:str}", status_code=200)
+@delete("/providers/{name:str}", status_code=200, errors=(409,))
 async def delete_provider(
     request: AnyRequest, session: AsyncSession, name: str
 ) -> AdminProviderView:

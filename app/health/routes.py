@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 from eth_account import Account
 from litestar import Request, Response, get
+from litestar.openapi import ResponseSpec
 from sqlalchemy import text
 
 from app.attention import service as attention
@@ -131,7 +132,12 @@ async def live() -> Live:
     return Live("ok")
 
 
-@get("/v1/health", tags=["health"])
+@get(
+    "/v1/health",
+    tags=["health"],
+    responses={503: ResponseSpec(Health, description="degraded: the same body, naming the part "
+                                 "that is down")},
+)
 async def health(request: Request[Any, Any, Any]) -> Response[Health]:
     """Database, broker, each chain watcher, the settlement signer (configured, gas money),
     webhook delivery, the scheduler and every periodic job (last success, lag), the oldest

@@ -105,6 +105,21 @@ def http_error_handler(
     return _response(request, status, _body(request, message, code, details), headers)
 
 
+def undecodable_text_handler(
+    request: Request[Any, Any, Any], exc: UnicodeDecodeError
+) -> Response[dict[str, Any]]:
+    """Bytes that are not UTF-8 where text is expected: a JSON string in a body, most often.
+
+    msgspec 0.22 (the locked version) raises ``UnicodeDecodeError`` for invalid UTF-8 inside a
+    JSON string rather than its ``DecodeError``, which Litestar maps to a 400; other versions
+    differ. passgate decodes nothing of its own that could fail this way (what it decrypts, it
+    encrypted and authenticated), so the client sent it, whichever library noticed.
+    """
+    body = _body(request, "The request contains bytes that are not valid UTF-8.",
+                 "VALIDATION_ERROR", None)
+    return _response(request, 400, body)
+
+
 def internal_error_handler(
     request: Request[Any, Any, Any], exc: Exception
 ) -> Response[dict[str, Any]]:
@@ -118,5 +133,6 @@ def exception_handlers() -> ExceptionHandlersMap:
     return {
         AppError: app_error_handler,
         HTTPException: http_error_handler,
+        UnicodeDecodeError: undecodable_text_handler,
         Exception: internal_error_handler,
     }

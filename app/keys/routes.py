@@ -38,7 +38,7 @@ from app.keys.views import key_view, principal_view
 AnyRequest = Request[Any, Any, Any]
 
 
-@post("/keys", before_request=SIGNUP, status_code=201)
+@post("/keys", before_request=SIGNUP, status_code=201, errors=(409,))
 async def signup_gateway_key(
     request: AnyRequest, session: AsyncSession, data: EmailSignupBody
 ) -> EmailSignupResult:
@@ -61,6 +61,7 @@ async def signup_gateway_key(
     # that outlive its own revocation.
     before_request=key_holder_or_signup(KEYS_WRITE),
     status_code=201,
+    errors=(409,),
 )
 async def create_api_key(
     request: AnyRequest, session: AsyncSession, data: CreateKeyBody
@@ -133,6 +134,7 @@ async def revoke_api_key(
     "/api-keys/{key_id:str}/regenerate",
     before_request=key_holder(KEYS_WRITE),
     status_code=200,
+    errors=(409,),
 )
 async def regenerate_api_key(
     request: AnyRequest,

@@ -4,14 +4,31 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from litestar import Request, Response, Router, post
+from litestar.openapi import ResponseSpec
 
 from app.auth.guards import runtime_of
 from app.passes import service as passes
 from app.payments.runtime import payments_of
 
 
-@post("/passes/{period:str}", status_code=201)
+class PendingPayment(msgspec.Struct, rename="camel"):
+    """The 202 of a payment still settling when the wait ends (``passes.pending_body``)."""
+
+    payment_id: str
+    status: str
+    claim_token: str
+    status_url: str
+
+
+@post(
+    "/passes/{period:str}",
+    status_code=201,
+    paid=True,
+    responses={202: ResponseSpec(PendingPayment, description="Paid, still settling: fetch the "
+                                 "key once from statusUrl with X-Claim-Token.")},
+)
 async def buy_pass(request: Request[Any, Any, Any], period: str) -> Response[dict[str, Any]]:
     """Answers 402 with payment requirements; with a valid payment 201 and the key (shown
     once), or 202 with a claim token when settlement takes longer than the wait window."""

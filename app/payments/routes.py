@@ -41,7 +41,8 @@ def payment_view(payment: Payment, result: dict[str, Any] | None = None) -> Paym
     )
 
 
-@get("/payments/{payment_id:str}")
+# Open: a claim token is a credential of its own; a key is checked in the handler.
+@get("/payments/{payment_id:str}", errors=(401, 403, 409, 429))
 async def get_payment(
     request: Request[Any, Any, Any], session: AsyncSession, payment_id: str
 ) -> PaymentView:

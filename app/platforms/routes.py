@@ -117,7 +117,7 @@ async def update_agent(
     return agent_view(agent)
 
 
-@post("/agents/{agent_id:str}/rotate-key", status_code=200)
+@post("/agents/{agent_id:str}/rotate-key", status_code=200, errors=(409,))
 async def rotate_agent_key(
     request: AnyRequest, session: AsyncSession, agent_id: str,
     data: RotateBody | None = None,
@@ -140,7 +140,7 @@ async def rotate_agent_key(
                       previous_key_expires_at=rfc3339(rotated.previous_valid_until))
 
 
-@post("/agents/claim", status_code=200)
+@post("/agents/claim", status_code=200, errors=(404,))
 async def claim_agent(
     request: AnyRequest, session: AsyncSession, data: ClaimBody
 ) -> AgentView:
@@ -205,7 +205,7 @@ async def list_master_keys(
     return Page(data=[key_view(k, settings) for k in rows], next_cursor=next_cursor)
 
 
-@delete("/master-keys/{key_id:str}", status_code=200)
+@delete("/master-keys/{key_id:str}", status_code=200, errors=(409,))
 async def revoke_master_key(
     request: AnyRequest, session: AsyncSession, key_id: str
 ) -> KeyView:

@@ -81,7 +81,7 @@ async def get_transfer(session: AsyncSession, transfer_id: str) -> TransferView:
     return transfer_view(await transfers.get(session, transfer_id))
 
 
-@post("/transfers/{transfer_id:str}/assign", status_code=200)
+@post("/transfers/{transfer_id:str}/assign", status_code=200, errors=(409,))
 async def assign_transfer(
     request: AnyRequest, session: AsyncSession, transfer_id: str,
     data: AssignBody,
@@ -118,7 +118,7 @@ async def list_watchers(
     return await _watcher_views(request, session)
 
 
-@post("/chain/watchers/{network:str}/rewind", status_code=200)
+@post("/chain/watchers/{network:str}/rewind", status_code=200, errors=(409,))
 async def rewind_watcher(
     request: AnyRequest, session: AsyncSession, network: str,
     data: RewindBody,

@@ -39,7 +39,7 @@ async def create_challenge(
                          message=item.message, expires_at=rfc3339(item.expires_at) or "")
 
 
-@post("/", before_request=key_holder(WALLETS_WRITE), status_code=201)
+@post("/", before_request=key_holder(WALLETS_WRITE), status_code=201, errors=(409,))
 async def link_wallet(request: AnyRequest, session: AsyncSession, data: LinkBody) -> WalletView:
     """Link a wallet by presenting the signed challenge."""
     caller = principal_of(request)

@@ -130,7 +130,7 @@ async def _own(session: AsyncSession, master: Principal, endpoint_id: str) -> We
     return await service.get(session, endpoint_id, master.platform_id or "")
 
 
-@post("/", status_code=201)
+@post("/", status_code=201, errors=(409,))
 async def create_endpoint(request: AnyRequest, session: AsyncSession,
                           data: CreateEndpointBody) -> CreatedEndpoint:
     """Register an endpoint. The URL must reach a public address (SSRF guard); the ``whsec_``
@@ -190,7 +190,7 @@ async def rotate_secret(request: AnyRequest, session: AsyncSession,
     return await _rotate(request, session, _platform_actor(request, master), endpoint)
 
 
-@post("/{endpoint_id:str}/test", status_code=202)
+@post("/{endpoint_id:str}/test", status_code=202, errors=(409,))
 async def send_test(request: AnyRequest, session: AsyncSession,
                     endpoint_id: str) -> TestSent:
     """Send a ``webhook.test`` event to this endpoint only."""
@@ -213,7 +213,7 @@ async def list_deliveries(
     return await _deliveries(session, endpoint, limit, cursor, status, event_type)
 
 
-@post("/{endpoint_id:str}/replay", status_code=202)
+@post("/{endpoint_id:str}/replay", status_code=202, errors=(409,))
 async def replay(request: AnyRequest, session: AsyncSession,
                  endpoint_id: str, data: ReplayBody) -> ReplayView:
     """Re-send failed messages created since ``since``, at a bounded rate."""
@@ -244,7 +244,7 @@ async def _any(session: AsyncSession, endpoint_id: str) -> WebhookEndpoint:
     return await service.get(session, endpoint_id, any_owner=True)
 
 
-@post("/", status_code=201)
+@post("/", status_code=201, errors=(404, 409))
 async def admin_create_endpoint(request: AnyRequest, session: AsyncSession,
                                 data: CreateEndpointBody) -> CreatedEndpoint:
     """An operator endpoint: it receives every platform's events (filtered by type) and the
@@ -301,7 +301,7 @@ async def admin_rotate_secret(request: AnyRequest, session: AsyncSession,
     return await _rotate(request, session, _admin_actor(request, admin), endpoint)
 
 
-@post("/{endpoint_id:str}/test", status_code=202)
+@post("/{endpoint_id:str}/test", status_code=202, errors=(409,))
 async def admin_send_test(request: AnyRequest, session: AsyncSession,
                           endpoint_id: str) -> TestSent:
     admin = principal_of(request)
@@ -320,7 +320,7 @@ async def admin_list_deliveries(
     return await _deliveries(session, endpoint, limit, cursor, status, event_type)
 
 
-@post("/{endpoint_id:str}/replay", status_code=202)
+@post("/{endpoint_id:str}/replay", status_code=202, errors=(409,))
 async def admin_replay(request: AnyRequest, session: AsyncSession,
                        endpoint_id: str, data: ReplayBody) -> ReplayView:
     """Re-send an endpoint's failed messages created since ``since``, at a bounded rate."""
@@ -337,7 +337,7 @@ async def admin_get_message(session: AsyncSession,
     return delivery_view(message, attempts[message.id])
 
 
-@post("/messages/{message_id:str}/replay", status_code=202)
+@post("/messages/{message_id:str}/replay", status_code=202, errors=(409,))
 async def admin_replay_message(request: AnyRequest, session: AsyncSession,
                                message_id: str) -> DeliveryView:
     """Send one delivered or failed message again (same ``webhook-id``, same body)."""

@@ -57,6 +57,10 @@ X_PAYMENT_CHAIN = "X-Payment-Chain"
 # not a payment and is refused before any decoding work.
 MAX_HEADER_CHARS = 16_384
 MAX_SIGNATURE_BYTES = 4_096
+# A payload holds a handful of objects. A JSON decoder recurses once per nesting level, and
+# the brackets bound the nesting: far more of them is not a payment, and is refused before
+# decoding rather than left to the interpreter's recursion limit.
+MAX_PAYLOAD_BRACKETS = 256
 _UINT256_MAX = 2**256 - 1
 
 _TX_HASH = re.compile(r"0x[0-9a-fA-F]{64}")
@@ -238,6 +242,8 @@ def _base64_json(header: str, value: str) -> dict[str, Any]:
         raw = base64.b64decode(normalized, validate=True)
     except (binascii.Error, ValueError):
         raise PaymentHeaderError(header, "value is not base64") from None
+    if raw.count(b"{") + raw.count(b"[") > MAX_PAYLOAD_BRACKETS:
+        raise PaymentHeaderError(header, "payload holds too many objects and arrays")
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):

@@ -240,6 +240,20 @@ async def test_a_body_whose_model_cannot_be_read_costs_the_highest_price(gw: Cli
     assert costs == ["100000"] * len(bodies)
 
 
+async def test_a_body_nested_too_deeply_to_read_costs_the_highest_price(gw: Client) -> None:
+    # Given a provider priced by model, and a body naming the cheap default model whose other
+    # field is nested a hundred thousand levels deep
+    key = await signup(gw)
+    body = b'{"model": "small", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+
+    # When it is sent
+    response = await gw.post("/v1/gateway/echo/echo", content=body, headers=key_headers(key))
+
+    # Then passgate does not decode it: the upstream gets it, at the highest model price
+    assert response.status_code == 200, response.text
+    assert response.headers["x-gateway-cost-micros"] == "100000"
+
+
 async def test_a_route_price_holds_however_the_path_is_spelled(gw: Client) -> None:
     # Given a route priced above the default (/echo/premium)
     key = await signup(gw)

@@ -9,11 +9,19 @@ import httpx
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from app.gateway.proxy import MAX_GATEWAY_PATH
 from app.main import create_app
 from tests.factories import assert_error, key_headers
 from tests.fixtures.live import serve
 from tests.gateway.conftest import GatewayFactory
-from tests.gateway.helpers import PRICE, UPSTREAM_SECRET, balance, signup, upstream_hits
+from tests.gateway.helpers import (
+    PRICE,
+    UPSTREAM_SECRET,
+    balance,
+    settled_usage,
+    signup,
+    upstream_hits,
+)
 
 Client = AsyncTestClient[Litestar]
 
@@ -251,6 +259,24 @@ async def test_repeated_slashes_and_path_parameters_are_merged_before_forwarding
     assert response.status_code == 200, response.text
     assert response.json()["rawPath"] == "/echo/a/b/"
     assert response.json()["query"] == "x=1;y"
+
+
+async def test_a_path_as_long_as_allowed_is_forwarded_and_recorded(gw: Client) -> None:
+    # given a key, and a path of exactly the longest length a gateway path may have
+    key = await signup(gw)
+    rest = "/echo/" + "a" * (MAX_GATEWAY_PATH - len("/echo/"))
+
+    # when it is called, and then with one character more
+    served = await gw.get(f"/v1/gateway/echo{rest}", headers=key_headers(key))
+    refused = await gw.get(f"/v1/gateway/echo{rest}a", headers=key_headers(key))
+
+    # then the first reaches the upstream and is recorded; the second is a 400, free
+    assert served.status_code == 200, served.text
+    assert served.json()["path"] == rest
+    usage = await settled_usage(gw, key, served.headers["x-gateway-usage-id"])
+    assert usage["route"] == rest
+    assert_error(refused, 400, "VALIDATION_ERROR")
+    assert (await balance(gw, key))["spentMicros"] == PRICE
 
 
 async def test_unknown_provider_is_not_found_and_free(gw: Client) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from eth_account import Account
 from litestar.testing import AsyncTestClient
 
+from app.gateway.proxy import MAX_GATEWAY_PATH
 from app.main import create_app
 from chain.x402 import SignedPayment, decode_payment
 from chain.x402.payer import build_payer_client, sign_payment_headers
@@ -143,3 +145,35 @@ async def test_a_pushed_transfer_is_refused_before_anything_is_recorded(
     assert "PAYMENT-REQUIRED" in response.headers
     bought = await api.post("/v1/passes/1d", headers=pushed)
     assert bought.status_code == 201, bought.text
+
+
+async def test_a_paid_call_on_a_long_path_is_served_and_its_signature_never_logged(
+    api, devchain, chain_client, pay_to, caplog
+):
+    # given a payment signed for a call whose path is as long as a gateway path may be, and
+    # passgate logging everything (libraries stay at WARNING, as the app configures them)
+    caplog.set_level(logging.DEBUG, logger="passgate")
+    path = "/v1/gateway/echo/echo/" + "a" * (MAX_GATEWAY_PATH - len("/echo/"))
+    payer = await _payer(devchain, chain_client)
+    headers = await _signed(api, payer, path)
+    signed = decode_payment(headers, api.app.state.runtime.settings.networks().values())
+    assert isinstance(signed, SignedPayment)
+
+    # when the call is made
+    response = await api.post(path, json={"q": 1}, headers=headers)
+
+    # then it is served and paid, and no log line holds the signature
+    assert response.status_code == 200, response.text
+    assert await chain_client.balance_of(pay_to) == PRICE
+    signature = signed.signature.removeprefix("0x").lower()
+    assert signature not in caplog.text.lower()
+
+
+async def test_a_gateway_path_past_the_limit_is_refused_before_a_price_is_asked(api):
+    # when a call without a key names a path one character too long
+    path = "/v1/gateway/echo/echo/" + "a" * (MAX_GATEWAY_PATH - len("/echo/") + 1)
+    response = await api.post(path, json={"q": 1})
+
+    # then it is a 400, not a 402 asking to pay for it
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "VALIDATION_ERROR"

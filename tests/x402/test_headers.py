@@ -128,6 +128,14 @@ def test_no_payment_headers_means_no_payment() -> None:
         ({"PAYMENT-SIGNATURE": b64({"x402Version": 3})}, "PAYMENT-SIGNATURE", "x402Version"),
         ({"PAYMENT-SIGNATURE": b64({"x402Version": 2})}, "PAYMENT-SIGNATURE", "payload"),
         ({"PAYMENT-SIGNATURE": "A" * 20_000}, "PAYMENT-SIGNATURE", "longer"),
+        # Nested 6,000 deep: a decoder recursing per level, under Python's recursion limit.
+        (
+            {"PAYMENT-SIGNATURE": base64.b64encode(
+                b'{"x402Version": 2, "a": ' + b"[" * 6_000 + b"]" * 6_000 + b"}"
+            ).decode()},
+            "PAYMENT-SIGNATURE",
+            "too many",
+        ),
     ],
 )
 def test_malformed_headers_are_refused_with_a_message(
