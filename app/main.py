@@ -8,7 +8,6 @@ from importlib.metadata import PackageNotFoundError, version
 
 from litestar import Litestar
 from litestar.di import Provide
-from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
@@ -25,6 +24,9 @@ from app.http.errors import exception_handlers
 from app.http.request_id import add_response_headers
 from app.http.transaction import provide_session
 from app.keys.routes import router as keys_router
+from app.logs.config import litestar_logging
+from app.metrics.http import observe_requests
+from app.metrics.routes import metrics
 from app.passes.routes import router as passes_router
 from app.payments.admin_routes import router as admin_payments_router
 from app.payments.routes import router as payments_router
@@ -62,7 +64,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     handlers.update(dependency_error_handlers())
     app = Litestar(
         route_handlers=[
-            health, live, catalog_router, agents_router, keys_router, credits_router,
+            health, live, metrics, catalog_router, agents_router, keys_router, credits_router,
             platforms_router, admin_router, wallets_router,
             platform_webhooks_router, admin_webhooks_router, passes_router, payments_router,
             admin_payments_router,
@@ -91,13 +93,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 }
             ),
         ),
-        # Only passgate's own loggers at the configured level; libraries stay at WARNING.
-        logging_config=LoggingConfig(
-            root={"level": "WARNING", "handlers": ["queue_listener"]},
-            loggers={"passgate": {"level": settings.log_level, "propagate": True}},
-            log_exceptions="never",
-        ),
+        # passgate's loggers at the configured level, libraries at WARNING; text or JSON lines.
+        logging_config=litestar_logging(settings),
         debug=False,
     )
     check_route_access(app)
+    observe_requests(app)
     return app

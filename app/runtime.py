@@ -14,6 +14,7 @@ from app.db.engine import create_engine, session_factory
 from app.events.dispatch import OUTBOX_DISPATCHER
 from app.gateway.service import Gateway
 from app.jobs import JOB_QUEUE, JobQueue
+from app.metrics.state import StateReader
 from app.ratelimit.limiter import RateLimiter
 from app.settings import Settings
 from app.webhooks.jobs import WEBHOOK_JOBS, WebhookOutbox
@@ -27,6 +28,7 @@ class Runtime:
     sessions: async_sessionmaker[AsyncSession]
     limiter: RateLimiter
     auth: Authenticator
+    state: StateReader
     redis: Any = None  # redis.asyncio.Redis when configured
     jobs: JobQueue | None = None
     # app.payments.service.Payments, created on first use (see app.payments.runtime).
@@ -55,6 +57,7 @@ class Runtime:
             sessions=sessions,
             limiter=RateLimiter.from_settings(settings),
             auth=Authenticator(settings, sessions, cache),
+            state=StateReader(settings, sessions, redis, broker),
             redis=redis,
             jobs=jobs,
             gateway=Gateway(settings, sessions),

@@ -219,6 +219,19 @@ class Settings(BaseSettings):
     webhook_send_concurrency: int = Field(default=16, ge=1)
     trusted_proxies: list[str] = Field(default_factory=list)
     log_level: str = "INFO"
+    # One JSON object per line (timestamp, level, logger, message, request and other ids), or
+    # plain text lines.
+    log_format: Literal["text", "json"] = "text"
+
+    # -- metrics -----------------------------------------------------------------------
+    # When set, GET /metrics (and a worker's metrics port) want ``Authorization: Bearer``.
+    metrics_token: SecretStr | None = None
+    # ``passgate worker`` serves its own metrics on this port (unset: none).
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65_535)
+    # How long one API process reuses the states it read for /metrics (payments by status,
+    # watchers, queues): scrapes every few seconds from several Prometheus servers cost one
+    # set of queries.
+    metrics_cache_seconds: float = Field(default=5.0, ge=0, le=60)
 
     # -- chain ---------------------------------------------------------------------------
     # A network is enabled by giving it RPC URLs: PASSGATE_CHAIN_RPC_URLS='{"base": "https://a,

@@ -1,0 +1,51 @@
+"""The safety net under every log line: nothing shaped like a passgate secret gets out.
+
+passgate never logs a secret on purpose. This catches the accidents: a key echoed in an
+exception message, a claim code in an access-log path, a signature in a traceback. It runs
+on the finished line (message, exception text and all), so no field escapes it.
+
+What it recognises:
+
+- keys by their prefixes (``ak_ gw_ pk_ pass_ mk_ adm_``), claim codes (``clm_``), claim
+  tokens (``clt_``) and webhook secrets (``whsec_``), each followed by its random part;
+- ``0x`` hex of 65 bytes or more: an EIP-3009 signature, or calldata or a raw transaction
+  carrying one (32-byte hex, a transaction hash or nonce, stays readable);
+- the configured secrets themselves, whatever their shape: the pepper, the admin token, the
+  signer's private key, the metrics token, the gateway providers' header values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+REDACTED = "[REDACTED]"
+# Literals shorter than this would redact ordinary words; real secrets are far longer.
+_MIN_LITERAL = 8
+
+_PATTERNS = (
+    r"\b(?P<key>(?:ak|gw|pk|pass|mk|adm|clm)_)[0-9A-Za-z]{16,}",
+    r"\b(?P<token>clt_)[A-Za-z0-9_\-]{16,}",
+    r"\b(?P<whsec>whsec_)[A-Za-z0-9+/=]{16,}",
+    r"(?P<hex>0x)[0-9a-fA-F]{130,}",
+)
+
+
+class Redactor:
+    """Replaces secret-shaped values and the given literal secrets in a string."""
+
+    def __init__(self, literals: Iterable[str] = ()) -> None:
+        words = sorted({w for w in literals if len(w) >= _MIN_LITERAL}, key=len, reverse=True)
+        parts = list(_PATTERNS)
+        if words:
+            parts.append("(?P<literal>" + "|".join(re.escape(w) for w in words) + ")")
+        self._pattern = re.compile("|".join(parts))
+
+    def __call__(self, text: str) -> str:
+        return self._pattern.sub(_replacement, text)
+
+
+def _replacement(match: re.Match[str]) -> str:
+    kept = match.group("key") or match.group("token") or match.group("whsec") or \
+        match.group("hex") or ""
+    return kept + REDACTED

@@ -1,0 +1,71 @@
+"""The outermost layer of the API: each request's log scope, and its count and duration.
+
+It wraps Litestar's whole handler (``observe_requests``) rather than being an app
+middleware: Litestar runs app middleware per route, so answers given before any route was
+found (404, 405, a bad Host) would be neither counted nor carry a request id in their logs.
+
+Requests are labelled by the route *template* Litestar matched (``/v1/api-keys/{key_id:str}``),
+never by the path: paths are unbounded, and some carry secrets (a claim code). Requests that
+matched no route are ``unmatched``; a method outside HTTP's own is ``OTHER``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from litestar import Litestar
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.http.request_id import ensure_request_id
+from app.logs import context
+from app.metrics.instruments import HTTP_DURATION, HTTP_REQUESTS
+
+UNMATCHED = "unmatched"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE",
+                      "CONNECT"})
+
+
+class RequestObserver:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        # The labelled children, found once: ``labels()`` takes a lock and builds a tuple.
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client gets if the app fails before answering
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        token = context.open_scope(request_id=ensure_request_id(scope))
+        try:
+            await self.app(scope, receive, observed_send)
+        finally:
+            context.close_scope(token)
+            self._record(scope, status, time.perf_counter() - started)
+
+    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+        method = scope.get("method", "")
+        key = (method, scope.get("path_template") or UNMATCHED, status)
+        series = self._series.get(key)
+        if series is None:
+            labels = (method if method in _METHODS else "OTHER", key[1], str(status))
+            series = (HTTP_REQUESTS.labels(*labels), HTTP_DURATION.labels(*labels))
+            # Only known methods are remembered: a flood of made-up ones must not grow this.
+            if method in _METHODS:
+                self._series[key] = series
+        series[0].inc()
+        series[1].observe(seconds)
+
+
+def observe_requests(app: Litestar) -> None:
+    """Put :class:`RequestObserver` around everything ``app`` does for a request."""
+    app.asgi_handler = RequestObserver(app.asgi_handler)
