@@ -13,13 +13,21 @@ from typing import Any
 
 import click
 import httpx
+from pydantic import ValidationError
 
+from app.logs.config import configure_logging, logging_config
 from app.settings import get_settings
 
 
 @click.group()
 def main() -> None:
     """passgate: sell API access to AI agents for USDC on Base."""
+    try:
+        settings = get_settings()
+    except (ValidationError, ValueError, OSError):
+        return  # the command itself reports the bad setting
+    # Every command logs alike (PASSGATE_LOG_FORMAT); `serve` hands the same to uvicorn.
+    configure_logging(settings)
 
 
 @main.command()
@@ -40,10 +48,15 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     import uvicorn
 
     settings = get_settings()
+    if workers > 1:
+        from app.metrics.exposition import use_multiprocess_dir
+
+        # Before the server processes start: /metrics then adds up all of them.
+        use_multiprocess_dir()
     uvicorn.run(
         "app.main:create_app", factory=True, host=host or settings.host,
         port=port or settings.port, workers=workers, log_level=settings.log_level.lower(),
-        proxy_headers=False,
+        log_config=logging_config(settings), proxy_headers=False,
     )
 
 

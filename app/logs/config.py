@@ -25,9 +25,8 @@ HANDLER = "queue_listener"  # Litestar's name for the handler it routes its logg
 def secret_literals(settings: Settings) -> list[str]:
     """The configured secrets, so they are redacted whatever their shape."""
     found = [settings.key_pepper.get_secret_value()]
-    for secret in (settings.admin_token, settings.metrics_token):
-        if secret is not None:
-            found.append(secret.get_secret_value())
+    found.extend(secret.get_secret_value() for secret in (settings.admin_token,
+                 settings.metrics_token) if secret is not None)
     if settings.chain_signer_private_key is not None:
         key = settings.chain_signer_private_key.get_secret_value()
         bare = key.removeprefix("0x")

@@ -17,14 +17,14 @@ from typing import IO, Any
 _TRACEBACKS = logging.Formatter()
 
 
-class DirectStream(logging.StreamHandler):  # type: ignore[type-arg]
+class DirectStream(logging.StreamHandler[IO[str]]):
     """Writes to ``stream``, or to whatever ``sys.stderr`` is at the time of writing."""
 
     def __init__(self, stream: IO[str] | None) -> None:
-        super().__init__(stream)
+        super().__init__(stream if stream is not None else sys.stderr)
         self._fixed = stream
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> IO[str]:
         return self._fixed if self._fixed is not None else sys.stderr
 
@@ -47,7 +47,7 @@ class QueuedStream(QueueHandler):
         self._listener: QueueListener | None = QueueListener(self._queue, self._writer)
         self._listener.start()
 
-    def setFormatter(self, fmt: logging.Formatter | None) -> None:  # noqa: N802 - logging's name
+    def setFormatter(self, fmt: logging.Formatter | None) -> None:
         self._writer.setFormatter(fmt)
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:

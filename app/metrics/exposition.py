@@ -9,8 +9,12 @@ the same process.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import Metric
@@ -43,3 +47,22 @@ def exposition(extra: Sequence[Metric] = ()) -> bytes:
     if extra:
         registry.register(_Families(extra))
     return generate_latest(registry)
+
+
+def use_multiprocess_dir() -> str:
+    """Make the API processes about to start share their metrics through files.
+
+    Call before they start (they inherit the environment). An operator's
+    ``PROMETHEUS_MULTIPROC_DIR`` is used after its files from an earlier run are removed
+    (prometheus_client requires a clean directory per run); otherwise a temporary one,
+    removed at exit.
+    """
+    path = multiprocess_dir()
+    if path:
+        for stale in Path(path).glob("*.db"):
+            stale.unlink(missing_ok=True)
+    else:
+        path = tempfile.mkdtemp(prefix="passgate-metrics-")
+        atexit.register(shutil.rmtree, path, True)
+        os.environ[MULTIPROC_ENV] = path
+    return path

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from litestar import Litestar
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.http.request_id import ensure_request_id
@@ -33,7 +34,7 @@ class RequestObserver:
         self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -53,7 +54,7 @@ class RequestObserver:
             self._record(scope, status, time.perf_counter() - started)
 
     def _record(self, scope: Scope, status: int, seconds: float) -> None:
-        method = scope.get("method", "")
+        method = str(scope.get("method", ""))
         key = (method, scope.get("path_template") or UNMATCHED, status)
         series = self._series.get(key)
         if series is None:

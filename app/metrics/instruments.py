@@ -18,7 +18,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Histogram, disable_created_metrics
 
 # ``_created`` timestamps double the series and no dashboard of ours reads them.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated upstream
 
 # Seconds. API answers range from a millisecond (a cached key) to a paid request's settlement
 # wait (PASSGATE_SETTLE_WAIT, 20 s by default).

@@ -108,7 +108,7 @@ class StateReader:
         payments = GaugeMetricFamily("passgate_payments", "Payments by status, scheme and "
                                      "network.", labels=["status", "scheme", "network"])
         rows = await session.execute(
-            select(Payment.status, Payment.scheme, Payment.network, func.count())
+            select(col(Payment.status), col(Payment.scheme), col(Payment.network), func.count())
             .group_by(col(Payment.status), col(Payment.scheme), col(Payment.network))
         )
         for status, scheme, network, count in rows.all():
