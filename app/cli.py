@@ -56,7 +56,8 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     uvicorn.run(
         "app.main:create_app", factory=True, host=host or settings.host,
         port=port or settings.port, workers=workers, log_level=settings.log_level.lower(),
-        log_config=logging_config(settings), proxy_headers=False,
+        # passgate.access logs each request instead (route template, ids, no raw path).
+        log_config=logging_config(settings), access_log=False, proxy_headers=False,
     )
 
 

@@ -9,6 +9,7 @@ cover infrastructure errors (database or broker down) while running the actor.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 
@@ -34,6 +35,8 @@ from webhooks.signing import build_headers
 from webhooks.transport import DeliveryResult, WebhookSender
 from workers import context
 from workers.schedule import periodic
+
+log = logging.getLogger("passgate.webhooks")
 
 SWEEP_EVERY_SECONDS = 10.0
 # Events one fan-out job may take at once (see ``fan_out``). Under a burst, 50 rather than 20
@@ -91,9 +94,12 @@ async def _send(
 
 
 def _measure(message_id: str, result: DeliveryResult) -> None:
-    webhook_attempt("success" if result.success else result.error_kind or "http",
-                    result.latency_ms)
-    if result.success:
+    outcome = "success" if result.success else result.error_kind or "http"
+    webhook_attempt(outcome, result.latency_ms)
+    if not result.success:
+        log.info("attempt failed (%s, %s ms): %s", outcome, result.latency_ms, result.error)
+    else:
+        log.debug("delivered (%s, %s ms)", result.status_code, result.latency_ms)
         # Message ids are ULIDs: their first part is the message's creation time.
         created = ULID.from_str(message_id.partition("_")[2]).timestamp
         WEBHOOK_DELIVERY_SECONDS.observe(max(time.time() - created, 0.0))
