@@ -222,6 +222,8 @@ class Settings(BaseSettings):
     # One JSON object per line (timestamp, level, logger, message, request and other ids), or
     # plain text lines.
     log_format: Literal["text", "json"] = "text"
+    # One ``passgate.access`` line per request (at INFO); off for very busy APIs or benchmarks.
+    access_log: bool = True
 
     # -- metrics -----------------------------------------------------------------------
     # When set, GET /metrics (and a worker's metrics port) want ``Authorization: Bearer``.

@@ -54,6 +54,9 @@ def logging_config(settings: Settings, stream: IO[str] | None = None) -> dict[st
         "root": {"level": "WARNING", "handlers": [HANDLER]},
         "loggers": {
             "passgate": {"level": settings.log_level.upper(), **quiet},
+            # Inherits passgate's level unless access lines are off.
+            "passgate.access": {"level": "NOTSET" if settings.access_log else "WARNING",
+                                **quiet},
             "litestar": {"level": "INFO", **quiet},
             "uvicorn": {"level": "INFO", **quiet},
             "uvicorn.error": {"level": "INFO", **quiet},

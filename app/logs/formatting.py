@@ -46,23 +46,22 @@ class JsonFormatter(logging.Formatter):
         self._redact = redact
 
     def format(self, record: logging.LogRecord) -> str:
-        clean = self._redact
         entry: dict[str, Any] = {
             "timestamp": datetime.fromtimestamp(record.created, UTC)
             .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "level": record.levelname,
             "logger": record.name,
-            "message": clean(record.getMessage()),
+            "message": record.getMessage(),
         }
-        for name, value in _ids(record).items():
-            entry[name] = clean(value)
+        entry.update(_ids(record))
         exception = _exception(self, record)
         if exception:
-            entry["exception"] = clean(exception)
+            entry["exception"] = exception
         if record.stack_info:
-            entry["stack"] = clean(self.formatStack(record.stack_info))
-        # Each value was redacted before encoding: JSON escaping could hide a secret's shape.
-        return json.dumps(entry, ensure_ascii=False, default=str)
+            entry["stack"] = self.formatStack(record.stack_info)
+        # The encoded line is redacted: JSON escapes none of the characters of a secret's
+        # shape, and the redactor also knows the configured secrets in their escaped form.
+        return self._redact(json.dumps(entry, ensure_ascii=False, default=str))
 
 
 class TextFormatter(logging.Formatter):

@@ -16,6 +16,7 @@ What it recognises:
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 
@@ -23,6 +24,9 @@ REDACTED = "[REDACTED]"
 # Literals shorter than this would redact ordinary words; real secrets are far longer.
 _MIN_LITERAL = 8
 
+# Substrings every match contains: a line with none of them (nearly every line) is passed
+# over with a few substring searches instead of a regular-expression scan (~1 us, not ~40).
+_MARKERS = ("ak_", "gw_", "pk_", "pass_", "mk_", "adm_", "clm_", "clt_", "whsec_", "0x")
 _PATTERNS = (
     r"\b(?P<key>(?:ak|gw|pk|pass|mk|adm|clm)_)[0-9A-Za-z]{16,}",
     r"\b(?P<token>clt_)[A-Za-z0-9_\-]{16,}",
@@ -35,14 +39,21 @@ class Redactor:
     """Replaces secret-shaped values and the given literal secrets in a string."""
 
     def __init__(self, literals: Iterable[str] = ()) -> None:
-        words = sorted({w for w in literals if len(w) >= _MIN_LITERAL}, key=len, reverse=True)
+        kept = {w for w in literals if len(w) >= _MIN_LITERAL}
+        # Also as they read inside a JSON string, where quotes and backslashes are escaped.
+        kept |= {json.dumps(w, ensure_ascii=False)[1:-1] for w in kept}
+        words = sorted(kept, key=len, reverse=True)
+        self._markers = (*_MARKERS, *words)
         parts = list(_PATTERNS)
         if words:
             parts.append("(?P<literal>" + "|".join(re.escape(w) for w in words) + ")")
         self._pattern = re.compile("|".join(parts))
 
     def __call__(self, text: str) -> str:
-        return self._pattern.sub(_replacement, text)
+        for marker in self._markers:
+            if marker in text:
+                return self._pattern.sub(_replacement, text)
+        return text
 
 
 def _replacement(match: re.Match[str]) -> str:

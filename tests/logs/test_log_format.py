@@ -50,3 +50,17 @@ async def test_text_lines_end_with_the_request_id(settings_factory, capsys):
     [line] = [row for row in output.splitlines() if "req-text-line-1" in row]
     assert " INFO passgate.access: GET /v1/health/live 200 " in line
     assert line.endswith("request_id=req-text-line-1")
+
+
+async def test_access_lines_can_be_turned_off(settings_factory, capsys):
+    # Given an API with access lines off
+    app = create_app(settings_factory(access_log=False))
+    async with AsyncTestClient(app=app) as client:
+        capsys.readouterr()
+
+        # When a request is made
+        await client.get("/v1/health/live", headers={"X-Request-ID": "req-no-access-1"})
+        output = captured(capsys)
+
+    # Then nothing is logged for it
+    assert "req-no-access-1" not in output

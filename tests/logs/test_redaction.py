@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import logging.config
 from collections.abc import Iterator
@@ -53,7 +54,8 @@ def test_every_key_kind_claim_code_webhook_secret_and_signature_is_redacted(outp
     # Then none of them is in the output, each replaced where it stood
     text = output.getvalue()
     assert all(secret not in text for secret in secrets)
-    assert "ak_[REDACTED]" in text and "whsec_[REDACTED]" in text
+    assert "ak_[REDACTED]" in text
+    assert "whsec_[REDACTED]" in text
     assert "0x[REDACTED]" in text
 
 
@@ -66,7 +68,8 @@ def test_configured_secrets_are_redacted_whatever_their_shape(output, signer_key
 
     # Then none of them is written
     text = output.getvalue()
-    assert "q" * 30 not in text and "z" * 20 not in text
+    assert "q" * 30 not in text
+    assert "z" * 20 not in text
     assert signer_key.removeprefix("0x") not in text
 
 
@@ -78,3 +81,22 @@ def test_transaction_hashes_and_ids_stay_readable(output):
 
     # Then it is written unchanged
     assert f"tx {TX_HASH} key key_01ABC hint pk_...a1B2 passgate_x" in output.getvalue()
+
+
+def test_a_configured_secret_with_quotes_is_redacted_from_json_lines():
+    # Given a pepper with characters JSON escapes
+    stream = io.StringIO()
+    pepper = 'pep"per\\with-quotes-and-backslash'
+    logging.config.dictConfig(logging_config(Settings(log_format="json", key_pepper=pepper),
+                                             stream))
+    try:
+        # When it reaches a log line
+        logging.getLogger("passgate.test").error("pepper is %s", pepper)
+        flush_all()
+    finally:
+        logging.config.dictConfig(logging_config(Settings()))
+
+    # Then the line is still JSON, without it
+    text = stream.getvalue()
+    assert "with-quotes-and-backslash" not in text
+    assert json.loads(text.splitlines()[-1])["message"] == "pepper is [REDACTED]"
