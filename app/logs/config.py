@@ -2,9 +2,10 @@
 
 One ``dictConfig`` dictionary serves all of them: the API gets it through Litestar's
 ``LoggingConfig`` (``app.main``) and uvicorn's ``log_config`` (``passgate serve``), the worker,
-the scheduler and the CLI through :func:`configure_logging`. passgate's loggers log at the
-configured level, uvicorn's at INFO (its access lines carry the request id too), every other
-library at WARNING; all of them go through the same formatter and redactor.
+the scheduler and the CLI through :func:`configure_logging`. passgate's and uvicorn's loggers
+log at the configured level, every other library at WARNING; all of them go through the same
+formatter and redactor. uvicorn's access log stays off: ``passgate.access`` writes one line per
+request instead (route template, ids; never the raw path).
 """
 
 from __future__ import annotations
@@ -58,9 +59,11 @@ def logging_config(settings: Settings, stream: IO[str] | None = None) -> dict[st
             "passgate.access": {"level": "NOTSET" if settings.access_log else "WARNING",
                                 **quiet},
             "litestar": {"level": "INFO", **quiet},
-            "uvicorn": {"level": "INFO", **quiet},
-            "uvicorn.error": {"level": "INFO", **quiet},
-            "uvicorn.access": {"level": "INFO", **quiet},
+            "uvicorn": {"level": settings.log_level.upper(), **quiet},
+            "uvicorn.error": {"level": settings.log_level.upper(), **quiet},
+            # passgate.access replaces it. Without a handler to reach, uvicorn does not even
+            # build its lines (it asks hasHandlers() once per connection).
+            "uvicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
         },
     }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from litestar.testing import AsyncTestClient
 
 from app.main import create_app
@@ -64,3 +66,13 @@ async def test_access_lines_can_be_turned_off(settings_factory, capsys):
 
     # Then nothing is logged for it
     assert "req-no-access-1" not in output
+
+
+def test_uvicorn_writes_no_access_lines_of_its_own(settings_factory):
+    # Given an app built (as uvicorn's factory does after configuring its own logging)
+    logging.getLogger("uvicorn.access").addHandler(logging.NullHandler())
+    create_app(settings_factory())
+
+    # Then uvicorn's access logger reaches no handler, so uvicorn builds no line at all
+    # (passgate.access logs each request, by route template)
+    assert not logging.getLogger("uvicorn.access").hasHandlers()
