@@ -13,10 +13,12 @@ from typing import Any
 
 import click
 import httpx
+from pydantic import ValidationError
 
 from app.config.cli import config
 from app.config.deployment import require_deployable
 from app.config.problems import SettingsError
+from app.logs.config import configure_logging, logging_config
 from app.recursion import settle_recursion_limit
 from app.settings import Settings, get_settings
 
@@ -38,6 +40,12 @@ class _Commands(click.Group):
 def main() -> None:
     """passgate: sell API access to AI agents for USDC on Base."""
     settle_recursion_limit()
+    try:
+        settings = get_settings()
+    except (ValidationError, ValueError, OSError):
+        return  # the command itself reports the bad setting
+    # Every command logs alike (PASSGATE_LOG_FORMAT); `serve` hands the same to uvicorn.
+    configure_logging(settings)
 
 
 main.add_command(config)
@@ -88,10 +96,16 @@ def serve(host: str | None, port: int | None, workers: int, background: bool | N
     # uvicorn imports the factory in each.
     target: Any = (build_app(settings, background=True, threads=threads) if run_background
                    else "app.main:create_app")
+    if workers > 1:
+        from app.metrics.exposition import use_multiprocess_dir
+
+        # Before the server processes start: /metrics then adds up all of them.
+        use_multiprocess_dir()
     uvicorn.run(
         target, factory=not run_background, host=host or settings.host,
         port=port or settings.port, workers=workers, log_level=settings.log_level.lower(),
-        proxy_headers=False,
+        # passgate.access logs each request instead (route template, ids, no raw path).
+        log_config=logging_config(settings), access_log=False, proxy_headers=False,
     )
 
 

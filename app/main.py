@@ -8,7 +8,6 @@ from importlib.metadata import PackageNotFoundError, version
 
 from litestar import Litestar
 from litestar.di import Provide
-from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
@@ -22,13 +21,15 @@ from app.credits.routes import router as credits_router
 from app.gateway.routes import admin_router as admin_gateway_router
 from app.gateway.routes import router as gateway_router
 from app.health.routes import health, live
-from app.http import log_redaction
 from app.http.dependency_errors import dependency_error_handlers
 from app.http.errors import exception_handlers
 from app.http.openapi import document_routes
 from app.http.request_id import add_response_headers
 from app.http.transaction import provide_session
 from app.keys.routes import router as keys_router
+from app.logs.config import litestar_logging
+from app.metrics.http import observe_requests
+from app.metrics.routes import metrics
 from app.passes.routes import router as passes_router
 from app.payments.admin_routes import router as admin_payments_router
 from app.payments.routes import router as payments_router
@@ -81,7 +82,7 @@ def create_app(
     handlers.update(dependency_error_handlers())
     app = Litestar(
         route_handlers=[
-            health, live, catalog_router, agents_router, keys_router, credits_router,
+            health, live, metrics, catalog_router, agents_router, keys_router, credits_router,
             platforms_router, admin_router, wallets_router,
             platform_webhooks_router, admin_webhooks_router, passes_router, payments_router,
             admin_payments_router,
@@ -110,16 +111,11 @@ def create_app(
                 }
             ),
         ),
-        # Only passgate's own loggers at the configured level; libraries stay at WARNING.
-        logging_config=LoggingConfig(
-            root={"level": "WARNING", "handlers": ["queue_listener"]},
-            loggers={"passgate": {"level": settings.log_level, "propagate": True}},
-            log_exceptions="never",
-        ),
+        # passgate's loggers at the configured level, libraries at WARNING; text or JSON lines.
+        logging_config=litestar_logging(settings),
         debug=False,
     )
     check_route_access(app)
-    # After the logging config above is applied: its handlers, and uvicorn's loggers.
-    log_redaction.install()
     document_routes(app)
+    observe_requests(app)
     return app

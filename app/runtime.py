@@ -16,6 +16,7 @@ from app.events.dispatch import OUTBOX_DISPATCHER
 from app.gateway.service import Gateway
 from app.health.gas import GasProbe
 from app.jobs import JOB_QUEUE, JobQueue
+from app.metrics.state import StateReader
 from app.ratelimit.limiter import RateLimiter
 from app.redis_clients import async_client
 from app.settings import Settings
@@ -30,6 +31,7 @@ class Runtime:
     sessions: async_sessionmaker[AsyncSession]
     limiter: RateLimiter
     auth: Authenticator
+    state: StateReader
     redis: Any = None  # redis.asyncio.Redis when configured
     jobs: JobQueue | None = None
     # app.payments.service.Payments, created on first use (see app.payments.runtime).
@@ -57,6 +59,7 @@ class Runtime:
             sessions=sessions,
             limiter=RateLimiter.from_settings(settings),
             auth=Authenticator(settings, sessions, cache),
+            state=StateReader(settings, sessions, redis, broker),
             redis=redis,
             jobs=jobs,
             gateway=Gateway(settings, sessions),

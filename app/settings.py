@@ -187,6 +187,21 @@ class Settings(BaseSettings):
     trusted_proxies: list[IpNetwork] = Field(default_factory=list,
                                              examples=["10.0.0.0/8,172.16.0.0/12"])
     log_level: LogLevel = "INFO"
+    # One JSON object per line (timestamp, level, logger, message, request and other ids), or
+    # plain text lines.
+    log_format: Literal["text", "json"] = "text"
+    # One ``passgate.access`` line per request (at INFO); off for very busy APIs or benchmarks.
+    access_log: bool = True
+
+    # -- metrics -----------------------------------------------------------------------
+    # When set, GET /metrics (and a worker's metrics port) want ``Authorization: Bearer``.
+    metrics_token: SecretStr | None = Field(default=None, examples=["<a random token>"])
+    # ``passgate worker`` serves its own metrics on this port (unset: none).
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65_535, examples=[9100])
+    # How long one API process reuses the states it read for /metrics (payments by status,
+    # watchers, queues): scrapes every few seconds from several Prometheus servers cost one
+    # set of queries.
+    metrics_cache_seconds: float = Field(default=5.0, ge=0, le=60)
 
     # -- chain ---------------------------------------------------------------------------
     # A network is enabled by giving it RPC URLs: PASSGATE_CHAIN_RPC_URLS='{"base": "https://a,

@@ -28,7 +28,8 @@ def free_port() -> int:
 
 def start_api(env: dict[str, str], port: int, timeout: float = 30.0) -> subprocess.Popen[bytes]:
     """One uvicorn process running ``create_app``; returns once it answers."""
-    full_env = {**os.environ, **env}
+    # No access lines, as uvicorn's --no-access-log: a benchmark measures requests, not logs.
+    full_env = {**os.environ, "PASSGATE_ACCESS_LOG": "false", **env}
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--host",
          "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"],

@@ -19,6 +19,7 @@ from app.settings import Settings
 
 def build_broker(settings: Settings) -> dramatiq.Broker:
     from workers.context import FastEventLoop, WorkerResources
+    from workers.log_context import JobLogContext
 
     broker: dramatiq.Broker
     if settings.embedded:
@@ -33,6 +34,7 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
         broker = RedisBroker(  # type: ignore[no-untyped-call]  # dramatiq leaves it unannotated
             client=sync_client(settings.redis_url), namespace=settings.redis_prefix
         )
+    broker.add_middleware(JobLogContext())
     broker.add_middleware(FastEventLoop())
     broker.add_middleware(AsyncIO())
     # After AsyncIO: "after" hooks run in reverse, so resources close while the loop still runs.

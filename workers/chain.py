@@ -22,6 +22,7 @@ import dramatiq
 from app.attention.models import CHAIN_WATCHER, SETTLEMENT
 from app.db.types import utcnow
 from app.jobs import Job, JobQueue
+from app.logs import context as log_context
 from app.settlement.jobs import SETTLE_ACTOR, SETTLE_QUEUE, settle_job
 from workers import context
 from workers.attention import parks
@@ -90,6 +91,7 @@ async def watch(network: str) -> None:
     """One bounded watcher pass over ``network``; continues at once when work is left."""
     from app.transfers.watcher import WatchConfig, run_watcher
 
+    log_context.bind(network=network)
     ctx = context.current()
     found = ctx.settings.networks().get(network)
     if found is None:
@@ -108,11 +110,14 @@ async def settle(submission_id: str) -> None:
     from app.settlement.models import SettlementSubmission
     from app.settlement.signer import SignerConfig, advance
 
+    log_context.bind(submission_id=submission_id)
     ctx = context.current()
     async with ctx.sessions() as session:
         submission = await session.get(SettlementSubmission, submission_id)
     if submission is None:
         return
+    if submission.purpose_ref.startswith("pay_"):
+        log_context.bind(payment_id=submission.purpose_ref)
     network = ctx.settings.networks().get(submission.network)
     config = SignerConfig.from_settings(ctx.settings, network) if network else None
     if network is None or config is None:

@@ -65,9 +65,16 @@ def settle_heap() -> None:
 
 def run_worker(settings: Settings, threads: int, until: Callable[[], None]) -> None:
     settle_recursion_limit()
+    stop_metrics = None
+    if settings.worker_metrics_port is not None:
+        from app.metrics.server import serve_metrics
+
+        stop_metrics = serve_metrics(settings, settings.worker_metrics_port)
     worker = start_worker(settings, threads)
     settle_heap()
     try:
         until()
     finally:
         worker.stop(timeout=10_000)
+        if stop_metrics is not None:
+            stop_metrics()

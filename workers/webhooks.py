@@ -9,14 +9,19 @@ cover infrastructure errors (database or broker down) while running the actor.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from dataclasses import dataclass
 
 import dramatiq
+from ulid import ULID
 
 from app.attention.models import WEBHOOK_EVENT, WEBHOOK_MESSAGE
 from app.attention.service import is_transient
 from app.db.hooks import commit
 from app.db.types import utcnow
+from app.logs import context as log_context
+from app.metrics.instruments import WEBHOOK_DELIVERY_SECONDS, webhook_attempt
 from app.webhooks import delivery
 from app.webhooks.jobs import (
     DELIVER,
@@ -33,6 +38,8 @@ from webhooks.transport import DeliveryResult, WebhookSender
 from workers import context
 from workers.attention import each, parks
 from workers.schedule import periodic
+
+log = logging.getLogger("passgate.webhooks")
 
 SWEEP_EVERY_SECONDS = 10.0
 # Events one fan-out job may take at once (see ``fan_out``). Under a burst, 50 rather than 20
@@ -76,13 +83,29 @@ async def _send(
     ctx: context.WorkerContext, options: WebhookOptions, claimed: delivery.Claimed
 ) -> tuple[delivery.Claimed, DeliveryResult]:
     sending = _sending(ctx, options)
+    # Each send is a task of its own (gather), so these ids stay with this attempt's lines.
+    log_context.bind(message_id=claimed.message_id, endpoint_id=claimed.endpoint_id)
     try:
         async with sending.slots:
             # Signed when sent, so webhook-timestamp is the attempt's own time.
             headers = build_headers(claimed.message_id, claimed.body, claimed.secrets)
-            return claimed, await _sender(ctx, options).send(claimed.url, claimed.body, headers)
+            result = await _sender(ctx, options).send(claimed.url, claimed.body, headers)
     finally:
         sending.queued -= 1
+    _measure(claimed.message_id, result)
+    return claimed, result
+
+
+def _measure(message_id: str, result: DeliveryResult) -> None:
+    outcome = "success" if result.success else result.error_kind or "http"
+    webhook_attempt(outcome, result.latency_ms)
+    if not result.success:
+        log.info("attempt failed (%s, %s ms): %s", outcome, result.latency_ms, result.error)
+    else:
+        log.debug("delivered (%s, %s ms)", result.status_code, result.latency_ms)
+        # Message ids are ULIDs: their first part is the message's creation time.
+        created = ULID.from_str(message_id.partition("_")[2]).timestamp
+        WEBHOOK_DELIVERY_SECONDS.observe(max(time.time() - created, 0.0))
 
 
 async def _send_and_record(
@@ -154,6 +177,7 @@ async def deliver(message_id: str) -> None:
     Claim (short transaction) -> HTTP POST (no transaction open) -> record the attempt and
     schedule the next one (short transaction). A delivered or failed message is a no-op.
     """
+    log_context.bind(message_id=message_id)
     ctx = context.current()
     options = _options(ctx)
     sending = _sending(ctx, options)

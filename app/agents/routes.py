@@ -73,8 +73,8 @@ async def how_to_claim() -> ClaimHelp:
 
 @get("/claims/{claim_code:str}")
 async def describe_claim(request: AnyRequest, session: AsyncSession, claim_code: str) -> ClaimInfo:
-    """Which agent a claim code belongs to, and how a platform takes it into its fleet. The code
-    is masked in the access log (app.http.log_redaction)."""
+    """Which agent a claim code belongs to, and how a platform takes it into its fleet. Access
+    lines name the route template, never the code (app.metrics.http)."""
     agent = await agents.describe_claim(session, runtime_of(request).pepper, claim_code)
     return ClaimInfo(
         agent_id=agent.id,

@@ -13,6 +13,7 @@ hook or an ``/admin`` route without the admin one.
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,6 +27,8 @@ from app.http.input_guard import check_input
 from app.http.openapi import ACCESS_ATTR
 from app.http.request_id import scope_state
 from app.keys.format import KeyKind
+from app.logs import context as log_context
+from app.metrics.instruments import rate_limited
 from app.ratelimit.headers import remember
 from app.runtime import Runtime
 
@@ -92,6 +95,7 @@ async def _rate_limit(request: AnyRequest, runtime: Runtime, principal: Principa
                                     principal.per_day)
     remember(request, state)
     if not state.allowed:
+        rate_limited("key")
         raise RateLimited(
             f"Rate limit of {state.limit} requests exceeded; retry in {state.retry_after} s.",
             headers={"Retry-After": str(state.retry_after)},
@@ -177,6 +181,7 @@ async def limit_signups(request: AnyRequest) -> str:
     )
     remember(request, state)
     if not state.allowed:
+        rate_limited("signup")
         raise RateLimited(
             f"Too many sign-ups from this address; retry in {state.retry_after} s.",
             headers={"Retry-After": str(state.retry_after)},
@@ -196,7 +201,10 @@ def _hook(access: str, check: Check | None) -> Hook:
     async def before_request(request: AnyRequest) -> None:
         await check_input(request)
         if check is not None:
-            _state(request)[_PRINCIPAL] = await check(request)
+            principal = await check(request)
+            _state(request)[_PRINCIPAL] = principal
+            if principal is not None:
+                log_context.bind(key_id=principal.key_id)
 
     setattr(before_request, ACCESS_ATTR, access)
     return before_request
@@ -240,7 +248,19 @@ async def _signup(request: AnyRequest) -> None:
     await limit_signups(request)
 
 
+async def _metrics_reader(request: AnyRequest) -> None:
+    """``PASSGATE_METRICS_TOKEN``, when set, as ``Authorization: Bearer``; else open."""
+    token = runtime_of(request).settings.metrics_token
+    if token is None:
+        return
+    scheme, _, value = (raw_header(request, b"authorization") or "").partition(" ")
+    presented = value.strip().encode() if scheme.lower() == "bearer" else b""
+    if not hmac.compare_digest(presented, token.get_secret_value().encode()):
+        raise Unauthorized("Metrics take Authorization: Bearer <PASSGATE_METRICS_TOKEN>.")
+
+
 OPEN = _hook("open", None)
+METRICS = _hook("metrics", _metrics_reader)
 SIGNUP = _hook("signup", _signup)
 MASTER = _hook("master", authenticate_master)
 ADMIN = _hook("admin", authenticate_admin)

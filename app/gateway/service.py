@@ -57,6 +57,7 @@ from app.gateway.proxy import (
 )
 from app.http.pagination import PageParams
 from app.ids import new_id
+from app.metrics.instruments import gateway_call, gateway_charged
 from app.settings import Settings
 
 log = logging.getLogger("passgate.gateway")
@@ -93,6 +94,9 @@ class Forwarded:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     # For an ``ok`` x402 call: what to record once the payment is settled (or not).
     outcome: Outcome | None = None
+    # Whose price an ``ok`` x402 call pays once settled (for the metrics).
+    provider: str = ""
+    price_micros: int = 0
 
 
 class Gateway:
@@ -194,6 +198,7 @@ class Gateway:
             return
         if settled:
             self.kept.add(forwarded.usage_id, outcome)
+            gateway_charged(forwarded.provider, "x402", forwarded.price_micros)
             return
         if isinstance(forwarded.response, RelayedResponse):
             await forwarded.response.aclose()
@@ -267,12 +272,14 @@ class Gateway:
         try:
             response, latency_ms = await self.upstream.open(call, provider)
         except UpstreamFailure as failure:
+            gateway_call(provider.name, failure.reason, failure.latency_ms)
             await self._release(usage_id, Outcome(None, failure.latency_ms, error=failure.reason))
             return Forwarded(
                 usage_id, ok=False, status=None, error=upstream_error(failure, provider.name)
             )
         except BaseException:
             # Cancelled (shutdown) or a bug: the caller gets no answer, so no charge either.
+            gateway_call(provider.name, "cancelled", None)
             await self._release(usage_id, Outcome(None, None, error="cancelled"))
             raise
         try:
@@ -304,6 +311,7 @@ class Gateway:
         refused = Outcome(status, latency_ms, upstream_id, "upstream_status")
         ok = 200 <= status < 300
         if status >= 500:
+            gateway_call(provider.name, "upstream_error", latency_ms)
             retry_after = response.headers.get("retry-after")
             await discard(response)
             await self._release(usage_id, refused)
@@ -335,13 +343,17 @@ class Gateway:
                 )
                 log.warning("gateway body from %s broke: %s", provider.name,
                             type(exc).__name__)
+                gateway_call(provider.name, "upstream_error", latency_ms)
                 await self._release(usage_id, Outcome(status, latency_ms, upstream_id,
                                                       "upstream_error"))
                 return Forwarded(usage_id, ok=False, status=status,
                                  error=upstream_error(failure, provider.name))
         outcome = Outcome(status, latency_ms, upstream_id)
+        gateway_call(provider.name, "success" if ok else "client_error", latency_ms)
         if ok and keep:
             self.kept.add(usage_id, outcome)
+            if reservation is not None:
+                gateway_charged(provider.name, "credits", reservation.price_micros)
         elif not ok:
             await self._release(usage_id, refused)
 
@@ -370,6 +382,8 @@ class Gateway:
             response=relayed,
             headers=headers,
             outcome=outcome if ok else None,
+            provider=provider.name,
+            price_micros=quote.price_micros,
         )
 
     async def _release(self, usage_id: str, outcome: Outcome) -> None:

@@ -73,6 +73,8 @@ _BY_ACCESS = {
     "key holder or signup": (401, 403, 429),
     "master": (401, 403, 429),
     "admin": (401, 403),
+    # Open unless PASSGATE_METRICS_TOKEN is set: then that bearer token.
+    "metrics": (401,),
 }
 _SECURITY: dict[str, list[SecurityRequirement]] = {
     "key holder": [{"apiKey": []}],

@@ -35,6 +35,8 @@ from app.errors import (
 )
 from app.events.service import emit
 from app.ids import new_id
+from app.logs import context as log_context
+from app.metrics.instruments import SETTLEMENT_SECONDS
 from app.payments import binding
 from app.payments.chain import PaymentChain
 from app.payments.models import Payment
@@ -183,8 +185,11 @@ class Payments:
                     "(PAYMENT-SIGNATURE or X-PAYMENT): a pushed transfer could not be handed "
                     "back if the call failed.",
                 )
-            return await self._accept_pushed(session, paid, challenge, decoded)
-        return await self._accept_signed(session, paid, challenge, decoded)
+            payment = await self._accept_pushed(session, paid, challenge, decoded)
+        else:
+            payment = await self._accept_signed(session, paid, challenge, decoded)
+        log_context.bind(payment_id=payment.id)
+        return payment
 
     async def _existing(
         self, session: AsyncSession, network: str, *, nonce: str | None = None,
@@ -375,6 +380,7 @@ class Payments:
         payment = await session.get(Payment, payment_id)
         if payment is None:
             raise NotFound("Payment not found.")
+        log_context.bind(payment_id=payment.id)
         return payment
 
     async def wait_until_final(
@@ -452,6 +458,10 @@ async def mark_settled(
     await emit(session, "payment.settled", event_data(payment, "payment.settled", asset),
                agent_id=payment.agent_id)
     after_commit(session, lambda: announce_settled(redis, redis_prefix, payment_id))
+    # Counted once committed: a transition rolled back never happened.
+    waited = SETTLEMENT_SECONDS.labels(payment.scheme, payment.network)
+    seconds = max((now - payment.created_at).total_seconds(), 0.0)
+    after_commit(session, lambda: waited.observe(seconds))
     return True
 
 

@@ -18,6 +18,7 @@ from app.errors import Conflict, NotFound, ValidationFailed
 from app.events.service import emit
 from app.http.pagination import PageParams, apply, split
 from app.ids import new_id
+from app.logs import context as log_context
 from app.webhooks import delivery
 from app.webhooks.models import (
     FAILED,
@@ -119,6 +120,7 @@ async def create(
     )
     session.add(endpoint)
     await session.flush()
+    log_context.bind(endpoint_id=endpoint_id)
     return CreatedEndpoint(endpoint=endpoint, secret=secret)
 
 
@@ -131,6 +133,7 @@ async def get(session: AsyncSession, endpoint_id: str, platform_id: str | None =
     endpoint = await session.get(WebhookEndpoint, endpoint_id)
     if endpoint is None or (not any_owner and endpoint.platform_id != platform_id):
         raise NotFound("Webhook endpoint not found.")
+    log_context.bind(endpoint_id=endpoint.id)
     return endpoint
 
 
@@ -274,6 +277,7 @@ async def get_message(session: AsyncSession, message_id: str) -> WebhookMessage:
     message = await session.get(WebhookMessage, message_id)
     if message is None:
         raise NotFound("Webhook message not found.")
+    log_context.bind(message_id=message.id, endpoint_id=message.endpoint_id)
     return message
 
 
