@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.attention import service as attention_service
 from app.db.types import utcnow
 from app.events.models import Event
 from app.payments.models import Payment
@@ -144,6 +145,12 @@ class StateReader:
         families.append(_gauge("passgate_settlement_oldest_open_age_seconds",
                                "Age of the oldest unfinished settlement submission (0: none).",
                                _age(now, oldest)))
+        attention = GaugeMetricFamily(
+            "passgate_attention_items", "Work that failed for a reason a retry cannot fix, by "
+            "kind and status (open: parked, waiting for an operator).", labels=["kind", "status"])
+        for (kind, status), number in (await attention_service.counts(session)).items():
+            attention.add_metric([kind, status], float(number))
+        families.append(attention)
         families.extend(await self._watchers(session, now))
         return families
 

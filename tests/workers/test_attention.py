@@ -108,6 +108,16 @@ async def receiver() -> AsyncIterator[Receiver]:
         await server.stop()
 
 
+@pytest.fixture
+async def endpoint(client, admin_headers, receiver) -> str:
+    """An operator endpoint: events are only turned into messages when someone listens."""
+    created = await client.post("/admin/v1/webhooks", json={"url": receiver.url()},
+                                headers=admin_headers)
+    assert created.status_code == 201, created.text
+    endpoint_id: str = created.json()["id"]
+    return endpoint_id
+
+
 async def test_an_event_that_cannot_be_delivered_is_parked_and_the_others_still_go_out(
     client, admin_headers, settings, sessions, receiver
 ):
@@ -211,7 +221,7 @@ async def test_an_operator_retries_parked_work_after_fixing_it_and_it_goes_throu
 
 
 async def test_an_operator_dismisses_parked_work_and_it_stays_parked(
-    client, admin_headers, settings, sessions
+    client, admin_headers, settings, sessions, endpoint
 ):
     # given a parked event
     event_id = await _event(sessions, "payment.failed", {})
@@ -236,7 +246,7 @@ async def test_an_operator_dismisses_parked_work_and_it_stays_parked(
 
 
 async def test_failures_below_the_limit_keep_the_work_retrying(
-    client, admin_headers, settings, sessions
+    client, admin_headers, settings, sessions, endpoint
 ):
     # given an event that fails once
     event_id = await _event(sessions, "payment.failed", {})
@@ -303,7 +313,7 @@ async def test_a_secret_in_an_error_never_reaches_the_attention_list(
 
 
 async def test_health_says_when_work_waits_for_an_operator(
-    client, admin_headers, settings, sessions
+    client, admin_headers, settings, sessions, endpoint
 ):
     # given an event parked after failing the limit
     event_id = await _event(sessions, "payment.failed", {})
@@ -319,3 +329,23 @@ async def test_health_says_when_work_waits_for_an_operator(
     assert response.status_code == 503
     assert body["attention"]["byKind"]["webhook_event"] >= 1
     assert any("GET /admin/v1/attention?status=open" in reason for reason in body["reasons"])
+
+
+async def test_metrics_count_the_work_that_waits_for_an_operator(
+    client, admin_headers, settings, sessions, endpoint
+):
+    # given an event parked after failing the limit
+    event_id = await _event(sessions, "payment.failed", {})
+    async with running_actors(settings) as run:
+        for _ in range(LIMIT):
+            await run(fan_out, event_id, retries=0)
+
+    # when Prometheus scrapes
+    response = await client.get("/metrics")
+
+    # then the parked item is counted by kind and status, for an alert to fire on
+    lines = [line for line in response.text.splitlines()
+             if line.startswith("passgate_attention_items{")]
+    assert response.status_code == 200
+    assert any('kind="webhook_event"' in line and 'status="open"' in line
+               and float(line.rsplit(" ", 1)[1]) >= 1 for line in lines), lines
