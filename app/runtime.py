@@ -20,7 +20,7 @@ from app.metrics.state import StateReader
 from app.ratelimit.limiter import RateLimiter
 from app.redis_clients import async_client
 from app.settings import Settings
-from app.webhooks.jobs import WEBHOOK_JOBS, WebhookOutbox
+from app.webhooks.tasks import WEBHOOK_JOBS, WebhookOutbox
 from workers.broker import LazyBroker
 
 

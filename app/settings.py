@@ -43,7 +43,7 @@ from app.config.problems import Conflicts, Problem, SettingsError, problems_from
 from app.config.providers import ProviderSettings, check_outlives_call, load_providers_file
 from app.keys.scopes import ALL as KNOWN_SCOPES
 from chain.networks import BASE_SEPOLIA_CHAIN_ID, BASE_SEPOLIA_USDC, Network, build_networks
-from webhooks.schedule import DEFAULT_DELAYS
+from webhooks.retry_policy import DEFAULT_DELAYS
 
 DEV_PEPPER = "passgate-dev-pepper-do-not-use-in-production"
 

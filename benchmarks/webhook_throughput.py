@@ -273,7 +273,7 @@ async def emit_events(
     from app.events.dispatch import OUTBOX_DISPATCHER
     from app.events.service import emit
     from app.jobs import JobQueue
-    from app.webhooks.jobs import WEBHOOK_JOBS, WebhookOutbox
+    from app.webhooks.tasks import WEBHOOK_JOBS, WebhookOutbox
     from workers.broker import LazyBroker
 
     engine = create_engine(settings)

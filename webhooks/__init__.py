@@ -14,7 +14,7 @@ from webhooks.events import (
     matches,
     validate_event_types,
 )
-from webhooks.schedule import RetrySchedule, should_disable_endpoint
+from webhooks.retry_policy import RetrySchedule, should_disable_endpoint
 from webhooks.signing import (
     InvalidSecretError,
     build_headers,

@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING
 
 import dramatiq
 
-from app.attention.models import CHAIN_WATCHER, SETTLEMENT
+from app.db.models.attention import CHAIN_WATCHER, SETTLEMENT
 from app.db.types import utcnow
 from app.jobs import Job, JobQueue
 from app.logs import context as log_context
-from app.settlement.jobs import SETTLE_ACTOR, SETTLE_QUEUE, settle_job
+from app.signer.tasks import SETTLE_ACTOR, SETTLE_QUEUE, settle_job
 from workers import context
 from workers.attention import parks
-from workers.schedule import periodic
+from workers.periodic import periodic
 
 if TYPE_CHECKING:
     from chain.client import ChainClient
@@ -107,8 +107,8 @@ async def watch(network: str) -> None:
 @parks(SETTLEMENT)
 async def settle(submission_id: str) -> None:
     """Advance one settlement one step; re-sends itself for the next one."""
-    from app.settlement.models import SettlementSubmission
-    from app.settlement.signer import SignerConfig, advance
+    from app.db.models.signer import SettlementSubmission
+    from app.signer.steps import SignerConfig, advance
 
     log_context.bind(submission_id=submission_id)
     ctx = context.current()
@@ -134,7 +134,7 @@ async def settle(submission_id: str) -> None:
 @dramatiq.actor(actor_name=SWEEP, queue_name=SETTLE_QUEUE, max_retries=0, time_limit=30_000)
 async def sweep() -> None:
     """Re-drive open settlements whose next step is overdue (a lost message, a crash)."""
-    from app.settlement import service as settlement
+    from app.signer import service as settlement
 
     ctx = context.current()
     async with ctx.sessions() as session:

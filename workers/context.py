@@ -28,7 +28,7 @@ from app.db.engine import create_engine, session_factory
 from app.events.dispatch import OUTBOX_DISPATCHER
 from app.jobs import JOB_QUEUE, JobQueue
 from app.settings import Settings, get_settings
-from app.webhooks.jobs import WEBHOOK_JOBS, WebhookOutbox
+from app.webhooks.tasks import WEBHOOK_JOBS, WebhookOutbox
 
 log = logging.getLogger("passgate.worker")
 

@@ -14,7 +14,7 @@ import dramatiq
 from apscheduler.schedulers.background import BackgroundScheduler
 from dramatiq.middleware import Middleware
 
-from workers.schedule import periodic_scheduler
+from workers.periodic import periodic_scheduler
 
 log = logging.getLogger("passgate.scheduler")
 

@@ -11,14 +11,14 @@ import functools
 
 import dramatiq
 
-from app.attention.models import KEY_EXPIRY, PAYMENT_EXPIRY
+from app.db.models.attention import KEY_EXPIRY, PAYMENT_EXPIRY
 from app.db.types import utcnow
 from app.keys import service as keys
 from app.payments import service as payments
 from workers import context
 from workers.attention import each
 from workers.notify import redis_of
-from workers.schedule import periodic
+from workers.periodic import periodic
 
 QUEUE = "maintenance"
 KEYS_EVERY_SECONDS = 15.0

@@ -6,11 +6,11 @@ import logging
 
 import dramatiq
 
-from app.attention.models import GATEWAY_RESERVATION
+from app.db.models.attention import GATEWAY_RESERVATION
 from app.gateway import billing
 from workers import context
 from workers.attention import each
-from workers.schedule import periodic
+from workers.periodic import periodic
 
 log = logging.getLogger("passgate.gateway")
 

@@ -1,7 +1,7 @@
 """Every periodic job leaves a heartbeat in the database, for ``/v1/health``.
 
 A middleware rather than a line in each actor: a new periodic actor is covered by declaring
-its schedule (``workers.schedule.periodic``). The write happens after the run, on the
+its schedule (``workers.periodic.periodic``). The write happens after the run, on the
 worker's event loop, at most once every ``BEAT_SECONDS`` per job and process (the chain tick
 runs every second); a failed write is logged and never fails the job.
 """
@@ -22,7 +22,7 @@ from dramatiq.middleware import Middleware
 from app.db.hooks import commit
 from app.health.service import JobRun, record_run
 from workers import context
-from workers.schedule import periodic_of
+from workers.periodic import periodic_of
 
 log = logging.getLogger("passgate.worker")
 

@@ -1,6 +1,6 @@
 """The single scheduler process: APScheduler 3 triggers periodic actors with ``.send()``.
 
-Actors declare their own schedule (``workers.schedule.periodic``); this process only sends.
+Actors declare their own schedule (``workers.periodic.periodic``); this process only sends.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from app.recursion import settle_recursion_limit
 from app.settings import Settings
 from workers.broker import install_broker
+from workers.periodic import periodic_scheduler
 from workers.runner import load_actors
-from workers.schedule import periodic_scheduler
 
 log = logging.getLogger("passgate.scheduler")
 

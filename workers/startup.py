@@ -14,7 +14,7 @@ from sqlalchemy.exc import ArgumentError
 
 from app.settings import Settings
 from workers.actors import all_actors
-from workers.schedule import registered
+from workers.periodic import registered
 
 
 def database(settings: Settings) -> str:

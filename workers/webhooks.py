@@ -16,14 +16,15 @@ from dataclasses import dataclass
 import dramatiq
 from ulid import ULID
 
-from app.attention.models import WEBHOOK_EVENT, WEBHOOK_MESSAGE
 from app.attention.service import is_transient
 from app.db.hooks import commit
+from app.db.models.attention import WEBHOOK_EVENT, WEBHOOK_MESSAGE
 from app.db.types import utcnow
 from app.logs import context as log_context
 from app.metrics.instruments import WEBHOOK_DELIVERY_SECONDS, webhook_attempt
 from app.webhooks import delivery
-from app.webhooks.jobs import (
+from app.webhooks.options import WebhookOptions
+from app.webhooks.tasks import (
     DELIVER,
     FAN_OUT,
     FAN_OUT_PENDING,
@@ -32,12 +33,11 @@ from app.webhooks.jobs import (
     SWEEP_QUEUE,
     fan_out_job,
 )
-from app.webhooks.options import WebhookOptions
 from webhooks.signing import build_headers
 from webhooks.transport import DeliveryResult, WebhookSender
 from workers import context
 from workers.attention import each, parks
-from workers.schedule import periodic
+from workers.periodic import periodic
 
 log = logging.getLogger("passgate.webhooks")
 

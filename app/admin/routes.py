@@ -20,13 +20,14 @@ from app.agents import service as agents
 from app.agents.schemas import AgentView
 from app.agents.views import agent_view
 from app.audit import service as audit
-from app.audit.models import AuditEntry
 from app.audit.service import Actor, record
 from app.auth.guards import ADMIN, principal_of, runtime_of
 from app.auth.principal import Principal
 from app.credits import service as credits
 from app.credits.schemas import AdjustmentBody, LedgerView
 from app.credits.views import ledger_view
+from app.db.models.audit import AuditEntry
+from app.db.models.keys import ApiKey
 from app.db.types import rfc3339
 from app.errors import NotFound
 from app.http.pagination import Page, page_params
@@ -34,7 +35,6 @@ from app.http.request_id import request_id_of
 from app.http.transaction import after_commit
 from app.keys import service as keys
 from app.keys.format import KeyKind
-from app.keys.models import ApiKey
 from app.keys.schemas import KeyView
 from app.keys.views import key_view
 from app.platforms import service as platforms

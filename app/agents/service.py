@@ -13,8 +13,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.agents.models import Agent
 from app.credits import ledger
+from app.db.models.agents import Agent
+from app.db.models.keys import ApiKey
 from app.db.types import rfc3339, utcnow
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.events.service import emit
@@ -23,7 +24,6 @@ from app.ids import new_id
 from app.keys import service as keys
 from app.keys.format import BASE62, KeyKind
 from app.keys.hashing import key_hash
-from app.keys.models import ApiKey
 from app.keys.scopes import DEFAULTS
 
 PLANS = ("free", "pro", "enterprise")

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from app.agents.models import Agent
 from app.agents.schemas import AgentView
+from app.db.models.agents import Agent
 from app.db.types import rfc3339
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.attention.models import PARKED, AttentionItem
+from app.db.models.attention import PARKED, AttentionItem
 
 
 def parked(kind: str, ref: Any) -> ColumnElement[bool]:

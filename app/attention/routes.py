@@ -10,10 +10,10 @@ from litestar.params import Parameter
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.attention import service
-from app.attention.models import KINDS, STATUSES, AttentionItem
 from app.attention.schemas import AttentionView, ResolveBody
 from app.audit.service import Actor, record
 from app.auth.guards import ADMIN, principal_of
+from app.db.models.attention import KINDS, STATUSES, AttentionItem
 from app.db.types import rfc3339
 from app.errors import ValidationFailed
 from app.http.pagination import Page, page_params

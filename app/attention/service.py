@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.attention.models import (
+from app.db.models.attention import (
     DISMISSED,
     OPEN,
     PARKED,

@@ -8,7 +8,7 @@ from typing import Any
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.audit.models import AuditEntry
+from app.db.models.audit import AuditEntry
 from app.http.pagination import PageParams, apply, split
 from app.ids import new_id
 

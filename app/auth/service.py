@@ -13,18 +13,18 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.agents.models import Agent
 from app.auth.cache import KeyCache
 from app.auth.principal import Principal
 from app.background import BackgroundTasks
+from app.db.models.agents import Agent
+from app.db.models.keys import ApiKey, KeySecret
+from app.db.models.platforms import Platform
 from app.db.types import utcnow
 from app.errors import Unauthorized
 from app.keys import format as key_format
 from app.keys import service as keys
 from app.keys.format import KeyKind
 from app.keys.hashing import MemoDigest, PepperedHash
-from app.keys.models import ApiKey, KeySecret
-from app.platforms.models import Platform
 from app.settings import Settings
 
 log = logging.getLogger("passgate.auth")

@@ -9,9 +9,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.agents.models import Agent
 from app.credits.limits import MAX_BALANCE_MICROS
-from app.credits.models import LedgerEntry
+from app.db.models.agents import Agent
+from app.db.models.credits import LedgerEntry
 from app.errors import (
     BalanceLimitExceeded,
     Conflict,

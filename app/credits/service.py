@@ -6,7 +6,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.credits import ledger
-from app.credits.models import LedgerEntry
+from app.db.models.credits import LedgerEntry
 from app.db.types import rfc3339
 from app.errors import ValidationFailed
 from app.events.service import emit

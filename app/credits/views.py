@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from app.credits.models import LedgerEntry
 from app.credits.schemas import LedgerView
+from app.db.models.credits import LedgerEntry
 from app.db.types import rfc3339
 
 

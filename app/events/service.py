@@ -6,10 +6,10 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.agents.models import Agent
+from app.db.models.agents import Agent
+from app.db.models.events import Event
 from app.db.types import rfc3339, utcnow
 from app.events.dispatch import schedule_dispatch
-from app.events.models import Event
 from app.ids import new_id
 
 

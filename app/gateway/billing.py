@@ -36,11 +36,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.credits import ledger
 from app.db.hooks import commit
+from app.db.models.gateway import AGENT, FAILED, PLATFORM, OpenCall
 from app.db.types import rfc3339, utcnow
 from app.errors import NotFound, SpendingLimitExceeded
 from app.events.service import emit
 from app.gateway import repository, reserve_pg
-from app.gateway.models import AGENT, FAILED, PLATFORM, OpenCall
 from app.ids import new_id
 
 log = logging.getLogger("passgate.gateway")

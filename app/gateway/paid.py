@@ -21,11 +21,11 @@ from sqlalchemy import update
 from sqlmodel import col
 
 from app.db.hooks import commit
+from app.db.models.payments import Payment
 from app.db.types import utcnow
 from app.errors import PaymentAlreadyUsed, PaymentInvalid
 from app.gateway.proxy import IncomingCall, RelayedResponse
 from app.gateway.service import Gateway
-from app.payments.models import Payment
 from app.payments.service import PaidRequest, Payments, mark_failed
 from app.runtime import Runtime
 

@@ -28,8 +28,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config.providers import ProviderSettings
 from app.crypto import SecretBox, SecretUnreadableError
+from app.db.models.gateway import GatewayProvider
 from app.gateway import repository
-from app.gateway.models import GatewayProvider
 from app.settings import Settings
 
 log = logging.getLogger("passgate.gateway")

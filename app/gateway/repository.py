@@ -12,12 +12,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.agents.models import Agent
 from app.attention.filters import not_parked
-from app.attention.models import GATEWAY_RESERVATION
-from app.credits.models import LedgerEntry
-from app.events.models import Event
-from app.gateway.models import (
+from app.db.models.agents import Agent
+from app.db.models.attention import GATEWAY_RESERVATION
+from app.db.models.credits import LedgerEntry
+from app.db.models.events import Event
+from app.db.models.gateway import (
     PENDING,
     SUCCEEDED,
     GatewayProvider,
@@ -25,8 +25,8 @@ from app.gateway.models import (
     OpenCall,
     SpendCounter,
 )
+from app.db.models.platforms import Platform
 from app.http.pagination import PageParams, apply, split
-from app.platforms.models import Platform
 
 # -- providers ---------------------------------------------------------------------------
 

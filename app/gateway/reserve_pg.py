@@ -26,7 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.gateway.models import AGENT, PENDING, PLATFORM, OpenCall
+from app.db.models.gateway import AGENT, PENDING, PLATFORM, OpenCall
 
 _CHARGE = """
 WITH agent AS (

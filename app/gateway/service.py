@@ -32,11 +32,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.auth.principal import Principal
 from app.crypto import SecretBox
 from app.db.hooks import commit
+from app.db.models.gateway import GatewayUsage, OpenCall
 from app.db.types import to_utc, utcnow
 from app.errors import Forbidden, NotFound, UpstreamError, ValidationFailed
 from app.gateway import billing, repository
 from app.gateway.billing import Outcome, Reservation
-from app.gateway.models import GatewayUsage, OpenCall
 from app.gateway.providers import Provider, ProviderRegistry, decoded_route
 from app.gateway.proxy import (
     BALANCE,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from app.db.models.gateway import GatewayUsage
 from app.db.types import rfc3339
 from app.gateway.manage import Entry
-from app.gateway.models import GatewayUsage
 from app.gateway.schemas import AdminProviderView, UsageView
 
 

@@ -15,9 +15,10 @@ from sqlalchemy import text
 
 from app.attention import service as attention
 from app.auth.guards import runtime_of
+from app.db.models.health import JobHeartbeat
+from app.db.models.transfers import ChainWatcher
 from app.db.types import rfc3339, utcnow
 from app.health import service
-from app.health.models import JobHeartbeat
 from app.health.schemas import (
     AttentionSummary,
     DependencyState,
@@ -40,7 +41,6 @@ from app.health.verdict import (
 )
 from app.runtime import Runtime
 from app.transfers import service as transfers
-from app.transfers.models import ChainWatcher
 from app.transfers.views import watcher_view
 
 CHECK_TIMEOUT = 2.0

@@ -15,11 +15,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.db.models.events import Event
+from app.db.models.health import JobHeartbeat
+from app.db.models.payments import Payment
+from app.db.models.webhooks import PENDING, WebhookMessage
 from app.db.types import utcnow
-from app.events.models import Event
-from app.health.models import JobHeartbeat
-from app.payments.models import Payment
-from app.webhooks.models import PENDING, WebhookMessage
 
 UNSETTLED = ("pending", "submitted")
 

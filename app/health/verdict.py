@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from app.db.models.health import JobHeartbeat
 from app.db.types import rfc3339
-from app.health.models import JobHeartbeat
 from app.health.schemas import (
     AttentionSummary,
     DependencyState,

@@ -10,10 +10,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.agents import service as agents
 from app.auth.principal import Principal
+from app.db.models.keys import ApiKey
 from app.errors import Forbidden, ValidationFailed
 from app.keys import service as keys
 from app.keys.format import KeyKind
-from app.keys.models import ApiKey
 from app.keys.schemas import CreateKeyBody
 from app.keys.scopes import DEFAULTS
 from app.runtime import Runtime

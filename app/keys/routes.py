@@ -8,7 +8,6 @@ from litestar import Request, Router, delete, get, post
 from litestar.params import Parameter
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.agents.models import Agent
 from app.auth.guards import (
     SIGNUP,
     key_holder,
@@ -17,6 +16,7 @@ from app.auth.guards import (
     principal_of,
     runtime_of,
 )
+from app.db.models.agents import Agent
 from app.db.types import rfc3339
 from app.http.pagination import Page, page_params
 from app.http.transaction import after_commit

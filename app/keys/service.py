@@ -13,7 +13,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.attention.filters import not_parked
-from app.attention.models import KEY_EXPIRY
+from app.db.models.attention import KEY_EXPIRY
+from app.db.models.keys import ApiKey, KeySecret
 from app.db.types import rfc3339, utcnow
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.events.service import emit
@@ -22,7 +23,6 @@ from app.ids import new_id
 from app.keys import format as key_format
 from app.keys.format import KeyKind
 from app.keys.hashing import key_hash
-from app.keys.models import ApiKey, KeySecret
 from app.keys.scopes import ALL, TYPE_NAMES
 
 

@@ -26,15 +26,15 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.attention import service as attention_service
+from app.db.models.events import Event
+from app.db.models.payments import Payment
+from app.db.models.signer import OPEN_STATUSES, SettlementSubmission
+from app.db.models.webhooks import PENDING, WebhookMessage
 from app.db.types import utcnow
-from app.events.models import Event
-from app.payments.models import Payment
 from app.settings import Settings
-from app.settlement.models import OPEN_STATUSES, SettlementSubmission
 from app.transfers import service as transfers
-from app.webhooks.jobs import QUEUE as WEBHOOK_QUEUE
-from app.webhooks.jobs import SWEEP_QUEUE as WEBHOOK_SWEEP_QUEUE
-from app.webhooks.models import PENDING, WebhookMessage
+from app.webhooks.tasks import QUEUE as WEBHOOK_QUEUE
+from app.webhooks.tasks import SWEEP_QUEUE as WEBHOOK_SWEEP_QUEUE
 
 log = logging.getLogger("passgate.metrics")
 

@@ -11,21 +11,21 @@ from sqlalchemy import update
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.agents.models import Agent
 from app.config.plans import PassSettings
 from app.crypto import SecretBox
 from app.db.hooks import commit
+from app.db.models.agents import Agent
+from app.db.models.payments import Payment
+from app.db.models.wallets import Wallet
 from app.db.types import rfc3339, utcnow
 from app.errors import InvalidDuration, PaymentAlreadyUsed, PaymentInvalid
 from app.events.service import emit
 from app.ids import new_id
 from app.keys import service as keys
 from app.keys.format import KeyKind
-from app.payments.models import Payment
 from app.payments.service import PaidRequest, Payments
 from app.runtime import Runtime
 from app.settings import Settings
-from app.wallets.models import Wallet
 from app.wallets.service import owner_of
 
 WARNING = "Save this API key now. It will not be shown again."

@@ -8,9 +8,9 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.auth.guards import ADMIN
+from app.db.models.payments import Payment
 from app.errors import NotFound
 from app.http.pagination import Page, apply, page_params, split
-from app.payments.models import Payment
 from app.payments.routes import PaymentView, payment_view
 
 

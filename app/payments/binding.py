@@ -24,8 +24,8 @@ from collections.abc import Iterable
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.payments.models import Payment
-from app.settlement.models import SettlementSubmission, SettlementTransaction
+from app.db.models.payments import Payment
+from app.db.models.signer import SettlementSubmission, SettlementTransaction
 from chain.usdc import AuthorizationUse
 
 SIGNER_TRANSACTION = "This transaction is passgate's own settlement of another payment."

@@ -9,11 +9,11 @@ from litestar import Request, Router, get
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.auth.guards import authenticate_key_holder, presented_key, runtime_of
+from app.db.models.payments import Payment
 from app.db.types import rfc3339
 from app.errors import Conflict, NotFound
 from app.keys.scopes import PAYMENTS_READ
 from app.passes import service as passes
-from app.payments.models import Payment
 from app.payments.runtime import payments_of
 
 

@@ -23,8 +23,9 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.attention.filters import not_parked
-from app.attention.models import PAYMENT_EXPIRY
 from app.db.hooks import after_commit
+from app.db.models.attention import PAYMENT_EXPIRY
+from app.db.models.payments import Payment
 from app.db.types import rfc3339, utcnow
 from app.errors import (
     NotFound,
@@ -39,9 +40,8 @@ from app.logs import context as log_context
 from app.metrics.instruments import SETTLEMENT_SECONDS
 from app.payments import binding
 from app.payments.chain import PaymentChain
-from app.payments.models import Payment
 from app.payments.waiter import SettlementWaiter, announce_settled
-from app.settlement.service import request_settlement
+from app.signer.service import request_settlement
 from app.transfers import service as transfers
 from app.transfers.purposes import PAYMENT, Counted
 from chain.errors import RpcError, RpcUnavailable

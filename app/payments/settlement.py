@@ -30,18 +30,18 @@ from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.db.types import utcnow
-from app.keys import service as keys
-from app.payments import binding
-from app.payments.models import Payment
-from app.payments.service import mark_failed, mark_settled
-from app.settlement.models import (
+from app.db.models.payments import Payment
+from app.db.models.signer import (
     ALREADY_USED,
     MINED,
     SettlementSubmission,
     SettlementTransaction,
 )
-from app.transfers.models import ChainTransfer
+from app.db.models.transfers import ChainTransfer
+from app.db.types import utcnow
+from app.keys import service as keys
+from app.payments import binding
+from app.payments.service import mark_failed, mark_settled
 from app.transfers.purposes import PAYMENT, Candidate, Counted, PurposeContext
 
 DISPLACED = ("displaced: its transaction spent the signed authorization of another payment, "

@@ -8,13 +8,13 @@ from datetime import datetime
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.db.models.keys import ApiKey
+from app.db.models.platforms import Platform
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.http.pagination import PageParams, apply, split
 from app.ids import new_id
 from app.keys import service as keys
 from app.keys.format import KeyKind
-from app.keys.models import ApiKey
-from app.platforms.models import Platform
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.db.models.platforms import Platform
 from app.db.types import rfc3339
-from app.platforms.models import Platform
 from app.platforms.schemas import PlatformView
 
 

@@ -29,11 +29,11 @@ from typing import NamedTuple, Protocol
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.credits import ledger
-from app.credits.models import LedgerEntry
+from app.db.models.credits import LedgerEntry
+from app.db.models.transfers import ChainTransfer
 from app.db.types import rfc3339, utcnow
 from app.errors import BalanceLimitExceeded
 from app.events.service import emit
-from app.transfers.models import ChainTransfer
 from app.wallets import service as wallets
 from chain.client import Receipt
 

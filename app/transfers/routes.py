@@ -11,14 +11,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.audit.service import Actor, record
 from app.auth.guards import ADMIN, principal_of, runtime_of
 from app.auth.principal import Principal
+from app.db.models.transfers import TRANSFER_STATUSES
 from app.db.types import utcnow
 from app.errors import NotFound, ValidationFailed
 from app.http.pagination import Page, page_params
 from app.http.request_id import request_id_of
-from app.settlement import service as settlement
-from app.settlement.service import SettlementOutcome
+from app.signer import service as settlement
+from app.signer.service import SettlementOutcome
 from app.transfers import service as transfers
-from app.transfers.models import TRANSFER_STATUSES
 from app.transfers.schemas import (
     AssignBody,
     RewindBody,

@@ -19,13 +19,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.agents.models import Agent
-from app.db.types import utcnow
-from app.errors import Conflict, NotFound, ValidationFailed
-from app.http.pagination import PageParams, apply, split
-from app.transfers import purposes
-from app.transfers.bulk import BulkInsert
-from app.transfers.models import (
+from app.db.models.agents import Agent
+from app.db.models.transfers import (
     CONFIRMED,
     PENDING,
     REORGED,
@@ -33,6 +28,11 @@ from app.transfers.models import (
     ChainTransfer,
     ChainWatcher,
 )
+from app.db.types import utcnow
+from app.errors import Conflict, NotFound, ValidationFailed
+from app.http.pagination import PageParams, apply, split
+from app.transfers import purposes
+from app.transfers.bulk import BulkInsert
 from chain.client import TransferLog
 
 # A uint256 beyond BIGINT is stored exactly in ``value`` but never credited automatically.

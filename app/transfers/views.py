@@ -6,8 +6,8 @@ from datetime import datetime
 
 from eth_utils.address import to_checksum_address
 
+from app.db.models.transfers import ChainTransfer, ChainWatcher
 from app.db.types import rfc3339
-from app.transfers.models import ChainTransfer, ChainWatcher
 from app.transfers.schemas import TransferView, WatcherView
 from chain.networks import Network
 

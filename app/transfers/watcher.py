@@ -58,10 +58,10 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.hooks import commit
+from app.db.models.transfers import ChainWatcher
 from app.db.types import utcnow
 from app.settings import Settings
 from app.transfers import service
-from app.transfers.models import ChainWatcher
 from app.transfers.purposes import PurposeContext
 from chain.client import BlockHeader, ChainClient, TransferLog
 from chain.errors import ChainError, RangeTooLarge

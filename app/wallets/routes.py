@@ -11,11 +11,11 @@ from litestar.params import Parameter
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.auth.guards import key_holder, principal_of, runtime_of
+from app.db.models.wallets import Wallet
 from app.db.types import rfc3339
 from app.http.pagination import Page, page_params
 from app.keys.scopes import WALLETS_READ, WALLETS_WRITE
 from app.wallets import service as wallets
-from app.wallets.models import Wallet
 from app.wallets.schemas import ChallengeBody, ChallengeView, LinkBody, WalletView
 
 

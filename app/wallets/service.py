@@ -13,11 +13,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.db.models.wallets import Wallet, WalletChallenge
 from app.db.types import rfc3339, utcnow
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.http.pagination import PageParams, apply, split
 from app.ids import new_id
-from app.wallets.models import Wallet, WalletChallenge
 
 CHALLENGE_TTL = timedelta(minutes=10)
 

@@ -33,13 +33,10 @@ from sqlalchemy import insert, or_, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.attention.filters import not_parked
-from app.attention.models import WEBHOOK_EVENT, WEBHOOK_MESSAGE
 from app.db.hooks import after_commit
-from app.events.models import Event
-from app.events.service import emit
-from app.ids import new_id
-from app.webhooks.jobs import WEBHOOK_JOBS, WebhookOutbox
-from app.webhooks.models import (
+from app.db.models.attention import WEBHOOK_EVENT, WEBHOOK_MESSAGE
+from app.db.models.events import Event
+from app.db.models.webhooks import (
     DELIVERED,
     FAILED,
     PENDING,
@@ -47,7 +44,10 @@ from app.webhooks.models import (
     WebhookEndpoint,
     WebhookMessage,
 )
+from app.events.service import emit
+from app.ids import new_id
 from app.webhooks.options import WebhookOptions
+from app.webhooks.tasks import WEBHOOK_JOBS, WebhookOutbox
 from webhooks.events import (
     OPERATOR_ONLY_EVENT_TYPES,
     EventType,
@@ -57,7 +57,7 @@ from webhooks.events import (
     build_envelope,
     matches,
 )
-from webhooks.schedule import should_disable_endpoint
+from webhooks.retry_policy import should_disable_endpoint
 from webhooks.transport import DeliveryResult
 
 log = logging.getLogger("passgate.webhooks")

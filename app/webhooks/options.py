@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from app.crypto import SecretBox
 from app.settings import Settings
-from webhooks.schedule import RetrySchedule
+from webhooks.retry_policy import RetrySchedule
 from webhooks.ssrf import SSRFPolicy
 from webhooks.transport import TransportConfig
 

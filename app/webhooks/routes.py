@@ -15,11 +15,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from app.audit.service import Actor, record
 from app.auth.guards import ADMIN, MASTER, principal_of, runtime_of
 from app.auth.principal import Principal
+from app.db.models.webhooks import WebhookEndpoint
 from app.db.types import rfc3339
 from app.http.pagination import Page, page_params
 from app.http.request_id import request_id_of
 from app.webhooks import service
-from app.webhooks.models import WebhookEndpoint
 from app.webhooks.options import WebhookOptions
 from app.webhooks.schemas import (
     CreatedEndpoint,

@@ -13,6 +13,13 @@ from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from app.db.models.webhooks import (
+    FAILED,
+    PENDING,
+    WebhookAttempt,
+    WebhookEndpoint,
+    WebhookMessage,
+)
 from app.db.types import utcnow
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.events.service import emit
@@ -20,13 +27,6 @@ from app.http.pagination import PageParams, apply, split
 from app.ids import new_id
 from app.logs import context as log_context
 from app.webhooks import delivery
-from app.webhooks.models import (
-    FAILED,
-    PENDING,
-    WebhookAttempt,
-    WebhookEndpoint,
-    WebhookMessage,
-)
 from app.webhooks.options import WebhookOptions
 from webhooks.events import EventType, UnknownEventTypeError, WebhookTest, validate_event_types
 from webhooks.signing import generate_secret

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
+from app.db.models.webhooks import WebhookAttempt, WebhookEndpoint, WebhookMessage
 from app.db.types import rfc3339
-from app.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
 from app.webhooks.schemas import AttemptView, CreatedEndpoint, DeliveryView, EndpointView
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from app.db.engine import create_engine, session_factory
+from app.db.models.payments import Payment
 from app.db.types import utcnow
 from app.ids import new_id
-from app.payments.models import Payment
 from app.payments.service import Payments
 from app.settings import Settings
 from tests.factories import assert_error, create_key, key_headers, register_agent

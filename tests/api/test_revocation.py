@@ -8,7 +8,7 @@ import time
 from sqlmodel import col, select
 
 from app.db.engine import create_engine, session_factory
-from app.events.models import Event
+from app.db.models.events import Event
 from app.keys import service as keys
 from tests.factories import (
     create_key,

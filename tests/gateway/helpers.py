@@ -20,7 +20,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.engine import create_engine, session_factory
-from app.events.models import Event
+from app.db.models.events import Event
 from app.settings import Settings
 from tests.factories import key_headers
 

@@ -11,10 +11,10 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from app.credits.models import LedgerEntry
+from app.db.models.credits import LedgerEntry
+from app.db.models.gateway import GatewayUsage
 from app.db.types import utcnow
 from app.gateway import billing
-from app.gateway.models import GatewayUsage
 from app.runtime import Runtime
 from tests.factories import assert_error, key_headers
 from tests.gateway.conftest import GatewayFactory

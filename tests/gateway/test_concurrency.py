@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlmodel import col, func, select
 
-from app.credits.models import LedgerEntry
+from app.db.models.credits import LedgerEntry
 from app.settings import Settings
 from tests.gateway.helpers import (
     PRICE,

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from sqlalchemy import delete
 from sqlmodel import col, select
 
-from app.gateway.models import GatewayProvider
+from app.db.models.gateway import GatewayProvider
 from app.main import create_app
 from app.settings import Settings
 from tests.factories import assert_error, key_headers

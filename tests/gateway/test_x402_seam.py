@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 
+from app.db.models.gateway import GatewayUsage
+from app.db.models.payments import Payment
 from app.errors import PaymentAlreadyUsed, UpstreamError
-from app.gateway.models import GatewayUsage
 from app.gateway.paid import call_with_x402
 from app.gateway.proxy import IncomingCall
 from app.gateway.service import Gateway
 from app.ids import new_id
-from app.payments.models import Payment
 from app.settings import Settings
 from tests.gateway.helpers import PRICE, database, upstream_hits
 

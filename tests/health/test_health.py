@@ -169,7 +169,7 @@ async def test_health_shows_the_oldest_unsettled_payment_and_undelivered_webhook
 def test_health_expects_only_jobs_the_workers_schedule() -> None:
     from app.health.verdict import EXPECTED_JOBS
     from workers.actors import all_actors
-    from workers.schedule import registered
+    from workers.periodic import registered
 
     assert all_actors()
     assert set(EXPECTED_JOBS) <= {job.actor.actor_name for job in registered()}

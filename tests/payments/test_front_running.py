@@ -23,10 +23,10 @@ from litestar.testing import AsyncTestClient
 from pydantic import SecretStr
 from sqlmodel import col, select
 
+from app.db.models.payments import Payment
+from app.db.models.signer import SettlementSubmission, SettlementTransaction
 from app.main import create_app
-from app.payments.models import Payment
-from app.settlement.models import SettlementSubmission, SettlementTransaction
-from app.settlement.signer import SignerConfig, Step, advance, prepare
+from app.signer.steps import SignerConfig, Step, advance, prepare
 from chain.usdc import (
     TokenDomain,
     encode_transfer_with_authorization,

@@ -10,7 +10,7 @@ from sqlmodel import col, select
 
 from app.config.plans import PassSettings
 from app.db.engine import create_engine, session_factory
-from app.events.models import Event
+from app.db.models.events import Event
 from app.main import create_app
 from tests.fixtures.chain import encode_call, transact
 from tests.fixtures.workers import actor_runner

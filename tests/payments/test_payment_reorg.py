@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from app.db.models.payments import Payment
+from app.db.models.signer import SettlementTransaction
 from app.ids import new_id
-from app.payments.models import Payment
-from app.settlement.models import SettlementTransaction
-from app.settlement.service import request_settlement
+from app.signer.service import request_settlement
 from chain.usdc import new_authorization
 from tests.fixtures.chainapp import USDC, api_client, build_env
 

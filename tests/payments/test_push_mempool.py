@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from app.events.models import Event
+from app.db.models.events import Event
 from tests.fixtures.chainapp import USDC, ChainEnv, api_client, build_env
 
 PRICE_1D = 10 * USDC

@@ -17,11 +17,11 @@ import redis
 from eth_account import Account
 from pydantic import SecretStr
 
+from app.db.models.signer import SettlementSubmission
 from app.db.types import utcnow
 from app.runtime import Runtime
 from app.settings import Settings
-from app.settlement import service as settlement
-from app.settlement.models import SettlementSubmission
+from app.signer import service as settlement
 from chain.devchain import DevChain
 from chain.usdc import TokenDomain, new_authorization, sign_transfer_authorization
 from tests.factories import register_agent

@@ -47,7 +47,7 @@ async def test_health_is_503_once_a_watcher_has_failed_for_too_long(devchain, se
     async with env, api_client(env.settings) as client:
         await env.watch()
         first = await client.get("/v1/health")
-        from app.transfers.models import ChainWatcher
+        from app.db.models.transfers import ChainWatcher
 
         async with env.sessions() as session:
             row = await session.get(ChainWatcher, "local")

@@ -13,12 +13,12 @@ from httpx import AsyncClient
 from sqlalchemy import func, insert, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.credits.models import LedgerEntry
+from app.db.models.credits import LedgerEntry
+from app.db.models.events import Event
+from app.db.models.transfers import ChainTransfer, ChainWatcher
 from app.db.types import utcnow
-from app.events.models import Event
 from app.settings import Settings
 from app.transfers import purposes as purposes_module
-from app.transfers.models import ChainTransfer, ChainWatcher
 from app.transfers.purposes import Candidate, Counted, PurposeContext, TransferPurpose
 from chain.devchain import DevChain
 from tests.factories import register_agent

@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 from sqlalchemy import func, select
 
-from app.agents.models import Agent
 from app.credits.limits import MAX_BALANCE_MICROS
-from app.credits.models import LedgerEntry
-from app.events.models import Event
+from app.db.models.agents import Agent
+from app.db.models.credits import LedgerEntry
+from app.db.models.events import Event
 from app.settings import Settings
 from chain.devchain import DevChain
 from tests.factories import register_agent
@@ -161,7 +161,7 @@ async def test_a_transfer_to_the_pay_to_address_that_no_payment_claims_is_unmatc
     await chain_env.watch()
     # Then it is kept for an operator, not credited as a deposit
     async with chain_env.sessions() as session:
-        from app.transfers.models import ChainTransfer
+        from app.db.models.transfers import ChainTransfer
 
         row = (
             await session.execute(

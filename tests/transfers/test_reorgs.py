@@ -8,9 +8,9 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from sqlalchemy import select
 
-from app.credits.models import LedgerEntry
+from app.db.models.credits import LedgerEntry
+from app.db.models.transfers import ChainTransfer
 from app.settings import Settings
-from app.transfers.models import ChainTransfer
 from tests.factories import register_agent
 from tests.fixtures.chain import encode_call, wait_for_receipt
 from tests.fixtures.chainapp import USDC, ChainEnv, api_client, balance, build_env, link_wallet

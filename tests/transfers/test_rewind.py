@@ -16,11 +16,11 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.engine import create_engine, session_factory
+from app.db.models.transfers import ChainWatcher
 from app.errors import Conflict, ValidationFailed
 from app.main import create_app
 from app.settings import Settings
 from app.transfers import service
-from app.transfers.models import ChainWatcher
 from tests.factories import assert_error
 from tests.fixtures.chainapp import clear_chain_tables
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from app.transfers.models import ChainTransfer, ChainWatcher
+from app.db.models.transfers import ChainTransfer, ChainWatcher
 from app.transfers.watcher import RunReport
 from chain.client import BlockHeader, ChainClient, TransferLog
 from chain.errors import RangeTooLarge

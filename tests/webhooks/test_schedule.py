@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from webhooks.schedule import DEFAULT_DELAYS, RetrySchedule, should_disable_endpoint
+from webhooks.retry_policy import DEFAULT_DELAYS, RetrySchedule, should_disable_endpoint
 
 
 def highest(low: float, high: float) -> float:

@@ -13,9 +13,9 @@ from sqlmodel import col, select
 
 from app.crypto import SecretBox
 from app.db.engine import create_engine, session_factory
+from app.db.models.webhooks import WebhookEndpoint
 from app.main import create_app
 from app.settings import Settings
-from app.webhooks.models import WebhookEndpoint
 from tests.conftest import PEPPER
 from tests.factories import assert_error, master_headers
 from tests.webhooks_api.conftest import create_endpoint, new_platform

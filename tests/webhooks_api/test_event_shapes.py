@@ -12,8 +12,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.engine import create_engine, session_factory
+from app.db.models.events import Event
 from app.db.types import utcnow
-from app.events.models import Event
 from app.settings import Settings
 from app.webhooks import delivery
 from tests.factories import (

@@ -15,12 +15,12 @@ import pytest
 from sqlalchemy import delete, update
 from sqlmodel import col, select
 
-from app.attention.models import AttentionItem
 from app.db.engine import create_engine, session_factory
-from app.events.models import Event
+from app.db.models.attention import AttentionItem
+from app.db.models.events import Event
+from app.db.models.keys import ApiKey
+from app.db.models.webhooks import WebhookAttempt, WebhookMessage
 from app.ids import new_id
-from app.keys.models import ApiKey
-from app.webhooks.models import WebhookAttempt, WebhookMessage
 from tests.factories import key_headers, register_agent, rfc3339_in
 from tests.fixtures.workers import running_actors
 from tests.webhooks.receiver import Receiver, Reply

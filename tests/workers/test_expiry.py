@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sqlmodel import col, select
 
 from app.db.engine import create_engine, session_factory
-from app.events.models import Event
+from app.db.models.events import Event
 from tests.factories import key_headers, register_agent
 from workers.expiry import expire_keys
 

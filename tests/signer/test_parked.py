@@ -8,13 +8,13 @@ from datetime import timedelta
 from sqlalchemy import update
 from sqlmodel import col
 
+from app.db.models.signer import SettlementSubmission
 from app.db.types import utcnow
-from app.settlement import service
-from app.settlement.models import SettlementSubmission
+from app.signer import service
 from tests.conftest import ADMIN_TOKEN
 from tests.fixtures.chainapp import USDC, ChainEnv, api_client
 from tests.fixtures.workers import running_actors
-from tests.settlement.test_signer import _secret, authorize, request, signer_for
+from tests.signer.test_signer import _secret, authorize, request, signer_for
 from workers.chain import settle
 
 LIMIT = 3

@@ -11,10 +11,10 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 
+from app.db.models.signer import SettlementSubmission, SettlementTransaction
 from app.errors import Conflict
-from app.settlement import service
-from app.settlement.models import SettlementSubmission, SettlementTransaction
-from app.settlement.signer import SignerConfig, Step, advance, prepare
+from app.signer import service
+from app.signer.steps import SignerConfig, Step, advance, prepare
 from chain.client import ChainClient
 from chain.devchain import free_port
 from chain.usdc import (

@@ -30,14 +30,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.attention.filters import not_parked
-from app.attention.models import SETTLEMENT
-from app.db.types import rfc3339, utcnow
-from app.errors import Conflict, NotFound
-from app.http.pagination import PageParams, apply, split
-from app.ids import new_id
-from app.jobs import send_after_commit
-from app.settlement.jobs import settle_job
-from app.settlement.models import (
+from app.db.models.attention import SETTLEMENT
+from app.db.models.signer import (
     BROADCAST,
     FINAL_STATUSES,
     MINED,
@@ -48,6 +42,12 @@ from app.settlement.models import (
     SettlementTransaction,
     SignerState,
 )
+from app.db.types import rfc3339, utcnow
+from app.errors import Conflict, NotFound
+from app.http.pagination import PageParams, apply, split
+from app.ids import new_id
+from app.jobs import send_after_commit
+from app.signer.tasks import settle_job
 from chain.networks import Network
 from chain.usdc import TransferAuthorization
 

@@ -54,12 +54,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.hooks import commit
-from app.db.types import utcnow
-from app.errors import NotFound
-from app.ids import new_id
-from app.settings import Settings
-from app.settlement import service
-from app.settlement.models import (
+from app.db.models.signer import (
     ALREADY_USED,
     BROADCAST,
     EXPIRED,
@@ -72,7 +67,12 @@ from app.settlement.models import (
     SettlementSubmission,
     SettlementTransaction,
 )
-from app.settlement.service import SWEEP_GRACE_SECONDS
+from app.db.types import utcnow
+from app.errors import NotFound
+from app.ids import new_id
+from app.settings import Settings
+from app.signer import service
+from app.signer.service import SWEEP_GRACE_SECONDS
 from chain.client import ChainClient, FeeEstimate, Receipt
 from chain.errors import ChainError, ExecutionReverted, TransactionRejected
 from chain.networks import Network
