@@ -127,24 +127,3 @@ def _enqueue_all(broker: dramatiq.Broker, jobs: list[Job]) -> int:
             return sent
         sent += 1
     return sent
-
-
-# Key of the process's JobQueue on ``session.info`` (set by the API runtime and the worker
-# context), so a service can enqueue work for after its transaction commits.
-JOB_QUEUE = "job_queue"
-
-
-def send_after_commit(session: Any, jobs: Sequence[Job]) -> None:
-    """Enqueue ``jobs`` once the session's transaction commits (dropped on rollback). Without a
-    queue on the session (a tool, a test session) nothing is sent: the sweepers re-drive it."""
-    queue: JobQueue | None = session.info.get(JOB_QUEUE)
-    if queue is None or not jobs:
-        return
-    from app.db.hooks import after_commit
-
-    pending = list(jobs)
-
-    async def send() -> None:
-        await queue.send(pending)
-
-    after_commit(session, send)

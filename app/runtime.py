@@ -7,20 +7,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.auth.cache import KeyCache
 from app.auth.service import Authenticator
 from app.db.engine import create_engine, session_factory
-from app.events.dispatch import OUTBOX_DISPATCHER
+from app.db.uow import UnitOfWork
 from app.gateway.service import Gateway
 from app.health.gas import GasProbe
-from app.jobs import JOB_QUEUE, JobQueue
+from app.jobs import JobQueue
 from app.metrics.state import StateReader
 from app.ratelimit.limiter import RateLimiter
 from app.redis_clients import async_client
 from app.settings import Settings
-from app.webhooks.tasks import WEBHOOK_JOBS, WebhookOutbox
+from app.webhooks.tasks import WebhookOutbox
 from workers.broker import LazyBroker
 
 
@@ -28,7 +27,7 @@ from workers.broker import LazyBroker
 class Runtime:
     settings: Settings
     engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
+    sessions: async_sessionmaker[UnitOfWork]
     limiter: RateLimiter
     auth: Authenticator
     state: StateReader
@@ -44,13 +43,10 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         engine = create_engine(settings)
-        sessions = session_factory(engine)
         broker = LazyBroker(settings)
         jobs = JobQueue(broker, close=broker.close)
-        # Sessions carry the outbox dispatcher: events emitted in a request are fanned out
-        # (and webhook messages sent) once its transaction commits.
-        outbox = WebhookOutbox(jobs)
-        sessions.configure(info={OUTBOX_DISPATCHER: outbox, WEBHOOK_JOBS: outbox, JOB_QUEUE: jobs})
+        # Events emitted in a request are fanned out (and jobs sent) once it commits.
+        sessions = session_factory(engine, jobs=jobs, events=WebhookOutbox(jobs))
         cache = KeyCache(settings.key_cache_seconds)
         redis = None if settings.embedded else async_client(settings.redis_url)
         return cls(

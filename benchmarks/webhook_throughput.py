@@ -269,18 +269,15 @@ async def emit_events(
     ``concurrency`` transactions at a time, or (``rate``) one per transaction, paced; each
     commit enqueues the fan-out as a request's does. Returns each event's commit time."""
     from app.db.engine import create_engine, session_factory
-    from app.db.hooks import run_after_commit
-    from app.events.dispatch import OUTBOX_DISPATCHER
     from app.events.service import emit
     from app.jobs import JobQueue
-    from app.webhooks.tasks import WEBHOOK_JOBS, WebhookOutbox
+    from app.webhooks.tasks import WebhookOutbox
     from workers.broker import LazyBroker
 
     engine = create_engine(settings)
-    sessions = session_factory(engine)
     broker = LazyBroker(settings)
-    outbox = WebhookOutbox(JobQueue(broker))
-    sessions.configure(info={OUTBOX_DISPATCHER: outbox, WEBHOOK_JOBS: outbox})
+    jobs = JobQueue(broker)
+    sessions = session_factory(engine, jobs=jobs, events=WebhookOutbox(jobs))
     committed: dict[str, float] = {}
     chunks = [tags[i:i + batch] for i in range(0, len(tags), batch)]
 
@@ -288,10 +285,10 @@ async def emit_events(
         async with sessions() as session:
             for tag in chunks[i]:
                 await emit(session, "credits.low", event_data(tag))
+            # The commit enqueues the fan-out, as a request's does.
             await session.commit()
             now = time.time()
             committed.update(dict.fromkeys(chunks[i], now))
-            await run_after_commit(session)  # enqueue the fan-out, as the request does
 
     try:
         async with sessions() as session:  # connect before the clock starts

@@ -21,6 +21,7 @@ import msgspec
 
 __all__ = [
     "EVENT_DATA_TYPES",
+    "EVENT_TYPE_OF",
     "MAX_PAYLOAD_BYTES",
     "OPERATOR_ONLY_EVENT_TYPES",
     "PUBLIC_EVENT_TYPES",
@@ -88,6 +89,7 @@ class AgentRegistered(EventData, frozen=True, kw_only=True):
     agent_name: str
     platform_id: str | None = None
     key_id: str | None = None  # the agent's first key
+    credits_micros: int | None = None  # starter credits
     created_at: datetime
 
 
@@ -113,7 +115,12 @@ class KeyRevoked(EventData, frozen=True, kw_only=True):
     agent_id: str | None = None
     platform_id: str | None = None
     key_type: str
+    label: str | None = None
     hint: str
+    scopes: list[str] = msgspec.field(default_factory=list)
+    period: str | None = None
+    expires_at: datetime | None = None
+    created_at: datetime | None = None
     reason: str | None = None
     revoked_at: datetime
 
@@ -124,7 +131,13 @@ class KeyRotated(EventData, frozen=True, kw_only=True):
     key_id: str
     agent_id: str | None = None
     platform_id: str | None = None
+    key_type: str | None = None
+    label: str | None = None
     hint: str
+    scopes: list[str] = msgspec.field(default_factory=list)
+    period: str | None = None
+    expires_at: datetime | None = None
+    created_at: datetime | None = None
     previous_hint: str
     previous_valid_until: datetime | None = None
     rotated_at: datetime
@@ -371,3 +384,8 @@ def validate_event_types(types: Iterable[str], *, operator: bool = False) -> lis
     if unknown:
         raise UnknownEventTypeError(f"Unknown event type(s): {', '.join(map(repr, unknown))}.")
     return result
+
+
+EVENT_TYPE_OF: Mapping[type[EventData], EventType] = {
+    shape: event_type for event_type, shape in EVENT_DATA_TYPES.items()
+}

@@ -14,10 +14,8 @@ import functools
 from collections.abc import Awaitable, Callable, Iterable
 from typing import ParamSpec, TypeVar
 
-from sqlmodel.ext.asyncio.session import AsyncSession
-
 from app.attention.service import is_transient, record_failure
-from app.db.hooks import commit
+from app.db.uow import UnitOfWork
 from workers import context
 
 P = ParamSpec("P")
@@ -50,7 +48,7 @@ async def failed(kind: str, ref: str, exc: BaseException, actor: str) -> bool:
 
 
 async def each(
-    kind: str, refs: Iterable[str], work: Callable[[AsyncSession, str], Awaitable[object]],
+    kind: str, refs: Iterable[str], work: Callable[[UnitOfWork, str], Awaitable[object]],
     actor: str,
 ) -> int:
     """Run ``work`` for each ref in a transaction of its own, for sweepers: one row that fails
@@ -63,7 +61,7 @@ async def each(
         try:
             async with ctx.sessions() as session:
                 result = await work(session, ref)
-                await commit(session)
+                await session.commit()
         except Exception as exc:
             if is_transient(exc):
                 raise

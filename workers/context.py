@@ -22,13 +22,12 @@ import dramatiq
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import Middleware
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.engine import create_engine, session_factory
-from app.events.dispatch import OUTBOX_DISPATCHER
-from app.jobs import JOB_QUEUE, JobQueue
+from app.db.uow import UnitOfWork
+from app.jobs import JobQueue
 from app.settings import Settings, get_settings
-from app.webhooks.tasks import WEBHOOK_JOBS, WebhookOutbox
+from app.webhooks.tasks import WebhookOutbox
 
 log = logging.getLogger("passgate.worker")
 
@@ -55,7 +54,7 @@ def current_settings() -> Settings:
 class WorkerContext:
     settings: Settings
     engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
+    sessions: async_sessionmaker[UnitOfWork]
     outbox: WebhookOutbox
     _resources: dict[str, Any] = field(default_factory=dict)
     _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -83,11 +82,9 @@ class WorkerContext:
 
 def _build(settings: Settings) -> WorkerContext:
     engine = create_engine(settings)
-    sessions = session_factory(engine)
     # Jobs go to the broker the actors are bound to (the global one in a worker process).
     outbox = WebhookOutbox(JobQueue(dramatiq.get_broker))
-    sessions.configure(info={OUTBOX_DISPATCHER: outbox, WEBHOOK_JOBS: outbox,
-                             JOB_QUEUE: outbox.jobs})
+    sessions = session_factory(engine, jobs=outbox.jobs, events=outbox)
     return WorkerContext(settings=settings, engine=engine, sessions=sessions, outbox=outbox)
 
 

@@ -19,7 +19,6 @@ from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 
-from app.db.hooks import commit
 from app.health.service import JobRun, record_run
 from workers import context
 from workers.periodic import periodic_of
@@ -80,4 +79,4 @@ class Heartbeats(Middleware):
 async def _write(run: JobRun) -> None:
     async with context.current().sessions() as session:
         await record_run(session, run)
-        await commit(session)
+        await session.commit()

@@ -17,7 +17,6 @@ import dramatiq
 from ulid import ULID
 
 from app.attention.service import is_transient
-from app.db.hooks import commit
 from app.db.models.attention import WEBHOOK_EVENT, WEBHOOK_MESSAGE
 from app.db.types import utcnow
 from app.logs import context as log_context
@@ -118,7 +117,7 @@ async def _send_and_record(
     results = await asyncio.gather(*(_send(ctx, options, claimed) for claimed in claims))
     async with ctx.sessions() as session:
         await delivery.record_many(session, results, utcnow(), options)
-        await commit(session)
+        await session.commit()
 
 
 @dramatiq.actor(actor_name=FAN_OUT, queue_name=QUEUE, max_retries=10, time_limit=300_000)
@@ -165,7 +164,7 @@ async def _fan_out_batch(
             session, event_id, utcnow(), options, batch=batch,
             lease_limit=FAN_OUT_LEASES, queued_ahead=sending.queued,
         )
-        await commit(session)
+        await session.commit()
     return claims, taken
 
 
@@ -186,7 +185,7 @@ async def deliver(message_id: str) -> None:
                                        queued_ahead=sending.queued)
         if isinstance(claimed, delivery.NotDue):
             delivery.schedule_deliveries(session, [(message_id, claimed.seconds)])
-        await commit(session)
+        await session.commit()
     if isinstance(claimed, delivery.Claimed):
         sending.queued += 1
         await _send_and_record(ctx, options, [claimed])
@@ -209,4 +208,4 @@ async def sweep() -> None:
                lambda session, event_id: delivery.fan_out_event(session, event_id, now), SWEEP)
     async with ctx.sessions() as session:
         await delivery.redrive_due(session, now, options)
-        await commit(session)
+        await session.commit()

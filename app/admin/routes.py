@@ -6,7 +6,6 @@ from typing import Any
 
 from litestar import Request, Router, get, patch, post
 from litestar.params import Parameter
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.admin.schemas import (
     AdminAgentPatch,
@@ -29,10 +28,10 @@ from app.credits.views import ledger_view
 from app.db.models.audit import AuditEntry
 from app.db.models.keys import ApiKey
 from app.db.types import rfc3339
+from app.db.uow import UnitOfWork
 from app.errors import NotFound
 from app.http.pagination import Page, page_params
 from app.http.request_id import request_id_of
-from app.http.transaction import after_commit
 from app.keys import service as keys
 from app.keys.format import KeyKind
 from app.keys.schemas import KeyView
@@ -59,7 +58,7 @@ def _actor(request: AnyRequest, admin: Principal) -> Actor:
 
 @post("/platforms", status_code=201)
 async def create_platform(
-    request: AnyRequest, session: AsyncSession, data: CreatePlatformBody
+    request: AnyRequest, session: UnitOfWork, data: CreatePlatformBody
 ) -> CreatedPlatform:
     """A platform with its first master key (shown once)."""
     admin = principal_of(request)
@@ -73,7 +72,7 @@ async def create_platform(
 
 @get("/platforms")
 async def list_platforms(
-    session: AsyncSession,
+    session: UnitOfWork,
     limit: int | None = Parameter(default=None), cursor: str | None = Parameter(default=None),
 ) -> Page:
     rows, next_cursor = await platforms.search(session, page_params(limit, cursor))
@@ -81,13 +80,13 @@ async def list_platforms(
 
 
 @get("/platforms/{platform_id:str}")
-async def get_platform(session: AsyncSession, platform_id: str) -> PlatformView:
+async def get_platform(session: UnitOfWork, platform_id: str) -> PlatformView:
     return platform_view(await platforms.get(session, platform_id))
 
 
 @patch("/platforms/{platform_id:str}")
 async def update_platform(
-    request: AnyRequest, session: AsyncSession, platform_id: str,
+    request: AnyRequest, session: UnitOfWork, platform_id: str,
     data: UpdatePlatformBody,
 ) -> PlatformView:
     admin = principal_of(request)
@@ -99,7 +98,7 @@ async def update_platform(
     session.add(platform)
     await record(session, _actor(request, admin), "platform.update", "platform", platform.id,
                  before=before, after=platform_snapshot(platform))
-    after_commit(session, rt.auth.cache.clear)
+    session.after_commit(rt.auth.cache.clear)
     return platform_view(platform)
 
 
@@ -108,7 +107,7 @@ async def update_platform(
 
 @get("/agents")
 async def list_agents(
-    session: AsyncSession,
+    session: UnitOfWork,
     limit: int | None = Parameter(default=None), cursor: str | None = Parameter(default=None),
     platform_id: str | None = Parameter(query="platformId", default=None),
     disabled: bool | None = Parameter(default=None),
@@ -122,13 +121,13 @@ async def list_agents(
 
 
 @get("/agents/{agent_id:str}")
-async def get_agent(session: AsyncSession, agent_id: str) -> AgentView:
+async def get_agent(session: UnitOfWork, agent_id: str) -> AgentView:
     return agent_view(await agents.get(session, agent_id))
 
 
 @patch("/agents/{agent_id:str}")
 async def update_agent(
-    request: AnyRequest, session: AsyncSession, agent_id: str,
+    request: AnyRequest, session: UnitOfWork, agent_id: str,
     data: AdminAgentPatch,
 ) -> AgentView:
     admin = principal_of(request)
@@ -138,14 +137,14 @@ async def update_agent(
     await agents.update(session, agent, data.changes())
     await record(session, _actor(request, admin), "agent.update", "agent", agent.id,
                  before=before, after=agents.agent_snapshot(agent))
-    after_commit(session, rt.auth.cache.clear)
+    session.after_commit(rt.auth.cache.clear)
     return agent_view(agent)
 
 
 # -- keys --------------------------------------------------------------------------------
 
 
-async def _key_view(session: AsyncSession, key: ApiKey, settings: Settings) -> KeyView:
+async def _key_view(session: UnitOfWork, key: ApiKey, settings: Settings) -> KeyView:
     """The key with the rate limit it really gets (its agent's plan, unless overridden)."""
     plans = await agents.plans(session, {key.agent_id} if key.agent_id else set())
     return key_view(key, settings, plans.get(key.agent_id or ""))
@@ -153,7 +152,7 @@ async def _key_view(session: AsyncSession, key: ApiKey, settings: Settings) -> K
 
 @get("/keys")
 async def list_keys(
-    request: AnyRequest, session: AsyncSession,
+    request: AnyRequest, session: UnitOfWork,
     limit: int | None = Parameter(default=None), cursor: str | None = Parameter(default=None),
     prefix: str | None = Parameter(default=None, max_length=8),
     agent_id: str | None = Parameter(query="agentId", default=None),
@@ -174,7 +173,7 @@ async def list_keys(
 
 @post("/keys/lookup", status_code=200, errors=(404,))
 async def lookup_key(
-    request: AnyRequest, session: AsyncSession, data: LookupKeyBody
+    request: AnyRequest, session: UnitOfWork, data: LookupKeyBody
 ) -> KeyView:
     """Which key is this secret (e.g. one found leaked)? Hashes it; stores nothing."""
     rt = runtime_of(request)
@@ -185,14 +184,14 @@ async def lookup_key(
 
 
 @get("/keys/{key_id:str}")
-async def get_key(request: AnyRequest, session: AsyncSession,
+async def get_key(request: AnyRequest, session: UnitOfWork,
                   key_id: str) -> KeyView:
     return await _key_view(session, await keys.get(session, key_id), runtime_of(request).settings)
 
 
 @patch("/keys/{key_id:str}")
 async def update_key(
-    request: AnyRequest, session: AsyncSession, key_id: str,
+    request: AnyRequest, session: UnitOfWork, key_id: str,
     data: UpdateKeyBody,
 ) -> KeyView:
     """Per-key plan and rate-limit overrides."""
@@ -203,13 +202,13 @@ async def update_key(
     await keys.update(session, key, data.changes())
     await record(session, _actor(request, admin), "key.update", "key", key.id,
                  before=before, after=keys.key_snapshot(key))
-    after_commit(session, lambda: rt.auth.cache.forget_key(key_id))
+    session.after_commit(lambda: rt.auth.cache.forget_key(key_id))
     return await _key_view(session, key, rt.settings)
 
 
 @post("/keys/{key_id:str}/revoke", status_code=200)
 async def revoke_key(
-    request: AnyRequest, session: AsyncSession, key_id: str
+    request: AnyRequest, session: UnitOfWork, key_id: str
 ) -> KeyView:
     admin = principal_of(request)
     rt = runtime_of(request)
@@ -218,13 +217,13 @@ async def revoke_key(
     await keys.revoke(session, key)
     await record(session, _actor(request, admin), "key.revoke", "key", key.id,
                  before=before, after=keys.key_snapshot(key))
-    after_commit(session, lambda: rt.auth.cache.forget_key(key_id))
+    session.after_commit(lambda: rt.auth.cache.forget_key(key_id))
     return await _key_view(session, key, rt.settings)
 
 
 @post("/tokens", status_code=201)
 async def create_admin_token(
-    request: AnyRequest, session: AsyncSession,
+    request: AnyRequest, session: UnitOfWork,
     data: AdminTokenBody | None = None,
 ) -> CreatedAdminToken:
     """Another admin token (shown once), optionally expiring; never later than the calling
@@ -249,7 +248,7 @@ async def create_admin_token(
 
 @post("/credits/adjustments", status_code=201, errors=(402, 404, 409))
 async def adjust_credits(
-    request: AnyRequest, session: AsyncSession, data: AdjustmentBody
+    request: AnyRequest, session: UnitOfWork, data: AdjustmentBody
 ) -> LedgerView:
     """Credit or debit an agent with a reason (never below zero, never past
     ``MAX_BALANCE_MICROS``). Retried with the same ``idempotencyKey`` it answers with the
@@ -267,7 +266,7 @@ async def adjust_credits(
 
 @get("/credits/ledger")
 async def credit_ledger(
-    session: AsyncSession,
+    session: UnitOfWork,
     limit: int | None = Parameter(default=None), cursor: str | None = Parameter(default=None),
     agent_id: str | None = Parameter(query="agentId", default=None),
 ) -> Page:
@@ -289,7 +288,7 @@ def _audit_view(entry: AuditEntry) -> AuditView:
 
 @get("/audit-log")
 async def audit_log(
-    session: AsyncSession,
+    session: UnitOfWork,
     limit: int | None = Parameter(default=None), cursor: str | None = Parameter(default=None),
     actor_id: str | None = Parameter(query="actorId", default=None),
     action: str | None = Parameter(default=None),

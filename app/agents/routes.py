@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Router, get, post
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.agents import service as agents
 from app.agents.schemas import ClaimHelp, ClaimInfo, Me, RegisterBody, Registered
 from app.agents.views import agent_view
 from app.auth.guards import SIGNUP, key_holder, principal_of, runtime_of
+from app.db.uow import UnitOfWork
 from app.keys import service as keys
 from app.keys.scopes import AGENT_READ
 from app.keys.views import key_view, rate_limit_of
@@ -20,7 +20,7 @@ AnyRequest = Request[Any, Any, Any]
 
 @post("/agents/register", before_request=SIGNUP, status_code=201)
 async def register_agent(
-    request: AnyRequest, session: AsyncSession, data: RegisterBody
+    request: AnyRequest, session: UnitOfWork, data: RegisterBody
 ) -> Registered:
     """An agent registers itself: an ``ak_`` key (shown once) and a claim code for a platform."""
     rt = runtime_of(request)
@@ -43,7 +43,7 @@ async def register_agent(
 
 
 @get("/agents/me", before_request=key_holder(AGENT_READ))
-async def me(request: AnyRequest, session: AsyncSession) -> Me:
+async def me(request: AnyRequest, session: UnitOfWork) -> Me:
     """The caller's agent, key, balance and limits."""
     caller = principal_of(request)
     settings = runtime_of(request).settings
@@ -72,7 +72,7 @@ async def how_to_claim() -> ClaimHelp:
 
 
 @get("/claims/{claim_code:str}")
-async def describe_claim(request: AnyRequest, session: AsyncSession, claim_code: str) -> ClaimInfo:
+async def describe_claim(request: AnyRequest, session: UnitOfWork, claim_code: str) -> ClaimInfo:
     """Which agent a claim code belongs to, and how a platform takes it into its fleet. Access
     lines name the route template, never the code (app.metrics.http)."""
     agent = await agents.describe_claim(session, runtime_of(request).pepper, claim_code)

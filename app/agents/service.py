@@ -11,12 +11,12 @@ from sqlalchemy import func
 from sqlalchemy import update as sa_update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.credits import ledger
 from app.db.models.agents import Agent
 from app.db.models.keys import ApiKey
-from app.db.types import rfc3339, utcnow
+from app.db.types import utcnow
+from app.db.uow import UnitOfWork
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.events.service import emit
 from app.http.pagination import PageParams, apply, split
@@ -25,6 +25,7 @@ from app.keys import service as keys
 from app.keys.format import BASE62, KeyKind
 from app.keys.hashing import key_hash
 from app.keys.scopes import DEFAULTS
+from webhooks.events import AgentRegistered
 
 PLANS = ("free", "pro", "enterprise")
 
@@ -53,7 +54,7 @@ def agent_snapshot(agent: Agent) -> dict[str, Any]:
 
 
 async def _create(
-    session: AsyncSession,
+    session: UnitOfWork,
     pepper: str,
     *,
     name: str,
@@ -104,15 +105,9 @@ async def _create(
         )
     await emit(
         session,
-        "agent.registered",
-        {
-            "agentId": agent.id,
-            "agentName": agent.name,
-            "platformId": platform_id,
-            "keyId": issued.key.id,
-            "creditsMicros": agent.balance_micros,
-            "createdAt": rfc3339(agent.created_at),
-        },
+        AgentRegistered(agent_id=agent.id, agent_name=agent.name, platform_id=platform_id,
+                        key_id=issued.key.id, credits_micros=agent.balance_micros,
+                        created_at=agent.created_at),
         agent_id=agent.id,
         platform_id=platform_id,
     )
@@ -120,7 +115,7 @@ async def _create(
 
 
 async def register(
-    session: AsyncSession, pepper: str, name: str, description: str | None, starter_micros: int
+    session: UnitOfWork, pepper: str, name: str, description: str | None, starter_micros: int
 ) -> NewAgent:
     """An agent registers itself and receives an ``ak_`` key and a claim code."""
     return await _create(
@@ -130,7 +125,7 @@ async def register(
 
 
 async def signup_by_email(
-    session: AsyncSession, pepper: str, email: str, starter_micros: int
+    session: UnitOfWork, pepper: str, email: str, starter_micros: int
 ) -> NewAgent:
     """A gateway-only ``gw_`` key with starter credits; one per e-mail address."""
     normalized = email.strip().lower()
@@ -146,7 +141,7 @@ async def signup_by_email(
 
 
 async def create_unclaimed_key(
-    session: AsyncSession, pepper: str, label: str | None, custom_secret: str | None
+    session: UnitOfWork, pepper: str, label: str | None, custom_secret: str | None
 ) -> NewAgent:
     """``POST /v1/api-keys`` without auth: a personal key for a fresh, unclaimed account."""
     return await _create(
@@ -156,7 +151,7 @@ async def create_unclaimed_key(
 
 
 async def create_for_platform(
-    session: AsyncSession,
+    session: UnitOfWork,
     pepper: str,
     platform_id: str,
     *,
@@ -173,14 +168,14 @@ async def create_for_platform(
     )
 
 
-async def get(session: AsyncSession, agent_id: str) -> Agent:
+async def get(session: UnitOfWork, agent_id: str) -> Agent:
     agent = await session.get(Agent, agent_id)
     if agent is None:
         raise NotFound("Agent not found.")
     return agent
 
 
-async def plans(session: AsyncSession, agent_ids: set[str]) -> dict[str, str]:
+async def plans(session: UnitOfWork, agent_ids: set[str]) -> dict[str, str]:
     """Each agent's plan: a key's effective rate limit comes from its agent's plan."""
     if not agent_ids:
         return {}
@@ -188,7 +183,7 @@ async def plans(session: AsyncSession, agent_ids: set[str]) -> dict[str, str]:
     return dict(rows.all())
 
 
-async def get_in_platform(session: AsyncSession, agent_id: str, platform_id: str) -> Agent:
+async def get_in_platform(session: UnitOfWork, agent_id: str, platform_id: str) -> Agent:
     agent = await session.get(Agent, agent_id)
     if agent is None or agent.platform_id != platform_id:
         raise NotFound("Agent not found.")
@@ -196,7 +191,7 @@ async def get_in_platform(session: AsyncSession, agent_id: str, platform_id: str
 
 
 async def search(
-    session: AsyncSession,
+    session: UnitOfWork,
     params: PageParams,
     *,
     platform_id: str | None = None,
@@ -215,7 +210,7 @@ async def search(
     return split(rows, params, lambda a: a.id)
 
 
-async def update(session: AsyncSession, agent: Agent, changes: dict[str, Any]) -> Agent:
+async def update(session: UnitOfWork, agent: Agent, changes: dict[str, Any]) -> Agent:
     """Apply a partial update; ``changes`` uses model field names."""
     if "plan" in changes and changes["plan"] not in PLANS:
         raise ValidationFailed(f"plan must be one of {', '.join(PLANS)}.")
@@ -229,7 +224,7 @@ async def update(session: AsyncSession, agent: Agent, changes: dict[str, Any]) -
     return agent
 
 
-async def claim(session: AsyncSession, pepper: str, platform_id: str, claim_code: str) -> Agent:
+async def claim(session: UnitOfWork, pepper: str, platform_id: str, claim_code: str) -> Agent:
     """Take a self-registered agent into a platform's fleet; a code works once.
 
     One conditional UPDATE decides between platforms presenting the same code at once: the
@@ -255,7 +250,7 @@ async def claim(session: AsyncSession, pepper: str, platform_id: str, claim_code
     return agent
 
 
-async def describe_claim(session: AsyncSession, pepper: str, claim_code: str) -> Agent:
+async def describe_claim(session: UnitOfWork, pepper: str, claim_code: str) -> Agent:
     digest = key_hash(pepper, claim_code.strip())
     agent = (await session.exec(select(Agent).where(col(Agent.claim_code_hash) == digest))).first()
     if agent is None:
@@ -272,7 +267,7 @@ class RotatedAgentKey:
 
 
 async def rotate_agent_key(
-    session: AsyncSession, pepper: str, agent: Agent, grace_seconds: int, created_by: str
+    session: UnitOfWork, pepper: str, agent: Agent, grace_seconds: int, created_by: str
 ) -> RotatedAgentKey:
     """The platform's way back into an agent, whatever its keys did.
 

@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import exists
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.models.attention import PARKED, AttentionItem
+from app.db.uow import UnitOfWork
 
 
 def parked(kind: str, ref: Any) -> ColumnElement[bool]:
@@ -26,7 +26,7 @@ def not_parked(kind: str, ref: Any) -> ColumnElement[bool]:
     return ~parked(kind, ref)
 
 
-async def parked_refs(session: AsyncSession, kind: str, refs: Sequence[str]) -> set[str]:
+async def parked_refs(session: UnitOfWork, kind: str, refs: Sequence[str]) -> set[str]:
     """Which of ``refs`` wait for an operator."""
     if not refs:
         return set()

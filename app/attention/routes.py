@@ -7,7 +7,6 @@ from typing import Any
 
 from litestar import Request, Router, get, post
 from litestar.params import Parameter
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.attention import service
 from app.attention.schemas import AttentionView, ResolveBody
@@ -15,6 +14,7 @@ from app.audit.service import Actor, record
 from app.auth.guards import ADMIN, principal_of
 from app.db.models.attention import KINDS, STATUSES, AttentionItem
 from app.db.types import rfc3339
+from app.db.uow import UnitOfWork
 from app.errors import ValidationFailed
 from app.http.pagination import Page, page_params
 from app.http.request_id import request_id_of
@@ -39,7 +39,7 @@ def _snapshot(item: AttentionItem) -> dict[str, Any]:
 
 @get("/")
 async def list_attention(
-    session: AsyncSession,
+    session: UnitOfWork,
     limit: int | None = Parameter(default=None), cursor: str | None = Parameter(default=None),
     kind: str | None = Parameter(default=None, max_length=30),
     status: str | None = Parameter(default=None, max_length=12),
@@ -56,13 +56,13 @@ async def list_attention(
 
 
 @get("/{item_id:str}")
-async def get_attention(session: AsyncSession, item_id: str) -> AttentionView:
+async def get_attention(session: UnitOfWork, item_id: str) -> AttentionView:
     return attention_view(await service.get(session, item_id))
 
 
 async def _resolve(
-    request: AnyRequest, session: AsyncSession, item_id: str, data: ResolveBody | None,
-    action: str, change: Callable[[AsyncSession, AttentionItem, str | None], Awaitable[Any]],
+    request: AnyRequest, session: UnitOfWork, item_id: str, data: ResolveBody | None,
+    action: str, change: Callable[[UnitOfWork, AttentionItem, str | None], Awaitable[Any]],
 ) -> AttentionView:
     admin = principal_of(request)
     item = await service.get(session, item_id)
@@ -76,7 +76,7 @@ async def _resolve(
 
 @post("/{item_id:str}/retry", status_code=200, errors=(409,))
 async def retry_attention(
-    request: AnyRequest, session: AsyncSession, item_id: str, data: ResolveBody | None = None,
+    request: AnyRequest, session: UnitOfWork, item_id: str, data: ResolveBody | None = None,
 ) -> AttentionView:
     """Release parked work (after fixing its cause): its sweeper picks it up within seconds."""
     return await _resolve(request, session, item_id, data, "retry", service.retry)
@@ -84,7 +84,7 @@ async def retry_attention(
 
 @post("/{item_id:str}/dismiss", status_code=200, errors=(409,))
 async def dismiss_attention(
-    request: AnyRequest, session: AsyncSession, item_id: str, data: ResolveBody | None = None,
+    request: AnyRequest, session: UnitOfWork, item_id: str, data: ResolveBody | None = None,
 ) -> AttentionView:
     """Acknowledge parked work and leave it parked."""
     return await _resolve(request, session, item_id, data, "dismiss", service.dismiss)

@@ -24,7 +24,6 @@ from sqlalchemy import func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.models.attention import (
     DISMISSED,
@@ -35,6 +34,7 @@ from app.db.models.attention import (
     AttentionItem,
 )
 from app.db.types import utcnow
+from app.db.uow import UnitOfWork
 from app.errors import Conflict, NotFound
 from app.http.pagination import PageParams, apply, split
 from app.ids import new_id
@@ -82,7 +82,7 @@ def describe(exc: BaseException) -> str:
 
 
 async def record_failure(
-    sessions: async_sessionmaker[AsyncSession], kind: str, ref: str, exc: BaseException, *,
+    sessions: async_sessionmaker[UnitOfWork], kind: str, ref: str, exc: BaseException, *,
     actor: str, limit: int,
 ) -> bool:
     """Count one failure of ``kind``/``ref``; True once the work is parked (stop retrying)."""
@@ -129,7 +129,7 @@ async def record_failure(
     return parked
 
 
-async def get(session: AsyncSession, item_id: str) -> AttentionItem:
+async def get(session: UnitOfWork, item_id: str) -> AttentionItem:
     item = await session.get(AttentionItem, item_id)
     if item is None:
         raise NotFound("Attention item not found.")
@@ -137,7 +137,7 @@ async def get(session: AsyncSession, item_id: str) -> AttentionItem:
 
 
 async def search(
-    session: AsyncSession, params: PageParams, *, kind: str | None = None,
+    session: UnitOfWork, params: PageParams, *, kind: str | None = None,
     status: str | None = None, ref: str | None = None,
 ) -> tuple[list[AttentionItem], str | None]:
     stmt = select(AttentionItem)
@@ -151,7 +151,7 @@ async def search(
     return split(rows, params, lambda item: item.id)
 
 
-async def counts(session: AsyncSession) -> dict[tuple[str, str], int]:
+async def counts(session: UnitOfWork) -> dict[tuple[str, str], int]:
     """Items by (kind, status), for metrics."""
     rows = await session.execute(
         select(AttentionItem.kind, AttentionItem.status, func.count())
@@ -160,7 +160,7 @@ async def counts(session: AsyncSession) -> dict[tuple[str, str], int]:
     return {(kind, status): int(count) for kind, status, count in rows.all()}
 
 
-async def parked_by_kind(session: AsyncSession) -> dict[str, int]:
+async def parked_by_kind(session: UnitOfWork) -> dict[str, int]:
     """Open items (parked, not yet looked at) by kind, for health."""
     rows = await session.execute(
         select(AttentionItem.kind, func.count())
@@ -170,7 +170,7 @@ async def parked_by_kind(session: AsyncSession) -> dict[str, int]:
     return {kind: int(count) for kind, count in rows.all()}
 
 
-async def retry(session: AsyncSession, item: AttentionItem, by: str | None,
+async def retry(session: UnitOfWork, item: AttentionItem, by: str | None,
                 now: datetime | None = None) -> AttentionItem:
     """Release parked work: its sweeper re-drives it within seconds; a new failure starts a
     new count."""
@@ -182,7 +182,7 @@ async def retry(session: AsyncSession, item: AttentionItem, by: str | None,
     return item
 
 
-async def dismiss(session: AsyncSession, item: AttentionItem, by: str | None,
+async def dismiss(session: UnitOfWork, item: AttentionItem, by: str | None,
                   now: datetime | None = None) -> AttentionItem:
     """Acknowledge parked work and leave it parked (nothing will re-drive it)."""
     if item.status != OPEN:

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.models.audit import AuditEntry
+from app.db.uow import UnitOfWork
 from app.http.pagination import PageParams, apply, split
 from app.ids import new_id
 
@@ -24,7 +24,7 @@ class Actor:
 
 
 async def record(
-    session: AsyncSession,
+    session: UnitOfWork,
     actor: Actor,
     action: str,
     target_type: str,
@@ -49,7 +49,7 @@ async def record(
 
 
 async def search(
-    session: AsyncSession,
+    session: UnitOfWork,
     params: PageParams,
     *,
     actor_id: str | None = None,

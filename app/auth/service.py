@@ -11,7 +11,6 @@ from datetime import timedelta
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.auth.cache import KeyCache
 from app.auth.principal import Principal
@@ -20,6 +19,7 @@ from app.db.models.agents import Agent
 from app.db.models.keys import ApiKey, KeySecret
 from app.db.models.platforms import Platform
 from app.db.types import utcnow
+from app.db.uow import UnitOfWork
 from app.errors import Unauthorized
 from app.keys import format as key_format
 from app.keys import service as keys
@@ -35,7 +35,7 @@ LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 class Authenticator:
     def __init__(
-        self, settings: Settings, sessions: async_sessionmaker[AsyncSession], cache: KeyCache
+        self, settings: Settings, sessions: async_sessionmaker[UnitOfWork], cache: KeyCache
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -127,7 +127,7 @@ class Authenticator:
             await self._touch(session, key)
             return await self._principal(session, key, secret)
 
-    async def _principal(self, session: AsyncSession, key: ApiKey, secret: KeySecret) -> Principal:
+    async def _principal(self, session: UnitOfWork, key: ApiKey, secret: KeySecret) -> Principal:
         agent = await session.get(Agent, key.agent_id) if key.agent_id else None
         platform_id = key.platform_id or (agent.platform_id if agent else None)
         platform = await session.get(Platform, platform_id) if platform_id else None
@@ -155,7 +155,7 @@ class Authenticator:
         )
 
     @staticmethod
-    async def _touch(session: AsyncSession, key: ApiKey) -> None:
+    async def _touch(session: UnitOfWork, key: ApiKey) -> None:
         now = utcnow()
         if key.status != "active":
             return

@@ -7,11 +7,11 @@ from typing import Any, NamedTuple, NoReturn
 from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.credits.limits import MAX_BALANCE_MICROS
 from app.db.models.agents import Agent
 from app.db.models.credits import LedgerEntry
+from app.db.uow import UnitOfWork
 from app.errors import (
     BalanceLimitExceeded,
     Conflict,
@@ -32,7 +32,7 @@ class Posted(NamedTuple):
 
 
 async def post(
-    session: AsyncSession,
+    session: UnitOfWork,
     agent_id: str,
     kind: str,
     amount_micros: int,
@@ -51,7 +51,7 @@ async def post(
 
 
 async def post_result(
-    session: AsyncSession,
+    session: UnitOfWork,
     agent_id: str,
     kind: str,
     amount_micros: int,
@@ -119,7 +119,7 @@ async def post_result(
 
 
 async def _replay(
-    session: AsyncSession, idempotency_key: str, agent_id: str, kind: str, amount_micros: int
+    session: UnitOfWork, idempotency_key: str, agent_id: str, kind: str, amount_micros: int
 ) -> Posted | None:
     """The first post with this key, as a replay (None: there is none)."""
     existing = (
@@ -155,7 +155,7 @@ def _same_or_refuse(
 
 
 async def _move(
-    session: AsyncSession, agent_id: str, kind: str, amount_micros: int, *,
+    session: UnitOfWork, agent_id: str, kind: str, amount_micros: int, *,
     floor: bool, ceiling: bool,
 ) -> int | None:
     """Add ``amount_micros`` to the balance in one UPDATE; None when no row matched (no such
@@ -181,7 +181,7 @@ async def _move(
     return balance
 
 
-async def _insert_unless_keyed(session: AsyncSession, entry: LedgerEntry) -> LedgerEntry | None:
+async def _insert_unless_keyed(session: UnitOfWork, entry: LedgerEntry) -> LedgerEntry | None:
     """INSERT the entry unless its idempotency key is taken (then None), as one statement."""
     dialect = session.get_bind().dialect.name
     insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -195,7 +195,7 @@ async def _insert_unless_keyed(session: AsyncSession, entry: LedgerEntry) -> Led
     return inserted
 
 
-async def _refuse(session: AsyncSession, agent_id: str, amount_micros: int) -> NoReturn:
+async def _refuse(session: UnitOfWork, agent_id: str, amount_micros: int) -> NoReturn:
     if amount_micros < 0:
         await refuse_charge(session, agent_id, -amount_micros)
     agent = await session.get(Agent, agent_id, populate_existing=True)
@@ -208,7 +208,7 @@ async def _refuse(session: AsyncSession, agent_id: str, amount_micros: int) -> N
     )
 
 
-async def refuse_charge(session: AsyncSession, agent_id: str, required_micros: int) -> NoReturn:
+async def refuse_charge(session: UnitOfWork, agent_id: str, required_micros: int) -> NoReturn:
     """Say why a conditional charge matched no row: no such agent, or too little credit."""
     agent = await session.get(Agent, agent_id)
     if agent is None:

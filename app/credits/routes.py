@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from litestar import Router, get
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.agents import service as agents
 from app.auth.guards import AnyRequest, key_holder, principal_of
 from app.credits.schemas import Balance
+from app.db.uow import UnitOfWork
 from app.keys.scopes import BALANCE_READ
 
 
 @get("/balance", before_request=key_holder(BALANCE_READ))
-async def balance(request: AnyRequest, session: AsyncSession) -> Balance:
+async def balance(request: AnyRequest, session: UnitOfWork) -> Balance:
     """Credits and total spent, in micros (and USD for display)."""
     caller = principal_of(request)
     agent = await agents.get(session, caller.agent_id or "")

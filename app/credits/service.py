@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.credits import ledger
 from app.db.models.credits import LedgerEntry
-from app.db.types import rfc3339
+from app.db.uow import UnitOfWork
 from app.errors import ValidationFailed
 from app.events.service import emit
 from app.http.pagination import PageParams, apply, split
+from webhooks.events import CreditsDeposited
 
 
 async def adjust(
-    session: AsyncSession,
+    session: UnitOfWork,
     agent_id: str,
     amount_micros: int,
     reason: str,
@@ -33,22 +33,16 @@ async def adjust(
     if amount_micros > 0 and not posted.replayed:
         await emit(
             session,
-            "credits.deposited",
-            {
-                "agentId": agent_id,
-                "amountMicros": amount_micros,
-                "balanceMicros": entry.balance_after_micros,
-                "source": "adjustment",
-                "ledgerEntryId": entry.id,
-                "depositedAt": rfc3339(entry.created_at),
-            },
+            CreditsDeposited(agent_id=agent_id, amount_micros=amount_micros,
+                             balance_micros=entry.balance_after_micros, source="adjustment",
+                             ledger_entry_id=entry.id, deposited_at=entry.created_at),
             agent_id=agent_id,
         )
     return posted
 
 
 async def history(
-    session: AsyncSession, params: PageParams, agent_id: str | None
+    session: UnitOfWork, params: PageParams, agent_id: str | None
 ) -> tuple[list[LedgerEntry], str | None]:
     stmt = select(LedgerEntry)
     if agent_id:

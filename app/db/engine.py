@@ -8,9 +8,10 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.checkpoint import WRITER_PAGES, Checkpointer
+from app.db.uow import EventSink, UnitOfWork
+from app.jobs import JobQueue
 from app.settings import Settings
 
 # A pooled connection is checked twice before a request gets it. Always, for free: asyncpg
@@ -108,5 +109,10 @@ def create_engine(settings: Settings) -> AsyncEngine:
     return engine
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+def session_factory(
+    engine: AsyncEngine, *, jobs: JobQueue | None = None, events: EventSink | None = None
+) -> async_sessionmaker[UnitOfWork]:
+    """Sessions that are units of work: what they queue goes to ``jobs`` and ``events`` once
+    they commit (``app.db.uow``)."""
+    return async_sessionmaker(engine, class_=UnitOfWork, expire_on_commit=False, jobs=jobs,
+                              events=events)

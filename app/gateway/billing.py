@@ -32,16 +32,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.credits import ledger
-from app.db.hooks import commit
 from app.db.models.gateway import AGENT, FAILED, PLATFORM, OpenCall
 from app.db.types import rfc3339, utcnow
+from app.db.uow import UnitOfWork
 from app.errors import NotFound, SpendingLimitExceeded
 from app.events.service import emit
 from app.gateway import repository, reserve_pg
 from app.ids import new_id
+from webhooks.events import CreditsLow
 
 log = logging.getLogger("passgate.gateway")
 
@@ -81,7 +81,7 @@ def _owners(agent_id: str, platform_id: str | None) -> list[tuple[str, str]]:
     return owners
 
 
-async def open_call(session: AsyncSession, usage: OpenCall) -> None:
+async def open_call(session: UnitOfWork, usage: OpenCall) -> None:
     """Record a call as ``pending`` before it is forwarded (nothing charged)."""
     await repository.insert_usage(session, usage)
 
@@ -127,7 +127,7 @@ async def reserve_fast(
 
 
 async def reserve(
-    session: AsyncSession,
+    session: UnitOfWork,
     usage: OpenCall,
     *,
     low_threshold_micros: int,
@@ -183,7 +183,7 @@ async def reserve(
 
 
 async def _reserve_in_one_statement(
-    session: AsyncSession,
+    session: UnitOfWork,
     usage: OpenCall,
     day: str,
     low_threshold_micros: int,
@@ -204,7 +204,7 @@ def _reason(usage: OpenCall) -> str:
 
 
 async def _charge_in_one_statement(
-    session: AsyncSession, usage: OpenCall, day: str, relax_durability: bool
+    session: UnitOfWork, usage: OpenCall, day: str, relax_durability: bool
 ) -> reserve_pg.Charged | None:
     return await reserve_pg.charge_and_open(
         session,
@@ -257,7 +257,7 @@ def _check_limits(
 
 
 async def _reserved(
-    session: AsyncSession, usage: OpenCall, balance: int, low_threshold_micros: int
+    session: UnitOfWork, usage: OpenCall, balance: int, low_threshold_micros: int
 ) -> Reservation:
     assert usage.agent_id is not None
     price = usage.price_micros
@@ -268,7 +268,7 @@ async def _reserved(
 
 
 async def _credits_low(
-    session: AsyncSession, agent_id: str, balance: int, threshold: int, now: datetime
+    session: UnitOfWork, agent_id: str, balance: int, threshold: int, now: datetime
 ) -> None:
     """``credits.low`` once per dip below the threshold.
 
@@ -284,18 +284,13 @@ async def _credits_low(
             return
     await emit(
         session,
-        "credits.low",
-        {
-            "agentId": agent_id,
-            "balanceMicros": balance,
-            "thresholdMicros": threshold,
-            "observedAt": rfc3339(now),
-        },
+        CreditsLow(agent_id=agent_id, balance_micros=balance, threshold_micros=threshold,
+                   observed_at=now),
         agent_id=agent_id,
     )
 
 
-async def keep(session: AsyncSession, kept: Sequence[tuple[str, Outcome]]) -> None:
+async def keep(session: UnitOfWork, kept: Sequence[tuple[str, Outcome]]) -> None:
     """The upstream answered 2xx: these calls' charges stand (one batched statement).
 
     A call already released meanwhile (by the sweeper) stays released.
@@ -316,7 +311,7 @@ async def keep(session: AsyncSession, kept: Sequence[tuple[str, Outcome]]) -> No
     )
 
 
-async def release(session: AsyncSession, usage_id: str, outcome: Outcome) -> bool:
+async def release(session: UnitOfWork, usage_id: str, outcome: Outcome) -> bool:
     """The call failed: give the reservation back. False if the call was already closed."""
     finished = await repository.finish_usage(
         session,
@@ -356,7 +351,7 @@ async def release(session: AsyncSession, usage_id: str, outcome: Outcome) -> boo
 
 
 async def stale_reservations(
-    sessions: async_sessionmaker[AsyncSession], older_than_seconds: float, batch: int = 500
+    sessions: async_sessionmaker[UnitOfWork], older_than_seconds: float, batch: int = 500
 ) -> list[str]:
     """Reservations still pending after ``older_than_seconds``: their process died mid-call
     (except those parked for an operator)."""
@@ -365,13 +360,13 @@ async def stale_reservations(
         return await repository.stale_usage_ids(session, cutoff, batch)
 
 
-async def release_abandoned(session: AsyncSession, usage_id: str) -> bool:
+async def release_abandoned(session: UnitOfWork, usage_id: str) -> bool:
     """Give back one abandoned reservation (False: the call was closed meanwhile)."""
     return await release(session, usage_id, Outcome(None, None, error="abandoned"))
 
 
 async def release_stale(
-    sessions: async_sessionmaker[AsyncSession], older_than_seconds: float, batch: int = 500
+    sessions: async_sessionmaker[UnitOfWork], older_than_seconds: float, batch: int = 500
 ) -> int:
     """Release reservations whose call was abandoned (the process died mid-call).
 
@@ -384,7 +379,7 @@ async def release_stale(
         async with sessions() as session:
             if await release_abandoned(session, usage_id):
                 released += 1
-            await commit(session)
+            await session.commit()
     if released:
         log.warning("released %d abandoned gateway reservations", released)
     return released

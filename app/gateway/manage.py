@@ -15,12 +15,12 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config.providers import PROVIDER_NAME, ProviderSettings, check_outlives_call
 from app.crypto import SecretBox, SecretUnreadableError
 from app.db.models.gateway import GatewayProvider
 from app.db.types import utcnow
+from app.db.uow import UnitOfWork
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.gateway import repository
 from app.gateway.providers import CONFIG, header_context, open_headers
@@ -122,7 +122,7 @@ def _row_entry(row: GatewayProvider, configured: set[str]) -> Entry:
     )
 
 
-async def entries(session: AsyncSession, settings: Settings) -> list[Entry]:
+async def entries(session: UnitOfWork, settings: Settings) -> list[Entry]:
     """Configured and admin-managed providers (disabled and shadowed ones too), by name."""
     configured = {p.name for p in settings.providers}
     found = [_config_entry(p) for p in settings.providers]
@@ -131,7 +131,7 @@ async def entries(session: AsyncSession, settings: Settings) -> list[Entry]:
     return sorted(found, key=lambda e: (e.config.name, e.source != CONFIG))
 
 
-async def entry(session: AsyncSession, settings: Settings, name: str) -> Entry:
+async def entry(session: UnitOfWork, settings: Settings, name: str) -> Entry:
     for config in settings.providers:
         if config.name == name:
             return _config_entry(config)
@@ -149,7 +149,7 @@ def _refuse_configured(settings: Settings, name: str) -> None:
 
 
 async def create(
-    session: AsyncSession,
+    session: UnitOfWork,
     settings: Settings,
     box: SecretBox,
     values: dict[str, Any],
@@ -177,7 +177,7 @@ async def create(
 
 
 async def update(
-    session: AsyncSession,
+    session: UnitOfWork,
     settings: Settings,
     box: SecretBox,
     name: str,
@@ -219,7 +219,7 @@ def _apply(
         row.headers_sealed = _seal(box, row.id, headers)
 
 
-async def delete(session: AsyncSession, settings: Settings, name: str) -> GatewayProvider:
+async def delete(session: UnitOfWork, settings: Settings, name: str) -> GatewayProvider:
     _refuse_configured(settings, name)
     row = await repository.provider_by_name(session, name)
     if row is None:

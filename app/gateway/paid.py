@@ -20,7 +20,6 @@ from litestar.response.base import ASGIResponse
 from sqlalchemy import update
 from sqlmodel import col
 
-from app.db.hooks import commit
 from app.db.models.payments import Payment
 from app.db.types import utcnow
 from app.errors import PaymentAlreadyUsed, PaymentInvalid
@@ -62,7 +61,7 @@ async def _reopen_after_upstream_failure(rt: Runtime, payment: Payment) -> Payme
                 .values(status="pending", failure_reason=None, fulfilled_at=None,
                         updated_at=utcnow())
             )
-            await commit(session)
+            await session.commit()
             payment = await session.get(Payment, payment.id, populate_existing=True) or payment
     if payment.status not in ("pending",):
         raise PaymentInvalid(f"This payment is {payment.status} and cannot pay for a call.")
@@ -85,7 +84,7 @@ async def _take_for_one_call(rt: Runtime, payment: Payment) -> None:
                    col(Payment.fulfilled_at).is_(None))
             .values(fulfilled_at=now, updated_at=now)
         )
-        await commit(session)
+        await session.commit()
     if not taken.rowcount:  # type: ignore[attr-defined]  # CursorResult of an UPDATE
         raise PaymentAlreadyUsed("This payment is already paying for a call in progress.",
                                  details={"paymentId": payment.id})
@@ -99,7 +98,7 @@ async def call_with_x402(
     paid = paid_request(rt, call, quote.price_micros)
     async with rt.sessions() as session:
         payment = await payments.accept(session, paid, headers, signed_only=True)
-        await commit(session)
+        await session.commit()
     payment = await _reopen_after_upstream_failure(rt, payment)
     await _take_for_one_call(rt, payment)
 
@@ -109,7 +108,7 @@ async def call_with_x402(
             await mark_failed(session, payment.id,
                               f"{UPSTREAM_FAILED}: upstream answered {forwarded.status}",
                               redis=rt.redis, redis_prefix=rt.settings.redis_prefix)
-            await commit(session)
+            await session.commit()
         if forwarded.error is not None:
             raise forwarded.error
         assert forwarded.response is not None
@@ -119,7 +118,7 @@ async def call_with_x402(
         async with rt.sessions() as session:
             fresh = await payments.get(session, payment.id)
             await payments.request_settlement(session, fresh)
-            await commit(session)
+            await session.commit()
     except BaseException:
         # Not handed to the signer, so never charged: the answer is not served either, and
         # its upstream connection goes back to the pool.

@@ -24,11 +24,11 @@ from urllib.parse import unquote
 
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config.providers import ProviderSettings
 from app.crypto import SecretBox, SecretUnreadableError
 from app.db.models.gateway import GatewayProvider
+from app.db.uow import UnitOfWork
 from app.gateway import repository
 from app.settings import Settings
 
@@ -169,7 +169,7 @@ class ProviderRegistry:
     """Configured providers, plus the admin-managed ones cached briefly per process."""
 
     def __init__(
-        self, settings: Settings, sessions: async_sessionmaker[AsyncSession], box: SecretBox
+        self, settings: Settings, sessions: async_sessionmaker[UnitOfWork], box: SecretBox
     ) -> None:
         self._sessions = sessions
         self._box = box

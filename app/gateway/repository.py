@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import bindparam, case, func, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.attention.filters import not_parked
 from app.db.models.agents import Agent
@@ -26,22 +25,23 @@ from app.db.models.gateway import (
     SpendCounter,
 )
 from app.db.models.platforms import Platform
+from app.db.uow import UnitOfWork
 from app.http.pagination import PageParams, apply, split
 
 # -- providers ---------------------------------------------------------------------------
 
 
-async def enabled_providers(session: AsyncSession) -> list[GatewayProvider]:
+async def enabled_providers(session: UnitOfWork) -> list[GatewayProvider]:
     stmt = select(GatewayProvider).where(col(GatewayProvider.enabled).is_(True))
     return list((await session.exec(stmt)).all())
 
 
-async def all_providers(session: AsyncSession) -> list[GatewayProvider]:
+async def all_providers(session: UnitOfWork) -> list[GatewayProvider]:
     stmt = select(GatewayProvider).order_by(col(GatewayProvider.name))
     return list((await session.exec(stmt)).all())
 
 
-async def provider_by_name(session: AsyncSession, name: str) -> GatewayProvider | None:
+async def provider_by_name(session: UnitOfWork, name: str) -> GatewayProvider | None:
     stmt = select(GatewayProvider).where(col(GatewayProvider.name) == name)
     return (await session.exec(stmt)).first()
 
@@ -56,7 +56,7 @@ class Limits:
     platform_limit: int | None
 
 
-async def spending_limits(session: AsyncSession, agent_id: str) -> Limits | None:
+async def spending_limits(session: UnitOfWork, agent_id: str) -> Limits | None:
     """The agent's platform and both daily limits, read as of now (one round trip)."""
     columns: list[Any] = [
         col(Agent.platform_id),
@@ -75,13 +75,13 @@ async def spending_limits(session: AsyncSession, agent_id: str) -> Limits | None
     return Limits(platform_id=row[0], agent_limit=row[1], platform_limit=row[2])
 
 
-def _upsert(session: AsyncSession) -> Any:
+def _upsert(session: UnitOfWork) -> Any:
     dialect = session.get_bind().dialect.name
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 async def add_spend(
-    session: AsyncSession, owners: Sequence[tuple[str, str]], day: str, amount: int
+    session: UnitOfWork, owners: Sequence[tuple[str, str]], day: str, amount: int
 ) -> dict[str, int]:
     """Add ``amount`` to each (scope, owner) counter of ``day``; the new totals by scope.
 
@@ -102,7 +102,7 @@ async def add_spend(
 
 
 async def remove_spend(
-    session: AsyncSession, owners: Sequence[tuple[str, str]], day: str, amount: int
+    session: UnitOfWork, owners: Sequence[tuple[str, str]], day: str, amount: int
 ) -> None:
     for scope, owner in owners:
         await session.execute(
@@ -122,7 +122,7 @@ async def remove_spend(
         )
 
 
-async def spent_on(session: AsyncSession, scope: str, owner_id: str, day: str) -> int:
+async def spent_on(session: UnitOfWork, scope: str, owner_id: str, day: str) -> int:
     row = await session.get(SpendCounter, (scope, owner_id, day))
     return row.spent_micros if row is not None else 0
 
@@ -141,19 +141,19 @@ class Finished:
     payment: str
 
 
-async def insert_usage(session: AsyncSession, usage: OpenCall) -> None:
+async def insert_usage(session: UnitOfWork, usage: OpenCall) -> None:
     """One Core INSERT: the row is never read back, so the ORM unit of work is not needed."""
     table = GatewayUsage.__table__  # type: ignore[attr-defined]
     await session.execute(insert(table).values(**usage.row()))
 
 
-async def set_usage_platform(session: AsyncSession, usage_id: str, platform_id: str | None) -> None:
+async def set_usage_platform(session: UnitOfWork, usage_id: str, platform_id: str | None) -> None:
     await session.execute(
         update(GatewayUsage).where(col(GatewayUsage.id) == usage_id).values(platform_id=platform_id)
     )
 
 
-async def keep_usage(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+async def keep_usage(session: UnitOfWork, rows: Sequence[dict[str, Any]]) -> None:
     """Mark many pending calls ``succeeded`` in one batched statement (an executemany).
 
     Each row: ``usage_id``, ``upstream_status``, ``latency_ms``, ``upstream_request_id``,
@@ -177,7 +177,7 @@ async def keep_usage(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> N
 
 
 async def finish_usage(
-    session: AsyncSession, usage_id: str, values: dict[str, Any]
+    session: UnitOfWork, usage_id: str, values: dict[str, Any]
 ) -> Finished | None:
     """Move a ``pending`` usage row to its final state; None if it was not pending any more.
 
@@ -204,7 +204,7 @@ async def finish_usage(
     )
 
 
-async def stale_usage_ids(session: AsyncSession, before: datetime, limit: int) -> list[str]:
+async def stale_usage_ids(session: UnitOfWork, before: datetime, limit: int) -> list[str]:
     stmt = (
         select(col(GatewayUsage.id))
         .where(col(GatewayUsage.status) == PENDING, col(GatewayUsage.created_at) < before,
@@ -216,7 +216,7 @@ async def stale_usage_ids(session: AsyncSession, before: datetime, limit: int) -
 
 
 async def search_usage(
-    session: AsyncSession,
+    session: UnitOfWork,
     params: PageParams,
     *,
     agent_id: str,
@@ -238,7 +238,7 @@ async def search_usage(
 # -- credits.low -----------------------------------------------------------------------------
 
 
-async def last_event_at(session: AsyncSession, agent_id: str, event_type: str) -> datetime | None:
+async def last_event_at(session: UnitOfWork, agent_id: str, event_type: str) -> datetime | None:
     stmt = select(func.max(col(Event.created_at))).where(
         col(Event.agent_id) == agent_id, col(Event.type) == event_type
     )
@@ -246,7 +246,7 @@ async def last_event_at(session: AsyncSession, agent_id: str, event_type: str) -
     return value
 
 
-async def last_top_up_at(session: AsyncSession, agent_id: str) -> datetime | None:
+async def last_top_up_at(session: UnitOfWork, agent_id: str) -> datetime | None:
     """When credits last came in from outside (a grant, deposit or credit adjustment).
 
     Refunds do not count: a released reservation is money coming back, not a top-up.

@@ -24,9 +24,9 @@ from typing import Any
 import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.models.gateway import AGENT, PENDING, PLATFORM, OpenCall
+from app.db.uow import UnitOfWork
 
 _CHARGE = """
 WITH agent AS (
@@ -204,7 +204,7 @@ def _charged(row: Sequence[Any]) -> Charged:
 
 
 async def charge_and_open(
-    session: AsyncSession,
+    session: UnitOfWork,
     usage: OpenCall,
     *,
     entry_id: str,

@@ -8,7 +8,6 @@ from litestar import Request, Router, delete, get, patch, post, route
 from litestar.enums import HttpMethod
 from litestar.params import Parameter
 from litestar.response.base import ASGIResponse
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit.service import Actor, record
 from app.auth.guards import (
@@ -20,6 +19,7 @@ from app.auth.guards import (
     runtime_of,
 )
 from app.auth.principal import Principal
+from app.db.uow import UnitOfWork
 from app.errors import Unauthorized
 from app.gateway import manage
 from app.gateway.paid import call_with_x402
@@ -29,7 +29,6 @@ from app.gateway.service import Gateway
 from app.gateway.views import admin_provider_view, usage_view
 from app.http.pagination import Page, page_params
 from app.http.request_id import request_id_of
-from app.http.transaction import after_commit
 from app.keys.scopes import GATEWAY, USAGE_READ
 from app.payments.runtime import payments_of
 
@@ -102,7 +101,7 @@ async def gateway_call(
 @get("/usage", before_request=key_holder(USAGE_READ))
 async def list_usage(
     request: AnyRequest,
-    session: AsyncSession,
+    session: UnitOfWork,
     limit: int | None = Parameter(default=None),
     cursor: str | None = Parameter(default=None),
     provider: str | None = Parameter(default=None, max_length=63),
@@ -128,13 +127,13 @@ def _actor(request: AnyRequest, admin: Principal) -> Actor:
     return Actor("admin", admin.key_id, None, request_id_of(request))
 
 
-def _refresh_after_commit(request: AnyRequest, session: AsyncSession) -> None:
-    after_commit(session, gateway_of(request).registry.invalidate)
+def _refresh_after_commit(request: AnyRequest, session: UnitOfWork) -> None:
+    session.after_commit(gateway_of(request).registry.invalidate)
 
 
 @post("/providers", status_code=201, errors=(409,))
 async def create_provider(
-    request: AnyRequest, session: AsyncSession, data: CreateProviderBody
+    request: AnyRequest, session: UnitOfWork, data: CreateProviderBody
 ) -> AdminProviderView:
     """Add a provider. Header values are stored sealed and never returned."""
     admin = principal_of(request)
@@ -156,7 +155,7 @@ async def create_provider(
 @get("/providers")
 async def list_providers(
     request: AnyRequest,
-    session: AsyncSession,
+    session: UnitOfWork,
     limit: int | None = Parameter(default=None),
     cursor: str | None = Parameter(default=None),
 ) -> Page:
@@ -168,7 +167,7 @@ async def list_providers(
 
 @get("/providers/{name:str}")
 async def get_provider(
-    request: AnyRequest, session: AsyncSession, name: str
+    request: AnyRequest, session: UnitOfWork, name: str
 ) -> AdminProviderView:
     return admin_provider_view(await manage.entry(session, gateway_of(request).settings, name))
 
@@ -176,7 +175,7 @@ async def get_provider(
 @patch("/providers/{name:str}", errors=(409,))
 async def update_provider(
     request: AnyRequest,
-    session: AsyncSession,
+    session: UnitOfWork,
     name: str,
     data: UpdateProviderBody,
 ) -> AdminProviderView:
@@ -201,7 +200,7 @@ async def update_provider(
 
 @delete("/providers/{name:str}", status_code=200, errors=(409,))
 async def delete_provider(
-    request: AnyRequest, session: AsyncSession, name: str
+    request: AnyRequest, session: UnitOfWork, name: str
 ) -> AdminProviderView:
     """Remove an admin-managed provider; configured ones are CONFLICT."""
     admin = principal_of(request)

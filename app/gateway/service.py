@@ -27,13 +27,12 @@ import anyio
 import httpx
 from litestar.response.base import ASGIResponse
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.auth.principal import Principal
 from app.crypto import SecretBox
-from app.db.hooks import commit
 from app.db.models.gateway import GatewayUsage, OpenCall
 from app.db.types import to_utc, utcnow
+from app.db.uow import UnitOfWork
 from app.errors import Forbidden, NotFound, UpstreamError, ValidationFailed
 from app.gateway import billing, repository
 from app.gateway.billing import Outcome, Reservation
@@ -102,7 +101,7 @@ class Forwarded:
 class Gateway:
     """One per process (on the runtime): providers, the pooled upstream client, billing."""
 
-    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, settings: Settings, sessions: async_sessionmaker[UnitOfWork]) -> None:
         self.settings = settings
         self.sessions = sessions
         bind = sessions.kw.get("bind")
@@ -161,7 +160,7 @@ class Gateway:
                 reservation = await billing.reserve(
                     session, usage, low_threshold_micros=low, relax_durability=relax
                 )
-                await commit(session)
+                await session.commit()
         forwarded = await self._forward(quote, call, usage.id, reservation)
         if forwarded.error is not None:
             raise forwarded.error
@@ -185,7 +184,7 @@ class Gateway:
         usage = self._usage(quote, call, caller, payment="x402", payment_id=payment_id)
         async with self.sessions() as session:
             await billing.open_call(session, usage)
-            await commit(session)
+            await session.commit()
         return await self._forward(quote, call, usage.id, None, keep=False)
 
     async def finish_unsettled(self, forwarded: Forwarded, *, settled: bool) -> None:
@@ -214,7 +213,7 @@ class Gateway:
 
     async def usage_page(
         self,
-        session: AsyncSession,
+        session: UnitOfWork,
         caller: Principal,
         params: PageParams,
         *,
@@ -397,7 +396,7 @@ class Gateway:
             try:
                 async with self.sessions() as session:
                     await billing.release(session, usage_id, outcome)
-                    await commit(session)
+                    await session.commit()
             except Exception:
                 log.exception("could not release gateway reservation %s", usage_id)
 
@@ -415,7 +414,7 @@ class KeptCalls:
 
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        sessions: async_sessionmaker[UnitOfWork],
         *,
         batch: int = 500,
         delay: float = 0.05,
@@ -442,7 +441,7 @@ class KeptCalls:
             try:
                 async with self._sessions() as session:
                     await billing.keep(session, batch)
-                    await commit(session)
+                    await session.commit()
             except Exception:
                 log.exception("could not record %d gateway outcomes", len(batch))
 

@@ -13,13 +13,13 @@ from typing import Any
 from sqlalchemy import func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.models.events import Event
 from app.db.models.health import JobHeartbeat
 from app.db.models.payments import Payment
 from app.db.models.webhooks import PENDING, WebhookMessage
 from app.db.types import utcnow
+from app.db.uow import UnitOfWork
 
 UNSETTLED = ("pending", "submitted")
 
@@ -37,12 +37,12 @@ class JobRun:
     error: str | None = None
 
 
-def _insert(session: AsyncSession) -> Any:
+def _insert(session: UnitOfWork) -> Any:
     dialect = session.get_bind().dialect.name
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(JobHeartbeat)
 
 
-async def record_run(session: AsyncSession, run: JobRun) -> None:
+async def record_run(session: UnitOfWork, run: JobRun) -> None:
     """Upsert the job's row: one statement, safe with any number of workers at once."""
     common: dict[str, Any] = {
         "queue": run.queue, "every_seconds": run.every_seconds, "last_sent_at": run.sent_at,
@@ -59,7 +59,7 @@ async def record_run(session: AsyncSession, run: JobRun) -> None:
     )
 
 
-async def heartbeats(session: AsyncSession) -> list[JobHeartbeat]:
+async def heartbeats(session: UnitOfWork) -> list[JobHeartbeat]:
     return list((await session.exec(select(JobHeartbeat).order_by(col(JobHeartbeat.job)))).all())
 
 
@@ -73,7 +73,7 @@ class Oldest:
         return max(0.0, ((now or utcnow()) - self.created_at).total_seconds())
 
 
-async def oldest_unsettled_payment(session: AsyncSession) -> Oldest | None:
+async def oldest_unsettled_payment(session: UnitOfWork) -> Oldest | None:
     """The oldest payment still ``pending`` or ``submitted`` (ids sort by creation time)."""
     first = await session.scalar(
         select(func.min(Payment.id)).where(col(Payment.status).in_(UNSETTLED))
@@ -84,7 +84,7 @@ async def oldest_unsettled_payment(session: AsyncSession) -> Oldest | None:
     return None if payment is None else Oldest(payment.id, payment.status, payment.created_at)
 
 
-async def oldest_undelivered_webhook(session: AsyncSession) -> Oldest | None:
+async def oldest_undelivered_webhook(session: UnitOfWork) -> Oldest | None:
     """The oldest message still to deliver, or an event not yet fanned out if older."""
     found: list[Oldest] = []
     message_id = await session.scalar(

@@ -1,4 +1,5 @@
-"""The request owns the transaction: commit when the handler succeeds, roll back otherwise."""
+"""The request owns its unit of work: committed when the handler succeeds (running what was
+queued on it), rolled back otherwise."""
 
 from __future__ import annotations
 
@@ -6,15 +7,14 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from litestar import Request
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.auth.guards import runtime_of
-from app.db.hooks import AFTER_COMMIT, after_commit
+from app.db.uow import UnitOfWork
 
-__all__ = ["AFTER_COMMIT", "after_commit", "provide_session"]
+__all__ = ["provide_session"]
 
 
-async def provide_session(request: Request[Any, Any, Any]) -> AsyncGenerator[AsyncSession, None]:
+async def provide_session(request: Request[Any, Any, Any]) -> AsyncGenerator[UnitOfWork, None]:
     async with runtime_of(request).sessions() as session:
         try:
             yield session
@@ -22,7 +22,3 @@ async def provide_session(request: Request[Any, Any, Any]) -> AsyncGenerator[Asy
             await session.rollback()
             raise
         await session.commit()
-        for callback in session.info.pop(AFTER_COMMIT, []):
-            result = callback()
-            if result is not None:
-                await result

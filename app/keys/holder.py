@@ -6,11 +6,10 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel.ext.asyncio.session import AsyncSession
-
 from app.agents import service as agents
 from app.auth.principal import Principal
 from app.db.models.keys import ApiKey
+from app.db.uow import UnitOfWork
 from app.errors import Forbidden, ValidationFailed
 from app.keys import service as keys
 from app.keys.format import KeyKind
@@ -42,14 +41,14 @@ def validate_email(email: str) -> str:
     return email
 
 
-async def signup(session: AsyncSession, rt: Runtime, email: str) -> agents.NewAgent:
+async def signup(session: UnitOfWork, rt: Runtime, email: str) -> agents.NewAgent:
     return await agents.signup_by_email(
         session, rt.pepper, validate_email(email), rt.settings.starter_credits_micros
     )
 
 
 async def create_personal_key(
-    session: AsyncSession, rt: Runtime, caller: Principal | None, body: CreateKeyBody
+    session: UnitOfWork, rt: Runtime, caller: Principal | None, body: CreateKeyBody
 ) -> NewKey:
     """With a caller: an extra key on the caller's agent. Without: a fresh unclaimed account."""
     if caller is None:
@@ -103,7 +102,7 @@ def check_may_manage(caller: Principal, key: ApiKey, action: str) -> None:
         raise Forbidden(f"A key cannot {action} a key that expires after it does.")
 
 
-async def revoke_key(session: AsyncSession, caller: Principal, key_id: str) -> ApiKey:
+async def revoke_key(session: UnitOfWork, caller: Principal, key_id: str) -> ApiKey:
     """Revoke one of the caller's agent's keys (the caller's own included)."""
     key = await keys.get_owned(session, key_id, caller.agent_id or "")
     check_may_manage(caller, key, "revoke")
@@ -111,7 +110,7 @@ async def revoke_key(session: AsyncSession, caller: Principal, key_id: str) -> A
 
 
 async def regenerate_key(
-    session: AsyncSession, rt: Runtime, caller: Principal, key_id: str, grace_seconds: int
+    session: UnitOfWork, rt: Runtime, caller: Principal, key_id: str, grace_seconds: int
 ) -> RegeneratedSecret:
     """A new secret for one of the caller's agent's keys (the caller's own included)."""
     key = await keys.get_owned(session, key_id, caller.agent_id or "")

@@ -6,7 +6,6 @@ from typing import Any
 
 from litestar import Request, Router, delete, get, post
 from litestar.params import Parameter
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.auth.guards import (
     SIGNUP,
@@ -18,8 +17,8 @@ from app.auth.guards import (
 )
 from app.db.models.agents import Agent
 from app.db.types import rfc3339
+from app.db.uow import UnitOfWork
 from app.http.pagination import Page, page_params
-from app.http.transaction import after_commit
 from app.keys import holder
 from app.keys import service as keys
 from app.keys.format import KeyKind
@@ -40,7 +39,7 @@ AnyRequest = Request[Any, Any, Any]
 
 @post("/keys", before_request=SIGNUP, status_code=201, errors=(409,))
 async def signup_gateway_key(
-    request: AnyRequest, session: AsyncSession, data: EmailSignupBody
+    request: AnyRequest, session: UnitOfWork, data: EmailSignupBody
 ) -> EmailSignupResult:
     """Gateway-only ``gw_`` key with starter credits for an e-mail address."""
     created = await holder.signup(session, runtime_of(request), data.email)
@@ -64,7 +63,7 @@ async def signup_gateway_key(
     errors=(409,),
 )
 async def create_api_key(
-    request: AnyRequest, session: AsyncSession, data: CreateKeyBody
+    request: AnyRequest, session: UnitOfWork, data: CreateKeyBody
 ) -> CreatedKey:
     """Create a personal ``pk_`` key (an unclaimed one when called without a key)."""
     caller = optional_principal_of(request)
@@ -82,7 +81,7 @@ async def create_api_key(
     )
 
 
-async def _agent_plan(session: AsyncSession, agent_id: str | None) -> str | None:
+async def _agent_plan(session: UnitOfWork, agent_id: str | None) -> str | None:
     agent = await session.get(Agent, agent_id) if agent_id else None
     return agent.plan if agent else None
 
@@ -96,7 +95,7 @@ async def key_info(request: AnyRequest) -> KeyView:
 @get("/api-keys", before_request=key_holder(KEYS_READ))
 async def list_api_keys(
     request: AnyRequest,
-    session: AsyncSession,
+    session: UnitOfWork,
     limit: int | None = Parameter(default=None),
     cursor: str | None = Parameter(default=None),
     status: str | None = Parameter(default=None),
@@ -118,7 +117,7 @@ async def list_api_keys(
     status_code=200,
 )
 async def revoke_api_key(
-    request: AnyRequest, session: AsyncSession, key_id: str
+    request: AnyRequest, session: UnitOfWork, key_id: str
 ) -> KeyView:
     """Revoke one of the agent's keys; it stops working within a second everywhere.
 
@@ -126,7 +125,7 @@ async def revoke_api_key(
     later than the caller, and never the agent key (``ak_``) but by itself (FORBIDDEN)."""
     rt = runtime_of(request)
     key = await holder.revoke_key(session, principal_of(request), key_id)
-    after_commit(session, lambda: rt.auth.cache.forget_key(key_id))
+    session.after_commit(lambda: rt.auth.cache.forget_key(key_id))
     return key_view(key, rt.settings, await _agent_plan(session, key.agent_id))
 
 
@@ -138,7 +137,7 @@ async def revoke_api_key(
 )
 async def regenerate_api_key(
     request: AnyRequest,
-    session: AsyncSession,
+    session: UnitOfWork,
     key_id: str,
     data: RegenerateBody | None = None,
 ) -> RegeneratedKey:
@@ -150,7 +149,7 @@ async def regenerate_api_key(
     rt = runtime_of(request)
     grace = data.grace_period_seconds if data else 0
     done = await holder.regenerate_key(session, rt, principal_of(request), key_id, grace)
-    after_commit(session, lambda: rt.auth.cache.forget_key(key_id))
+    session.after_commit(lambda: rt.auth.cache.forget_key(key_id))
     return RegeneratedKey(
         id=done.key.id, key=done.secret, hint=done.key.hint,
         previous_key_expires_at=rfc3339(done.previous_valid_until) or "",

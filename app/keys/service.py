@@ -10,12 +10,12 @@ from sqlalchemy import or_
 from sqlalchemy import update as sa_update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.attention.filters import not_parked
 from app.db.models.attention import KEY_EXPIRY
 from app.db.models.keys import ApiKey, KeySecret
-from app.db.types import rfc3339, utcnow
+from app.db.types import utcnow
+from app.db.uow import UnitOfWork
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.events.service import emit
 from app.http.pagination import PageParams, apply, split
@@ -24,6 +24,7 @@ from app.keys import format as key_format
 from app.keys.format import KeyKind
 from app.keys.hashing import key_hash
 from app.keys.scopes import ALL, TYPE_NAMES
+from webhooks.events import KeyCreated, KeyExpired, KeyRevoked, KeyRotated
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,18 +34,19 @@ class IssuedKey:
 
 
 def key_event_data(key: ApiKey) -> dict[str, Any]:
-    """``data`` of the ``key.*`` events (shapes in ``webhooks.events``; never the secret)."""
+    """The fields every ``key.*`` event shares (shapes in ``webhooks.events``; never the
+    secret), as keyword arguments of those shapes."""
     return {
-        "keyId": key.id,
-        "keyType": TYPE_NAMES[KeyKind(key.kind)],
-        "agentId": key.agent_id,
-        "platformId": key.platform_id,
+        "key_id": key.id,
+        "key_type": TYPE_NAMES[KeyKind(key.kind)],
+        "agent_id": key.agent_id,
+        "platform_id": key.platform_id,
         "label": key.label,
         "hint": key.hint,
         "scopes": list(key.scopes),
-        "expiresAt": rfc3339(key.expires_at),
+        "expires_at": key.expires_at,
         "period": key.period,
-        "createdAt": rfc3339(key.created_at),
+        "created_at": key.created_at,
     }
 
 
@@ -112,7 +114,7 @@ def parse_custom_secret(kind: KeyKind, secret: str) -> str:
 
 
 async def issue(
-    session: AsyncSession,
+    session: UnitOfWork,
     pepper: str,
     kind: KeyKind,
     *,
@@ -154,12 +156,12 @@ async def issue(
         # Two requests raced for the same custom key; the unique hash index decided.
         raise Conflict("That custom key is already taken.") from None
     if emit_event and kind is not KeyKind.ADMIN:
-        await emit(session, "key.created", key_event_data(key), agent_id=agent_id,
+        await emit(session, KeyCreated(**key_event_data(key)), agent_id=agent_id,
                    platform_id=platform_id)
     return IssuedKey(key=key, secret=secret)
 
 
-async def find_by_hash(session: AsyncSession, digest: str) -> tuple[ApiKey, KeySecret] | None:
+async def find_by_hash(session: UnitOfWork, digest: str) -> tuple[ApiKey, KeySecret] | None:
     row = (
         await session.exec(
             select(ApiKey, KeySecret)
@@ -170,21 +172,21 @@ async def find_by_hash(session: AsyncSession, digest: str) -> tuple[ApiKey, KeyS
     return None if row is None else (row[0], row[1])
 
 
-async def get(session: AsyncSession, key_id: str) -> ApiKey:
+async def get(session: UnitOfWork, key_id: str) -> ApiKey:
     key = await session.get(ApiKey, key_id)
     if key is None:
         raise NotFound("API key not found.")
     return key
 
 
-async def status_of(session: AsyncSession, key_id: str) -> str | None:
+async def status_of(session: UnitOfWork, key_id: str) -> str | None:
     """The key's stored status, None when there is no such key (the caller decides whether
     that is an error, and with which message)."""
     key = await session.get(ApiKey, key_id)
     return None if key is None else key.status
 
 
-async def get_owned(session: AsyncSession, key_id: str, agent_id: str) -> ApiKey:
+async def get_owned(session: UnitOfWork, key_id: str, agent_id: str) -> ApiKey:
     """Someone else's key is indistinguishable from a missing one."""
     key = await session.get(ApiKey, key_id)
     if key is None or key.agent_id != agent_id:
@@ -193,7 +195,7 @@ async def get_owned(session: AsyncSession, key_id: str, agent_id: str) -> ApiKey
 
 
 async def list_keys(
-    session: AsyncSession,
+    session: UnitOfWork,
     params: PageParams,
     *,
     agent_id: str | None = None,
@@ -217,7 +219,7 @@ async def list_keys(
     return split(rows, params, lambda k: k.id)
 
 
-async def revoke(session: AsyncSession, key: ApiKey) -> ApiKey:
+async def revoke(session: UnitOfWork, key: ApiKey) -> ApiKey:
     """Idempotent: revoking a revoked key changes nothing and emits nothing.
 
     The conditional UPDATE decides between concurrent revocations (two requests, a request
@@ -236,13 +238,14 @@ async def revoke(session: AsyncSession, key: ApiKey) -> ApiKey:
     await session.refresh(key)
     if not changed.rowcount:  # type: ignore[attr-defined]
         return key
-    data = key_event_data(key) | {"revokedAt": rfc3339(key.revoked_at)}
-    await emit(session, "key.revoked", data, agent_id=key.agent_id, platform_id=key.platform_id)
+    assert key.revoked_at is not None
+    data = KeyRevoked(**key_event_data(key), revoked_at=key.revoked_at)
+    await emit(session, data, agent_id=key.agent_id, platform_id=key.platform_id)
     return key
 
 
 async def regenerate(
-    session: AsyncSession, pepper: str, key: ApiKey, grace_seconds: int
+    session: UnitOfWork, pepper: str, key: ApiKey, grace_seconds: int
 ) -> tuple[str, datetime]:
     """A new secret with the same settings; every other secret stops working after the grace.
 
@@ -275,12 +278,9 @@ async def regenerate(
     key.hint = key_format.hint(secret)
     session.add(key)
     await session.flush()
-    data = key_event_data(key) | {
-        "previousHint": previous_hint,
-        "previousValidUntil": rfc3339(old_until),
-        "rotatedAt": rfc3339(now),
-    }
-    await emit(session, "key.rotated", data, agent_id=key.agent_id, platform_id=key.platform_id)
+    data = KeyRotated(**key_event_data(key), previous_hint=previous_hint,
+                      previous_valid_until=old_until, rotated_at=now)
+    await emit(session, data, agent_id=key.agent_id, platform_id=key.platform_id)
     return secret, old_until
 
 
@@ -294,7 +294,7 @@ def key_snapshot(key: ApiKey) -> dict[str, Any]:
     }
 
 
-async def update(session: AsyncSession, key: ApiKey, changes: dict[str, Any]) -> ApiKey:
+async def update(session: UnitOfWork, key: ApiKey, changes: dict[str, Any]) -> ApiKey:
     for field, value in changes.items():
         setattr(key, field, value)
     session.add(key)
@@ -302,7 +302,7 @@ async def update(session: AsyncSession, key: ApiKey, changes: dict[str, Any]) ->
     return key
 
 
-async def due_to_expire(session: AsyncSession, now: datetime, limit: int = 500) -> list[str]:
+async def due_to_expire(session: UnitOfWork, now: datetime, limit: int = 500) -> list[str]:
     """Active keys whose ``expiresAt`` has passed (except those parked for an operator)."""
     rows = await session.exec(
         select(ApiKey.id)
@@ -314,7 +314,7 @@ async def due_to_expire(session: AsyncSession, now: datetime, limit: int = 500) 
     return list(rows.all())
 
 
-async def expire(session: AsyncSession, key_id: str, now: datetime) -> bool:
+async def expire(session: UnitOfWork, key_id: str, now: datetime) -> bool:
     """Mark a key past ``expiresAt`` as expired and emit ``key.expired`` once.
 
     Authentication already refuses it on its own; this makes the state visible (lists, admin,
@@ -329,24 +329,18 @@ async def expire(session: AsyncSession, key_id: str, now: datetime) -> bool:
     if not changed.rowcount:  # type: ignore[attr-defined]
         return False
     key = await get(session, key_id)
+    assert key.expires_at is not None
     await emit(
         session,
-        "key.expired",
-        {
-            "keyId": key.id,
-            "keyType": TYPE_NAMES[KeyKind(key.kind)],
-            "agentId": key.agent_id,
-            "platformId": key.platform_id,
-            "hint": key.hint,
-            "expiredAt": rfc3339(key.expires_at),
-        },
+        KeyExpired(key_id=key.id, key_type=TYPE_NAMES[KeyKind(key.kind)], agent_id=key.agent_id,
+                   platform_id=key.platform_id, hint=key.hint, expired_at=key.expires_at),
         agent_id=key.agent_id,
         platform_id=key.platform_id,
     )
     return True
 
 
-async def expire_due(session: AsyncSession, now: datetime, limit: int = 500) -> list[str]:
+async def expire_due(session: UnitOfWork, now: datetime, limit: int = 500) -> list[str]:
     """Expire every due key in the caller's transaction (tools and tests; the scheduled job
     expires each in a transaction of its own)."""
     return [key_id for key_id in await due_to_expire(session, now, limit)

@@ -23,7 +23,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.attention import service as attention_service
 from app.db.models.events import Event
@@ -31,6 +30,7 @@ from app.db.models.payments import Payment
 from app.db.models.signer import OPEN_STATUSES, SettlementSubmission
 from app.db.models.webhooks import PENDING, WebhookMessage
 from app.db.types import utcnow
+from app.db.uow import UnitOfWork
 from app.settings import Settings
 from app.transfers import service as transfers
 from app.webhooks.tasks import QUEUE as WEBHOOK_QUEUE
@@ -64,7 +64,7 @@ class StateReader:
     """Reads the states of one deployment for ``/metrics`` (one per API process)."""
 
     def __init__(
-        self, settings: Settings, sessions: async_sessionmaker[AsyncSession], redis: Any,
+        self, settings: Settings, sessions: async_sessionmaker[UnitOfWork], redis: Any,
         broker: BrokerSource,
     ) -> None:
         self._settings = settings
@@ -103,7 +103,7 @@ class StateReader:
         snapshot.families.extend(families)
         snapshot.up["database"] = True
 
-    async def _read_database(self, session: AsyncSession) -> list[Metric]:
+    async def _read_database(self, session: UnitOfWork) -> list[Metric]:
         now = utcnow()
         families: list[Metric] = []
         payments = GaugeMetricFamily("passgate_payments", "Payments by status, scheme and "
@@ -154,7 +154,7 @@ class StateReader:
         families.extend(await self._watchers(session, now))
         return families
 
-    async def _watchers(self, session: AsyncSession, now: datetime) -> Iterable[Metric]:
+    async def _watchers(self, session: UnitOfWork, now: datetime) -> Iterable[Metric]:
         networks = list(self._settings.networks())
         states = await transfers.watcher_states(session, networks)
         labels = ["network"]

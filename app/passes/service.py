@@ -9,15 +9,14 @@ from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import col
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.config.plans import PassSettings
 from app.crypto import SecretBox
-from app.db.hooks import commit
 from app.db.models.agents import Agent
 from app.db.models.payments import Payment
 from app.db.models.wallets import Wallet
 from app.db.types import rfc3339, utcnow
+from app.db.uow import UnitOfWork
 from app.errors import InvalidDuration, PaymentAlreadyUsed, PaymentInvalid
 from app.events.service import emit
 from app.ids import new_id
@@ -27,6 +26,7 @@ from app.payments.service import PaidRequest, Payments
 from app.runtime import Runtime
 from app.settings import Settings
 from app.wallets.service import owner_of
+from webhooks.events import PassPurchased
 
 WARNING = "Save this API key now. It will not be shown again."
 
@@ -60,7 +60,7 @@ def paid_request(settings: Settings, item: PassSettings) -> PaidRequest:
     )
 
 
-async def _buyer(session: AsyncSession, payment: Payment) -> str:
+async def _buyer(session: UnitOfWork, payment: Payment) -> str:
     """The agent a pass belongs to.
 
     A signed authorization (``exact``) proves control of the payer's address: the pass goes to
@@ -91,7 +91,7 @@ def _box(settings: Settings) -> SecretBox:
     return SecretBox(settings.key_pepper.get_secret_value())
 
 
-async def fulfill(session: AsyncSession, settings: Settings, payment: Payment) -> dict[str, Any]:
+async def fulfill(session: UnitOfWork, settings: Settings, payment: Payment) -> dict[str, Any]:
     """Issue the pass key for a settled payment exactly once; later calls within the replay
     window get the same body back (sealed at rest), after it PAYMENT_ALREADY_USED."""
     now = utcnow()
@@ -137,13 +137,13 @@ async def fulfill(session: AsyncSession, settings: Settings, payment: Payment) -
         payment.result_sealed = _box(settings).seal(json.dumps(body), context=payment.id)
         payment.result_expires_at = now + timedelta(seconds=settings.payment_replay_seconds)
     session.add(payment)
+    assert issued.key.expires_at is not None  # a pass always expires
     await emit(
-        session, "pass.purchased",
-        {"paymentId": payment.id, "keyId": issued.key.id, "agentId": agent_id,
-         "period": item.period, "amountMicros": payment.amount_micros,
-         "network": payment.network, "payer": payment.payer,
-         "transaction": payment.tx_hash, "expiresAt": rfc3339(issued.key.expires_at),
-         "purchasedAt": rfc3339(now)},
+        session,
+        PassPurchased(payment_id=payment.id, key_id=issued.key.id, agent_id=agent_id,
+                      period=item.period, amount_micros=payment.amount_micros,
+                      network=payment.network, payer=payment.payer, transaction=payment.tx_hash,
+                      expires_at=issued.key.expires_at, purchased_at=now),
         agent_id=agent_id,
     )
     return body
@@ -168,7 +168,7 @@ async def purchase(
     async with rt.sessions() as session:
         payment = await payments.accept(session, paid, headers)
         await payments.request_settlement(session, payment)
-        await commit(session)
+        await session.commit()
     payment = await payments.wait_until_final(rt.sessions, payment.id, settings.settle_wait)
     if payment.status in ("failed", "expired"):
         raise PaymentInvalid(
@@ -179,10 +179,10 @@ async def purchase(
         payment = await payments.get(session, payment.id)
         if payment.status == "settled":
             body = await fulfill(session, settings, payment)
-            await commit(session)
+            await session.commit()
             name, value = payments.response_header(payment)
             return Outcome(201, body, {name: value})
         token = payments.new_claim_token(payment, rt.pepper)
         session.add(payment)
-        await commit(session)
+        await session.commit()
     return Outcome(202, pending_body(settings, payment, token))

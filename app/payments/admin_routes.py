@@ -5,10 +5,10 @@ from __future__ import annotations
 from litestar import Router, get
 from litestar.params import Parameter
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.auth.guards import ADMIN
 from app.db.models.payments import Payment
+from app.db.uow import UnitOfWork
 from app.errors import NotFound
 from app.http.pagination import Page, apply, page_params, split
 from app.payments.routes import PaymentView, payment_view
@@ -16,7 +16,7 @@ from app.payments.routes import PaymentView, payment_view
 
 @get("/")
 async def list_payments(
-    session: AsyncSession,
+    session: UnitOfWork,
     limit: int | None = Parameter(default=None), cursor: str | None = Parameter(default=None),
     status: str | None = Parameter(default=None, max_length=12),
     network: str | None = Parameter(default=None, max_length=40),
@@ -40,7 +40,7 @@ async def list_payments(
 
 
 @get("/{payment_id:str}")
-async def get_payment(session: AsyncSession, payment_id: str) -> PaymentView:
+async def get_payment(session: UnitOfWork, payment_id: str) -> PaymentView:
     payment = await session.get(Payment, payment_id)
     if payment is None:
         raise NotFound("Payment not found.")

@@ -22,10 +22,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.models.payments import Payment
 from app.db.models.signer import SettlementSubmission, SettlementTransaction
+from app.db.uow import UnitOfWork
 from chain.usdc import AuthorizationUse
 
 SIGNER_TRANSACTION = "This transaction is passgate's own settlement of another payment."
@@ -36,7 +36,7 @@ SPENDS_AUTHORIZATION = (
 SETTLED_ANOTHER = "This transaction already settled another payment."
 
 
-async def signer_claim(session: AsyncSession, network: str, chain_id: int,
+async def signer_claim(session: UnitOfWork, network: str, chain_id: int,
                        tx_hash: str) -> str | None:
     """Why ``tx_hash`` belongs to a signed payment already (a reason), or None.
 
@@ -76,7 +76,7 @@ async def signer_claim(session: AsyncSession, network: str, chain_id: int,
 
 
 async def authorization_owner(
-    session: AsyncSession, network: str, uses: Iterable[AuthorizationUse]
+    session: UnitOfWork, network: str, uses: Iterable[AuthorizationUse]
 ) -> Payment | None:
     """The recorded signed payment whose authorization one of ``uses`` is, if any."""
     for use in uses:
@@ -95,7 +95,7 @@ async def authorization_owner(
 
 
 async def authorization_submitted(
-    session: AsyncSession, chain_id: int, uses: Iterable[AuthorizationUse]
+    session: UnitOfWork, chain_id: int, uses: Iterable[AuthorizationUse]
 ) -> bool:
     """True when the settlement signer was asked to submit one of ``uses`` (for any purpose)."""
     for use in uses:

@@ -6,11 +6,11 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Router, get
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.auth.guards import authenticate_key_holder, presented_key, runtime_of
 from app.db.models.payments import Payment
 from app.db.types import rfc3339
+from app.db.uow import UnitOfWork
 from app.errors import Conflict, NotFound
 from app.keys.scopes import PAYMENTS_READ
 from app.passes import service as passes
@@ -44,7 +44,7 @@ def payment_view(payment: Payment, result: dict[str, Any] | None = None) -> Paym
 # Open: a claim token is a credential of its own; a key is checked in the handler.
 @get("/payments/{payment_id:str}", errors=(401, 403, 409, 429))
 async def get_payment(
-    request: Request[Any, Any, Any], session: AsyncSession, payment_id: str
+    request: Request[Any, Any, Any], session: UnitOfWork, payment_id: str
 ) -> PaymentView:
     """With ``X-Claim-Token``: the payment's state, and once settled its result (the key),
     exactly once. With the buyer's key (scope ``payments:read``): the state only."""

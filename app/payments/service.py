@@ -20,13 +20,12 @@ from typing import Any, Literal
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.attention.filters import not_parked
-from app.db.hooks import after_commit
 from app.db.models.attention import PAYMENT_EXPIRY
 from app.db.models.payments import Payment
-from app.db.types import rfc3339, utcnow
+from app.db.types import utcnow
+from app.db.uow import UnitOfWork
 from app.errors import (
     NotFound,
     PaymentAlreadyUsed,
@@ -57,6 +56,13 @@ from chain.x402 import (
     verify_signed_payment,
 )
 from chain.x402.headers import PAYMENT_REQUIRED
+from webhooks.events import (
+    EventData,
+    PaymentExpired,
+    PaymentFailed,
+    PaymentPending,
+    PaymentSettled,
+)
 
 FINAL = frozenset({"settled", "failed", "expired"})
 
@@ -113,26 +119,28 @@ def _no_signer() -> ServiceUnavailable:
     )
 
 
-def event_data(payment: Payment, event: str, asset: str | None = None) -> dict[str, Any]:
-    """The ``data`` of a ``payment.*`` event, in the shapes of ``webhooks.events``."""
-    now = rfc3339(utcnow())
-    base: dict[str, Any] = {
-        "paymentId": payment.id,
-        "agentId": payment.agent_id,
-        "amountMicros": payment.amount_micros,
-        "network": payment.network,
-    }
+def event_data(payment: Payment, event: str, asset: str | None = None) -> EventData:
+    """The ``data`` of a ``payment.*`` event."""
+    now = utcnow()
     if event == "payment.pending":
-        return base | {"asset": asset or "", "payTo": payment.pay_to, "payer": payment.payer,
-                       "resource": payment.resource, "createdAt": rfc3339(payment.created_at)}
+        return PaymentPending(payment_id=payment.id, agent_id=payment.agent_id,
+                              amount_micros=payment.amount_micros, network=payment.network,
+                              asset=asset or "", pay_to=payment.pay_to, payer=payment.payer,
+                              resource=payment.resource, created_at=payment.created_at)
     if event == "payment.settled":
-        return base | {"asset": asset or "", "payTo": payment.pay_to, "payer": payment.payer,
-                       "transaction": payment.tx_hash or "",
-                       "settledAt": rfc3339(payment.settled_at) or now}
+        return PaymentSettled(payment_id=payment.id, agent_id=payment.agent_id,
+                              amount_micros=payment.amount_micros, network=payment.network,
+                              asset=asset or "", pay_to=payment.pay_to, payer=payment.payer,
+                              transaction=payment.tx_hash or "",
+                              settled_at=payment.settled_at or now)
     if event == "payment.failed":
-        return base | {"payer": payment.payer, "reason": payment.failure_reason or "unknown",
-                       "failedAt": now}
-    return base | {"expiredAt": now}
+        return PaymentFailed(payment_id=payment.id, agent_id=payment.agent_id,
+                             amount_micros=payment.amount_micros, network=payment.network,
+                             payer=payment.payer, reason=payment.failure_reason or "unknown",
+                             failed_at=now)
+    return PaymentExpired(payment_id=payment.id, agent_id=payment.agent_id,
+                          amount_micros=payment.amount_micros, network=payment.network,
+                          expired_at=now)
 
 
 class Payments:
@@ -155,7 +163,7 @@ class Payments:
         return self.chain.challenge(paid.price_micros, paid.resource_url, paid.description)
 
     async def accept(
-        self, session: AsyncSession, paid: PaidRequest, headers: Mapping[str, str], *,
+        self, session: UnitOfWork, paid: PaidRequest, headers: Mapping[str, str], *,
         signed_only: bool = False,
     ) -> Payment:
         """Verify the payment in ``headers`` and record it (or find the one it repeats).
@@ -192,7 +200,7 @@ class Payments:
         return payment
 
     async def _existing(
-        self, session: AsyncSession, network: str, *, nonce: str | None = None,
+        self, session: UnitOfWork, network: str, *, nonce: str | None = None,
         tx_hash: str | None = None,
     ) -> Payment | None:
         stmt = select(Payment).where(col(Payment.network) == network)
@@ -217,7 +225,7 @@ class Payments:
         return existing
 
     async def _record(
-        self, session: AsyncSession, payment: Payment, challenge: PaymentChallenge, *,
+        self, session: UnitOfWork, payment: Payment, challenge: PaymentChallenge, *,
         nonce: str | None, tx_hash: str | None,
     ) -> Payment:
         session.add(payment)
@@ -230,13 +238,12 @@ class Payments:
             if existing is None:
                 raise
             return self._replay_or_refuse(existing, payment.fingerprint, challenge)
-        await emit(session, "payment.pending",
-                   event_data(payment, "payment.pending", self._asset(payment.network)),
+        await emit(session, event_data(payment, "payment.pending", self._asset(payment.network)),
                    agent_id=payment.agent_id)
         return payment
 
     async def _accept_signed(
-        self, session: AsyncSession, paid: PaidRequest, challenge: PaymentChallenge,
+        self, session: UnitOfWork, paid: PaidRequest, challenge: PaymentChallenge,
         signed: SignedPayment,
     ) -> Payment:
         offer = challenge.offer_for(signed.network)
@@ -285,7 +292,7 @@ class Payments:
         return await self._record(session, payment, challenge, nonce=nonce, tx_hash=None)
 
     async def _accept_pushed(
-        self, session: AsyncSession, paid: PaidRequest, challenge: PaymentChallenge,
+        self, session: UnitOfWork, paid: PaidRequest, challenge: PaymentChallenge,
         pushed: PushedPayment,
     ) -> Payment:
         network = pushed.network.name
@@ -350,13 +357,12 @@ class Payments:
                     PaymentAlreadyUsed, challenge,
                     f"This transfer was already counted as a {counted_as}.",
                 )
-            await emit(session, "payment.settled",
-                       event_data(payment, "payment.settled", self._asset(network)))
+            await emit(session, event_data(payment, "payment.settled", self._asset(network)))
         return recorded
 
     # -- settlement ----------------------------------------------------------------------
 
-    async def request_settlement(self, session: AsyncSession, payment: Payment) -> None:
+    async def request_settlement(self, session: UnitOfWork, payment: Payment) -> None:
         """Hand a freshly recorded EIP-3009 payment to the settlement signer (after commit).
 
         Pushed transfers need no signer: the chain watcher confirms them.
@@ -376,7 +382,7 @@ class Payments:
             purpose_ref=payment.id,
         )
 
-    async def get(self, session: AsyncSession, payment_id: str) -> Payment:
+    async def get(self, session: UnitOfWork, payment_id: str) -> Payment:
         payment = await session.get(Payment, payment_id)
         if payment is None:
             raise NotFound("Payment not found.")
@@ -434,7 +440,7 @@ def _token_hash(pepper: str, token: str) -> str:
 
 
 async def mark_settled(
-    session: AsyncSession, payment_id: str, tx_hash: str, *, asset: str = "",
+    session: UnitOfWork, payment_id: str, tx_hash: str, *, asset: str = "",
     payer: str | None = None, redis: Any = None, redis_prefix: str = "passgate",
 ) -> bool:
     """``pending/submitted -> settled`` exactly once; True when this call made the change.
@@ -455,18 +461,17 @@ async def mark_settled(
         return False
     payment = await session.get(Payment, payment_id, populate_existing=True)
     assert payment is not None
-    await emit(session, "payment.settled", event_data(payment, "payment.settled", asset),
-               agent_id=payment.agent_id)
-    after_commit(session, lambda: announce_settled(redis, redis_prefix, payment_id))
+    await emit(session, event_data(payment, "payment.settled", asset), agent_id=payment.agent_id)
+    session.after_commit(lambda: announce_settled(redis, redis_prefix, payment_id))
     # Counted once committed: a transition rolled back never happened.
     waited = SETTLEMENT_SECONDS.labels(payment.scheme, payment.network)
     seconds = max((now - payment.created_at).total_seconds(), 0.0)
-    after_commit(session, lambda: waited.observe(seconds))
+    session.after_commit(lambda: waited.observe(seconds))
     return True
 
 
 async def mark_failed(
-    session: AsyncSession, payment_id: str, reason: str, *, status: str = "failed",
+    session: UnitOfWork, payment_id: str, reason: str, *, status: str = "failed",
     payer: str | None = None, redis: Any = None, redis_prefix: str = "passgate",
 ) -> bool:
     """``pending/submitted -> failed|expired`` exactly once (``payer`` as in mark_settled)."""
@@ -484,13 +489,13 @@ async def mark_failed(
     payment = await session.get(Payment, payment_id, populate_existing=True)
     assert payment is not None
     event = f"payment.{status}"
-    await emit(session, event, event_data(payment, event), agent_id=payment.agent_id)
-    after_commit(session, lambda: announce_settled(redis, redis_prefix, payment_id))
+    await emit(session, event_data(payment, event), agent_id=payment.agent_id)
+    session.after_commit(lambda: announce_settled(redis, redis_prefix, payment_id))
     return True
 
 
 async def due_to_expire(
-    session: AsyncSession, now: datetime, *, exact_grace_seconds: int = 600,
+    session: UnitOfWork, now: datetime, *, exact_grace_seconds: int = 600,
     push_after_seconds: int = 3600, limit: int = 200,
 ) -> list[str]:
     """Payments that can no longer settle: an EIP-3009 authorization past its ``validBefore``
@@ -511,7 +516,7 @@ async def due_to_expire(
     return list(rows.all())
 
 
-async def expire(session: AsyncSession, payment_id: str, *, redis: Any = None,
+async def expire(session: UnitOfWork, payment_id: str, *, redis: Any = None,
                  redis_prefix: str = "passgate") -> bool:
     """Give up on one payment that can no longer settle; emits ``payment.expired`` once."""
     return await mark_failed(session, payment_id, "not settled within its validity window",
@@ -519,7 +524,7 @@ async def expire(session: AsyncSession, payment_id: str, *, redis: Any = None,
 
 
 async def expire_due(
-    session: AsyncSession, now: datetime, *, redis: Any = None, redis_prefix: str = "passgate",
+    session: UnitOfWork, now: datetime, *, redis: Any = None, redis_prefix: str = "passgate",
 ) -> list[str]:
     """Expire every due payment in the caller's transaction (tools and tests; the scheduled
     job expires each in a transaction of its own)."""

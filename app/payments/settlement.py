@@ -28,7 +28,6 @@ from collections.abc import Sequence
 
 from sqlalchemy import update
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.models.payments import Payment
 from app.db.models.signer import (
@@ -39,6 +38,7 @@ from app.db.models.signer import (
 )
 from app.db.models.transfers import ChainTransfer
 from app.db.types import utcnow
+from app.db.uow import UnitOfWork
 from app.keys import service as keys
 from app.payments import binding
 from app.payments.service import mark_failed, mark_settled
@@ -48,7 +48,7 @@ DISPLACED = ("displaced: its transaction spent the signed authorization of anoth
              "which that transfer pays for")
 
 
-async def on_submission_final(session: AsyncSession, submission: SettlementSubmission) -> None:
+async def on_submission_final(session: UnitOfWork, submission: SettlementSubmission) -> None:
     if not submission.purpose_ref.startswith("pay_"):
         return
     if submission.status in (MINED, ALREADY_USED):
@@ -62,7 +62,7 @@ async def on_submission_final(session: AsyncSession, submission: SettlementSubmi
         await mark_failed(session, submission.purpose_ref, reason)
 
 
-async def take_back(session: AsyncSession, payment: Payment, reason: str) -> None:
+async def take_back(session: UnitOfWork, payment: Payment, reason: str) -> None:
     """Fail a payment whatever its state, once, and revoke the pass it bought: its money is
     gone (orphaned by a reorg) or was never its own (displaced)."""
     if payment.status == "settled":
@@ -78,7 +78,7 @@ async def take_back(session: AsyncSession, payment: Payment, reason: str) -> Non
         await keys.revoke(session, key)
 
 
-async def displace_pushes(session: AsyncSession, payment_id: str, tx_hash: str) -> None:
+async def displace_pushes(session: UnitOfWork, payment_id: str, tx_hash: str) -> None:
     """``payment_id``, a signed payment, settled through ``tx_hash``: any pushed payment that
     named the same transaction loses it, and the transfer it was counted for is this one's."""
     payment = await session.get(Payment, payment_id)
@@ -103,7 +103,7 @@ async def displace_pushes(session: AsyncSession, payment_id: str, tx_hash: str) 
         )
 
 
-async def _payment_for(session: AsyncSession, candidate: Candidate) -> Payment | None:
+async def _payment_for(session: UnitOfWork, candidate: Candidate) -> Payment | None:
     # Any transaction our signer sent for a submission, not just its latest: a stuck one that
     # was replaced may still be the one that gets mined, before the signer has seen it.
     sent = (
@@ -147,7 +147,7 @@ async def _payment_for(session: AsyncSession, candidate: Candidate) -> Payment |
 
 
 async def _authorization_owner(
-    session: AsyncSession, candidate: Candidate, pushed: Payment, ctx: PurposeContext
+    session: UnitOfWork, candidate: Candidate, pushed: Payment, ctx: PurposeContext
 ) -> tuple[bool, Payment | None]:
     """Whether a pushed payment named while in the mempool turned out to spend another
     payment's authorization once mined (a call through a contract shows only then), and the
@@ -188,7 +188,7 @@ class PaymentPurpose:
     name = PAYMENT
 
     async def claim(
-        self, session: AsyncSession, candidates: Sequence[Candidate], ctx: PurposeContext
+        self, session: UnitOfWork, candidates: Sequence[Candidate], ctx: PurposeContext
     ) -> dict[str, Counted]:
         if ctx.pay_to_address is None:
             return {}
@@ -229,7 +229,7 @@ class PaymentPurpose:
         return counted
 
     async def reverse(
-        self, session: AsyncSession, transfer: ChainTransfer, ctx: PurposeContext
+        self, session: UnitOfWork, transfer: ChainTransfer, ctx: PurposeContext
     ) -> None:
         if not transfer.reference:
             return

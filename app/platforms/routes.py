@@ -9,7 +9,6 @@ from typing import Any
 
 from litestar import Request, Router, delete, get, patch, post, put
 from litestar.params import Parameter
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.agents import service as agents
 from app.agents.schemas import (
@@ -26,9 +25,9 @@ from app.audit.service import Actor, record
 from app.auth.guards import MASTER, principal_of, runtime_of
 from app.auth.principal import Principal
 from app.db.types import rfc3339
+from app.db.uow import UnitOfWork
 from app.http.pagination import Page, page_params
 from app.http.request_id import request_id_of
-from app.http.transaction import after_commit
 from app.keys import service as keys
 from app.keys.schemas import KeyView
 from app.keys.views import key_view
@@ -54,7 +53,7 @@ def _platform_id(master: Principal) -> str:
 
 
 @get("/")
-async def get_platform(request: AnyRequest, session: AsyncSession) -> PlatformView:
+async def get_platform(request: AnyRequest, session: UnitOfWork) -> PlatformView:
     """The calling platform."""
     master = principal_of(request)
     return platform_view(await platforms.get(session, _platform_id(master)))
@@ -62,7 +61,7 @@ async def get_platform(request: AnyRequest, session: AsyncSession) -> PlatformVi
 
 @post("/agents", status_code=201)
 async def create_agent(
-    request: AnyRequest, session: AsyncSession, data: CreateAgentBody
+    request: AnyRequest, session: UnitOfWork, data: CreateAgentBody
 ) -> CreatedAgent:
     """Create a fleet agent with its ``ak_`` key (shown once)."""
     master = principal_of(request)
@@ -80,7 +79,7 @@ async def create_agent(
 @get("/agents")
 async def list_agents(
     request: AnyRequest,
-    session: AsyncSession,
+    session: UnitOfWork,
     limit: int | None = Parameter(default=None),
     cursor: str | None = Parameter(default=None),
     disabled: bool | None = Parameter(default=None),
@@ -94,14 +93,14 @@ async def list_agents(
 
 
 @get("/agents/{agent_id:str}")
-async def get_agent(request: AnyRequest, session: AsyncSession, agent_id: str) -> AgentView:
+async def get_agent(request: AnyRequest, session: UnitOfWork, agent_id: str) -> AgentView:
     master = principal_of(request)
     return agent_view(await agents.get_in_platform(session, agent_id, _platform_id(master)))
 
 
 @patch("/agents/{agent_id:str}")
 async def update_agent(
-    request: AnyRequest, session: AsyncSession, agent_id: str,
+    request: AnyRequest, session: UnitOfWork, agent_id: str,
     data: UpdateAgentBody,
 ) -> AgentView:
     """Rename, disable/enable, change plan or per-agent daily spending limit."""
@@ -113,13 +112,13 @@ async def update_agent(
     await record(session, _actor(request, master), "agent.update", "agent", agent.id,
                  before=before, after=agents.agent_snapshot(agent))
     # Disabling must bite at once in this process; others follow within the cache lifetime.
-    after_commit(session, rt.auth.cache.clear)
+    session.after_commit(rt.auth.cache.clear)
     return agent_view(agent)
 
 
 @post("/agents/{agent_id:str}/rotate-key", status_code=200, errors=(409,))
 async def rotate_agent_key(
-    request: AnyRequest, session: AsyncSession, agent_id: str,
+    request: AnyRequest, session: UnitOfWork, agent_id: str,
     data: RotateBody | None = None,
 ) -> RotatedKey:
     """New secret for the agent's ``ak_`` key; the old one works for the grace period.
@@ -135,14 +134,14 @@ async def rotate_agent_key(
     await record(session, _actor(request, master), "agent.rotate_key", "key", key.id,
                  after={"gracePeriodSeconds": grace,
                         "reissued": rotated.previous_valid_until is None})
-    after_commit(session, lambda: rt.auth.cache.forget_key(key.id))
+    session.after_commit(lambda: rt.auth.cache.forget_key(key.id))
     return RotatedKey(agent_id=agent.id, key_id=key.id, api_key=rotated.secret,
                       previous_key_expires_at=rfc3339(rotated.previous_valid_until))
 
 
 @post("/agents/claim", status_code=200, errors=(404,))
 async def claim_agent(
-    request: AnyRequest, session: AsyncSession, data: ClaimBody
+    request: AnyRequest, session: UnitOfWork, data: ClaimBody
 ) -> AgentView:
     """Take a self-registered agent into the fleet with its claim code (works once)."""
     master = principal_of(request)
@@ -150,13 +149,13 @@ async def claim_agent(
     agent = await agents.claim(session, rt.pepper, _platform_id(master), data.claim_code)
     await record(session, _actor(request, master), "agent.claim", "agent", agent.id,
                  before={"platformId": None}, after={"platformId": agent.platform_id})
-    after_commit(session, rt.auth.cache.clear)
+    session.after_commit(rt.auth.cache.clear)
     return agent_view(agent)
 
 
 @put("/spending-limit")
 async def set_spending_limit(
-    request: AnyRequest, session: AsyncSession, data: SpendingLimitBody
+    request: AnyRequest, session: UnitOfWork, data: SpendingLimitBody
 ) -> SpendingLimitView:
     """Fleet-wide daily spending limit in micros (``null`` removes it)."""
     master = principal_of(request)
@@ -172,7 +171,7 @@ async def set_spending_limit(
 
 @post("/master-keys", status_code=201)
 async def create_master_key(
-    request: AnyRequest, session: AsyncSession,
+    request: AnyRequest, session: UnitOfWork,
     data: MasterKeyBody | None = None,
 ) -> CreatedMasterKey:
     """Another master key for this platform (shown once), optionally expiring; never later
@@ -193,7 +192,7 @@ async def create_master_key(
 @get("/master-keys")
 async def list_master_keys(
     request: AnyRequest,
-    session: AsyncSession,
+    session: UnitOfWork,
     limit: int | None = Parameter(default=None),
     cursor: str | None = Parameter(default=None),
 ) -> Page:
@@ -207,7 +206,7 @@ async def list_master_keys(
 
 @delete("/master-keys/{key_id:str}", status_code=200, errors=(409,))
 async def revoke_master_key(
-    request: AnyRequest, session: AsyncSession, key_id: str
+    request: AnyRequest, session: UnitOfWork, key_id: str
 ) -> KeyView:
     """Revoke another master key of this platform (a key cannot revoke itself: CONFLICT)."""
     master = principal_of(request)
@@ -217,7 +216,7 @@ async def revoke_master_key(
     key = await platforms.revoke_master_key(session, _platform_id(master), key_id, master.key_id)
     await record(session, _actor(request, master), "master_key.revoke", "key", key.id,
                  before={"status": previous}, after={"status": key.status})
-    after_commit(session, lambda: rt.auth.cache.forget_key(key_id))
+    session.after_commit(lambda: rt.auth.cache.forget_key(key_id))
     return key_view(key, rt.settings)
 
 

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.models.keys import ApiKey
 from app.db.models.platforms import Platform
+from app.db.uow import UnitOfWork
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.http.pagination import PageParams, apply, split
 from app.ids import new_id
@@ -23,7 +23,7 @@ class NewPlatform:
     master: keys.IssuedKey
 
 
-async def create(session: AsyncSession, pepper: str, name: str, created_by: str) -> NewPlatform:
+async def create(session: UnitOfWork, pepper: str, name: str, created_by: str) -> NewPlatform:
     platform = Platform(id=new_id("plt"), name=name)
     session.add(platform)
     await session.flush()
@@ -34,7 +34,7 @@ async def create(session: AsyncSession, pepper: str, name: str, created_by: str)
     return NewPlatform(platform=platform, master=master)
 
 
-async def get(session: AsyncSession, platform_id: str) -> Platform:
+async def get(session: UnitOfWork, platform_id: str) -> Platform:
     platform = await session.get(Platform, platform_id)
     if platform is None:
         raise NotFound("Platform not found.")
@@ -42,14 +42,14 @@ async def get(session: AsyncSession, platform_id: str) -> Platform:
 
 
 async def search(
-    session: AsyncSession, params: PageParams
+    session: UnitOfWork, params: PageParams
 ) -> tuple[list[Platform], str | None]:
     rows = (await session.exec(apply(select(Platform), col(Platform.id), params))).all()  # type: ignore[call-overload]
     return split(rows, params, lambda p: p.id)
 
 
 async def set_spending_limit(
-    session: AsyncSession, platform: Platform, daily_limit: int | None
+    session: UnitOfWork, platform: Platform, daily_limit: int | None
 ) -> Platform:
     if daily_limit is not None and daily_limit < 0:
         raise ValidationFailed("dailyLimitMicros must be zero or more.")
@@ -60,7 +60,7 @@ async def set_spending_limit(
 
 
 async def create_master_key(
-    session: AsyncSession,
+    session: UnitOfWork,
     pepper: str,
     platform_id: str,
     label: str | None,
@@ -77,13 +77,13 @@ async def create_master_key(
 
 
 async def list_master_keys(
-    session: AsyncSession, platform_id: str, params: PageParams
+    session: UnitOfWork, platform_id: str, params: PageParams
 ) -> tuple[list[ApiKey], str | None]:
     return await keys.list_keys(session, params, platform_id=platform_id, kind=KeyKind.MASTER.value)
 
 
 async def revoke_master_key(
-    session: AsyncSession, platform_id: str, key_id: str, calling_key_id: str
+    session: UnitOfWork, platform_id: str, key_id: str, calling_key_id: str
 ) -> ApiKey:
     key = await session.get(ApiKey, key_id)
     if key is None or key.platform_id != platform_id or key.kind != KeyKind.MASTER.value:

@@ -27,7 +27,6 @@ import msgspec
 from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.attention.filters import not_parked
 from app.db.models.attention import SETTLEMENT
@@ -43,10 +42,10 @@ from app.db.models.signer import (
     SignerState,
 )
 from app.db.types import rfc3339, utcnow
+from app.db.uow import UnitOfWork
 from app.errors import Conflict, NotFound
 from app.http.pagination import PageParams, apply, split
 from app.ids import new_id
-from app.jobs import send_after_commit
 from app.signer.tasks import settle_job
 from chain.networks import Network
 from chain.usdc import TransferAuthorization
@@ -71,7 +70,7 @@ class SettlementOutcome(msgspec.Struct, frozen=True, rename="camel"):
     completed_at: str | None
 
 
-OutcomeHandler = Callable[[AsyncSession, SettlementSubmission], Awaitable[None]]
+OutcomeHandler = Callable[[UnitOfWork, SettlementSubmission], Awaitable[None]]
 
 
 def outcome_handlers() -> list[OutcomeHandler]:
@@ -83,7 +82,7 @@ def outcome_handlers() -> list[OutcomeHandler]:
 
 
 async def request_settlement(
-    session: AsyncSession,
+    session: UnitOfWork,
     network: Network,
     authorization: TransferAuthorization,
     signature: str,
@@ -132,7 +131,7 @@ async def request_settlement(
     )
     session.add(submission)
     await session.flush()
-    send_after_commit(session, [settle_job(submission.id)])
+    session.enqueue(settle_job(submission.id))
     return submission
 
 
@@ -147,7 +146,7 @@ def authorization_of(submission: SettlementSubmission) -> TransferAuthorization:
     )
 
 
-async def get(session: AsyncSession, submission_id: str) -> SettlementSubmission:
+async def get(session: UnitOfWork, submission_id: str) -> SettlementSubmission:
     submission = await session.get(SettlementSubmission, submission_id)
     if submission is None:
         raise NotFound("Settlement not found.")
@@ -171,13 +170,13 @@ def outcome_view(submission: SettlementSubmission) -> SettlementOutcome:
     )
 
 
-async def outcome(session: AsyncSession, submission_id: str) -> SettlementOutcome:
+async def outcome(session: UnitOfWork, submission_id: str) -> SettlementOutcome:
     """Where the settlement stands (see :class:`SettlementOutcome`)."""
     return outcome_view(await get(session, submission_id))
 
 
 async def search(
-    session: AsyncSession, params: PageParams, *, network: str | None = None,
+    session: UnitOfWork, params: PageParams, *, network: str | None = None,
     status: str | None = None, authorizer: str | None = None,
 ) -> tuple[list[SettlementSubmission], str | None]:
     stmt = select(SettlementSubmission)
@@ -194,7 +193,7 @@ async def search(
 # -- the signer's SQL ---------------------------------------------------------------------
 
 
-async def lock_signer(session: AsyncSession, chain_id: int, address: str) -> SignerState:
+async def lock_signer(session: UnitOfWork, chain_id: int, address: str) -> SignerState:
     """Take the signer lock for this transaction and return its nonce row.
 
     Must be the transaction's first statement: the UPDATE takes the row lock in PostgreSQL
@@ -220,7 +219,7 @@ async def lock_signer(session: AsyncSession, chain_id: int, address: str) -> Sig
     return state
 
 
-async def reload(session: AsyncSession, submission_id: str) -> SettlementSubmission:
+async def reload(session: UnitOfWork, submission_id: str) -> SettlementSubmission:
     submission = await session.get(SettlementSubmission, submission_id, populate_existing=True)
     if submission is None:
         raise NotFound("Settlement not found.")
@@ -228,7 +227,7 @@ async def reload(session: AsyncSession, submission_id: str) -> SettlementSubmiss
 
 
 async def in_flight_duplicate(
-    session: AsyncSession, submission: SettlementSubmission
+    session: UnitOfWork, submission: SettlementSubmission
 ) -> SettlementSubmission | None:
     """Another submission of the same authorization that already signed (or settled) it."""
     return (
@@ -245,7 +244,7 @@ async def in_flight_duplicate(
 
 
 async def transactions_of(
-    session: AsyncSession, submission_id: str
+    session: UnitOfWork, submission_id: str
 ) -> list[SettlementTransaction]:
     """The submission's signed transactions, newest first."""
     rows = await session.exec(
@@ -257,7 +256,7 @@ async def transactions_of(
 
 
 async def finish(
-    session: AsyncSession, submission: SettlementSubmission, status: str, *,
+    session: UnitOfWork, submission: SettlementSubmission, status: str, *,
     error: str | None = None, tx_hash: str | None = None, block_number: int | None = None,
     duplicate_of: str | None = None,
 ) -> None:
@@ -284,7 +283,7 @@ class Due:
     status: str
 
 
-async def due_submissions(session: AsyncSession, now: datetime, limit: int) -> list[Due]:
+async def due_submissions(session: UnitOfWork, now: datetime, limit: int) -> list[Due]:
     """Open submissions whose next step is due (what the sweeper re-drives), except those
     parked for an operator."""
     rows = await session.exec(

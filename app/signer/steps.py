@@ -51,9 +51,7 @@ from pydantic import SecretStr
 from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.db.hooks import commit
 from app.db.models.signer import (
     ALREADY_USED,
     BROADCAST,
@@ -68,6 +66,7 @@ from app.db.models.signer import (
     SettlementTransaction,
 )
 from app.db.types import utcnow
+from app.db.uow import UnitOfWork
 from app.errors import NotFound
 from app.ids import new_id
 from app.settings import Settings
@@ -129,7 +128,7 @@ class Step:
 
 
 async def advance(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[UnitOfWork],
     client: ChainClient,
     config: SignerConfig,
     submission_id: str,
@@ -154,7 +153,7 @@ async def advance(
 
 
 async def prepare(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[UnitOfWork],
     client: ChainClient,
     config: SignerConfig,
     submission_id: str,
@@ -170,7 +169,7 @@ async def prepare(
 
 class _Signer:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], client: ChainClient,
+        self, sessions: async_sessionmaker[UnitOfWork], client: ChainClient,
         config: SignerConfig,
     ) -> None:
         self.sessions = sessions
@@ -217,7 +216,7 @@ class _Signer:
                     session, current, ALREADY_USED, duplicate_of=duplicate.id,
                     error="Another settlement already submitted this authorization.",
                 )
-                await commit(session)
+                await session.commit()
                 return Step(ALREADY_USED, None)
             if not await self._in_flight(session):
                 # Nothing of ours is pending: the node's count is authoritative (recovers the
@@ -239,13 +238,13 @@ class _Signer:
             current.last_error = None
             self._due(current, 0.0)
             session.add(current)
-            await commit(session)
+            await session.commit()
         log.info("settlement %s: recorded tx %s (nonce %d)", sid, tx.tx_hash, nonce)
         if not broadcast:
             return Step(SIGNED, 0.0)
         return await self.broadcast(sid)
 
-    async def _in_flight(self, session: AsyncSession) -> bool:
+    async def _in_flight(self, session: UnitOfWork) -> bool:
         count = (
             await session.execute(
                 select(func.count())
@@ -516,7 +515,7 @@ class _Signer:
                 return Step(current.status, None if current.status in FINAL_STATUSES else 0.0)
             await service.finish(session, current, status, error=error, tx_hash=tx_hash,
                                  block_number=block_number)
-            await commit(session)
+            await session.commit()
         log.info("settlement %s: %s%s", sid, status, f" ({error})" if error else "")
         return Step(status, None)
 

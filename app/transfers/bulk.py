@@ -22,7 +22,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
-from sqlmodel.ext.asyncio.session import AsyncSession
+
+from app.db.uow import UnitOfWork
 
 _Processor = Callable[[Any], Any]
 
@@ -71,7 +72,7 @@ class BulkInsert:
         self._prepared: dict[tuple[str, str, tuple[str, ...]], _Prepared] = {}
 
     async def execute(
-        self, session: AsyncSession, rows: Sequence[tuple[Any, ...]], constants: Mapping[str, Any]
+        self, session: UnitOfWork, rows: Sequence[tuple[Any, ...]], constants: Mapping[str, Any]
     ) -> int:
         """Insert ``rows``; returns how many were inserted (the others' keys existed)."""
         if not rows:

@@ -26,16 +26,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-from sqlmodel.ext.asyncio.session import AsyncSession
-
 from app.credits import ledger
 from app.db.models.credits import LedgerEntry
 from app.db.models.transfers import ChainTransfer
-from app.db.types import rfc3339, utcnow
+from app.db.types import utcnow
+from app.db.uow import UnitOfWork
 from app.errors import BalanceLimitExceeded
 from app.events.service import emit
 from app.wallets import service as wallets
 from chain.client import Receipt
+from webhooks.events import CreditsDeposited
 
 log = logging.getLogger("passgate.chain.deposits")
 
@@ -122,13 +122,13 @@ class TransferPurpose(Protocol):
     name: str
 
     async def claim(
-        self, session: AsyncSession, candidates: Sequence[Candidate], ctx: PurposeContext
+        self, session: UnitOfWork, candidates: Sequence[Candidate], ctx: PurposeContext
     ) -> dict[str, Counted]:
         """Take the transfers that are this purpose's, apply their effects, and return what
         was decided for each of them, by transfer id."""
 
     async def reverse(
-        self, session: AsyncSession, transfer: ChainTransfer, ctx: PurposeContext
+        self, session: UnitOfWork, transfer: ChainTransfer, ctx: PurposeContext
     ) -> None:
         """Undo what ``claim`` caused for a transfer whose block was orphaned."""
 
@@ -141,7 +141,7 @@ def ledger_key(kind: str, transfer: TransferLike) -> str:
 
 
 async def credit_deposit(
-    session: AsyncSession, transfer: TransferLike, agent_id: str, *, reason: str | None = None
+    session: UnitOfWork, transfer: TransferLike, agent_id: str, *, reason: str | None = None
 ) -> LedgerEntry:
     """Credit a deposit transfer to ``agent_id`` exactly once and emit ``credits.deposited``
     once (a replay of the same credit emits nothing again)."""
@@ -155,17 +155,10 @@ async def credit_deposit(
         return entry
     await emit(
         session,
-        "credits.deposited",
-        {
-            "agentId": agent_id,
-            "amountMicros": amount,
-            "balanceMicros": entry.balance_after_micros,
-            "source": "deposit",
-            "network": transfer.network,
-            "transaction": transfer.tx_hash,
-            "ledgerEntryId": entry.id,
-            "depositedAt": rfc3339(entry.created_at),
-        },
+        CreditsDeposited(agent_id=agent_id, amount_micros=amount,
+                         balance_micros=entry.balance_after_micros, source="deposit",
+                         network=transfer.network, transaction=transfer.tx_hash,
+                         ledger_entry_id=entry.id, deposited_at=entry.created_at),
         agent_id=agent_id,
     )
     return entry
@@ -177,7 +170,7 @@ class DepositPurpose:
     name = DEPOSIT
 
     async def claim(
-        self, session: AsyncSession, candidates: Sequence[Candidate], ctx: PurposeContext
+        self, session: UnitOfWork, candidates: Sequence[Candidate], ctx: PurposeContext
     ) -> dict[str, Counted]:
         if ctx.deposit_address is None:
             return {}
@@ -215,7 +208,7 @@ class DepositPurpose:
         return counted
 
     async def reverse(
-        self, session: AsyncSession, transfer: ChainTransfer, ctx: PurposeContext
+        self, session: UnitOfWork, transfer: ChainTransfer, ctx: PurposeContext
     ) -> None:
         if transfer.ledger_entry_id is None or transfer.agent_id is None:
             return
@@ -238,7 +231,7 @@ def purposes() -> list[TransferPurpose]:
 
 
 async def confirm(
-    session: AsyncSession, candidates: Sequence[Candidate], ctx: PurposeContext
+    session: UnitOfWork, candidates: Sequence[Candidate], ctx: PurposeContext
 ) -> dict[str, Counted]:
     """Count confirmed transfers: each goes to the first purpose that claims it; the rest are
     ``unknown`` and unmatched."""
@@ -256,7 +249,7 @@ async def confirm(
     return decided
 
 
-async def reverse(session: AsyncSession, transfer: ChainTransfer, ctx: PurposeContext) -> None:
+async def reverse(session: UnitOfWork, transfer: ChainTransfer, ctx: PurposeContext) -> None:
     """Undo a counted transfer's effects through the purpose that claimed it."""
     for purpose in purposes():
         if purpose.name == transfer.purpose:

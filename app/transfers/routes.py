@@ -6,13 +6,13 @@ from typing import Any
 
 from litestar import Request, Router, get, post
 from litestar.params import Parameter
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit.service import Actor, record
 from app.auth.guards import ADMIN, principal_of, runtime_of
 from app.auth.principal import Principal
 from app.db.models.transfers import TRANSFER_STATUSES
 from app.db.types import utcnow
+from app.db.uow import UnitOfWork
 from app.errors import NotFound, ValidationFailed
 from app.http.pagination import Page, page_params
 from app.http.request_id import request_id_of
@@ -53,7 +53,7 @@ def _network(request: AnyRequest, name: str) -> Network:
 
 @get("/transfers")
 async def list_transfers(
-    session: AsyncSession,
+    session: UnitOfWork,
     limit: int | None = Parameter(default=None), cursor: str | None = Parameter(default=None),
     network: str | None = Parameter(default=None, max_length=20),
     status: str | None = Parameter(default=None, max_length=10),
@@ -77,13 +77,13 @@ async def list_transfers(
 
 
 @get("/transfers/{transfer_id:str}")
-async def get_transfer(session: AsyncSession, transfer_id: str) -> TransferView:
+async def get_transfer(session: UnitOfWork, transfer_id: str) -> TransferView:
     return transfer_view(await transfers.get(session, transfer_id))
 
 
 @post("/transfers/{transfer_id:str}/assign", status_code=200, errors=(409,))
 async def assign_transfer(
-    request: AnyRequest, session: AsyncSession, transfer_id: str,
+    request: AnyRequest, session: UnitOfWork, transfer_id: str,
     data: AssignBody,
 ) -> TransferView:
     """Credit an unmatched deposit to an agent (e.g. its wallet was linked after it paid)."""
@@ -99,7 +99,7 @@ async def assign_transfer(
 # -- watchers ----------------------------------------------------------------------------
 
 
-async def _watcher_views(request: AnyRequest, session: AsyncSession) -> list[WatcherView]:
+async def _watcher_views(request: AnyRequest, session: UnitOfWork) -> list[WatcherView]:
     settings = runtime_of(request).settings
     networks = settings.networks()
     states = await transfers.watcher_states(session, list(networks))
@@ -112,7 +112,7 @@ async def _watcher_views(request: AnyRequest, session: AsyncSession) -> list[Wat
 
 @get("/chain/watchers")
 async def list_watchers(
-    request: AnyRequest, session: AsyncSession
+    request: AnyRequest, session: UnitOfWork
 ) -> list[WatcherView]:
     """Every enabled network's watcher: head, cursor, lag, last error, reorgs."""
     return await _watcher_views(request, session)
@@ -120,7 +120,7 @@ async def list_watchers(
 
 @post("/chain/watchers/{network:str}/rewind", status_code=200, errors=(409,))
 async def rewind_watcher(
-    request: AnyRequest, session: AsyncSession, network: str,
+    request: AnyRequest, session: UnitOfWork, network: str,
     data: RewindBody,
 ) -> RewindView:
     """Scan again from ``block`` (e.g. a provider missed logs). Stored transfers are kept; the
@@ -142,7 +142,7 @@ async def rewind_watcher(
 
 @get("/settlements")
 async def list_settlements(
-    session: AsyncSession,
+    session: UnitOfWork,
     limit: int | None = Parameter(default=None), cursor: str | None = Parameter(default=None),
     network: str | None = Parameter(default=None, max_length=20),
     status: str | None = Parameter(default=None, max_length=16),
@@ -157,7 +157,7 @@ async def list_settlements(
 
 @get("/settlements/{submission_id:str}")
 async def get_settlement(
-    session: AsyncSession, submission_id: str
+    session: UnitOfWork, submission_id: str
 ) -> SettlementOutcome:
     return await settlement.outcome(session, submission_id)
 

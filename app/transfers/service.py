@@ -17,7 +17,6 @@ from sqlalchemy import String, any_, bindparam, delete, func, or_, update
 from sqlalchemy import select as core_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.models.agents import Agent
 from app.db.models.transfers import (
@@ -29,6 +28,7 @@ from app.db.models.transfers import (
     ChainWatcher,
 )
 from app.db.types import utcnow
+from app.db.uow import UnitOfWork
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.http.pagination import PageParams, apply, split
 from app.transfers import purposes
@@ -44,11 +44,11 @@ _INSERT_CHUNK = 1000
 # -- watcher state ------------------------------------------------------------------------
 
 
-async def get_watcher(session: AsyncSession, network: str) -> ChainWatcher | None:
+async def get_watcher(session: UnitOfWork, network: str) -> ChainWatcher | None:
     return await session.get(ChainWatcher, network)
 
 
-async def ensure_watcher(session: AsyncSession, network: str, chain_id: int) -> ChainWatcher:
+async def ensure_watcher(session: UnitOfWork, network: str, chain_id: int) -> ChainWatcher:
     """The watcher row, created on first use (concurrent creators: one insert wins)."""
     watcher = await session.get(ChainWatcher, network)
     if watcher is not None:
@@ -64,7 +64,7 @@ async def ensure_watcher(session: AsyncSession, network: str, chain_id: int) -> 
 
 
 async def acquire_lease(
-    session: AsyncSession, network: str, owner: str, now: datetime, seconds: float,
+    session: UnitOfWork, network: str, owner: str, now: datetime, seconds: float,
     *, due_only: bool,
 ) -> bool:
     """Take the run lease unless another run holds it (or, with ``due_only``, unless the next
@@ -83,7 +83,7 @@ async def acquire_lease(
     return bool(result.rowcount)  # type: ignore[attr-defined]  # CursorResult of an UPDATE
 
 
-async def release_lease(session: AsyncSession, network: str, owner: str) -> None:
+async def release_lease(session: UnitOfWork, network: str, owner: str) -> None:
     await session.execute(
         update(ChainWatcher)
         .where(col(ChainWatcher.network) == network, col(ChainWatcher.lease_owner) == owner)
@@ -91,7 +91,7 @@ async def release_lease(session: AsyncSession, network: str, owner: str) -> None
     )
 
 
-async def list_watchers(session: AsyncSession) -> list[ChainWatcher]:
+async def list_watchers(session: UnitOfWork) -> list[ChainWatcher]:
     rows = (await session.exec(select(ChainWatcher).order_by(col(ChainWatcher.network)))).all()
     return list(rows)
 
@@ -99,7 +99,7 @@ async def list_watchers(session: AsyncSession) -> list[ChainWatcher]:
 # -- storing ------------------------------------------------------------------------------
 
 
-def _insert(session: AsyncSession, table: Any) -> Any:
+def _insert(session: UnitOfWork, table: Any) -> Any:
     dialect = session.get_bind().dialect.name
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
@@ -179,7 +179,7 @@ class StoreConflict(CountConflict):
 
 
 async def store_logs(
-    session: AsyncSession,
+    session: UnitOfWork,
     ctx: purposes.PurposeContext,
     logs: Sequence[TransferLog],
     *,
@@ -264,7 +264,7 @@ async def store_logs(
 
 
 async def _revive(
-    session: AsyncSession, chain_id: int, logs: Sequence[TransferLog], now: datetime
+    session: UnitOfWork, chain_id: int, logs: Sequence[TransferLog], now: datetime
 ) -> int:
     if not logs:
         return 0
@@ -301,7 +301,7 @@ async def _revive(
     return revived
 
 
-async def remember_blocks(session: AsyncSession, network: str, blocks: Mapping[int, str]) -> None:
+async def remember_blocks(session: UnitOfWork, network: str, blocks: Mapping[int, str]) -> None:
     """Remember block hashes (a re-scan may see a block again: the newest hash wins)."""
     if not blocks:
         return
@@ -318,7 +318,7 @@ async def remember_blocks(session: AsyncSession, network: str, blocks: Mapping[i
     )
 
 
-async def recent_blocks(session: AsyncSession, network: str) -> list[ChainBlock]:
+async def recent_blocks(session: UnitOfWork, network: str) -> list[ChainBlock]:
     rows = await session.exec(
         select(ChainBlock).where(col(ChainBlock.network) == network).order_by(
             col(ChainBlock.number)
@@ -328,7 +328,7 @@ async def recent_blocks(session: AsyncSession, network: str) -> list[ChainBlock]
 
 
 async def forget_blocks(
-    session: AsyncSession, network: str, *, below: int | None = None, above: int | None = None
+    session: UnitOfWork, network: str, *, below: int | None = None, above: int | None = None
 ) -> None:
     stmt = delete(ChainBlock).where(col(ChainBlock.network) == network)
     if below is not None:
@@ -367,7 +367,7 @@ _CONFIRM_ANY = (
 
 
 async def confirm_ready(
-    session: AsyncSession, ctx: purposes.PurposeContext, up_to_block: int, limit: int
+    session: UnitOfWork, ctx: purposes.PurposeContext, up_to_block: int, limit: int
 ) -> int:
     """Count the oldest ``limit`` pending transfers at or below ``up_to_block``.
 
@@ -414,7 +414,7 @@ async def confirm_ready(
 
 
 async def transfers_above(
-    session: AsyncSession, network: str, block: int
+    session: UnitOfWork, network: str, block: int
 ) -> list[ChainTransfer]:
     """Live (not reorged) transfers in blocks above ``block``: the ones a reorg may orphan."""
     rows = await session.exec(
@@ -428,7 +428,7 @@ async def transfers_above(
 
 
 async def orphan(
-    session: AsyncSession, transfers: Sequence[ChainTransfer], ctx: purposes.PurposeContext
+    session: UnitOfWork, transfers: Sequence[ChainTransfer], ctx: purposes.PurposeContext
 ) -> int:
     """Mark transfers of orphaned blocks ``reorged`` and undo what counted ones caused."""
     now = utcnow()
@@ -458,7 +458,7 @@ class TransferFilter:
 
 
 async def search(
-    session: AsyncSession, params: PageParams, where: TransferFilter
+    session: UnitOfWork, params: PageParams, where: TransferFilter
 ) -> tuple[list[ChainTransfer], str | None]:
     stmt = select(ChainTransfer)
     if where.network:
@@ -479,7 +479,7 @@ async def search(
     return split(rows, params, lambda t: t.id)
 
 
-async def get(session: AsyncSession, transfer_id: str) -> ChainTransfer:
+async def get(session: UnitOfWork, transfer_id: str) -> ChainTransfer:
     transfer = await session.get(ChainTransfer, transfer_id)
     if transfer is None:
         raise NotFound("Transfer not found.")
@@ -498,7 +498,7 @@ def snapshot(transfer: ChainTransfer) -> dict[str, Any]:
 
 
 async def assign(
-    session: AsyncSession, transfer: ChainTransfer, agent_id: str, reason: str
+    session: UnitOfWork, transfer: ChainTransfer, agent_id: str, reason: str
 ) -> ChainTransfer:
     """Credit an unmatched, confirmed deposit to an agent (the operator's decision).
 
@@ -526,7 +526,7 @@ async def assign(
 
 
 async def adopt(
-    session: AsyncSession, chain_id: int, tx_hash: str, log_index: int,
+    session: UnitOfWork, chain_id: int, tx_hash: str, log_index: int,
     counted: purposes.Counted,
 ) -> str | None:
     """Give a transfer the watcher already counted as unclaimed to ``counted``'s purpose (a
@@ -569,7 +569,7 @@ def rewind_ceiling(watcher: ChainWatcher, start_block: int | None) -> int | None
 
 
 async def rewind(
-    session: AsyncSession, network: str, chain_id: int, block: int,
+    session: UnitOfWork, network: str, chain_id: int, block: int,
     *, start_block: int | None = None,
 ) -> tuple[ChainWatcher, int | None]:
     """Re-scan from ``block``: the cursor moves to ``block - 1`` (only ever backwards).
@@ -599,7 +599,7 @@ async def rewind(
     return locked, before
 
 
-async def counts_by_status(session: AsyncSession, network: str) -> dict[str, int]:
+async def counts_by_status(session: UnitOfWork, network: str) -> dict[str, int]:
     rows = await session.execute(
         select(ChainTransfer.status, func.count())
         .where(col(ChainTransfer.network) == network)
@@ -609,7 +609,7 @@ async def counts_by_status(session: AsyncSession, network: str) -> dict[str, int
 
 
 async def watcher_states(
-    session: AsyncSession, networks: Sequence[str]
+    session: UnitOfWork, networks: Sequence[str]
 ) -> dict[str, ChainWatcher]:
     """The stored state of each named network's watcher (missing: never ran)."""
     if not networks:

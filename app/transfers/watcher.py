@@ -55,11 +55,10 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col
-from sqlmodel.ext.asyncio.session import AsyncSession
 
-from app.db.hooks import commit
 from app.db.models.transfers import ChainWatcher
 from app.db.types import utcnow
+from app.db.uow import UnitOfWork
 from app.settings import Settings
 from app.transfers import service
 from app.transfers.purposes import PurposeContext
@@ -152,7 +151,7 @@ class _Interrupted(Exception):
 
 
 async def run_watcher(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[UnitOfWork],
     client: ChainClient,
     config: WatchConfig,
     *,
@@ -189,7 +188,7 @@ async def run_watcher(
 class _Run:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        sessions: async_sessionmaker[UnitOfWork],
         client: ChainClient,
         config: WatchConfig,
         owner: str,
@@ -243,7 +242,7 @@ class _Run:
                     count = await service.confirm_ready(
                         session, self.purposes, confirmed_up_to, _CONFIRM_BATCH
                     )
-                    await _commit(session)
+                    await session.commit()
             except service.CountConflict as exc:
                 # Rolled back as a whole; the next run reads what is still pending afresh.
                 log.warning("%s: %s; counting again next run", self.network.name, exc)
@@ -333,7 +332,7 @@ class _Run:
             )
             await service.remember_blocks(session, self.network.name, blocks)
             await self._advance(session, cursor, high, head, range_size, good)
-            await _commit(session)
+            await session.commit()
         return stored
 
     async def _set_cursor(
@@ -345,7 +344,7 @@ class _Run:
         return cursor
 
     async def _advance(
-        self, session: AsyncSession, expected: int | None, cursor: int, head: int,
+        self, session: UnitOfWork, expected: int | None, cursor: int, head: int,
         range_size: int, good: int,
     ) -> None:
         condition = (
@@ -410,7 +409,7 @@ class _Run:
                 .values(reorgs=ChainWatcher.reorgs + 1, last_reorg_at=utcnow(),
                         last_reorg_block=fork_cursor + 1)
             )
-            await _commit(session)
+            await session.commit()
         log.warning("%s: reorg at block %d; %d transfer(s) orphaned, re-scanning",
                     self.network.name, fork_cursor + 1, len(orphaned))
         return fork_cursor
@@ -542,7 +541,3 @@ def _next_range(
 def _hash(header: BlockHeader | None) -> str | None:
     return header.hash if header is not None else None
 
-
-async def _commit(session: AsyncSession) -> None:
-    # Counting transfers emits events: their after-commit fan-out must run too.
-    await commit(session)

@@ -8,11 +8,11 @@ from typing import Any
 from eth_utils.address import to_checksum_address
 from litestar import Request, Router, delete, get, post
 from litestar.params import Parameter
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.auth.guards import key_holder, principal_of, runtime_of
 from app.db.models.wallets import Wallet
 from app.db.types import rfc3339
+from app.db.uow import UnitOfWork
 from app.http.pagination import Page, page_params
 from app.keys.scopes import WALLETS_READ, WALLETS_WRITE
 from app.wallets import service as wallets
@@ -29,7 +29,7 @@ AnyRequest = Request[Any, Any, Any]
 
 @post("/challenge", before_request=key_holder(WALLETS_WRITE), status_code=201)
 async def create_challenge(
-    request: AnyRequest, session: AsyncSession, data: ChallengeBody
+    request: AnyRequest, session: UnitOfWork, data: ChallengeBody
 ) -> ChallengeView:
     """A one-time message to sign with the wallet (EIP-191 ``personal_sign``), valid 10 min."""
     caller = principal_of(request)
@@ -40,7 +40,7 @@ async def create_challenge(
 
 
 @post("/", before_request=key_holder(WALLETS_WRITE), status_code=201, errors=(409,))
-async def link_wallet(request: AnyRequest, session: AsyncSession, data: LinkBody) -> WalletView:
+async def link_wallet(request: AnyRequest, session: UnitOfWork, data: LinkBody) -> WalletView:
     """Link a wallet by presenting the signed challenge."""
     caller = principal_of(request)
     return _view(await wallets.link(session, caller.agent_id or "", data.address, data.message,
@@ -49,7 +49,7 @@ async def link_wallet(request: AnyRequest, session: AsyncSession, data: LinkBody
 
 @get("/", before_request=key_holder(WALLETS_READ))
 async def list_wallets(
-    request: AnyRequest, session: AsyncSession,
+    request: AnyRequest, session: UnitOfWork,
     limit: int | None = Parameter(default=None), cursor: str | None = Parameter(default=None),
 ) -> Page:
     caller = principal_of(request)
@@ -59,7 +59,7 @@ async def list_wallets(
 
 
 @delete("/{wallet_id:str}", before_request=key_holder(WALLETS_WRITE), status_code=200)
-async def unlink_wallet(request: AnyRequest, session: AsyncSession, wallet_id: str) -> WalletView:
+async def unlink_wallet(request: AnyRequest, session: UnitOfWork, wallet_id: str) -> WalletView:
     caller = principal_of(request)
     return _view(await wallets.unlink(session, caller.agent_id or "", wallet_id))
 

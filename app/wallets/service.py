@@ -11,10 +11,10 @@ from eth_account.messages import encode_defunct
 from eth_utils.address import to_checksum_address
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.models.wallets import Wallet, WalletChallenge
 from app.db.types import rfc3339, utcnow
+from app.db.uow import UnitOfWork
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.http.pagination import PageParams, apply, split
 from app.ids import new_id
@@ -30,7 +30,7 @@ def _message(agent_id: str, address: str, nonce: str, issued: str, expires: str)
 
 
 async def challenge(
-    session: AsyncSession, agent_id: str, address: str, ttl: timedelta = CHALLENGE_TTL
+    session: UnitOfWork, agent_id: str, address: str, ttl: timedelta = CHALLENGE_TTL
 ) -> WalletChallenge:
     now = utcnow()
     nonce = secrets.token_hex(16)
@@ -57,7 +57,7 @@ def _recover(message: str, signature: str) -> str | None:
 
 
 async def link(
-    session: AsyncSession, agent_id: str, address: str, message: str, signature: str
+    session: UnitOfWork, agent_id: str, address: str, message: str, signature: str
 ) -> Wallet:
     """Verify the signed challenge and link the address (each challenge works once)."""
     address = address.lower()
@@ -95,14 +95,14 @@ async def link(
 
 
 async def list_wallets(
-    session: AsyncSession, agent_id: str, params: PageParams
+    session: UnitOfWork, agent_id: str, params: PageParams
 ) -> tuple[list[Wallet], str | None]:
     stmt = select(Wallet).where(col(Wallet.agent_id) == agent_id)
     rows = (await session.exec(apply(stmt, col(Wallet.id), params))).all()  # type: ignore[call-overload]
     return split(rows, params, lambda w: w.id)
 
 
-async def unlink(session: AsyncSession, agent_id: str, wallet_id: str) -> Wallet:
+async def unlink(session: UnitOfWork, agent_id: str, wallet_id: str) -> Wallet:
     wallet = await session.get(Wallet, wallet_id)
     if wallet is None or wallet.agent_id != agent_id:
         raise NotFound("Wallet not found.")
@@ -111,7 +111,7 @@ async def unlink(session: AsyncSession, agent_id: str, wallet_id: str) -> Wallet
     return wallet
 
 
-async def owner_of(session: AsyncSession, address: str) -> str | None:
+async def owner_of(session: UnitOfWork, address: str) -> str | None:
     """The agent a sending address belongs to, for crediting deposits."""
     wallet = (
         await session.exec(select(Wallet).where(col(Wallet.address) == address.lower()))
@@ -119,7 +119,7 @@ async def owner_of(session: AsyncSession, address: str) -> str | None:
     return wallet.agent_id if wallet else None
 
 
-async def owners_of(session: AsyncSession, addresses: Iterable[str]) -> dict[str, str]:
+async def owners_of(session: UnitOfWork, addresses: Iterable[str]) -> dict[str, str]:
     """``{lower-case address: agent id}`` for the linked ones among ``addresses`` (one query,
     for crediting a batch of deposits)."""
     wanted = sorted({address.lower() for address in addresses})

@@ -30,10 +30,8 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy import insert, or_, select, update
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.attention.filters import not_parked
-from app.db.hooks import after_commit
 from app.db.models.attention import WEBHOOK_EVENT, WEBHOOK_MESSAGE
 from app.db.models.events import Event
 from app.db.models.webhooks import (
@@ -44,13 +42,13 @@ from app.db.models.webhooks import (
     WebhookEndpoint,
     WebhookMessage,
 )
+from app.db.uow import UnitOfWork
 from app.events.service import emit
 from app.ids import new_id
 from app.webhooks.options import WebhookOptions
-from app.webhooks.tasks import WEBHOOK_JOBS, WebhookOutbox
+from app.webhooks.tasks import deliver_job
 from webhooks.events import (
     OPERATOR_ONLY_EVENT_TYPES,
-    EventType,
     PayloadTooLargeError,
     UnknownEventTypeError,
     WebhookEndpointDisabled,
@@ -104,21 +102,10 @@ class Outcome:
 
 
 def schedule_deliveries(
-    session: AsyncSession, scheduled: Sequence[tuple[str, float | None]]
+    session: UnitOfWork, scheduled: Sequence[tuple[str, float | None]]
 ) -> None:
-    """Enqueue ``(message id, delay seconds)`` jobs once the transaction commits.
-
-    Sessions without a webhook outbox (tools, tests) skip this: the sweeper finds the rows.
-    """
-    outbox: WebhookOutbox | None = session.info.get(WEBHOOK_JOBS)
-    if outbox is None or not scheduled:
-        return
-    pairs = list(scheduled)
-
-    async def send() -> None:
-        await outbox.deliver(pairs)
-
-    after_commit(session, send)
+    """Enqueue ``(message id, delay seconds)`` deliver jobs once the transaction commits."""
+    session.enqueue(*(deliver_job(message_id, delay) for message_id, delay in scheduled))
 
 
 # -- fan-out -------------------------------------------------------------------------------
@@ -144,7 +131,7 @@ def _message_row(
 
 
 async def _claim_events(
-    session: AsyncSession, event_id: str, now: datetime, batch: int
+    session: UnitOfWork, event_id: str, now: datetime, batch: int
 ) -> list[Any]:
     """Mark ``event_id`` dispatched, with up to ``batch`` waiting events (oldest first),
     atomically. Fewer than ``batch`` taken besides ``event_id`` means none were left waiting.
@@ -174,7 +161,7 @@ async def _claim_events(
     return sorted(rows, key=lambda row: row.id)
 
 
-async def waiting_events(session: AsyncSession, event_id: str, batch: int) -> list[str]:
+async def waiting_events(session: UnitOfWork, event_id: str, batch: int) -> list[str]:
     """``event_id`` and up to ``batch`` - 1 other undispatched events (oldest first), except
     those parked for an operator: what a fan-out batch would take."""
     rows = await session.execute(
@@ -186,7 +173,7 @@ async def waiting_events(session: AsyncSession, event_id: str, batch: int) -> li
     return [event_id, *rows.scalars().all()]
 
 
-async def _candidate_endpoints(session: AsyncSession, events: list[Any]) -> list[Any]:
+async def _candidate_endpoints(session: UnitOfWork, events: list[Any]) -> list[Any]:
     """Enabled endpoints of the operator and of the events' platforms, with what sending
     needs; :func:`_receives` then picks per event."""
     platforms = {e.platform_id for e in events if e.platform_id is not None}
@@ -234,7 +221,7 @@ def _body(event: Any) -> str:
 
 
 async def _fan_out(
-    session: AsyncSession, event_id: str, now: datetime, options: WebhookOptions | None,
+    session: UnitOfWork, event_id: str, now: datetime, options: WebhookOptions | None,
     batch: int, lease_limit: int = 0, queued_ahead: int = 0,
 ) -> tuple[list[str], list[Claimed], int]:
     """Claim events and write their messages; lease up to ``lease_limit`` of them to the
@@ -292,7 +279,7 @@ def lease_until(now: datetime, options: WebhookOptions, queued: int) -> datetime
     return now + options.claim_for + timedelta(seconds=extra)
 
 
-async def fan_out_event(session: AsyncSession, event_id: str, now: datetime) -> list[str]:
+async def fan_out_event(session: UnitOfWork, event_id: str, now: datetime) -> list[str]:
     """Turn one undispatched event into messages and schedule a deliver job for each.
 
     Idempotent: the event is claimed by a conditional UPDATE of ``dispatched_at``, so a second
@@ -303,7 +290,7 @@ async def fan_out_event(session: AsyncSession, event_id: str, now: datetime) -> 
 
 
 async def fan_out_and_claim(
-    session: AsyncSession, event_id: str, now: datetime, options: WebhookOptions,
+    session: UnitOfWork, event_id: str, now: datetime, options: WebhookOptions,
     *, batch: int = 1, lease_limit: int = 1, queued_ahead: int = 0,
 ) -> tuple[list[Claimed], int]:
     """Like :func:`fan_out_event` for ``event_id`` and up to ``batch`` waiting events, but up
@@ -320,7 +307,7 @@ async def fan_out_and_claim(
 
 
 async def create_direct_message(
-    session: AsyncSession, endpoint_id: str, event: Event, now: datetime
+    session: UnitOfWork, endpoint_id: str, event: Event, now: datetime
 ) -> str:
     """A message for one endpoint only, whatever it subscribed to (``webhook.test``)."""
     await session.flush()
@@ -346,7 +333,7 @@ def _live_secrets(
 
 
 async def claim(
-    session: AsyncSession, message_id: str, now: datetime, options: WebhookOptions,
+    session: UnitOfWork, message_id: str, now: datetime, options: WebhookOptions,
     queued_ahead: int = 0,
 ) -> Claimed | NotDue | None:
     """Take the lease on a due message, or say why not (``None``: nothing to send)."""
@@ -357,7 +344,7 @@ async def claim(
 
 
 async def claim_many(
-    session: AsyncSession, message_ids: Sequence[str], now: datetime, options: WebhookOptions,
+    session: UnitOfWork, message_ids: Sequence[str], now: datetime, options: WebhookOptions,
     queued_ahead: int = 0,
 ) -> list[Claimed]:
     """Lease those of ``message_ids`` that are pending, due and unleased (one UPDATE).
@@ -418,7 +405,7 @@ async def claim_many(
     return claims
 
 
-async def _why_not_claimed(session: AsyncSession, message_id: str, now: datetime) -> NotDue | None:
+async def _why_not_claimed(session: UnitOfWork, message_id: str, now: datetime) -> NotDue | None:
     row = (
         await session.execute(
             select(_M.c.status, _M.c.next_attempt_at,
@@ -439,7 +426,7 @@ async def _why_not_claimed(session: AsyncSession, message_id: str, now: datetime
 
 
 async def record_many(
-    session: AsyncSession,
+    session: UnitOfWork,
     results: Sequence[tuple[Claimed, DeliveryResult]],
     now: datetime,
     options: WebhookOptions,
@@ -505,7 +492,7 @@ async def record_many(
 
 
 async def _record_failure(
-    session: AsyncSession, claimed: Claimed, result: DeliveryResult, now: datetime,
+    session: UnitOfWork, claimed: Claimed, result: DeliveryResult, now: datetime,
     options: WebhookOptions,
 ) -> Outcome:
     attempt_number = claimed.attempt_count + 1
@@ -547,7 +534,7 @@ async def _record_failure(
     return Outcome(FAILED if delay is None else PENDING, delay, reason)
 
 
-async def _update_leased(claimed: Claimed, session: AsyncSession, values: dict[str, Any]) -> bool:
+async def _update_leased(claimed: Claimed, session: UnitOfWork, values: dict[str, Any]) -> bool:
     row = (
         await session.execute(
             update(_M)
@@ -563,7 +550,7 @@ async def _update_leased(claimed: Claimed, session: AsyncSession, values: dict[s
 
 
 async def _fail_pending(
-    session: AsyncSession, message_ids: Sequence[str] | None, now: datetime, error: str,
+    session: UnitOfWork, message_ids: Sequence[str] | None, now: datetime, error: str,
     endpoint_id: str | None = None,
 ) -> None:
     stmt = update(_M).where(_M.c.status == PENDING)
@@ -578,7 +565,7 @@ async def _fail_pending(
 
 
 async def disable_endpoint(
-    session: AsyncSession, endpoint_id: str, reason: str, now: datetime
+    session: UnitOfWork, endpoint_id: str, reason: str, now: datetime
 ) -> bool:
     """Stop delivering to an endpoint and fail its pending messages (replayable later).
 
@@ -606,15 +593,14 @@ async def disable_endpoint(
             endpoint_id=endpoint_id, platform_id=platform_id, url=url, reason=reason,
             failing_since=failing_since if reason == "failing" else None, disabled_at=now,
         )
-        await emit(session, EventType.WEBHOOK_ENDPOINT_DISABLED.value, msgspec.to_builtins(data),
-                   platform_id=platform_id)
+        await emit(session, data, platform_id=platform_id)
     return True
 
 
 # -- sweeper -------------------------------------------------------------------------------
 
 
-async def stale_events(session: AsyncSession, now: datetime, options: WebhookOptions) -> list[str]:
+async def stale_events(session: UnitOfWork, now: datetime, options: WebhookOptions) -> list[str]:
     """Events still undispatched after the grace period (their job was lost), except those
     parked for an operator; the sweeper fans each out in a transaction of its own."""
     cutoff = now - options.sweep_grace
@@ -630,7 +616,7 @@ async def stale_events(session: AsyncSession, now: datetime, options: WebhookOpt
     return list(ids)
 
 
-async def redrive_due(session: AsyncSession, now: datetime, options: WebhookOptions) -> int:
+async def redrive_due(session: UnitOfWork, now: datetime, options: WebhookOptions) -> int:
     """Re-send deliver jobs for pending messages overdue by the grace period and unleased.
 
     ``redriven_at`` keeps a backlog that the workers are merely slow to drain from being

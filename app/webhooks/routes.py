@@ -10,13 +10,13 @@ from typing import Any
 
 from litestar import Request, Router, delete, get, patch, post
 from litestar.params import Parameter
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.audit.service import Actor, record
 from app.auth.guards import ADMIN, MASTER, principal_of, runtime_of
 from app.auth.principal import Principal
 from app.db.models.webhooks import WebhookEndpoint
 from app.db.types import rfc3339
+from app.db.uow import UnitOfWork
 from app.http.pagination import Page, page_params
 from app.http.request_id import request_id_of
 from app.webhooks import service
@@ -51,7 +51,7 @@ def options_of(request: AnyRequest) -> WebhookOptions:
 # -- shared handlers' bodies -----------------------------------------------------------------
 
 
-async def _create(request: AnyRequest, session: AsyncSession, actor: Actor,
+async def _create(request: AnyRequest, session: UnitOfWork, actor: Actor,
                   platform_id: str | None, data: CreateEndpointBody) -> CreatedEndpoint:
     created = await service.create(
         session, options_of(request), platform_id, url=data.url, description=data.description,
@@ -62,7 +62,7 @@ async def _create(request: AnyRequest, session: AsyncSession, actor: Actor,
     return created_endpoint_view(created.endpoint, created.secret)
 
 
-async def _update(request: AnyRequest, session: AsyncSession, actor: Actor,
+async def _update(request: AnyRequest, session: UnitOfWork, actor: Actor,
                   endpoint: WebhookEndpoint, data: UpdateEndpointBody) -> EndpointView:
     before = service.endpoint_snapshot(endpoint)
     await service.update_endpoint(session, options_of(request), endpoint, data.changes())
@@ -71,7 +71,7 @@ async def _update(request: AnyRequest, session: AsyncSession, actor: Actor,
     return endpoint_view(endpoint)
 
 
-async def _delete(session: AsyncSession, actor: Actor, endpoint: WebhookEndpoint) -> EndpointView:
+async def _delete(session: UnitOfWork, actor: Actor, endpoint: WebhookEndpoint) -> EndpointView:
     view = endpoint_view(endpoint)
     before = service.endpoint_snapshot(endpoint)
     await service.delete_endpoint(session, endpoint)
@@ -80,7 +80,7 @@ async def _delete(session: AsyncSession, actor: Actor, endpoint: WebhookEndpoint
     return view
 
 
-async def _rotate(request: AnyRequest, session: AsyncSession, actor: Actor,
+async def _rotate(request: AnyRequest, session: UnitOfWork, actor: Actor,
                   endpoint: WebhookEndpoint) -> RotatedSecret:
     secret, until = await service.rotate_secret(session, options_of(request), endpoint)
     await record(session, actor, "webhook_endpoint.rotate_secret", "webhook_endpoint",
@@ -88,7 +88,7 @@ async def _rotate(request: AnyRequest, session: AsyncSession, actor: Actor,
     return RotatedSecret(id=endpoint.id, secret=secret, previous_secret_expires_at=rfc3339(until))
 
 
-async def _test(session: AsyncSession, actor: Actor, endpoint: WebhookEndpoint) -> TestSent:
+async def _test(session: UnitOfWork, actor: Actor, endpoint: WebhookEndpoint) -> TestSent:
     message = await service.send_test(session, endpoint)
     await record(session, actor, "webhook_endpoint.test", "webhook_endpoint", endpoint.id,
                  after={"messageId": message.id})
@@ -96,7 +96,7 @@ async def _test(session: AsyncSession, actor: Actor, endpoint: WebhookEndpoint) 
                     status=message.status)
 
 
-async def _deliveries(session: AsyncSession, endpoint: WebhookEndpoint, limit: int | None,
+async def _deliveries(session: UnitOfWork, endpoint: WebhookEndpoint, limit: int | None,
                       cursor: str | None, status: str | None, event_type: str | None) -> Page:
     messages, attempts, next_cursor = await service.deliveries(
         session, endpoint.id, page_params(limit, cursor), status=status, event_type=event_type
@@ -105,7 +105,7 @@ async def _deliveries(session: AsyncSession, endpoint: WebhookEndpoint, limit: i
                 next_cursor=next_cursor)
 
 
-async def _replay(request: AnyRequest, session: AsyncSession, actor: Actor,
+async def _replay(request: AnyRequest, session: UnitOfWork, actor: Actor,
                   endpoint: WebhookEndpoint, data: ReplayBody) -> ReplayView:
     options = options_of(request)
     replay = await service.replay_failed(session, options, endpoint, data.since)
@@ -125,13 +125,13 @@ def _platform_actor(request: AnyRequest, master: Principal) -> Actor:
     return Actor("platform", master.key_id, master.platform_id, request_id_of(request))
 
 
-async def _own(session: AsyncSession, master: Principal, endpoint_id: str) -> WebhookEndpoint:
+async def _own(session: UnitOfWork, master: Principal, endpoint_id: str) -> WebhookEndpoint:
     # A master key always belongs to a platform; "" can match no endpoint.
     return await service.get(session, endpoint_id, master.platform_id or "")
 
 
 @post("/", status_code=201, errors=(409,))
-async def create_endpoint(request: AnyRequest, session: AsyncSession,
+async def create_endpoint(request: AnyRequest, session: UnitOfWork,
                           data: CreateEndpointBody) -> CreatedEndpoint:
     """Register an endpoint. The URL must reach a public address (SSRF guard); the ``whsec_``
     signing secret is in this response only."""
@@ -143,7 +143,7 @@ async def create_endpoint(request: AnyRequest, session: AsyncSession,
 @get("/")
 async def list_endpoints(
     request: AnyRequest,
-    session: AsyncSession,
+    session: UnitOfWork,
     limit: int | None = Parameter(default=None), cursor: str | None = Parameter(default=None),
     enabled: bool | None = Parameter(default=None),
 ) -> Page:
@@ -157,13 +157,13 @@ async def list_endpoints(
 
 @get("/{endpoint_id:str}")
 async def get_endpoint(
-    request: AnyRequest, session: AsyncSession, endpoint_id: str
+    request: AnyRequest, session: UnitOfWork, endpoint_id: str
 ) -> EndpointView:
     return endpoint_view(await _own(session, principal_of(request), endpoint_id))
 
 
 @patch("/{endpoint_id:str}")
-async def update_endpoint(request: AnyRequest, session: AsyncSession,
+async def update_endpoint(request: AnyRequest, session: UnitOfWork,
                           endpoint_id: str, data: UpdateEndpointBody) -> EndpointView:
     """Change URL, description, event types; ``enabled: false`` pauses it (pending messages
     fail and can be replayed), ``true`` resumes it."""
@@ -173,7 +173,7 @@ async def update_endpoint(request: AnyRequest, session: AsyncSession,
 
 
 @delete("/{endpoint_id:str}", status_code=200)
-async def delete_endpoint(request: AnyRequest, session: AsyncSession,
+async def delete_endpoint(request: AnyRequest, session: UnitOfWork,
                           endpoint_id: str) -> EndpointView:
     """Remove the endpoint and its delivery history."""
     master = principal_of(request)
@@ -182,7 +182,7 @@ async def delete_endpoint(request: AnyRequest, session: AsyncSession,
 
 
 @post("/{endpoint_id:str}/rotate-secret", status_code=200)
-async def rotate_secret(request: AnyRequest, session: AsyncSession,
+async def rotate_secret(request: AnyRequest, session: UnitOfWork,
                         endpoint_id: str) -> RotatedSecret:
     """A new secret (shown once); the old one keeps signing beside it for 24 hours."""
     master = principal_of(request)
@@ -191,7 +191,7 @@ async def rotate_secret(request: AnyRequest, session: AsyncSession,
 
 
 @post("/{endpoint_id:str}/test", status_code=202, errors=(409,))
-async def send_test(request: AnyRequest, session: AsyncSession,
+async def send_test(request: AnyRequest, session: UnitOfWork,
                     endpoint_id: str) -> TestSent:
     """Send a ``webhook.test`` event to this endpoint only."""
     master = principal_of(request)
@@ -202,7 +202,7 @@ async def send_test(request: AnyRequest, session: AsyncSession,
 @get("/{endpoint_id:str}/deliveries")
 async def list_deliveries(
     request: AnyRequest,
-    session: AsyncSession, endpoint_id: str,
+    session: UnitOfWork, endpoint_id: str,
     limit: int | None = Parameter(default=None), cursor: str | None = Parameter(default=None),
     status: str | None = Parameter(default=None),
     event_type: str | None = Parameter(query="eventType", default=None),
@@ -214,7 +214,7 @@ async def list_deliveries(
 
 
 @post("/{endpoint_id:str}/replay", status_code=202, errors=(409,))
-async def replay(request: AnyRequest, session: AsyncSession,
+async def replay(request: AnyRequest, session: UnitOfWork,
                  endpoint_id: str, data: ReplayBody) -> ReplayView:
     """Re-send failed messages created since ``since``, at a bounded rate."""
     master = principal_of(request)
@@ -240,12 +240,12 @@ def _admin_actor(request: AnyRequest, admin: Principal) -> Actor:
     return Actor("admin", admin.key_id, None, request_id_of(request))
 
 
-async def _any(session: AsyncSession, endpoint_id: str) -> WebhookEndpoint:
+async def _any(session: UnitOfWork, endpoint_id: str) -> WebhookEndpoint:
     return await service.get(session, endpoint_id, any_owner=True)
 
 
 @post("/", status_code=201, errors=(404, 409))
-async def admin_create_endpoint(request: AnyRequest, session: AsyncSession,
+async def admin_create_endpoint(request: AnyRequest, session: UnitOfWork,
                                 data: CreateEndpointBody) -> CreatedEndpoint:
     """An operator endpoint: it receives every platform's events (filtered by type) and the
     operator-only ``webhook.endpoint_disabled``."""
@@ -255,7 +255,7 @@ async def admin_create_endpoint(request: AnyRequest, session: AsyncSession,
 
 @get("/")
 async def admin_list_endpoints(
-    session: AsyncSession,
+    session: UnitOfWork,
     limit: int | None = Parameter(default=None), cursor: str | None = Parameter(default=None),
     platform_id: str | None = Parameter(query="platformId", default=None),
     operator: bool = Parameter(default=False),
@@ -271,13 +271,13 @@ async def admin_list_endpoints(
 
 
 @get("/{endpoint_id:str}")
-async def admin_get_endpoint(session: AsyncSession,
+async def admin_get_endpoint(session: UnitOfWork,
                              endpoint_id: str) -> EndpointView:
     return endpoint_view(await _any(session, endpoint_id))
 
 
 @patch("/{endpoint_id:str}")
-async def admin_update_endpoint(request: AnyRequest, session: AsyncSession,
+async def admin_update_endpoint(request: AnyRequest, session: UnitOfWork,
                                 endpoint_id: str, data: UpdateEndpointBody) -> EndpointView:
     """Change any endpoint, e.g. re-enable one passgate disabled."""
     admin = principal_of(request)
@@ -286,7 +286,7 @@ async def admin_update_endpoint(request: AnyRequest, session: AsyncSession,
 
 
 @delete("/{endpoint_id:str}", status_code=200)
-async def admin_delete_endpoint(request: AnyRequest, session: AsyncSession,
+async def admin_delete_endpoint(request: AnyRequest, session: UnitOfWork,
                                 endpoint_id: str) -> EndpointView:
     admin = principal_of(request)
     endpoint = await _any(session, endpoint_id)
@@ -294,7 +294,7 @@ async def admin_delete_endpoint(request: AnyRequest, session: AsyncSession,
 
 
 @post("/{endpoint_id:str}/rotate-secret", status_code=200)
-async def admin_rotate_secret(request: AnyRequest, session: AsyncSession,
+async def admin_rotate_secret(request: AnyRequest, session: UnitOfWork,
                               endpoint_id: str) -> RotatedSecret:
     admin = principal_of(request)
     endpoint = await _any(session, endpoint_id)
@@ -302,7 +302,7 @@ async def admin_rotate_secret(request: AnyRequest, session: AsyncSession,
 
 
 @post("/{endpoint_id:str}/test", status_code=202, errors=(409,))
-async def admin_send_test(request: AnyRequest, session: AsyncSession,
+async def admin_send_test(request: AnyRequest, session: UnitOfWork,
                           endpoint_id: str) -> TestSent:
     admin = principal_of(request)
     endpoint = await _any(session, endpoint_id)
@@ -311,7 +311,7 @@ async def admin_send_test(request: AnyRequest, session: AsyncSession,
 
 @get("/{endpoint_id:str}/deliveries")
 async def admin_list_deliveries(
-    session: AsyncSession, endpoint_id: str,
+    session: UnitOfWork, endpoint_id: str,
     limit: int | None = Parameter(default=None), cursor: str | None = Parameter(default=None),
     status: str | None = Parameter(default=None),
     event_type: str | None = Parameter(query="eventType", default=None),
@@ -321,7 +321,7 @@ async def admin_list_deliveries(
 
 
 @post("/{endpoint_id:str}/replay", status_code=202, errors=(409,))
-async def admin_replay(request: AnyRequest, session: AsyncSession,
+async def admin_replay(request: AnyRequest, session: UnitOfWork,
                        endpoint_id: str, data: ReplayBody) -> ReplayView:
     """Re-send an endpoint's failed messages created since ``since``, at a bounded rate."""
     admin = principal_of(request)
@@ -330,7 +330,7 @@ async def admin_replay(request: AnyRequest, session: AsyncSession,
 
 
 @get("/messages/{message_id:str}")
-async def admin_get_message(session: AsyncSession,
+async def admin_get_message(session: UnitOfWork,
                             message_id: str) -> DeliveryView:
     message = await service.get_message(session, message_id)
     attempts = await service.attempts_of(session, [message.id])
@@ -338,7 +338,7 @@ async def admin_get_message(session: AsyncSession,
 
 
 @post("/messages/{message_id:str}/replay", status_code=202, errors=(409,))
-async def admin_replay_message(request: AnyRequest, session: AsyncSession,
+async def admin_replay_message(request: AnyRequest, session: UnitOfWork,
                                message_id: str) -> DeliveryView:
     """Send one delivered or failed message again (same ``webhook-id``, same body)."""
     admin = principal_of(request)

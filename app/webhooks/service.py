@@ -7,11 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import msgspec
 from sqlalchemy import delete, func
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.models.webhooks import (
     FAILED,
@@ -21,6 +19,7 @@ from app.db.models.webhooks import (
     WebhookMessage,
 )
 from app.db.types import utcnow
+from app.db.uow import UnitOfWork
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.events.service import emit
 from app.http.pagination import PageParams, apply, split
@@ -83,7 +82,7 @@ def _checked_types(types: list[str], *, operator: bool) -> list[str]:
 
 
 async def create(
-    session: AsyncSession,
+    session: UnitOfWork,
     options: WebhookOptions,
     platform_id: str | None,
     *,
@@ -124,7 +123,7 @@ async def create(
     return CreatedEndpoint(endpoint=endpoint, secret=secret)
 
 
-async def get(session: AsyncSession, endpoint_id: str, platform_id: str | None = None,
+async def get(session: UnitOfWork, endpoint_id: str, platform_id: str | None = None,
               *, any_owner: bool = False) -> WebhookEndpoint:
     """An endpoint of ``platform_id`` (the operator's when None), or of anyone for admins.
 
@@ -138,7 +137,7 @@ async def get(session: AsyncSession, endpoint_id: str, platform_id: str | None =
 
 
 async def search(
-    session: AsyncSession,
+    session: UnitOfWork,
     params: PageParams,
     *,
     platform_id: str | None = None,
@@ -157,7 +156,7 @@ async def search(
 
 
 async def update_endpoint(
-    session: AsyncSession, options: WebhookOptions, endpoint: WebhookEndpoint,
+    session: UnitOfWork, options: WebhookOptions, endpoint: WebhookEndpoint,
     changes: dict[str, Any],
 ) -> WebhookEndpoint:
     """Partial update; ``changes`` uses model field names (url, description, event_types,
@@ -187,7 +186,7 @@ async def update_endpoint(
     return endpoint
 
 
-async def delete_endpoint(session: AsyncSession, endpoint: WebhookEndpoint) -> None:
+async def delete_endpoint(session: UnitOfWork, endpoint: WebhookEndpoint) -> None:
     """Remove the endpoint with its messages and attempts; in-flight jobs become no-ops."""
     await session.execute(
         delete(WebhookAttempt).where(col(WebhookAttempt.endpoint_id) == endpoint.id)
@@ -200,7 +199,7 @@ async def delete_endpoint(session: AsyncSession, endpoint: WebhookEndpoint) -> N
 
 
 async def rotate_secret(
-    session: AsyncSession, options: WebhookOptions, endpoint: WebhookEndpoint
+    session: UnitOfWork, options: WebhookOptions, endpoint: WebhookEndpoint
 ) -> tuple[str, datetime | None]:
     """A new secret; the current one keeps signing beside it for the overlap (24 h).
 
@@ -220,14 +219,13 @@ async def rotate_secret(
     return secret, until
 
 
-async def send_test(session: AsyncSession, endpoint: WebhookEndpoint) -> WebhookMessage:
+async def send_test(session: UnitOfWork, endpoint: WebhookEndpoint) -> WebhookMessage:
     """A ``webhook.test`` event for this endpoint only (whatever types it subscribed to)."""
     if not endpoint.enabled:
         raise Conflict("The endpoint is disabled; enable it before sending a test.")
     now = utcnow()
     data = WebhookTest(endpoint_id=endpoint.id, sent_at=now)
-    event = await emit(session, EventType.WEBHOOK_TEST.value, msgspec.to_builtins(data),
-                       platform_id=endpoint.platform_id, fan_out=False)
+    event = await emit(session, data, platform_id=endpoint.platform_id, fan_out=False)
     message_id = await delivery.create_direct_message(session, endpoint.id, event, now)
     message = await session.get(WebhookMessage, message_id)
     assert message is not None
@@ -235,7 +233,7 @@ async def send_test(session: AsyncSession, endpoint: WebhookEndpoint) -> Webhook
 
 
 async def deliveries(
-    session: AsyncSession,
+    session: UnitOfWork,
     endpoint_id: str,
     params: PageParams,
     *,
@@ -256,7 +254,7 @@ async def deliveries(
 
 
 async def attempts_of(
-    session: AsyncSession, message_ids: list[str]
+    session: UnitOfWork, message_ids: list[str]
 ) -> dict[str, list[WebhookAttempt]]:
     grouped: dict[str, list[WebhookAttempt]] = {mid: [] for mid in message_ids}
     if not message_ids:
@@ -273,7 +271,7 @@ async def attempts_of(
     return grouped
 
 
-async def get_message(session: AsyncSession, message_id: str) -> WebhookMessage:
+async def get_message(session: UnitOfWork, message_id: str) -> WebhookMessage:
     message = await session.get(WebhookMessage, message_id)
     if message is None:
         raise NotFound("Webhook message not found.")
@@ -286,7 +284,7 @@ def _require_enabled(endpoint: WebhookEndpoint) -> None:
         raise Conflict("The endpoint is disabled; enable it before replaying messages.")
 
 
-async def replay_message(session: AsyncSession, message: WebhookMessage) -> WebhookMessage:
+async def replay_message(session: UnitOfWork, message: WebhookMessage) -> WebhookMessage:
     """Send a delivered or failed message again, same ``webhook-id`` and body, new round."""
     endpoint = await get(session, message.endpoint_id, any_owner=True)
     _require_enabled(endpoint)
@@ -311,7 +309,7 @@ def _restart(message: WebhookMessage, at: datetime) -> None:
 
 
 async def replay_failed(
-    session: AsyncSession, options: WebhookOptions, endpoint: WebhookEndpoint, since: datetime
+    session: UnitOfWork, options: WebhookOptions, endpoint: WebhookEndpoint, since: datetime
 ) -> Replay:
     """Re-send the endpoint's failed messages created since ``since``, oldest first.
 

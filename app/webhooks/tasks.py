@@ -37,7 +37,7 @@ def deliver_job(message_id: str, delay_seconds: float | None = None) -> Job:
 
 
 class WebhookOutbox:
-    """The :class:`~app.events.dispatch.OutboxDispatcher` of the API and the workers."""
+    """The units of work's :class:`~app.db.uow.EventSink` in the API and the workers."""
 
     def __init__(self, jobs: JobQueue) -> None:
         self.jobs = jobs
@@ -49,11 +49,3 @@ class WebhookOutbox:
             await self.jobs.send_unless_pending(
                 fan_out_job(event_ids[0]), FAN_OUT_PENDING, FAN_OUT_PENDING_TTL_MS
             )
-
-    async def deliver(self, scheduled: Sequence[tuple[str, float | None]]) -> None:
-        """Enqueue ``(message id, delay in seconds)`` pairs."""
-        await self.jobs.send([deliver_job(mid, delay) for mid, delay in scheduled])
-
-
-# Key of the WebhookOutbox on ``session.info``: services schedule deliveries through it.
-WEBHOOK_JOBS = "webhook_jobs"

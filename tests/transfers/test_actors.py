@@ -141,9 +141,8 @@ async def test_a_requested_settlement_is_enqueued_after_commit_and_mined(env_wit
             submission = await settlement.request_settlement(
                 session, env.network, signed.authorization, signed.signature, "pay_actor"
             )
-            from app.db.hooks import commit
 
-            await commit(session)
+            await session.commit()
         # Then the worker settles it
         assert await _eventually(lambda: _outcome(env, submission.id)) == "mined"
     finally:
