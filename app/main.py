@@ -7,17 +7,20 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 
 from litestar import Litestar
-from litestar.di import Provide
+from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
+from app import deps
 from app.admin.routes import router as admin_router
 from app.agents.routes import router as agents_router
 from app.attention.routes import router as attention_router
+from app.auth import access
 from app.auth.guards import OPEN, check_route_access
 from app.catalog.routes import router as catalog_router
 from app.config.deployment import require_deployable
 from app.credits.routes import router as credits_router
+from app.deps import dependencies
 from app.gateway.routes import admin_router as admin_gateway_router
 from app.gateway.routes import router as gateway_router
 from app.health.routes import health, live
@@ -25,7 +28,6 @@ from app.http.dependency_errors import dependency_error_handlers
 from app.http.errors import exception_handlers
 from app.http.openapi import document_routes
 from app.http.request_id import add_response_headers
-from app.http.transaction import provide_session
 from app.keys.routes import router as keys_router
 from app.logs.config import litestar_logging
 from app.metrics.http import observe_requests
@@ -71,7 +73,6 @@ def create_app(
 
     @asynccontextmanager
     async def runtime_lifespan(app: Litestar) -> AsyncGenerator[None, None]:
-        app.state.runtime = rt
         try:
             yield
         finally:
@@ -88,7 +89,9 @@ def create_app(
             admin_payments_router,
             chain_admin_router, gateway_router, admin_gateway_router, attention_router,
         ],
-        dependencies={"session": Provide(provide_session)},
+        # Handlers receive what they use (app.deps); access hooks read their own object.
+        dependencies=dependencies(),
+        state=State({deps.STATE_KEY: rt, access.STATE_KEY: rt.access}),
         exception_handlers=handlers,
         before_send=[add_response_headers],
         # Routes without a stated access are open; every hook runs the input check first.

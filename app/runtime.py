@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from app.auth.access import Access
 from app.auth.cache import KeyCache
 from app.auth.service import Authenticator
 from app.db.engine import create_engine, session_factory
 from app.db.uow import UnitOfWork
 from app.gateway.service import Gateway
-from app.health.gas import GasProbe
+from app.health.probe import HealthProbe
 from app.jobs import JobQueue
 from app.metrics.state import StateReader
+from app.payments.chain import PaymentChain
+from app.payments.service import Payments
+from app.payments.waiter import SettlementWaiter
 from app.ratelimit.limiter import RateLimiter
 from app.redis_clients import async_client
 from app.settings import Settings
@@ -31,14 +34,11 @@ class Runtime:
     limiter: RateLimiter
     auth: Authenticator
     state: StateReader
+    jobs: JobQueue
+    payments: Payments
+    gateway: Gateway
+    health: HealthProbe
     redis: Any = None  # redis.asyncio.Redis when configured
-    jobs: JobQueue | None = None
-    # app.payments.service.Payments, created on first use (see app.payments.runtime).
-    payments: Any = None
-    gateway: Gateway | None = None
-    gas: GasProbe = field(default_factory=GasProbe)
-    # When this process built its runtime: health gives the background that long to show up.
-    started_at: float = field(default_factory=time.monotonic)
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -58,8 +58,17 @@ class Runtime:
             state=StateReader(settings, sessions, redis, broker),
             redis=redis,
             jobs=jobs,
+            payments=Payments(PaymentChain(settings),
+                              SettlementWaiter(redis, settings.redis_prefix), redis,
+                              settings.redis_prefix),
             gateway=Gateway(settings, sessions),
+            health=HealthProbe(settings, engine, sessions, redis),
         )
+
+    @property
+    def access(self) -> Access:
+        """What the access hooks read (``app.auth.access``)."""
+        return Access(self.settings, self.auth, self.limiter)
 
     @property
     def pepper(self) -> str:
@@ -68,13 +77,10 @@ class Runtime:
     async def close(self) -> None:
         await self.limiter.close()
         await self.auth.close()
-        if self.payments is not None:
-            await self.payments.close()
-        if self.gateway is not None:
-            await self.gateway.aclose()
-        await self.gas.close()
+        await self.payments.close()
+        await self.gateway.aclose()
+        await self.health.close()
         await self.engine.dispose()
-        if self.jobs is not None:
-            self.jobs.close()
+        self.jobs.close()
         if self.redis is not None:
             await self.redis.aclose()

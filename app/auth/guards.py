@@ -21,6 +21,7 @@ from typing import Any
 from litestar import Litestar, Request
 from litestar.exceptions import ImproperlyConfiguredException
 
+from app.auth.access import Access, access_of
 from app.auth.principal import Principal
 from app.errors import Forbidden, RateLimited, Unauthorized
 from app.http.input_guard import check_input
@@ -30,17 +31,10 @@ from app.keys.format import KeyKind
 from app.logs import context as log_context
 from app.metrics.instruments import rate_limited
 from app.ratelimit.headers import remember
-from app.runtime import Runtime
 
 KEY_HOLDER_KINDS = frozenset({KeyKind.AGENT, KeyKind.GATEWAY, KeyKind.PERSONAL, KeyKind.PASS})
 
 AnyRequest = Request[Any, Any, Any]
-
-
-def runtime_of(request: AnyRequest) -> Runtime:
-    # Item access: State's attribute access falls back through __getattr__ on every call.
-    runtime: Runtime = request.app.state["runtime"]
-    return runtime
 
 
 def raw_header(request: AnyRequest, name: bytes) -> str | None:
@@ -87,8 +81,8 @@ def _in_any(address: str, cidrs: list[str]) -> bool:
     return any(ip in ipaddress.ip_network(c, strict=False) for c in cidrs)
 
 
-async def _rate_limit(request: AnyRequest, runtime: Runtime, principal: Principal) -> None:
-    limiter = runtime.limiter
+async def _rate_limit(request: AnyRequest, access: Access, principal: Principal) -> None:
+    limiter = access.limiter
     state = limiter.check_now("key", principal.key_id, principal.per_minute, principal.per_day)
     if state is None:
         state = await limiter.check("key", principal.key_id, principal.per_minute,
@@ -113,16 +107,16 @@ def _check_scope(principal: Principal, scope: str | None) -> None:
         raise Forbidden(f"This key lacks the '{scope}' scope.")
 
 
-async def _authenticate(runtime: Runtime, secret: str | None, what: str) -> Principal:
+async def _authenticate(access: Access, secret: str | None, what: str) -> Principal:
     if not secret:
         raise Unauthorized(f"Missing {what}.")
-    return await runtime.auth.authenticate(secret)
+    return await access.authenticator.authenticate(secret)
 
 
 async def authenticate_key_holder(request: AnyRequest, scope: str | None = None) -> Principal:
     """An agent, gateway, personal or pass key (``X-API-Key`` or ``Authorization: Bearer``)."""
-    runtime = runtime_of(request)
-    principal = await _authenticate(runtime, presented_key(request), "API key")
+    access = access_of(request)
+    principal = await _authenticate(access, presented_key(request), "API key")
     if principal.kind not in KEY_HOLDER_KINDS:
         raise Forbidden("This endpoint takes an agent or API key, not a master or admin key.")
     if principal.agent_disabled:
@@ -130,7 +124,7 @@ async def authenticate_key_holder(request: AnyRequest, scope: str | None = None)
     if principal.platform_disabled:
         raise Forbidden("This agent's platform is disabled.")
     _check_tenant(request, principal)
-    await _rate_limit(request, runtime, principal)
+    await _rate_limit(request, access, principal)
     _check_scope(principal, scope)
     return principal
 
@@ -138,14 +132,14 @@ async def authenticate_key_holder(request: AnyRequest, scope: str | None = None)
 async def authenticate_master(request: AnyRequest) -> Principal:
     """A platform's master key (``X-Master-Key``)."""
     secret = raw_header(request, b"x-master-key")
-    runtime = runtime_of(request)
-    principal = await _authenticate(runtime, secret.strip() if secret else None, "X-Master-Key")
+    access = access_of(request)
+    principal = await _authenticate(access, secret.strip() if secret else None, "X-Master-Key")
     if principal.kind is not KeyKind.MASTER:
         raise Forbidden("X-Master-Key takes a master key (mk_).")
     if principal.platform_disabled:
         raise Forbidden("This platform is disabled.")
     _check_tenant(request, principal)
-    await _rate_limit(request, runtime, principal)
+    await _rate_limit(request, access, principal)
     return principal
 
 
@@ -159,14 +153,14 @@ async def authenticate_admin(request: AnyRequest) -> Principal:
     token = value.strip() if scheme.lower() == "bearer" else ""
     if not token:
         raise Unauthorized("Missing admin token (Authorization: Bearer adm_...).")
-    runtime = runtime_of(request)
-    if runtime.auth.is_env_admin_token(token):
+    access = access_of(request)
+    if access.authenticator.is_env_admin_token(token):
         return Principal(
             key_id=ENV_ADMIN_ID, kind=KeyKind.ADMIN, agent_id=None, platform_id=None,
             scopes=frozenset(), plan="admin", per_minute=0, per_day=None, status="active",
             key_expires_at=None, secret_expires_at=None,
         )
-    principal = await runtime.auth.authenticate(token)
+    principal = await access.authenticator.authenticate(token)
     if principal.kind is not KeyKind.ADMIN:
         raise Forbidden("Admin routes take an admin token.")
     return principal
@@ -174,10 +168,10 @@ async def authenticate_admin(request: AnyRequest) -> Principal:
 
 async def limit_signups(request: AnyRequest) -> str:
     """Per-client-IP limit on endpoints that create keys without authentication."""
-    runtime = runtime_of(request)
-    ip = client_ip(request, runtime.settings.trusted_proxies)
-    state = await runtime.limiter.check(
-        "signup", ip, runtime.settings.signup_per_minute, runtime.settings.signup_per_day
+    access = access_of(request)
+    ip = client_ip(request, access.settings.trusted_proxies)
+    state = await access.limiter.check(
+        "signup", ip, access.settings.signup_per_minute, access.settings.signup_per_day
     )
     remember(request, state)
     if not state.allowed:
@@ -250,7 +244,7 @@ async def _signup(request: AnyRequest) -> None:
 
 async def _metrics_reader(request: AnyRequest) -> None:
     """``PASSGATE_METRICS_TOKEN``, when set, as ``Authorization: Bearer``; else open."""
-    token = runtime_of(request).settings.metrics_token
+    token = access_of(request).settings.metrics_token
     if token is None:
         return
     scheme, _, value = (raw_header(request, b"authorization") or "").partition(" ")
@@ -295,3 +289,9 @@ def check_route_access(app: Litestar) -> None:
                 raise ImproperlyConfiguredException(
                     f"admin route {route.path} must use the ADMIN access hook"
                 )
+
+
+def runtime_of(request: AnyRequest) -> Any:
+    """TRANSITIONAL (issue 16): areas still reading the runtime. Handlers receive what they use
+    through app.deps instead; this goes once no area calls it."""
+    return request.app.state["runtime"]

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Request, Router, get
+from litestar import Router, get
 
-from app.auth.guards import runtime_of
+from app.gateway.service import Gateway
 from app.http.schemas import RateLimitView
+from app.settings import Settings
 
 
 class ProviderView(msgspec.Struct, rename="camel"):
@@ -35,9 +36,8 @@ class Catalog(msgspec.Struct):
 
 
 @get("/providers")
-async def list_providers(request: Request[Any, Any, Any]) -> Catalog:
+async def list_providers(gateway: Gateway) -> Catalog:
     """Gateway providers and their per-request prices (configured and admin-managed)."""
-    gateway = runtime_of(request).gateway
     providers = await gateway.registry.all() if gateway is not None else []
     return Catalog(data=[
         ProviderView(name=p.name, description=p.description, price_micros=p.price_micros,
@@ -48,9 +48,8 @@ async def list_providers(request: Request[Any, Any, Any]) -> Catalog:
 
 
 @get("/passes")
-async def list_passes(request: Request[Any, Any, Any]) -> Catalog:
+async def list_passes(settings: Settings) -> Catalog:
     """Time-limited key passes sold with x402: period, price, scopes, rate limits."""
-    settings = runtime_of(request).settings
     limits = settings.plan_limits("pass")
     return Catalog(data=[
         PassView(period=p.period, duration_seconds=p.seconds, price_micros=p.price_micros,

@@ -15,25 +15,39 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from litestar.response.base import ASGIResponse
 from sqlalchemy import update
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col
 
 from app.db.models.payments import Payment
 from app.db.types import utcnow
+from app.db.uow import UnitOfWork
 from app.errors import PaymentAlreadyUsed, PaymentInvalid
 from app.gateway.proxy import IncomingCall, RelayedResponse
 from app.gateway.service import Gateway
 from app.payments.service import PaidRequest, Payments, mark_failed
-from app.runtime import Runtime
+from app.settings import Settings
 
 UPSTREAM_FAILED = "upstream_failed"
 
 log = logging.getLogger("passgate.gateway")
 
 
-def paid_request(rt: Runtime, call: IncomingCall, price_micros: int) -> PaidRequest:
+
+@dataclass(frozen=True, slots=True)
+class PaidContext:
+    """What a per-call x402 payment needs beside the payments object: several transactions
+    (reserve, forward, settle) and the settlement notifications."""
+
+    settings: Settings
+    sessions: async_sessionmaker[UnitOfWork]
+    redis: Any = None
+
+def paid_request(ctx: PaidContext, call: IncomingCall, price_micros: int) -> PaidRequest:
     path = f"/v1/gateway/{call.provider}{call.path}"
     body_hash = hashlib.sha256(call.body).hexdigest()
     query = call.query.decode("latin-1")
@@ -42,19 +56,19 @@ def paid_request(rt: Runtime, call: IncomingCall, price_micros: int) -> PaidRequ
         # The same payment may only pay for the same call (method, path, query, body).
         terms=f"{call.method} {path}?{query} {body_hash}",
         resource=f"{call.method} {path}",
-        resource_url=rt.settings.public_url.rstrip("/") + path,
+        resource_url=ctx.settings.public_url.rstrip("/") + path,
         price_micros=price_micros,
         description=f"one call to the {call.provider} API",
     )
 
 
-async def _reopen_after_upstream_failure(rt: Runtime, payment: Payment) -> Payment:
+async def _reopen_after_upstream_failure(ctx: PaidContext, payment: Payment) -> Payment:
     """A payment whose call failed upstream was never settled: the same authorization may pay
     for a retry of the same call."""
     if payment.status == "settled":
         raise PaymentAlreadyUsed("This payment already paid for a call.")
     if payment.status == "failed" and (payment.failure_reason or "").startswith(UPSTREAM_FAILED):
-        async with rt.sessions() as session:
+        async with ctx.sessions() as session:
             await session.execute(
                 update(Payment)
                 .where(col(Payment.id) == payment.id, col(Payment.status) == "failed")
@@ -68,7 +82,7 @@ async def _reopen_after_upstream_failure(rt: Runtime, payment: Payment) -> Payme
     return payment
 
 
-async def _take_for_one_call(rt: Runtime, payment: Payment) -> None:
+async def _take_for_one_call(ctx: PaidContext, payment: Payment) -> None:
     """Let exactly one request forward the call a pending payment pays for.
 
     The same authorization sent again (a retry, concurrent duplicates, other processes) finds
@@ -77,7 +91,7 @@ async def _take_for_one_call(rt: Runtime, payment: Payment) -> None:
     upstream clears it when the payment is reopened for a retry.
     """
     now = utcnow()
-    async with rt.sessions() as session:
+    async with ctx.sessions() as session:
         taken = await session.execute(
             update(Payment)
             .where(col(Payment.id) == payment.id, col(Payment.status) == "pending",
@@ -91,23 +105,23 @@ async def _take_for_one_call(rt: Runtime, payment: Payment) -> None:
 
 
 async def call_with_x402(
-    rt: Runtime, payments: Payments, gateway: Gateway, call: IncomingCall,
+    ctx: PaidContext, payments: Payments, gateway: Gateway, call: IncomingCall,
     headers: Mapping[str, str],
 ) -> ASGIResponse:
     quote = await gateway.quote(call)
-    paid = paid_request(rt, call, quote.price_micros)
-    async with rt.sessions() as session:
+    paid = paid_request(ctx, call, quote.price_micros)
+    async with ctx.sessions() as session:
         payment = await payments.accept(session, paid, headers, signed_only=True)
         await session.commit()
-    payment = await _reopen_after_upstream_failure(rt, payment)
-    await _take_for_one_call(rt, payment)
+    payment = await _reopen_after_upstream_failure(ctx, payment)
+    await _take_for_one_call(ctx, payment)
 
     forwarded = await gateway.forward_unsettled(call, quote, payment_id=payment.id)
     if not forwarded.ok:
-        async with rt.sessions() as session:
+        async with ctx.sessions() as session:
             await mark_failed(session, payment.id,
                               f"{UPSTREAM_FAILED}: upstream answered {forwarded.status}",
-                              redis=rt.redis, redis_prefix=rt.settings.redis_prefix)
+                              redis=ctx.redis, redis_prefix=ctx.settings.redis_prefix)
             await session.commit()
         if forwarded.error is not None:
             raise forwarded.error
@@ -115,7 +129,7 @@ async def call_with_x402(
         return forwarded.response
 
     try:
-        async with rt.sessions() as session:
+        async with ctx.sessions() as session:
             fresh = await payments.get(session, payment.id)
             await payments.request_settlement(session, fresh)
             await session.commit()
@@ -127,8 +141,8 @@ async def call_with_x402(
     response = forwarded.response
     assert response is not None
     try:
-        final = await payments.wait_until_final(rt.sessions, payment.id,
-                                                rt.settings.settle_wait)
+        final = await payments.wait_until_final(ctx.sessions, payment.id,
+                                                ctx.settings.settle_wait)
     except asyncio.CancelledError:
         # The caller left while the signer settles: the answer will never be sent.
         if isinstance(response, RelayedResponse):

@@ -8,6 +8,7 @@ from litestar import Request, Router, delete, get, patch, post, route
 from litestar.enums import HttpMethod
 from litestar.params import Parameter
 from litestar.response.base import ASGIResponse
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from app.audit.service import Actor, record
 from app.auth.guards import (
@@ -16,13 +17,12 @@ from app.auth.guards import (
     optional_key_holder,
     optional_principal_of,
     principal_of,
-    runtime_of,
 )
 from app.auth.principal import Principal
 from app.db.uow import UnitOfWork
 from app.errors import Unauthorized
 from app.gateway import manage
-from app.gateway.paid import call_with_x402
+from app.gateway.paid import PaidContext, call_with_x402
 from app.gateway.proxy import IncomingCall, upstream_path
 from app.gateway.schemas import AdminProviderView, CreateProviderBody, UpdateProviderBody
 from app.gateway.service import Gateway
@@ -30,7 +30,8 @@ from app.gateway.views import admin_provider_view, usage_view
 from app.http.pagination import Page, page_params
 from app.http.request_id import request_id_of
 from app.keys.scopes import GATEWAY, USAGE_READ
-from app.payments.runtime import payments_of
+from app.payments.service import Payments
+from app.settings import Settings
 
 AnyRequest = Request[Any, Any, Any]
 
@@ -43,12 +44,6 @@ METHODS: list[HttpMethod] = [
     HttpMethod.HEAD,
     HttpMethod.OPTIONS,
 ]
-
-
-def gateway_of(request: AnyRequest) -> Gateway:
-    gateway = runtime_of(request).gateway
-    assert gateway is not None, "the runtime builds the gateway"
-    return gateway
 
 
 async def incoming_call(request: AnyRequest, provider: str) -> IncomingCall:
@@ -76,7 +71,8 @@ async def incoming_call(request: AnyRequest, provider: str) -> IncomingCall:
     errors=(404, 502),
 )
 async def gateway_call(
-    request: AnyRequest, provider: str, path: str = ""
+    request: AnyRequest, gateway: Gateway, payments: Payments, settings: Settings,
+    sessions: async_sessionmaker[UnitOfWork], provider: str, path: str = "",
 ) -> ASGIResponse:
     """Forward method, path, query, body and safe headers to the provider.
 
@@ -89,18 +85,17 @@ async def gateway_call(
     caller = optional_principal_of(request)
     call = await incoming_call(request, provider)
     if caller is None:
-        rt = runtime_of(request)
-        payments = payments_of(rt)
         if not payments.chain.configured:
             raise Unauthorized("Missing API key (this server takes no per-call payments).")
-        return await call_with_x402(rt, payments, gateway_of(request), call,
+        context = PaidContext(settings, sessions, payments.redis)
+        return await call_with_x402(context, payments, gateway, call,
                                     dict(request.headers))
-    return await gateway_of(request).call_with_credits(caller, call)
+    return await gateway.call_with_credits(caller, call)
 
 
 @get("/usage", before_request=key_holder(USAGE_READ))
 async def list_usage(
-    request: AnyRequest,
+    gateway: Gateway, request: AnyRequest,
     session: UnitOfWork,
     limit: int | None = Parameter(default=None),
     cursor: str | None = Parameter(default=None),
@@ -111,7 +106,7 @@ async def list_usage(
     """The agent's gateway calls, newest first; ``from`` (inclusive) / ``to`` (exclusive) are
     RFC 3339 times."""
     caller = principal_of(request)
-    rows, next_cursor = await gateway_of(request).usage_page(
+    rows, next_cursor = await gateway.usage_page(
         session, caller, page_params(limit, cursor), provider=provider, since=since, until=until
     )
     return Page(data=[usage_view(u) for u in rows], next_cursor=next_cursor)
@@ -127,17 +122,16 @@ def _actor(request: AnyRequest, admin: Principal) -> Actor:
     return Actor("admin", admin.key_id, None, request_id_of(request))
 
 
-def _refresh_after_commit(request: AnyRequest, session: UnitOfWork) -> None:
-    session.after_commit(gateway_of(request).registry.invalidate)
+def _refresh_after_commit(gateway: Gateway, session: UnitOfWork) -> None:
+    session.after_commit(gateway.registry.invalidate)
 
 
 @post("/providers", status_code=201, errors=(409,))
 async def create_provider(
-    request: AnyRequest, session: UnitOfWork, data: CreateProviderBody
+    gateway: Gateway, request: AnyRequest, session: UnitOfWork, data: CreateProviderBody
 ) -> AdminProviderView:
     """Add a provider. Header values are stored sealed and never returned."""
     admin = principal_of(request)
-    gateway = gateway_of(request)
     values = {name: getattr(data, name) for name in data.__struct_fields__ if name != "enabled"}
     row = await manage.create(session, gateway.settings, gateway.box, values, enabled=data.enabled)
     await record(
@@ -148,40 +142,39 @@ async def create_provider(
         row.id,
         after=manage.snapshot(row),
     )
-    _refresh_after_commit(request, session)
+    _refresh_after_commit(gateway, session)
     return admin_provider_view(await manage.entry(session, gateway.settings, row.name))
 
 
 @get("/providers")
 async def list_providers(
-    request: AnyRequest,
+    gateway: Gateway, request: AnyRequest,
     session: UnitOfWork,
     limit: int | None = Parameter(default=None),
     cursor: str | None = Parameter(default=None),
 ) -> Page:
     """Configured and admin-managed providers, by name (header names only)."""
-    entries = await manage.entries(session, gateway_of(request).settings)
+    entries = await manage.entries(session, gateway.settings)
     chunk, next_cursor = manage.page(entries, limit, cursor)
     return Page(data=[admin_provider_view(e) for e in chunk], next_cursor=next_cursor)
 
 
 @get("/providers/{name:str}")
 async def get_provider(
-    request: AnyRequest, session: UnitOfWork, name: str
+    gateway: Gateway, request: AnyRequest, session: UnitOfWork, name: str
 ) -> AdminProviderView:
-    return admin_provider_view(await manage.entry(session, gateway_of(request).settings, name))
+    return admin_provider_view(await manage.entry(session, gateway.settings, name))
 
 
 @patch("/providers/{name:str}", errors=(409,))
 async def update_provider(
-    request: AnyRequest,
+    gateway: Gateway, request: AnyRequest,
     session: UnitOfWork,
     name: str,
     data: UpdateProviderBody,
 ) -> AdminProviderView:
     """Change an admin-managed provider; configured ones are CONFLICT."""
     admin = principal_of(request)
-    gateway = gateway_of(request)
     before = await manage.entry(session, gateway.settings, name)
     before_snapshot = manage.snapshot(before.row) if before.row is not None else None
     row = await manage.update(session, gateway.settings, gateway.box, name, data.changes())
@@ -194,17 +187,16 @@ async def update_provider(
         before=before_snapshot,
         after=manage.snapshot(row),
     )
-    _refresh_after_commit(request, session)
+    _refresh_after_commit(gateway, session)
     return admin_provider_view(await manage.entry(session, gateway.settings, row.name))
 
 
 @delete("/providers/{name:str}", status_code=200, errors=(409,))
 async def delete_provider(
-    request: AnyRequest, session: UnitOfWork, name: str
+    gateway: Gateway, request: AnyRequest, session: UnitOfWork, name: str
 ) -> AdminProviderView:
     """Remove an admin-managed provider; configured ones are CONFLICT."""
     admin = principal_of(request)
-    gateway = gateway_of(request)
     gone = await manage.entry(session, gateway.settings, name)
     row = await manage.delete(session, gateway.settings, name)
     await record(
@@ -215,7 +207,7 @@ async def delete_provider(
         row.id,
         before=manage.snapshot(row),
     )
-    _refresh_after_commit(request, session)
+    _refresh_after_commit(gateway, session)
     return admin_provider_view(gone)
 
 

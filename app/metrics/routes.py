@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-from litestar import Request, Response, get
+from litestar import Response, get
 
-from app.auth.guards import METRICS, runtime_of
+from app.auth.guards import METRICS
 from app.metrics.exposition import exposition
+from app.metrics.state import StateReader
 
 
 @get("/metrics", before_request=METRICS, tags=["health"], media_type="text/plain; version=0.0.4")
-async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def metrics(state_reader: StateReader) -> Response[bytes]:
     """Counters and histograms of what happened (HTTP requests by route template and status,
     settlements, webhook attempts, gateway calls and charges, rate-limit refusals), and
     states read from the database and the broker when scraped (payments by status, chain
     watchers' head, cursor and lag, backlogs, queue depth). See the README for every name."""
-    families = await runtime_of(request).state.families()
+    families = await state_reader.families()
     # Reading other processes' files and rendering is blocking work.
     body = await asyncio.to_thread(exposition, families)
     # The classic text format (0.0.4) every Prometheus reads; Litestar adds the charset.

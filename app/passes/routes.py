@@ -7,10 +7,12 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, Router, post
 from litestar.openapi import ResponseSpec
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from app.auth.guards import runtime_of
+from app.db.uow import UnitOfWork
 from app.passes import service as passes
-from app.payments.runtime import payments_of
+from app.payments.service import Payments
+from app.settings import Settings
 
 
 class PendingPayment(msgspec.Struct, rename="camel"):
@@ -29,11 +31,13 @@ class PendingPayment(msgspec.Struct, rename="camel"):
     responses={202: ResponseSpec(PendingPayment, description="Paid, still settling: fetch the "
                                  "key once from statusUrl with X-Claim-Token.")},
 )
-async def buy_pass(request: Request[Any, Any, Any], period: str) -> Response[dict[str, Any]]:
+async def buy_pass(
+    request: Request[Any, Any, Any], settings: Settings, sessions: async_sessionmaker[UnitOfWork],
+    payments: Payments, period: str,
+) -> Response[dict[str, Any]]:
     """Answers 402 with payment requirements; with a valid payment 201 and the key (shown
     once), or 202 with a claim token when settlement takes longer than the wait window."""
-    rt = runtime_of(request)
-    outcome = await passes.purchase(rt, payments_of(rt), period, dict(request.headers))
+    outcome = await passes.purchase(settings, sessions, payments, period, dict(request.headers))
     return Response(outcome.body, status_code=outcome.status, headers=outcome.headers)
 
 

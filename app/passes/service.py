@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col
 
 from app.config.plans import PassSettings
@@ -23,7 +24,6 @@ from app.ids import new_id
 from app.keys import service as keys
 from app.keys.format import KeyKind
 from app.payments.service import PaidRequest, Payments
-from app.runtime import Runtime
 from app.settings import Settings
 from app.wallets.service import owner_of
 from webhooks.events import PassPurchased
@@ -159,30 +159,30 @@ def pending_body(settings: Settings, payment: Payment, claim_token: str) -> dict
 
 
 async def purchase(
-    rt: Runtime, payments: Payments, period: str, headers: dict[str, str]
+    settings: Settings, sessions: async_sessionmaker[UnitOfWork], payments: Payments,
+    period: str, headers: dict[str, str]
 ) -> Outcome:
     """402 -> verify -> record -> settle (workers) -> wait -> 201 with the key, or 202."""
-    settings = rt.settings
     item = pass_for(settings, period)
     paid = paid_request(settings, item)
-    async with rt.sessions() as session:
+    async with sessions() as session:
         payment = await payments.accept(session, paid, headers)
         await payments.request_settlement(session, payment)
         await session.commit()
-    payment = await payments.wait_until_final(rt.sessions, payment.id, settings.settle_wait)
+    payment = await payments.wait_until_final(sessions, payment.id, settings.settle_wait)
     if payment.status in ("failed", "expired"):
         raise PaymentInvalid(
             f"The payment {payment.status}: {payment.failure_reason or 'no reason given'}.",
             details={"paymentId": payment.id},
         )
-    async with rt.sessions() as session:
+    async with sessions() as session:
         payment = await payments.get(session, payment.id)
         if payment.status == "settled":
             body = await fulfill(session, settings, payment)
             await session.commit()
             name, value = payments.response_header(payment)
             return Outcome(201, body, {name: value})
-        token = payments.new_claim_token(payment, rt.pepper)
+        token = payments.new_claim_token(payment, settings.key_pepper.get_secret_value())
         session.add(payment)
         await session.commit()
     return Outcome(202, pending_body(settings, payment, token))

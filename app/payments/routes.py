@@ -7,14 +7,15 @@ from typing import Any
 import msgspec
 from litestar import Request, Router, get
 
-from app.auth.guards import authenticate_key_holder, presented_key, runtime_of
+from app.auth.guards import authenticate_key_holder, presented_key
 from app.db.models.payments import Payment
 from app.db.types import rfc3339
 from app.db.uow import UnitOfWork
 from app.errors import Conflict, NotFound
 from app.keys.scopes import PAYMENTS_READ
 from app.passes import service as passes
-from app.payments.runtime import payments_of
+from app.payments.service import Payments
+from app.settings import Settings
 
 
 class PaymentView(msgspec.Struct, rename="camel"):
@@ -44,22 +45,22 @@ def payment_view(payment: Payment, result: dict[str, Any] | None = None) -> Paym
 # Open: a claim token is a credential of its own; a key is checked in the handler.
 @get("/payments/{payment_id:str}", errors=(401, 403, 409, 429))
 async def get_payment(
-    request: Request[Any, Any, Any], session: UnitOfWork, payment_id: str
+    request: Request[Any, Any, Any], session: UnitOfWork, settings: Settings,
+    payments: Payments, payment_id: str,
 ) -> PaymentView:
     """With ``X-Claim-Token``: the payment's state, and once settled its result (the key),
     exactly once. With the buyer's key (scope ``payments:read``): the state only."""
-    rt = runtime_of(request)
-    payments = payments_of(rt)
     payment = await session.get(Payment, payment_id)
     token = request.headers.get("x-claim-token")
     if token is not None:
-        if payment is None or not payments.check_claim_token(payment, rt.pepper, token):
+        pepper = settings.key_pepper.get_secret_value()
+        if payment is None or not payments.check_claim_token(payment, pepper, token):
             raise NotFound("Payment not found.")
         if payment.claimed_at is not None:
             raise Conflict("This payment's result was already claimed.")
         if payment.status != "settled" or payment.purpose != "pass":
             return payment_view(payment)
-        result = await passes.fulfill(session, rt.settings, payment)
+        result = await passes.fulfill(session, settings, payment)
         payment.claimed_at = payment.fulfilled_at
         session.add(payment)
         return payment_view(payment, result)

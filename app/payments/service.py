@@ -150,8 +150,9 @@ class Payments:
                  redis_prefix: str) -> None:
         self.chain = chain
         self.waiter = waiter
-        self._redis = redis
-        self._prefix = redis_prefix
+        # Settlement notifications (None: in-process only, the embedded mode).
+        self.redis = redis
+        self.redis_prefix = redis_prefix
 
     # -- challenge and acceptance -------------------------------------------------------
 

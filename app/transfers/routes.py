@@ -8,7 +8,7 @@ from litestar import Request, Router, get, post
 from litestar.params import Parameter
 
 from app.audit.service import Actor, record
-from app.auth.guards import ADMIN, principal_of, runtime_of
+from app.auth.guards import ADMIN, principal_of
 from app.auth.principal import Principal
 from app.db.models.transfers import TRANSFER_STATUSES
 from app.db.types import utcnow
@@ -16,6 +16,7 @@ from app.db.uow import UnitOfWork
 from app.errors import NotFound, ValidationFailed
 from app.http.pagination import Page, page_params
 from app.http.request_id import request_id_of
+from app.settings import Settings
 from app.signer import service as settlement
 from app.signer.service import SettlementOutcome
 from app.transfers import service as transfers
@@ -37,12 +38,8 @@ def _actor(request: AnyRequest, admin: Principal) -> Actor:
     return Actor("admin", admin.key_id, None, request_id_of(request))
 
 
-def _networks(request: AnyRequest) -> dict[str, Network]:
-    return runtime_of(request).settings.networks()
-
-
-def _network(request: AnyRequest, name: str) -> Network:
-    network = _networks(request).get(name)
+def _network(settings: Settings, name: str) -> Network:
+    network = settings.networks().get(name)
     if network is None:
         raise NotFound(f"No enabled network named {name!r}.")
     return network
@@ -99,8 +96,7 @@ async def assign_transfer(
 # -- watchers ----------------------------------------------------------------------------
 
 
-async def _watcher_views(request: AnyRequest, session: UnitOfWork) -> list[WatcherView]:
-    settings = runtime_of(request).settings
+async def _watcher_views(settings: Settings, session: UnitOfWork) -> list[WatcherView]:
     networks = settings.networks()
     states = await transfers.watcher_states(session, list(networks))
     now = utcnow()
@@ -111,23 +107,20 @@ async def _watcher_views(request: AnyRequest, session: UnitOfWork) -> list[Watch
 
 
 @get("/chain/watchers")
-async def list_watchers(
-    request: AnyRequest, session: UnitOfWork
-) -> list[WatcherView]:
+async def list_watchers(settings: Settings, session: UnitOfWork) -> list[WatcherView]:
     """Every enabled network's watcher: head, cursor, lag, last error, reorgs."""
-    return await _watcher_views(request, session)
+    return await _watcher_views(settings, session)
 
 
 @post("/chain/watchers/{network:str}/rewind", status_code=200, errors=(409,))
 async def rewind_watcher(
-    request: AnyRequest, session: UnitOfWork, network: str,
+    request: AnyRequest, session: UnitOfWork, settings: Settings, network: str,
     data: RewindBody,
 ) -> RewindView:
     """Scan again from ``block`` (e.g. a provider missed logs). Stored transfers are kept; the
     re-scan adds what was missing and changes nothing else."""
     admin = principal_of(request)
-    found = _network(request, network)
-    settings = runtime_of(request).settings
+    found = _network(settings, network)
     state, previous = await transfers.rewind(session, found.name, found.chain_id, data.block,
                                              start_block=start_block(settings, found))
     await record(session, _actor(request, admin), "chain_watcher.rewind", "chain_watcher",
