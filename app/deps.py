@@ -4,7 +4,8 @@ The app factory builds one :class:`~app.runtime.Runtime` per app and keeps it in
 state; this module (with ``app.main``) is the only code that reaches into it. A handler declares
 what it uses by parameter name and type: ``session`` (the request's unit of work), ``settings``,
 ``sessions`` (for a flow that needs several transactions), ``principal`` (the caller its access
-hook authenticated), ``payments``, ``gateway``, ``authenticator`` and so on.
+hook authenticated), ``actor`` (who an audited mutation is by), ``payments``, ``gateway``,
+``authenticator`` and so on.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from app.audit.service import Actor
 from app.auth.guards import optional_principal_of, principal_of
 from app.auth.principal import Principal
 from app.auth.service import Authenticator
 from app.db.uow import UnitOfWork
 from app.gateway.service import Gateway
 from app.health.probe import HealthProbe
+from app.http.request_id import request_id_of
 from app.metrics.state import StateReader
 from app.payments.service import Payments
 from app.runtime import Runtime
@@ -80,6 +83,11 @@ def _principal(request: Request[Any, Any, Any]) -> Principal:
     return principal_of(request)
 
 
+def _actor(request: Request[Any, Any, Any]) -> Actor:
+    """Who an audited admin or platform mutation is by."""
+    return Actor.of(principal_of(request), request_id_of(request))
+
+
 def _optional_principal(request: Request[Any, Any, Any]) -> Principal | None:
     return optional_principal_of(request)
 
@@ -99,5 +107,6 @@ def dependencies() -> dict[str, Provide]:
         "state_reader": _sync(_state_reader),
         "health_probe": _sync(_health),
         "principal": _sync(_principal),
+        "actor": _sync(_actor),
         "caller": _sync(_optional_principal),
     }

@@ -27,10 +27,10 @@ from app.credits.schemas import AdjustmentBody, LedgerView
 from app.credits.views import ledger_view
 from app.db.models.audit import AuditEntry
 from app.db.models.keys import ApiKey
+from app.db.paging import Page, page_params
 from app.db.types import rfc3339
 from app.db.uow import UnitOfWork
 from app.errors import NotFound
-from app.http.pagination import Page, page_params
 from app.http.request_id import request_id_of
 from app.keys import service as keys
 from app.keys.format import KeyKind

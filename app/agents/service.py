@@ -15,11 +15,11 @@ from sqlmodel import col, select
 from app.credits import ledger
 from app.db.models.agents import Agent
 from app.db.models.keys import ApiKey
+from app.db.paging import PageParams, apply, split
 from app.db.types import utcnow
 from app.db.uow import UnitOfWork
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.events.service import emit
-from app.http.pagination import PageParams, apply, split
 from app.ids import new_id
 from app.keys import service as keys
 from app.keys.format import BASE62, KeyKind

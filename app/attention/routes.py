@@ -13,10 +13,10 @@ from app.attention.schemas import AttentionView, ResolveBody
 from app.audit.service import Actor, record
 from app.auth.guards import ADMIN, principal_of
 from app.db.models.attention import KINDS, STATUSES, AttentionItem
+from app.db.paging import Page, page_params
 from app.db.types import rfc3339
 from app.db.uow import UnitOfWork
 from app.errors import ValidationFailed
-from app.http.pagination import Page, page_params
 from app.http.request_id import request_id_of
 
 AnyRequest = Request[Any, Any, Any]

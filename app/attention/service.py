@@ -33,10 +33,10 @@ from app.db.models.attention import (
     RETRYING,
     AttentionItem,
 )
+from app.db.paging import PageParams, apply, split
 from app.db.types import utcnow
 from app.db.uow import UnitOfWork
 from app.errors import Conflict, NotFound
-from app.http.pagination import PageParams, apply, split
 from app.ids import new_id
 from chain.errors import ChainError
 

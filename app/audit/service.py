@@ -7,10 +7,12 @@ from typing import Any
 
 from sqlmodel import col, select
 
+from app.auth.principal import Principal
 from app.db.models.audit import AuditEntry
+from app.db.paging import PageParams, apply, split
 from app.db.uow import UnitOfWork
-from app.http.pagination import PageParams, apply, split
 from app.ids import new_id
+from app.keys.format import KeyKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +23,13 @@ class Actor:
     id: str | None
     platform_id: str | None = None
     request_id: str | None = None
+
+    @classmethod
+    def of(cls, principal: Principal, request_id: str | None) -> Actor:
+        """The operator (admin token) or platform (master key) a request acts for."""
+        if principal.platform_id is not None and principal.kind == KeyKind.MASTER:
+            return cls("platform", principal.key_id, principal.platform_id, request_id)
+        return cls("admin", principal.key_id, None, request_id)
 
 
 async def record(

@@ -6,10 +6,10 @@ from sqlmodel import col, select
 
 from app.credits import ledger
 from app.db.models.credits import LedgerEntry
+from app.db.paging import PageParams, apply, split
 from app.db.uow import UnitOfWork
 from app.errors import ValidationFailed
 from app.events.service import emit
-from app.http.pagination import PageParams, apply, split
 from webhooks.events import CreditsDeposited
 
 

@@ -19,12 +19,12 @@ from sqlalchemy.exc import IntegrityError
 from app.config.providers import PROVIDER_NAME, ProviderSettings, check_outlives_call
 from app.crypto import SecretBox, SecretUnreadableError
 from app.db.models.gateway import GatewayProvider
+from app.db.paging import DEFAULT_LIMIT, MAX_LIMIT
 from app.db.types import utcnow
 from app.db.uow import UnitOfWork
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.gateway import repository
 from app.gateway.providers import CONFIG, header_context, open_headers
-from app.http.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from app.ids import new_id
 from app.settings import Settings
 

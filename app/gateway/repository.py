@@ -25,8 +25,8 @@ from app.db.models.gateway import (
     SpendCounter,
 )
 from app.db.models.platforms import Platform
+from app.db.paging import PageParams, apply, split
 from app.db.uow import UnitOfWork
-from app.http.pagination import PageParams, apply, split
 
 # -- providers ---------------------------------------------------------------------------
 

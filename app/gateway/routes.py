@@ -19,6 +19,7 @@ from app.auth.guards import (
     principal_of,
 )
 from app.auth.principal import Principal
+from app.db.paging import Page, page_params
 from app.db.uow import UnitOfWork
 from app.errors import Unauthorized
 from app.gateway import manage
@@ -27,7 +28,6 @@ from app.gateway.proxy import IncomingCall, upstream_path
 from app.gateway.schemas import AdminProviderView, CreateProviderBody, UpdateProviderBody
 from app.gateway.service import Gateway
 from app.gateway.views import admin_provider_view, usage_view
-from app.http.pagination import Page, page_params
 from app.http.request_id import request_id_of
 from app.keys.scopes import GATEWAY, USAGE_READ
 from app.payments.service import Payments

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from app.auth.principal import Principal
 from app.crypto import SecretBox
 from app.db.models.gateway import GatewayUsage, OpenCall
+from app.db.paging import PageParams
 from app.db.types import to_utc, utcnow
 from app.db.uow import UnitOfWork
 from app.errors import Forbidden, NotFound, UpstreamError, ValidationFailed
@@ -54,7 +55,6 @@ from app.gateway.proxy import (
     response_headers,
     upstream_error,
 )
-from app.http.pagination import PageParams
 from app.ids import new_id
 from app.metrics.instruments import gateway_call, gateway_charged
 from app.settings import Settings

@@ -16,9 +16,9 @@ from app.auth.guards import (
     runtime_of,
 )
 from app.db.models.agents import Agent
+from app.db.paging import Page, page_params
 from app.db.types import rfc3339
 from app.db.uow import UnitOfWork
-from app.http.pagination import Page, page_params
 from app.keys import holder
 from app.keys import service as keys
 from app.keys.format import KeyKind

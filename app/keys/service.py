@@ -14,11 +14,11 @@ from sqlmodel import col, select
 from app.attention.filters import not_parked
 from app.db.models.attention import KEY_EXPIRY
 from app.db.models.keys import ApiKey, KeySecret
+from app.db.paging import PageParams, apply, split
 from app.db.types import utcnow
 from app.db.uow import UnitOfWork
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.events.service import emit
-from app.http.pagination import PageParams, apply, split
 from app.ids import new_id
 from app.keys import format as key_format
 from app.keys.format import KeyKind

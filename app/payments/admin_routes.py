@@ -8,9 +8,9 @@ from sqlmodel import col, select
 
 from app.auth.guards import ADMIN
 from app.db.models.payments import Payment
+from app.db.paging import Page, apply, page_params, split
 from app.db.uow import UnitOfWork
 from app.errors import NotFound
-from app.http.pagination import Page, apply, page_params, split
 from app.payments.routes import PaymentView, payment_view
 
 

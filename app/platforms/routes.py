@@ -24,9 +24,9 @@ from app.agents.views import agent_view
 from app.audit.service import Actor, record
 from app.auth.guards import MASTER, principal_of, runtime_of
 from app.auth.principal import Principal
+from app.db.paging import Page, page_params
 from app.db.types import rfc3339
 from app.db.uow import UnitOfWork
-from app.http.pagination import Page, page_params
 from app.http.request_id import request_id_of
 from app.keys import service as keys
 from app.keys.schemas import KeyView

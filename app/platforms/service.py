@@ -9,9 +9,9 @@ from sqlmodel import col, select
 
 from app.db.models.keys import ApiKey
 from app.db.models.platforms import Platform
+from app.db.paging import PageParams, apply, split
 from app.db.uow import UnitOfWork
 from app.errors import Conflict, NotFound, ValidationFailed
-from app.http.pagination import PageParams, apply, split
 from app.ids import new_id
 from app.keys import service as keys
 from app.keys.format import KeyKind

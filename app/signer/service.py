@@ -41,10 +41,10 @@ from app.db.models.signer import (
     SettlementTransaction,
     SignerState,
 )
+from app.db.paging import PageParams, apply, split
 from app.db.types import rfc3339, utcnow
 from app.db.uow import UnitOfWork
 from app.errors import Conflict, NotFound
-from app.http.pagination import PageParams, apply, split
 from app.ids import new_id
 from app.signer.tasks import settle_job
 from chain.networks import Network

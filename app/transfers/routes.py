@@ -11,10 +11,10 @@ from app.audit.service import Actor, record
 from app.auth.guards import ADMIN, principal_of
 from app.auth.principal import Principal
 from app.db.models.transfers import TRANSFER_STATUSES
+from app.db.paging import Page, page_params
 from app.db.types import utcnow
 from app.db.uow import UnitOfWork
 from app.errors import NotFound, ValidationFailed
-from app.http.pagination import Page, page_params
 from app.http.request_id import request_id_of
 from app.settings import Settings
 from app.signer import service as settlement

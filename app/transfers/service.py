@@ -27,10 +27,10 @@ from app.db.models.transfers import (
     ChainTransfer,
     ChainWatcher,
 )
+from app.db.paging import PageParams, apply, split
 from app.db.types import utcnow
 from app.db.uow import UnitOfWork
 from app.errors import Conflict, NotFound, ValidationFailed
-from app.http.pagination import PageParams, apply, split
 from app.transfers import purposes
 from app.transfers.bulk import BulkInsert
 from chain.client import TransferLog

@@ -11,9 +11,9 @@ from litestar.params import Parameter
 
 from app.auth.guards import key_holder, principal_of, runtime_of
 from app.db.models.wallets import Wallet
+from app.db.paging import Page, page_params
 from app.db.types import rfc3339
 from app.db.uow import UnitOfWork
-from app.http.pagination import Page, page_params
 from app.keys.scopes import WALLETS_READ, WALLETS_WRITE
 from app.wallets import service as wallets
 from app.wallets.schemas import ChallengeBody, ChallengeView, LinkBody, WalletView

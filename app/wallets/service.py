@@ -13,10 +13,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from app.db.models.wallets import Wallet, WalletChallenge
+from app.db.paging import PageParams, apply, split
 from app.db.types import rfc3339, utcnow
 from app.db.uow import UnitOfWork
 from app.errors import Conflict, NotFound, ValidationFailed
-from app.http.pagination import PageParams, apply, split
 from app.ids import new_id
 
 CHALLENGE_TTL = timedelta(minutes=10)

@@ -18,11 +18,11 @@ from app.db.models.webhooks import (
     WebhookEndpoint,
     WebhookMessage,
 )
+from app.db.paging import PageParams, apply, split
 from app.db.types import utcnow
 from app.db.uow import UnitOfWork
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.events.service import emit
-from app.http.pagination import PageParams, apply, split
 from app.ids import new_id
 from app.logs import context as log_context
 from app.webhooks import delivery
