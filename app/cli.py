@@ -1,14 +1,12 @@
-"""``passgate`` command line: servers, workers, migrations, demo, operator and key-holder tools."""
+"""The API side of the ``passgate`` command line: migrations, settings, the dev chain, operator
+and key-holder tools. ``workers.cli`` adds the commands that start processes (``serve``,
+``worker``, ``scheduler``, ``demo``) and is the entry point."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
-import signal
-import sys
-import threading
-from collections.abc import Callable
 from typing import Any
 
 import click
@@ -18,7 +16,7 @@ from pydantic import ValidationError
 from app.config.cli import config
 from app.config.deployment import require_deployable
 from app.config.problems import SettingsError
-from app.logs.config import configure_logging, logging_config
+from app.logs.config import configure_logging
 from app.recursion import settle_recursion_limit
 from app.settings import Settings, get_settings
 
@@ -37,7 +35,7 @@ class _Commands(click.Group):
 
 
 @click.group(cls=_Commands)
-def main() -> None:
+def commands() -> None:
     """passgate: sell API access to AI agents for USDC on Base."""
     settle_recursion_limit()
     try:
@@ -48,15 +46,15 @@ def main() -> None:
     configure_logging(settings)
 
 
-main.add_command(config)
+commands.add_command(config)
 
 
-def _deployable() -> Settings:
+def deployable() -> Settings:
     """The settings of a command that serves or works: production checks included."""
     return require_deployable(get_settings())
 
 
-@main.command()
+@commands.command()
 def migrate() -> None:
     """Bring the database schema up to date (Alembic)."""
     from app.db import migrate as db_migrate
@@ -65,106 +63,7 @@ def migrate() -> None:
     click.echo("database is up to date")
 
 
-@main.command()
-@click.option("--host", default=None, help="Bind address (default PASSGATE_HOST).")
-@click.option("--port", default=None, type=int, help="Port (default PASSGATE_PORT).")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Server processes (more than one needs PASSGATE_REDIS_URL).")
-@click.option("--background/--no-background", default=None,
-              help="Run the whole background (watcher, signer, webhooks, periodic jobs) in "
-                   "this process. Default: on without PASSGATE_REDIS_URL, off with it.")
-@click.option("--threads", default=4, show_default=True, type=click.IntRange(min=1),
-              help="Background worker threads (with the background on).")
-def serve(host: str | None, port: int | None, workers: int, background: bool | None,
-          threads: int) -> None:
-    """Run the HTTP API; without Redis, with the whole background beside it (one box)."""
-    import uvicorn
-
-    from workers.onebox import BackgroundRefused, build_app, check_layout
-    from workers.startup import serve_line
-
-    settings = _deployable()
-    run_background = settings.embedded if background is None else background
-    try:
-        check_layout(settings, processes=workers, background=run_background)
-        line = serve_line(settings, host=host or settings.host, port=port or settings.port,
-                          processes=workers, background=run_background, threads=threads)
-    except (BackgroundRefused, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(line, err=True)
-    # One process with the background: the app object itself. Several API-only processes:
-    # uvicorn imports the factory in each.
-    target: Any = (build_app(settings, background=True, threads=threads) if run_background
-                   else "app.main:create_app")
-    if workers > 1:
-        from app.metrics.exposition import use_multiprocess_dir
-
-        # Before the server processes start: /metrics then adds up all of them.
-        use_multiprocess_dir()
-    uvicorn.run(
-        target, factory=not run_background, host=host or settings.host,
-        port=port or settings.port, workers=workers, log_level=settings.log_level.lower(),
-        # passgate.access logs each request instead (route template, ids, no raw path).
-        log_config=logging_config(settings), access_log=False, proxy_headers=False,
-    )
-
-
-def _announce(line: Callable[[], str]) -> None:
-    """Print the process's start-up line; a setting it cannot describe is a one-line error."""
-    try:
-        text = line()
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(text, err=True)
-
-
-def _stop_on_signal() -> threading.Event:
-    """Catch SIGINT/SIGTERM from the very start, so a stop during start-up (imports, broker
-    connection) still ends in a clean shutdown rather than a kill."""
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    return stop
-
-
-def _waiter(stop: threading.Event) -> Callable[[], None]:
-    def wait() -> None:
-        while not stop.wait(1.0):
-            pass
-
-    return wait
-
-
-@main.command()
-@click.option("--threads", default=4, show_default=True, help="Worker threads.")
-def worker(threads: int) -> None:
-    """Run the Dramatiq workers (chain watcher, settlement, webhooks)."""
-    settings = _deployable()
-    stop = _stop_on_signal()
-    from workers.runner import run_worker
-    from workers.startup import worker_line
-
-    _announce(lambda: worker_line(settings, threads=threads, schedule=settings.embedded))
-    run_worker(settings, threads=threads, until=_waiter(stop))
-
-
-@main.command()
-def scheduler() -> None:
-    """Run the single scheduler process that triggers periodic jobs."""
-    settings = _deployable()
-    stop = _stop_on_signal()
-    from workers.scheduler import run_scheduler
-    from workers.startup import scheduler_line
-
-    if settings.embedded:
-        raise click.ClickException(
-            "the scheduler sends jobs through Redis: set PASSGATE_REDIS_URL. Without Redis, "
-            "`passgate serve` (or `passgate worker`) sends the periodic jobs itself.")
-    _announce(lambda: scheduler_line(settings))
-    run_scheduler(settings, until=_waiter(stop))
-
-
-@main.command()
+@commands.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Bind address (0.0.0.0 in a container other services reach).")
 @click.option("--port", default=8545, show_default=True)
@@ -176,19 +75,10 @@ def devchain(host: str, port: int, block_time: float) -> None:
     run_devchain(port=port, block_time=block_time, host=host)
 
 
-@main.command()
-@click.option("--keep", is_flag=True, help="Keep the demo's temporary database.")
-def demo(keep: bool) -> None:
-    """Run passgate end to end on embedded defaults and show each step."""
-    from app.demo.script import run_demo
-
-    sys.exit(run_demo(keep=keep))
-
-
 # -- operator ----------------------------------------------------------------------------
 
 
-@main.group()
+@commands.group()
 def admin() -> None:
     """Operator tools that act on the database directly."""
 
@@ -203,7 +93,7 @@ def create_platform(name: str) -> None:
     """Create a platform and print its first master key (shown once)."""
     from app.operator import create_platform as op
 
-    platform_id, key_id, secret = _run(op(_deployable(), name))
+    platform_id, key_id, secret = _run(op(deployable(), name))
     click.echo(f"platform  {platform_id}\nkey id    {key_id}\nmaster key (shown once): {secret}")
 
 
@@ -213,7 +103,7 @@ def admin_token(label: str) -> None:
     """Create an admin token and print it (shown once)."""
     from app.operator import create_admin_token
 
-    key_id, secret = _run(create_admin_token(_deployable(), label))
+    key_id, secret = _run(create_admin_token(deployable(), label))
     click.echo(f"token id  {key_id}\nadmin token (shown once): {secret}")
 
 
@@ -261,7 +151,7 @@ def _call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
     return _decoded(response)
 
 
-@main.group()
+@commands.group()
 def keys() -> None:
     """Manage your keys (reads PASSGATE_API_KEY and PASSGATE_URL)."""
 
@@ -292,8 +182,3 @@ def keys_regenerate(key_id: str, grace: int) -> None:
     """Issue a new secret for a key (printed once)."""
     result = _call("POST", f"/v1/api-keys/{key_id}/regenerate", {"gracePeriodSeconds": grace})
     click.echo(json.dumps(result, indent=2))
-
-
-
-if __name__ == "__main__":
-    main()

@@ -24,9 +24,9 @@ from app.auth.principal import Principal
 from app.auth.service import Authenticator
 from app.db.uow import UnitOfWork
 from app.gateway.service import Gateway
+from app.health.metrics_state import StateReader
 from app.health.probe import HealthProbe
 from app.http.request_id import request_id_of
-from app.metrics.state import StateReader
 from app.payments.service import Payments
 from app.runtime import Runtime
 from app.settings import Settings

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import dramatiq
+from dramatiq import broker as dramatiq_broker
 from dramatiq.errors import QueueNotFound
+
+from app.redis_clients import sync_client
+from app.settings import Settings
 
 log = logging.getLogger("passgate.jobs")
 
@@ -127,3 +132,50 @@ def _enqueue_all(broker: dramatiq.Broker, jobs: list[Job]) -> int:
             return sent
         sent += 1
     return sent
+
+
+def installed_broker() -> dramatiq.Broker | None:
+    """The global broker if one was installed, without creating Dramatiq's default one."""
+    return dramatiq_broker.global_broker
+
+
+class LazyBroker:
+    """Where a process that only *sends* jobs (the API) finds its broker.
+
+    Redis: a broker of its own, built on first use (a process that never sends never
+    connects). Embedded: the in-process worker's broker if a worker runs in this process;
+    otherwise nothing is sent and the work waits in the database for a worker's sweeper.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._broker: dramatiq.Broker | None = None
+
+    def __call__(self) -> dramatiq.Broker | None:
+        if self._settings.embedded:
+            return installed_broker()
+        with self._lock:
+            if self._broker is None:
+                self._broker = _redis_broker(self._settings)
+            return self._broker
+
+    def close(self) -> None:
+        with self._lock:
+            broker, self._broker = self._broker, None
+        if broker is not None:
+            broker.close()
+            client = getattr(broker, "client", None)
+            if client is not None:
+                client.close()
+
+
+def _redis_broker(settings: Settings) -> dramatiq.Broker:
+    """A broker that only sends: no worker middleware. The Redis prefix namespaces the queues,
+    so deployments sharing a server never take each other's jobs; our own client reconnects on
+    first use after a Redis restart (``app.redis_clients``)."""
+    from dramatiq.brokers.redis import RedisBroker
+
+    return RedisBroker(  # type: ignore[no-untyped-call]  # dramatiq leaves it unannotated
+        client=sync_client(settings.redis_url), namespace=settings.redis_prefix
+    )

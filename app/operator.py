@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from app.audit.service import Actor, record
+from app.credentials.format import KeyKind
 from app.db.engine import create_engine, session_factory
 from app.keys import service as keys
-from app.keys.format import KeyKind
 from app.platforms import service as platforms
 from app.settings import Settings
 

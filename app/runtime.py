@@ -13,9 +13,9 @@ from app.auth.service import Authenticator
 from app.db.engine import create_engine, session_factory
 from app.db.uow import UnitOfWork
 from app.gateway.service import Gateway
+from app.health.metrics_state import StateReader
 from app.health.probe import HealthProbe
-from app.jobs import JobQueue
-from app.metrics.state import StateReader
+from app.jobs import JobQueue, LazyBroker
 from app.payments.chain import PaymentChain
 from app.payments.service import Payments
 from app.payments.waiter import SettlementWaiter
@@ -23,7 +23,6 @@ from app.ratelimit.limiter import RateLimiter
 from app.redis_clients import async_client
 from app.settings import Settings
 from app.webhooks.tasks import WebhookOutbox
-from workers.broker import LazyBroker
 
 
 @dataclass

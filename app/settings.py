@@ -41,7 +41,7 @@ from app.config.fields import (
 from app.config.plans import DEFAULT_PASSES, MAX_MICROS, PassSettings, PlanLimits
 from app.config.problems import Conflicts, Problem, SettingsError, problems_from
 from app.config.providers import ProviderSettings, check_outlives_call, load_providers_file
-from app.keys.scopes import ALL as KNOWN_SCOPES
+from app.credentials.scopes import ALL as KNOWN_SCOPES
 from chain.networks import BASE_SEPOLIA_CHAIN_ID, BASE_SEPOLIA_USDC, Network, build_networks
 from webhooks.retry_policy import DEFAULT_DELAYS
 

@@ -151,7 +151,7 @@ def main() -> None:
 
     with (
         database(args.db) as url,
-        serve("app.demo.upstream:app", "/ping") as upstream_base,
+        serve("workers.demo.upstream:app", "/ping") as upstream_base,
         serve("benchmarks._bare_proxy:app", "/ping",
               {"BARE_PROXY_UPSTREAM": upstream_base}) as bare_proxy_base,
     ):

@@ -21,11 +21,11 @@ from eth_account import Account
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.db import migrate
-from app.demo.server import embedded_service, free_port
 from app.settings import Settings
 from benchmarks._support import write_result
 from chain.devchain import start_devchain
 from chain.x402.payer import build_payer_client, sign_payment_headers
+from workers.demo.server import embedded_service, free_port
 
 PURCHASES = 24
 CONCURRENCY = 4

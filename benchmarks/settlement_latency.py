@@ -64,7 +64,7 @@ def call(signature: str, types: list[str], args: list[Any]) -> str:
 
 
 def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "app.cli", *args], cwd=ROOT,
+    return subprocess.Popen([sys.executable, "-m", "workers.cli", *args], cwd=ROOT,
                             env={**os.environ, **env})
 
 

@@ -270,9 +270,8 @@ async def emit_events(
     commit enqueues the fan-out as a request's does. Returns each event's commit time."""
     from app.db.engine import create_engine, session_factory
     from app.events.service import emit
-    from app.jobs import JobQueue
+    from app.jobs import JobQueue, LazyBroker
     from app.webhooks.tasks import WebhookOutbox
-    from workers.broker import LazyBroker
 
     engine = create_engine(settings)
     broker = LazyBroker(settings)

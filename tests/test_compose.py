@@ -14,10 +14,10 @@ import click
 import pytest
 import yaml
 
-from app.cli import main
 from app.main import create_app
 from app.settings import Settings
 from chain.devchain import run_devchain
+from workers.cli import main
 
 COMPOSE = Path(__file__).resolve().parents[1] / "compose.yaml"
 BACKING = {"postgres", "redis"}

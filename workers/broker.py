@@ -6,10 +6,7 @@ the stub broker dying with the demo) loses no work: the scheduler re-drives from
 
 from __future__ import annotations
 
-import threading
-
 import dramatiq
-from dramatiq import broker as dramatiq_broker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AsyncIO
 
@@ -47,39 +44,3 @@ def install_broker(settings: Settings) -> dramatiq.Broker:
     broker = build_broker(settings)
     dramatiq.set_broker(broker)
     return broker
-
-
-def installed_broker() -> dramatiq.Broker | None:
-    """The global broker if one was installed, without creating Dramatiq's default one."""
-    return dramatiq_broker.global_broker
-
-
-class LazyBroker:
-    """Where a process that only *sends* jobs (the API) finds its broker.
-
-    Redis: a broker of its own, built on first use (a process that never sends never
-    connects). Embedded: the in-process worker's broker if a worker runs in this process;
-    otherwise nothing is sent and the work waits in the database for a worker's sweeper.
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._lock = threading.Lock()
-        self._broker: dramatiq.Broker | None = None
-
-    def __call__(self) -> dramatiq.Broker | None:
-        if self._settings.embedded:
-            return installed_broker()
-        with self._lock:
-            if self._broker is None:
-                self._broker = build_broker(self._settings)
-            return self._broker
-
-    def close(self) -> None:
-        with self._lock:
-            broker, self._broker = self._broker, None
-        if broker is not None:
-            broker.close()
-            client = getattr(broker, "client", None)
-            if client is not None:
-                client.close()

@@ -22,6 +22,7 @@ from app.audit import service as audit
 from app.audit.service import Actor, record
 from app.auth.guards import ADMIN, principal_of, runtime_of
 from app.auth.principal import Principal
+from app.credentials.format import KeyKind
 from app.credits import service as credits
 from app.credits.schemas import AdjustmentBody, LedgerView
 from app.credits.views import ledger_view
@@ -33,7 +34,6 @@ from app.db.uow import UnitOfWork
 from app.errors import NotFound
 from app.http.request_id import request_id_of
 from app.keys import service as keys
-from app.keys.format import KeyKind
 from app.keys.schemas import KeyView
 from app.keys.views import key_view
 from app.platforms import service as platforms

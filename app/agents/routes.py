@@ -10,9 +10,9 @@ from app.agents import service as agents
 from app.agents.schemas import ClaimHelp, ClaimInfo, Me, RegisterBody, Registered
 from app.agents.views import agent_view
 from app.auth.guards import SIGNUP, key_holder, principal_of, runtime_of
+from app.credentials.scopes import AGENT_READ
 from app.db.uow import UnitOfWork
 from app.keys import service as keys
-from app.keys.scopes import AGENT_READ
 from app.keys.views import key_view, rate_limit_of
 
 AnyRequest = Request[Any, Any, Any]

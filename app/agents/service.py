@@ -12,6 +12,9 @@ from sqlalchemy import update as sa_update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from app.credentials.format import BASE62, KeyKind
+from app.credentials.hashing import key_hash
+from app.credentials.scopes import DEFAULTS
 from app.credits import ledger
 from app.db.models.agents import Agent
 from app.db.models.keys import ApiKey
@@ -22,9 +25,6 @@ from app.errors import Conflict, NotFound, ValidationFailed
 from app.events.service import emit
 from app.ids import new_id
 from app.keys import service as keys
-from app.keys.format import BASE62, KeyKind
-from app.keys.hashing import key_hash
-from app.keys.scopes import DEFAULTS
 from webhooks.events import AgentRegistered
 
 PLANS = ("free", "pro", "enterprise")

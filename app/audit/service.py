@@ -8,11 +8,11 @@ from typing import Any
 from sqlmodel import col, select
 
 from app.auth.principal import Principal
+from app.credentials.format import KeyKind
 from app.db.models.audit import AuditEntry
 from app.db.paging import PageParams, apply, split
 from app.db.uow import UnitOfWork
 from app.ids import new_id
-from app.keys.format import KeyKind
 
 
 @dataclass(frozen=True, slots=True)

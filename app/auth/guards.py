@@ -23,14 +23,14 @@ from litestar.exceptions import ImproperlyConfiguredException
 
 from app.auth.access import Access, access_of
 from app.auth.principal import Principal
+from app.credentials.format import KeyKind
 from app.errors import Forbidden, RateLimited, Unauthorized
 from app.http.input_guard import check_input
 from app.http.openapi import ACCESS_ATTR
+from app.http.rate_limit_headers import remember
 from app.http.request_id import scope_state
-from app.keys.format import KeyKind
 from app.logs import context as log_context
 from app.metrics.instruments import rate_limited
-from app.ratelimit.headers import remember
 
 KEY_HOLDER_KINDS = frozenset({KeyKind.AGENT, KeyKind.GATEWAY, KeyKind.PERSONAL, KeyKind.PASS})
 

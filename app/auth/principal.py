@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from app.keys.format import KeyKind
+from app.credentials.format import KeyKind
 
 
 # eq=False: identity equality and hashing. A principal is an immutable snapshot handed out by

@@ -15,16 +15,16 @@ from sqlmodel import col
 from app.auth.cache import KeyCache
 from app.auth.principal import Principal
 from app.background import BackgroundTasks
+from app.credentials import format as key_format
+from app.credentials.format import KeyKind
+from app.credentials.hashing import MemoDigest, PepperedHash
 from app.db.models.agents import Agent
 from app.db.models.keys import ApiKey, KeySecret
 from app.db.models.platforms import Platform
 from app.db.types import utcnow
 from app.db.uow import UnitOfWork
 from app.errors import Unauthorized
-from app.keys import format as key_format
 from app.keys import service as keys
-from app.keys.format import KeyKind
-from app.keys.hashing import MemoDigest, PepperedHash
 from app.settings import Settings
 
 log = logging.getLogger("passgate.auth")

@@ -6,9 +6,9 @@ from litestar import Router, get
 
 from app.agents import service as agents
 from app.auth.guards import AnyRequest, key_holder, principal_of
+from app.credentials.scopes import BALANCE_READ
 from app.credits.schemas import Balance
 from app.db.uow import UnitOfWork
-from app.keys.scopes import BALANCE_READ
 
 
 @get("/balance", before_request=key_holder(BALANCE_READ))

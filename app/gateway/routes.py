@@ -19,6 +19,7 @@ from app.auth.guards import (
     principal_of,
 )
 from app.auth.principal import Principal
+from app.credentials.scopes import GATEWAY, USAGE_READ
 from app.db.paging import Page, page_params
 from app.db.uow import UnitOfWork
 from app.errors import Unauthorized
@@ -29,7 +30,6 @@ from app.gateway.schemas import AdminProviderView, CreateProviderBody, UpdatePro
 from app.gateway.service import Gateway
 from app.gateway.views import admin_provider_view, usage_view
 from app.http.request_id import request_id_of
-from app.keys.scopes import GATEWAY, USAGE_READ
 from app.payments.service import Payments
 from app.settings import Settings
 

@@ -16,7 +16,7 @@ from litestar import Request
 from litestar.enums import ScopeType
 from litestar.types import Message, Scope
 
-from app.ratelimit.headers import raw_rate_limit_headers
+from app.http.rate_limit_headers import raw_rate_limit_headers
 
 _SAFE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _STATE_KEY = "request_id"

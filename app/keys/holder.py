@@ -8,13 +8,13 @@ from datetime import datetime
 
 from app.agents import service as agents
 from app.auth.principal import Principal
+from app.credentials.format import KeyKind
+from app.credentials.scopes import DEFAULTS
 from app.db.models.keys import ApiKey
 from app.db.uow import UnitOfWork
 from app.errors import Forbidden, ValidationFailed
 from app.keys import service as keys
-from app.keys.format import KeyKind
 from app.keys.schemas import CreateKeyBody
-from app.keys.scopes import DEFAULTS
 from app.runtime import Runtime
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")

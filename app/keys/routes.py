@@ -15,13 +15,14 @@ from app.auth.guards import (
     principal_of,
     runtime_of,
 )
+from app.credentials.format import KeyKind
+from app.credentials.scopes import KEYS_READ, KEYS_WRITE, TYPE_NAMES
 from app.db.models.agents import Agent
 from app.db.paging import Page, page_params
 from app.db.types import rfc3339
 from app.db.uow import UnitOfWork
 from app.keys import holder
 from app.keys import service as keys
-from app.keys.format import KeyKind
 from app.keys.schemas import (
     CreatedKey,
     CreateKeyBody,
@@ -31,7 +32,6 @@ from app.keys.schemas import (
     RegenerateBody,
     RegeneratedKey,
 )
-from app.keys.scopes import KEYS_READ, KEYS_WRITE, TYPE_NAMES
 from app.keys.views import key_view, principal_view
 
 AnyRequest = Request[Any, Any, Any]

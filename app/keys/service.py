@@ -12,6 +12,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from app.attention.filters import not_parked
+from app.credentials import format as key_format
+from app.credentials.format import KeyKind
+from app.credentials.hashing import key_hash
+from app.credentials.scopes import ALL, TYPE_NAMES
 from app.db.models.attention import KEY_EXPIRY
 from app.db.models.keys import ApiKey, KeySecret
 from app.db.paging import PageParams, apply, split
@@ -20,10 +24,6 @@ from app.db.uow import UnitOfWork
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.events.service import emit
 from app.ids import new_id
-from app.keys import format as key_format
-from app.keys.format import KeyKind
-from app.keys.hashing import key_hash
-from app.keys.scopes import ALL, TYPE_NAMES
 from webhooks.events import KeyCreated, KeyExpired, KeyRevoked, KeyRotated
 
 

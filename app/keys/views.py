@@ -5,12 +5,12 @@ from __future__ import annotations
 from functools import lru_cache
 
 from app.auth.principal import Principal
+from app.credentials.format import KeyKind
+from app.credentials.scopes import TYPE_NAMES
 from app.db.models.keys import ApiKey
 from app.db.types import rfc3339
 from app.http.schemas import RateLimitView
-from app.keys.format import KeyKind
 from app.keys.schemas import KeyView
-from app.keys.scopes import TYPE_NAMES
 from app.settings import Settings
 
 

@@ -1,6 +1,6 @@
 """One process's metrics in Prometheus' text format, for ``/metrics`` and a worker's port.
 
-With ``PROMETHEUS_MULTIPROC_DIR`` set (``passgate serve --workers N``: see ``app.cli``), each
+With ``PROMETHEUS_MULTIPROC_DIR`` set (``passgate serve --workers N``: see ``workers.cli``), each
 API process writes its values to files there and the exposition adds up every process's
 files, so a counter is the deployment's total whichever process answers the scrape. Without
 it, the process's own registry is shown, including the worker actors' metrics when they run in

@@ -10,7 +10,7 @@ Labels only take bounded values: route templates, provider names (configured by 
 operator), outcomes from fixed lists. Never a raw path, a key, an id or an address.
 
 What is a state rather than an event (payments by status, watcher head and lag, queue depth)
-is read from the database and the broker when scraped: see ``app.metrics.state``.
+is read from the database and the broker when scraped: see ``app.health.metrics_state``.
 """
 
 from __future__ import annotations

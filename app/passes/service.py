@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col
 
 from app.config.plans import PassSettings
+from app.credentials.format import KeyKind
 from app.crypto import SecretBox
 from app.db.models.agents import Agent
 from app.db.models.payments import Payment
@@ -22,7 +23,6 @@ from app.errors import InvalidDuration, PaymentAlreadyUsed, PaymentInvalid
 from app.events.service import emit
 from app.ids import new_id
 from app.keys import service as keys
-from app.keys.format import KeyKind
 from app.payments.service import PaidRequest, Payments
 from app.settings import Settings
 from app.wallets.service import owner_of

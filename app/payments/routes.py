@@ -8,11 +8,11 @@ import msgspec
 from litestar import Request, Router, get
 
 from app.auth.guards import authenticate_key_holder, presented_key
+from app.credentials.scopes import PAYMENTS_READ
 from app.db.models.payments import Payment
 from app.db.types import rfc3339
 from app.db.uow import UnitOfWork
 from app.errors import Conflict, NotFound
-from app.keys.scopes import PAYMENTS_READ
 from app.passes import service as passes
 from app.payments.service import Payments
 from app.settings import Settings

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlmodel import col, select
 
+from app.credentials.format import KeyKind
 from app.db.models.keys import ApiKey
 from app.db.models.platforms import Platform
 from app.db.paging import PageParams, apply, split
@@ -14,7 +15,6 @@ from app.db.uow import UnitOfWork
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.ids import new_id
 from app.keys import service as keys
-from app.keys.format import KeyKind
 
 
 @dataclass(frozen=True, slots=True)

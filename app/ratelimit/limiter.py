@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 
 from app.background import BackgroundTasks
+from app.http.rate_limit_headers import RateState
 from app.redis_clients import async_blocking_pool
 from app.settings import Settings
 
@@ -38,24 +38,6 @@ DAY = 86_400
 MAX_LEASE = 100
 MAX_TRACKED = 100_000
 LEASE_AHEAD_MIN = 10
-
-
-@dataclass(slots=True)
-class RateState:
-    """What the response headers report: the tightest window."""
-
-    limit: int
-    remaining: int
-    reset_at: float
-    allowed: bool
-
-    @property
-    def reset_epoch(self) -> int:
-        return math.ceil(self.reset_at)
-
-    @property
-    def retry_after(self) -> int:
-        return max(1, math.ceil(self.reset_at - time.time()))
 
 
 @dataclass(slots=True)

@@ -10,11 +10,11 @@ from litestar import Request, Router, delete, get, post
 from litestar.params import Parameter
 
 from app.auth.guards import key_holder, principal_of, runtime_of
+from app.credentials.scopes import WALLETS_READ, WALLETS_WRITE
 from app.db.models.wallets import Wallet
 from app.db.paging import Page, page_params
 from app.db.types import rfc3339
 from app.db.uow import UnitOfWork
-from app.keys.scopes import WALLETS_READ, WALLETS_WRITE
 from app.wallets import service as wallets
 from app.wallets.schemas import ChallengeBody, ChallengeView, LinkBody, WalletView
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.keys.format import KeyFormatError, KeyKind, generate, hint, parse
+from app.credentials.format import KeyFormatError, KeyKind, generate, hint, parse
 from tests.factories import BASE62, with_checksum
 
 KINDS = st.sampled_from(list(KeyKind))

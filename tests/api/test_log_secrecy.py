@@ -21,13 +21,13 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from app.demo.server import free_port
-from app.keys.format import KeyKind
+from app.credentials.format import KeyKind
 from app.logs.redact import SECRET_PREFIXES, redact
 from app.main import create_app
 from app.settings import Settings
 from tests.conftest import PEPPER
 from tests.factories import well_formed_key
+from workers.demo.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60.0
@@ -71,7 +71,8 @@ def served(
     }
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "workers.cli", "serve", "--host", "127.0.0.1",
+             "--port", str(port)],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
     try:

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from app.metrics.state import QUEUES
+from app.health.metrics_state import QUEUES
 from tests.conftest import delete_prefixed_keys
 from tests.factories import assert_error, bearer, create_key, key_headers, register_agent
 from tests.scrape import scrape

@@ -15,10 +15,10 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from app.cli import main
 from app.db import migrate
-from app.demo.server import embedded_service, free_port
 from app.settings import Settings, get_settings
+from workers.cli import main
+from workers.demo.server import embedded_service, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -176,7 +176,7 @@ def test_long_running_processes_start_idle_and_stop_cleanly(command, sqlite_env,
     env = {**os.environ, **sqlite_env, "PASSGATE_REDIS_URL": redis_url,
            "PASSGATE_REDIS_PREFIX": f"clitest:{uuid.uuid4().hex[:6]}"}
     migrate.upgrade(Settings(database_url=sqlite_env["PASSGATE_DATABASE_URL"]))
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", command], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "workers.cli", command], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         time.sleep(3)

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_demo_runs_every_step_and_exits_zero():
     env = {k: v for k, v in os.environ.items() if not k.startswith("PASSGATE_")}
 
-    result = subprocess.run([sys.executable, "-m", "app.cli", "demo"], cwd=ROOT, env=env,
+    result = subprocess.run([sys.executable, "-m", "workers.cli", "demo"], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=300)
 
     assert result.returncode == 0, result.stdout + result.stderr

@@ -51,7 +51,7 @@ run_scheduler(get_settings(), until=probe)
     # A command may import the eth stack (and so py_ecc) after start-up; it must not raise
     # the limit again.
     "cli": """
-from app.cli import main
+from workers.cli import main
 main(["migrate"], standalone_mode=False)
 import web3
 probe()
@@ -114,7 +114,7 @@ def test_the_keys_cli_names_an_answer_nested_too_deeply_in_one_line(nested_answe
 
     # when
     done = subprocess.run(
-        [sys.executable, "-m", "app.cli", "keys", "list"],
+        [sys.executable, "-m", "workers.cli", "keys", "list"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
     )
 

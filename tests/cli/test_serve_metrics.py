@@ -44,7 +44,7 @@ def server(settings_factory, metrics_dir: Path) -> Iterator[str]:
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--workers", "2", "--port", str(port)],
+        [sys.executable, "-m", "workers.cli", "serve", "--workers", "2", "--port", str(port)],
         cwd=ROOT, env=env,
     )
     try:

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from app.cli import main
 from app.config.problems import SettingsError
 from app.main import create_app
 from app.settings import Settings
+from workers.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD_PEPPER = "a-production-pepper-of-40-characters-xyz"
@@ -54,7 +54,7 @@ def test_a_real_process_with_a_bad_setting_prints_one_line_and_no_traceback(tmp_
     env = {key: value for key, value in os.environ.items() if not key.startswith("PASSGATE_")}
     env["PASSGATE_WEBHOOK_ALLOWED_CIDRS"] = '["bogus"]'
 
-    done = subprocess.run([sys.executable, "-m", "app.cli", "serve"], cwd=tmp_path, env=env
+    done = subprocess.run([sys.executable, "-m", "workers.cli", "serve"], cwd=tmp_path, env=env
                           | {"PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
                           timeout=60)
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from eth_account import Account
 
-from app.keys.format import KeyKind, generate
+from app.credentials.format import KeyKind, generate
 from app.logs.config import logging_config
 from app.logs.handlers import flush_all
 from app.settings import Settings

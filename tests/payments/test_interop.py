@@ -16,12 +16,12 @@ from eth_account import Account
 from x402.http.clients import x402HttpxClient
 
 from app.db import migrate
-from app.demo.server import embedded_service, free_port
 from app.settings import Settings
 from chain.x402.payer import build_payer_client
 from tests.fixtures.chain import encode_call, transact
 from tests.fixtures.services import in_ci
 from tests.payments.conftest import chain_settings
+from workers.demo.server import embedded_service, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_DIR = ROOT / "chain" / "node"

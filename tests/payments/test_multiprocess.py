@@ -48,7 +48,7 @@ def stack(settings_factory, devchain, pay_to) -> Iterator[list[str]]:
     }
     ports = [free_port(), free_port()]
     apis = [start_uvicorn("app.main:create_app", port, env, factory=True) for port in ports]
-    worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--threads", "2"],
+    worker = subprocess.Popen([sys.executable, "-m", "workers.cli", "worker", "--threads", "2"],
                               cwd=ROOT, env=env)
     try:
         for port, proc in zip(ports, apis, strict=True):

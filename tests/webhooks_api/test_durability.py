@@ -138,7 +138,7 @@ async def test_a_worker_killed_mid_delivery_loses_nothing(
                                      eventTypes=["webhook.test"])
     # Popen returns at once; the worker's start-up is awaited below through the receiver.
     process = subprocess.Popen(  # noqa: ASYNC220
-        [sys.executable, "-c", "from app.cli import main; main()", "worker", "--threads", "2"],
+        [sys.executable, "-c", "from workers.cli import main; main()", "worker", "--threads", "2"],
         cwd=ROOT, env=worker_environment(harness.settings),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

@@ -41,7 +41,7 @@ def worker_metrics(wh_settings: Settings) -> Iterator[str]:
         "PASSGATE_METRICS_TOKEN": TOKEN,
         "PASSGATE_LOG_LEVEL": "WARNING",
     }
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--threads", "2"],
+    proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "worker", "--threads", "2"],
                             cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}/metrics"
     try:

@@ -12,10 +12,10 @@ from typing import Any
 import dramatiq
 import pytest
 
-from app.jobs import Job, JobQueue
+from app.jobs import Job, JobQueue, LazyBroker
 from tests.conftest import SettingsFactory
 from tests.fixtures.redis_server import RedisServer
-from workers.broker import LazyBroker, build_broker
+from workers.broker import build_broker
 
 QUEUE = "restart_probe"
 ACTOR = "restart_probe"

@@ -7,8 +7,8 @@ import asyncio
 from litestar import Response, get
 
 from app.auth.guards import METRICS
+from app.health.metrics_state import StateReader
 from app.metrics.exposition import exposition
-from app.metrics.state import StateReader
 
 
 @get("/metrics", before_request=METRICS, tags=["health"], media_type="text/plain; version=0.0.4")

@@ -24,9 +24,9 @@ import httpx
 
 from app.config.problems import SettingsError
 from app.db import migrate
-from app.demo.server import embedded_service, free_port
 from app.settings import Settings, load_settings
 from chain.devchain import DevChain
+from workers.demo.server import embedded_service, free_port
 
 DEMO_PER_MINUTE = 5
 # Which of anvil's dev accounts play the deposit address, the x402 payTo and the signer.
@@ -269,7 +269,7 @@ def step_pass(s: DemoState) -> None:
 
 def step_gateway_credits(s: DemoState) -> None:
     show("Gateway: an agent calls an upstream AI API through passgate, paid with credits")
-    from app.demo.upstream import OPERATOR_KEY, serve_upstream
+    from workers.demo.upstream import OPERATOR_KEY, serve_upstream
 
     admin = {"Authorization": f"Bearer {s.admin_token}"}
     with serve_upstream(free_port()) as upstream:
@@ -386,8 +386,8 @@ def step_gateway_x402(s: DemoState) -> None:
     from eth_account import Account
     from x402.http.clients import x402HttpxClient
 
-    from app.demo.upstream import OPERATOR_KEY, serve_upstream
     from chain.x402.payer import build_payer_client
+    from workers.demo.upstream import OPERATOR_KEY, serve_upstream
 
     buyer = Account.create()
     _mint_and_wait(buyer.address, 1_000_000)

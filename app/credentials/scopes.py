@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.keys.format import KeyKind
+from app.credentials.format import KeyKind
 
 AGENT_READ = "agent:read"
 KEYS_READ = "keys:read"

@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from litestar import Request
 
-from app.ratelimit.limiter import RateState
-
 _STATE_KEY = "rate_limit"
+
+
+@dataclass(slots=True)
+class RateState:
+    """What the response headers report: the tightest window."""
+
+    limit: int
+    remaining: int
+    reset_at: float
+    allowed: bool
+
+    @property
+    def reset_epoch(self) -> int:
+        return math.ceil(self.reset_at)
+
+    @property
+    def retry_after(self) -> int:
+        return max(1, math.ceil(self.reset_at - time.time()))
+
 
 
 def remember(request: Request[Any, Any, Any], state: RateState) -> None:
