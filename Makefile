@@ -4,7 +4,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 NODE_DIR := chain/node
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test test-sqlite lint typecheck check contracts bench clean
+.PHONY: help setup demo test test-sqlite lint typecheck imports check contracts bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -29,7 +29,10 @@ lint: setup ## ruff
 typecheck: setup ## mypy --strict on the packages
 	$(UV) run mypy
 
-check: lint typecheck ## Lint and type-check
+imports: setup ## The import contract (layers in pyproject.toml)
+	$(UV) run lint-imports --no-logo
+
+check: lint typecheck imports ## Lint, type-check and the import contract
 
 contracts: ## Rebuild chain/contracts/TestUSDC.json with solc from npm
 	npm ci --prefix $(NODE_DIR) --ignore-scripts --no-audit --no-fund --loglevel=error
