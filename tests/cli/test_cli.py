@@ -95,7 +95,10 @@ def test_admin_token_from_cli_opens_the_admin_api(sqlite_env):
 
 
 @pytest.fixture
-def running_api(sqlite_env) -> Iterator[str]:
+def running_api(sqlite_env, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    # The API runs in this process, so its access lines would land in the output that
+    # CliRunner captures for the command under test.
+    monkeypatch.setenv("PASSGATE_ACCESS_LOG", "false")
     migrate.upgrade(Settings())
     with embedded_service(Settings(port=free_port())) as base:
         yield base
