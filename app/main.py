@@ -19,6 +19,7 @@ from app.auth import access
 from app.auth.guards import OPEN, check_route_access
 from app.catalog.routes import router as catalog_router
 from app.config.deployment import require_deployable
+from app.credits.deposit_admin_routes import router as admin_deposits_router
 from app.credits.routes import router as credits_router
 from app.deps import dependencies
 from app.gateway.routes import admin_router as admin_gateway_router
@@ -32,14 +33,15 @@ from app.http.request_id import add_response_headers
 from app.keys.routes import router as keys_router
 from app.logs.config import litestar_logging
 from app.metrics.http import observe_requests
+from app.passes.routes import claims_router as payments_router
 from app.passes.routes import router as passes_router
 from app.payments.admin_routes import router as admin_payments_router
-from app.payments.routes import router as payments_router
 from app.platforms.routes import router as platforms_router
 from app.recursion import settle_recursion_limit
 from app.runtime import Runtime
 from app.settings import Settings, get_settings
-from app.transfers.routes import router as chain_admin_router
+from app.signer.admin_routes import router as admin_settlements_router
+from app.transfers.admin_routes import router as chain_admin_router
 from app.wallets.routes import router as wallets_router
 from app.webhooks.routes import admin_router as admin_webhooks_router
 from app.webhooks.routes import platform_router as platform_webhooks_router
@@ -87,7 +89,8 @@ def create_app(
             platforms_router, admin_router, wallets_router,
             platform_webhooks_router, admin_webhooks_router, passes_router, payments_router,
             admin_payments_router,
-            chain_admin_router, gateway_router, admin_gateway_router, attention_router,
+            chain_admin_router, admin_deposits_router, admin_settlements_router, gateway_router,
+            admin_gateway_router, attention_router,
         ],
         # Handlers receive what they use (app.deps); access hooks read their own object.
         dependencies=dependencies(),

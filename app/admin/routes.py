@@ -24,8 +24,7 @@ from app.auth.guards import ADMIN, principal_of, runtime_of
 from app.auth.principal import Principal
 from app.credentials.format import KeyKind
 from app.credits import service as credits
-from app.credits.schemas import AdjustmentBody, LedgerView
-from app.credits.views import ledger_view
+from app.credits.schemas import AdjustmentBody, LedgerView, ledger_view
 from app.db.models.audit import AuditEntry
 from app.db.models.keys import ApiKey
 from app.db.paging import Page, page_params

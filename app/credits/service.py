@@ -1,16 +1,31 @@
-"""Credit operations beyond the raw ledger: operator adjustments and history."""
+"""Credit operations beyond the raw ledger: balances, operator adjustments and history.
+
+Deposits (USDC from a linked wallet becomes credits) are ``app.credits.deposits``; every move
+of a balance goes through the append-only ledger (``app.credits.ledger``). Nothing here needs
+more than the caller's one transaction.
+"""
 
 from __future__ import annotations
 
-from sqlmodel import col, select
-
-from app.credits import ledger
+from app.credits import ledger, repository
+from app.credits.schemas import Balance
 from app.db.models.credits import LedgerEntry
-from app.db.paging import PageParams, apply, split
+from app.db.paging import PageParams
 from app.db.uow import UnitOfWork
 from app.errors import ValidationFailed
 from app.events.service import emit
 from webhooks.events import CreditsDeposited
+
+
+async def balance(session: UnitOfWork, agent_id: str) -> Balance:
+    """An agent's credits and total spent, in micros (and USD for display)."""
+    agent = await repository.holder(session, agent_id)
+    return Balance(
+        credits_usd=agent.balance_micros / 1_000_000,
+        total_spent=agent.spent_micros / 1_000_000,
+        creditsMicros=agent.balance_micros,
+        spentMicros=agent.spent_micros,
+    )
 
 
 async def adjust(
@@ -44,8 +59,5 @@ async def adjust(
 async def history(
     session: UnitOfWork, params: PageParams, agent_id: str | None
 ) -> tuple[list[LedgerEntry], str | None]:
-    stmt = select(LedgerEntry)
-    if agent_id:
-        stmt = stmt.where(col(LedgerEntry.agent_id) == agent_id)
-    rows = (await session.exec(apply(stmt, col(LedgerEntry.id), params))).all()  # type: ignore[call-overload]
-    return split(rows, params, lambda e: e.id)
+    """Ledger entries newest first, of one agent or of all."""
+    return await repository.history(session, params, agent_id)
