@@ -13,27 +13,11 @@ from litestar.testing import AsyncTestClient
 from app.main import create_app
 from app.settings import Settings
 from tests.factories import create_platform
+from tests.fixtures.apiclient import client, shared_client
+
+__all__ = ["client", "shared_client"]
 
 ClientFactory = Callable[..., Awaitable[AsyncTestClient[Litestar]]]
-
-
-@pytest.fixture(scope="session")
-async def shared_client(
-    settings_factory: Callable[..., Settings],
-) -> AsyncIterator[AsyncTestClient[Litestar]]:
-    """One running app per backend for the whole session.
-
-    Building and starting an app cost more than most tests do. Sharing it is safe because
-    every test makes its own agents, keys and platforms (rate limits count per key), and a
-    test that needs other settings starts its own instance with ``make_client``.
-    """
-    async with AsyncTestClient(app=create_app(settings_factory())) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def client(shared_client: AsyncTestClient[Litestar]) -> AsyncTestClient[Litestar]:
-    return shared_client
 
 
 @pytest.fixture
