@@ -34,7 +34,7 @@ Algorithm (per run, under a lease so one run per network at a time):
    stops there without storing the range, and runs again a poll interval later. The reorg
    check likewise decides nothing on a node that lacks a remembered block at or below the head.
 3. **Confirm.** Pending transfers (stored before they had their confirmations, or revived
-   after a reorg) that have them now are counted through their purpose.
+   after a reorg) that have them now are counted the same way.
 
 RPC failures end the run with the error recorded and the next run pushed back exponentially
 (poll interval x 2^failures, capped); nothing is half-done because every step is its own
