@@ -72,9 +72,10 @@ from app.ids import new_id
 from app.settings import Settings
 from app.signer import service
 from app.signer.service import SWEEP_GRACE_SECONDS
-from chain.client import ChainClient, FeeEstimate, Receipt
+from chain.client import ChainClient
 from chain.errors import ChainError, ExecutionReverted, TransactionRejected
 from chain.networks import Network
+from chain.records import FeeEstimate, Receipt
 from chain.usdc import TransferAuthorization, encode_transfer_with_authorization
 
 log = logging.getLogger("passgate.settlement")

@@ -34,7 +34,7 @@ from app.db.uow import UnitOfWork
 from app.errors import BalanceLimitExceeded
 from app.events.service import emit
 from app.wallets import service as wallets
-from chain.client import Receipt
+from chain.records import Receipt
 from webhooks.events import CreditsDeposited
 
 log = logging.getLogger("passgate.chain.deposits")

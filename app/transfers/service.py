@@ -33,7 +33,7 @@ from app.db.uow import UnitOfWork
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.transfers import purposes
 from app.transfers.bulk import BulkInsert
-from chain.client import TransferLog
+from chain.records import TransferLog
 
 # A uint256 beyond BIGINT is stored exactly in ``value`` but never credited automatically.
 _MAX_MICROS = 2**63 - 1

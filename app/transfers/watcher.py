@@ -62,9 +62,10 @@ from app.db.uow import UnitOfWork
 from app.settings import Settings
 from app.transfers import service
 from app.transfers.purposes import PurposeContext
-from chain.client import BlockHeader, ChainClient, TransferLog
+from chain.client import ChainClient
 from chain.errors import ChainError, RangeTooLarge
 from chain.networks import Network
+from chain.records import BlockHeader, TransferLog
 
 log = logging.getLogger("passgate.chain.watcher")
 

@@ -15,8 +15,8 @@ from app.db.models.signer import SettlementSubmission, SettlementTransaction
 from app.errors import Conflict
 from app.signer import service
 from app.signer.steps import SignerConfig, Step, advance, prepare
+from chain.anvil_binary import free_port
 from chain.client import ChainClient
-from chain.devchain import free_port
 from chain.usdc import (
     SignedAuthorization,
     TokenDomain,
