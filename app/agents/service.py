@@ -58,6 +58,7 @@ class Profile:
 
 
 def new_claim_code() -> str:
+    """A one-time code a platform presents to take a self-registered agent into its fleet."""
     return "clm_" + "".join(secrets.choice(BASE62) for _ in range(24))
 
 
@@ -74,6 +75,7 @@ def agent_snapshot(agent: Agent) -> dict[str, Any]:
 
 
 def validate_email(email: str) -> str:
+    """The address without surrounding blanks, or VALIDATION_ERROR."""
     email = email.strip()
     if len(email) > 320 or not _EMAIL.match(email):
         raise ValidationFailed("email is not a valid e-mail address.")

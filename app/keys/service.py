@@ -200,6 +200,7 @@ async def views(session: UnitOfWork, settings: Settings, keys: Sequence[ApiKey])
 
 
 async def view(session: UnitOfWork, settings: Settings, key: ApiKey) -> KeyView:
+    """The key as anyone may see it, with the rate limit it really gets."""
     return (await views(session, settings, [key]))[0]
 
 

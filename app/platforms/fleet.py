@@ -53,6 +53,7 @@ async def list_agents(
 
 
 async def get_agent(session: UnitOfWork, master: Principal, agent_id: str) -> Agent:
+    """One agent of the calling platform's fleet, or NOT_FOUND."""
     return await agents.get_in_platform(session, agent_id, _platform_id(master))
 
 
