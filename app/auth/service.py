@@ -1,4 +1,9 @@
-"""Turn a presented secret into a ``Principal``, or say precisely why not."""
+"""Turn a presented secret into a ``Principal``, or say precisely why not.
+
+Several transactions: a key is read (and its ``lastUsedAt`` touched) in a session of the
+authenticator's own, committed before the request's unit of work begins, so a cached principal
+never depends on a request that may roll back.
+"""
 
 from __future__ import annotations
 
