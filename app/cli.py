@@ -70,7 +70,7 @@ def migrate() -> None:
 @click.option("--block-time", default=1.0, show_default=True, help="Seconds; 0 = automine.")
 def devchain(host: str, port: int, block_time: float) -> None:
     """Start a local Base-like chain (anvil) with the test USDC at the canonical address."""
-    from chain.devchain import run_devchain
+    from chain.devchain_run import run_devchain
 
     run_devchain(port=port, block_time=block_time, host=host)
 

@@ -12,14 +12,16 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from app import deps
-from app.admin.routes import router as admin_router
+from app.agents.admin_routes import router as admin_agents_router
+from app.agents.routes import key_routes as agent_key_routes
 from app.agents.routes import router as agents_router
 from app.attention.routes import router as attention_router
+from app.audit.admin_routes import router as admin_audit_router
 from app.auth import access
 from app.auth.guards import OPEN, check_route_access
 from app.catalog.routes import router as catalog_router
 from app.config.deployment import require_deployable
-from app.credits.deposit_admin_routes import router as admin_deposits_router
+from app.credits.admin_routes import router as admin_credits_router
 from app.credits.routes import router as credits_router
 from app.deps import dependencies
 from app.gateway.routes import admin_router as admin_gateway_router
@@ -30,12 +32,14 @@ from app.http.dependency_errors import dependency_error_handlers
 from app.http.errors import exception_handlers
 from app.http.openapi import document_routes
 from app.http.request_id import add_response_headers
+from app.keys.admin_routes import router as admin_keys_router
 from app.keys.routes import router as keys_router
 from app.logs.config import litestar_logging
 from app.metrics.http import observe_requests
 from app.passes.routes import claims_router as payments_router
 from app.passes.routes import router as passes_router
 from app.payments.admin_routes import router as admin_payments_router
+from app.platforms.admin_routes import router as admin_platforms_router
 from app.platforms.routes import router as platforms_router
 from app.recursion import settle_recursion_limit
 from app.runtime import Runtime
@@ -85,11 +89,14 @@ def create_app(
     handlers.update(dependency_error_handlers())
     app = Litestar(
         route_handlers=[
-            health, live, metrics, catalog_router, agents_router, keys_router, credits_router,
-            platforms_router, admin_router, wallets_router,
+            health, live, metrics, catalog_router, agents_router,
+            keys_router(*agent_key_routes), credits_router, platforms_router,
+            admin_platforms_router, admin_agents_router, admin_keys_router, admin_credits_router,
+            admin_audit_router,
+            wallets_router,
             platform_webhooks_router, admin_webhooks_router, passes_router, payments_router,
             admin_payments_router,
-            chain_admin_router, admin_deposits_router, admin_settlements_router, gateway_router,
+            chain_admin_router, admin_settlements_router, gateway_router,
             admin_gateway_router, attention_router,
         ],
         # Handlers receive what they use (app.deps); access hooks read their own object.

@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
+from app.config.conflicts import chain_conflicts, provider_conflicts
 from app.config.fields import (
     DatabaseUrl,
     HttpUrl,
@@ -40,7 +41,7 @@ from app.config.fields import (
 )
 from app.config.plans import DEFAULT_PASSES, MAX_MICROS, PassSettings, PlanLimits
 from app.config.problems import Conflicts, Problem, SettingsError, problems_from
-from app.config.providers import ProviderSettings, check_outlives_call, load_providers_file
+from app.config.providers import ProviderSettings
 from app.credentials.scopes import ALL as KNOWN_SCOPES
 from chain.networks import BASE_SEPOLIA_CHAIN_ID, BASE_SEPOLIA_USDC, Network, build_networks
 from webhooks.retry_policy import DEFAULT_DELAYS
@@ -329,46 +330,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         """Settings that are each fine but wrong together; every conflict is reported."""
-        conflicts = self._provider_conflicts() + self._chain_conflicts()
+        conflicts = provider_conflicts(self) + chain_conflicts(self)
         if conflicts:
             raise Conflicts(conflicts)
         return self
-
-    def _provider_conflicts(self) -> list[tuple[str, str]]:
-        names = [p.name for p in self.providers]
-        repeated = sorted({name for name in names if names.count(name) > 1})
-        if repeated:
-            return [("providers", f"two providers are named {repeated[0]!r}")]
-        if self.providers_file is not None:
-            try:
-                configured = {p.name: p for p in load_providers_file(self.providers_file)}
-            except ValueError as exc:
-                return [("providers_file", str(exc))]
-            configured.update({p.name: p for p in self.providers})
-            self.providers = list(configured.values())
-        conflicts = []
-        for provider in self.providers:
-            try:
-                check_outlives_call(provider, self.gateway_connect_timeout_seconds,
-                                    self.gateway_reservation_ttl_seconds)
-            except ValueError as exc:
-                conflicts.append(("gateway_reservation_ttl_seconds", str(exc)))
-        return conflicts
-
-    def _chain_conflicts(self) -> list[tuple[str, str]]:
-        conflicts = []
-        pay_to, deposit = self.chain_pay_to_address, self.chain_deposit_address
-        if pay_to and pay_to == deposit:
-            conflicts.append(("chain_deposit_address",
-                              "must differ from PASSGATE_CHAIN_PAY_TO_ADDRESS: a transfer is "
-                              "either a payment or a deposit, never both"))
-        try:
-            self.networks()
-        except ValueError as exc:
-            # The field checks leave one way to fail: two enabled networks, one chain id.
-            conflicts.append(("chain_local_chain_id", f"{exc}; give the local chain an id of "
-                              "its own (anvil's default is 31337)"))
-        return conflicts
 
     @property
     def signer_address(self) -> str | None:

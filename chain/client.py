@@ -21,26 +21,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import json
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar, cast
+from typing import Any, Literal, Self, TypeVar
 
-import httpx
-import msgspec
-from eth_typing import URI, ChecksumAddress, HexStr
+from eth_typing import HexStr
 from eth_utils.address import to_checksum_address
 from hexbytes import HexBytes
-from web3 import AsyncWeb3
-from web3.contract import AsyncContract
 from web3.exceptions import (
     ContractLogicError,
     Web3Exception,
     Web3RPCError,
 )
-from web3.providers.async_base import AsyncJSONBaseProvider
-from web3.types import RPCEndpoint, RPCResponse, TxParams
+from web3.types import RPCEndpoint, TxParams
 
 from chain.errors import (
     ChainError,
@@ -51,13 +44,23 @@ from chain.errors import (
     decode_revert_reason,
 )
 from chain.networks import Network
+from chain.records import BlockHeader, FeeEstimate, Receipt, SimulationResult, TransferLog
+from chain.rpc_decode import (
+    address_topic,
+    checksum,
+    decode_authorization_use,
+    decode_header,
+    decode_transfer,
+    is_authorization_use,
+    is_transfer,
+    transfers_of,
+)
+from chain.transport import Endpoint
 from chain.usdc import (
     AUTHORIZATION_USED_TOPIC,
     TRANSFER_TOPIC,
-    AuthorizationUse,
     TransferAuthorization,
     encode_transfer_with_authorization,
-    token_abi,
 )
 
 __all__ = [
@@ -74,219 +77,6 @@ DEFAULT_TIMEOUT_SECONDS = 10.0
 _BATCH_SIZE = 100
 _T = TypeVar("_T")
 BlockTag = Literal["latest", "pending", "safe", "finalized", "earliest"]
-
-
-class BlockHeader(msgspec.Struct, frozen=True):
-    number: int
-    hash: str
-    parent_hash: str
-    timestamp: int
-    base_fee_per_gas: int | None = None
-
-
-class TransferLog(msgspec.Struct, frozen=True, gc=False):
-    """A decoded ERC-20 ``Transfer`` log; unique by (chain, ``tx_hash``, ``log_index``).
-
-    ``gc=False`` (only ints and strings inside, so it cannot be part of a cycle): a backfill
-    keeps tens of thousands alive across collections, and tracked, each would count towards
-    the next full collection of the whole heap (0.1-0.2 s each, measured in the watcher)."""
-
-    block_number: int
-    block_hash: str
-    tx_hash: str
-    log_index: int
-    from_address: str
-    to_address: str
-    value: int
-
-
-class Receipt(msgspec.Struct, frozen=True):
-    """A mined transaction. ``transfers`` are the token's Transfer logs inside it, and
-    ``authorizations`` the EIP-3009 authorizations it spent (the token's ``AuthorizationUsed``
-    logs)."""
-
-    tx_hash: str
-    status: int  # 1 success, 0 reverted
-    block_number: int
-    block_hash: str
-    from_address: str
-    to_address: str | None
-    gas_used: int
-    effective_gas_price: int
-    transfers: tuple[TransferLog, ...]
-    authorizations: tuple[AuthorizationUse, ...] = ()
-
-
-class FeeEstimate(msgspec.Struct, frozen=True):
-    """EIP-1559 fees in wei. ``max_fee`` = 2 x base fee + tip, which stays valid through
-    several consecutive full blocks (each may raise the base fee by 12.5%)."""
-
-    base_fee: int
-    max_priority_fee: int
-    max_fee: int
-
-
-class SimulationResult(msgspec.Struct, frozen=True):
-    ok: bool
-    reason: str | None = None
-
-
-def _json_body(response: httpx.Response) -> Any:
-    status = response.status_code
-    try:
-        decoded = json.loads(response.content)
-    except ValueError:
-        decoded = None
-    if isinstance(decoded, dict | list):
-        # A JSON-RPC body is authoritative even on HTTP 4xx/5xx: it says what went wrong.
-        return decoded
-    if status >= 500:
-        raise RpcUnavailable(f"RPC answered HTTP {status}")
-    raise RpcError(f"RPC answered HTTP {status} without a JSON-RPC body")
-
-
-class _RawLog(msgspec.Struct, gc=False, rename="camel"):
-    """The fields of a JSON-RPC log that a Transfer needs (the rest of each log is skipped
-    while parsing). Typed decoding is several times cheaper than ``json.loads`` into dicts,
-    and ``gc=False`` rows (only strings inside) are never traversed by the garbage collector:
-    a backfill's tens of thousands of logs would otherwise set off full collections."""
-
-    block_number: str
-    block_hash: str
-    transaction_hash: str
-    log_index: str
-    topics: tuple[str, ...]
-    data: str
-
-
-class _LogsAnswer(msgspec.Struct):
-    result: list[_RawLog] | None = None
-    error: Any = None
-
-
-_LOGS_ANSWER = msgspec.json.Decoder(_LogsAnswer)
-
-
-class _ScanAnswer(msgspec.Struct):
-    """One answer of the logs-and-header batch: logs (a list) or a block (an object)."""
-
-    id: int | str | None = None
-    result: list[_RawLog] | dict[str, Any] | None = None
-    error: Any = None
-
-
-# A whole batch refused at once comes back as one object instead of a list.
-_SCAN_ANSWER = msgspec.json.Decoder(list[_ScanAnswer] | _ScanAnswer)
-_SCAN_LOGS_ID, _SCAN_HEADER_ID = 1, 2
-
-
-class _HttpProvider(AsyncJSONBaseProvider):
-    """JSON-RPC over HTTP with httpx; see the module docstring for why."""
-
-    def __init__(self, url: str, timeout: float) -> None:
-        super().__init__()
-        self.endpoint_uri = URI(url)
-        self._timeout = timeout
-        self._client: httpx.AsyncClient | None = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
-        # CCIP-read would let a contract make us fetch arbitrary URLs; we never need it.
-        self.global_ccip_read_enabled = False
-
-    def __str__(self) -> str:
-        # Never the URL: hosted RPC URLs embed API keys.
-        return "passgate HTTP JSON-RPC provider"
-
-    async def _send(self, body: bytes) -> httpx.Response:
-        loop = asyncio.get_running_loop()
-        if self._client is not None and self._client_loop is not loop:
-            # httpx connections belong to the loop that opened them; a client reused from
-            # another loop (app startup vs. a worker's loop) gets fresh ones instead.
-            self._client = None
-        if self._client is None:
-            self._client_loop = loop
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(self._timeout),
-                headers={"Content-Type": "application/json"},
-                follow_redirects=False,
-            )
-        try:
-            response = await self._client.post(self.endpoint_uri, content=body)
-        except httpx.TimeoutException as exc:
-            raise RpcUnavailable(f"RPC timed out after {self._timeout:g}s") from exc
-        except httpx.TransportError as exc:
-            raise RpcUnavailable(f"RPC unreachable: {type(exc).__name__}") from exc
-        status = response.status_code
-        if status in (408, 429, 502, 503, 504):
-            raise RpcUnavailable(f"RPC answered HTTP {status}")
-        return response
-
-    async def _post(self, body: bytes) -> Any:
-        return _json_body(await self._send(body))
-
-    async def request_logs(self, params: Any) -> list[_RawLog]:
-        """``eth_getLogs`` decoded straight into typed rows (see ``_RawLog`` for why)."""
-        response = await self._send(
-            self.encode_rpc_request(RPCEndpoint("eth_getLogs"), params)
-        )
-        answer = _decode_answer(_LOGS_ANSWER, response)
-        if answer.error is not None:
-            raise classify_rpc_error("eth_getLogs", answer.error)
-        if answer.result is None:
-            raise RpcError("eth_getLogs: unexpected response", method="eth_getLogs")
-        return answer.result
-
-    async def request_logs_and_header(
-        self, params: Any, block: int
-    ) -> tuple[list[_RawLog], Any]:
-        """``eth_getLogs`` and ``eth_getBlockByNumber(block)`` in one batch: the logs as typed
-        rows, the block as its JSON object (None when the node does not have it)."""
-        body = msgspec.json.encode([
-            {"jsonrpc": "2.0", "id": _SCAN_LOGS_ID, "method": "eth_getLogs", "params": [params]},
-            {"jsonrpc": "2.0", "id": _SCAN_HEADER_ID, "method": "eth_getBlockByNumber",
-             "params": [hex(block), False]},
-        ])
-        answers = _decode_answer(_SCAN_ANSWER, await self._send(body))
-        if isinstance(answers, _ScanAnswer):
-            raise classify_rpc_error("eth_getLogs", answers.error or "unexpected response")
-        by_id = {answer.id: answer for answer in answers}
-        logs, header = by_id.get(_SCAN_LOGS_ID), by_id.get(_SCAN_HEADER_ID)
-        if logs is None or header is None:
-            # Some nodes answer a refused batch with one error whose id is null.
-            error = next((a.error for a in answers if a.error is not None), None)
-            raise classify_rpc_error("eth_getLogs", error or "incomplete batch response")
-        if logs.error is not None:
-            raise classify_rpc_error("eth_getLogs", logs.error)
-        if header.error is not None:
-            raise classify_rpc_error("eth_getBlockByNumber", header.error)
-        if not isinstance(logs.result, list) or isinstance(header.result, list):
-            raise RpcError("eth_getLogs: unexpected response", method="eth_getLogs")
-        return logs.result, header.result
-
-    async def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
-        return cast(RPCResponse, await self._post(self.encode_rpc_request(method, params)))
-
-    async def make_batch_request(
-        self, batch_requests: list[tuple[RPCEndpoint, Any]]
-    ) -> list[RPCResponse] | RPCResponse:
-        body = self.encode_batch_rpc_request(batch_requests)
-        return cast(list[RPCResponse] | RPCResponse, await self._post(body))
-
-    async def disconnect(self) -> None:
-        client, loop = self._client, self._client_loop
-        self._client = self._client_loop = None
-        # Connections can only be closed on their own loop; from any other loop (or once that
-        # loop is closed) they are simply dropped and the OS reclaims the sockets.
-        if client is not None and loop is asyncio.get_running_loop():
-            await client.aclose()
-
-
-class _Endpoint:
-    def __init__(self, url: str, timeout: float, token_address: ChecksumAddress) -> None:
-        self.provider = _HttpProvider(url, timeout)
-        # No middleware: results stay plain dicts and nothing issues extra requests behind
-        # our back (the validation middleware would call eth_chainId, ENS would resolve names).
-        self.w3 = AsyncWeb3(self.provider, middleware=[])
-        self.token: AsyncContract = self.w3.eth.contract(address=token_address, abi=token_abi())
 
 
 class ChainClient:
@@ -309,7 +99,7 @@ class ChainClient:
             raise ValueError("ChainClient needs at least one RPC URL")
         self.token_address = to_checksum_address(token_address)
         self.timeout = timeout
-        self._endpoints = [_Endpoint(url, timeout, self.token_address) for url in urls]
+        self._endpoints = [Endpoint(url, timeout, self.token_address) for url in urls]
         self._current = 0
 
     @classmethod
@@ -334,7 +124,7 @@ class ChainClient:
     # ------------------------------------------------------------------ plumbing
 
     @contextlib.asynccontextmanager
-    async def _guard(self, method: str) -> AsyncIterator[_Endpoint]:
+    async def _guard(self, method: str) -> AsyncIterator[Endpoint]:
         """Bound the call in time and translate whatever web3/httpx raise into our tree."""
         index = self._current
         endpoint = self._endpoints[index]
@@ -384,7 +174,7 @@ class ChainClient:
     async def get_block(self, block: int | BlockTag = "latest") -> BlockHeader | None:
         """The header of a block, or None when the node does not have it (yet)."""
         identifier = hex(block) if isinstance(block, int) else block
-        return _decode_header(await self.rpc("eth_getBlockByNumber", [identifier, False]))
+        return decode_header(await self.rpc("eth_getBlockByNumber", [identifier, False]))
 
     async def get_blocks(self, numbers: Sequence[int]) -> list[BlockHeader | None]:
         """Headers of many blocks in one JSON-RPC batch per 100 (e.g. to re-check recent
@@ -403,7 +193,7 @@ class ChainClient:
             for response in responses:
                 if "error" in response:
                     raise classify_rpc_error("eth_getBlockByNumber", response["error"])
-                headers.append(_decode_header(response.get("result")))
+                headers.append(decode_header(response.get("result")))
         return headers
 
     async def get_transfer_logs(
@@ -422,7 +212,7 @@ class ChainClient:
             logs = await endpoint.provider.request_logs(
                 [self._transfer_filter(from_block, to_block, to_addresses)]
             )
-        return _transfers(logs)
+        return transfers_of(logs)
 
     async def scan_transfer_logs(
         self, from_block: int, to_block: int, *, to_addresses: Sequence[str]
@@ -441,12 +231,12 @@ class ChainClient:
             logs, block = await endpoint.provider.request_logs_and_header(
                 self._transfer_filter(from_block, to_block, to_addresses), to_block
             )
-        return _transfers(logs), _decode_header(block)
+        return transfers_of(logs), decode_header(block)
 
     def _transfer_filter(
         self, from_block: int, to_block: int, to_addresses: Sequence[str] | None
     ) -> dict[str, Any]:
-        to_topics = None if to_addresses is None else [_address_topic(a) for a in to_addresses]
+        to_topics = None if to_addresses is None else [address_topic(a) for a in to_addresses]
         return {
             "fromBlock": hex(from_block),
             "toBlock": hex(to_block),
@@ -463,7 +253,7 @@ class ChainClient:
             "fromBlock": hex(from_block),
             "toBlock": hex(to_block),
             "address": self.token_address,
-            "topics": [AUTHORIZATION_USED_TOPIC, _address_topic(authorizer), nonce.lower()],
+            "topics": [AUTHORIZATION_USED_TOPIC, address_topic(authorizer), nonce.lower()],
         }
         logs = await self.rpc("eth_getLogs", [params])
         try:
@@ -479,9 +269,9 @@ class ChainClient:
         try:
             token = self.token_address.lower()
             mine = [log for log in data["logs"] if str(log["address"]).lower() == token]
-            transfers = tuple(_decode_transfer(log) for log in mine if _is_transfer(log))
+            transfers = tuple(decode_transfer(log) for log in mine if is_transfer(log))
             authorizations = tuple(
-                _decode_authorization_use(log) for log in mine if _is_authorization_use(log)
+                decode_authorization_use(log) for log in mine if is_authorization_use(log)
             )
             to_address = data.get("to")
             return Receipt(
@@ -489,8 +279,8 @@ class ChainClient:
                 status=int(data["status"], 16),
                 block_number=int(data["blockNumber"], 16),
                 block_hash=str(data["blockHash"]).lower(),
-                from_address=_checksum(data["from"]),
-                to_address=_checksum(to_address) if to_address else None,
+                from_address=checksum(data["from"]),
+                to_address=checksum(to_address) if to_address else None,
                 gas_used=int(data["gasUsed"], 16),
                 effective_gas_price=int(data.get("effectiveGasPrice") or "0x0", 16),
                 transfers=transfers,
@@ -596,102 +386,3 @@ def _hex(value: Any) -> str:
     if isinstance(value, bytes | bytearray):
         return "0x" + bytes(value).hex()
     return str(value).lower()
-
-
-def _address_topic(address: str) -> str:
-    return "0x" + "00" * 12 + _checksum(address)[2:].lower()
-
-
-def _transfers(logs: list[_RawLog]) -> list[TransferLog]:
-    transfers = []
-    try:
-        for log in logs:
-            topics = log.topics
-            # An ERC-721 Transfer has the same topic0 but four topics; only ERC-20 has three.
-            if len(topics) == 3 and topics[0].lower() == TRANSFER_TOPIC:
-                transfers.append(TransferLog(
-                    block_number=int(log.block_number, 16),
-                    block_hash=log.block_hash.lower(),
-                    tx_hash=log.transaction_hash.lower(),
-                    log_index=int(log.log_index, 16),
-                    from_address=_checksum("0x" + topics[1][-40:]),
-                    to_address=_checksum("0x" + topics[2][-40:]),
-                    value=int(log.data[2:66] or "0", 16),
-                ))
-    except (ValueError, TypeError, IndexError) as exc:
-        raise RpcError("eth_getLogs: malformed log", method="eth_getLogs") from exc
-    transfers.sort(key=_log_order)
-    return transfers
-
-
-def _decode_answer(decoder: msgspec.json.Decoder[_T], response: httpx.Response) -> _T:
-    try:
-        return decoder.decode(response.content)
-    except msgspec.ValidationError as exc:
-        raise RpcError("eth_getLogs: malformed log", method="eth_getLogs") from exc
-    except msgspec.DecodeError:
-        _json_body(response)  # not JSON: raises what any other call would
-        raise RpcError("eth_getLogs: unexpected response", method="eth_getLogs") from None
-
-
-def _decode_header(data: Any) -> BlockHeader | None:
-    if data is None:
-        return None
-    try:
-        base_fee = data.get("baseFeePerGas")
-        return BlockHeader(
-            number=int(data["number"], 16),
-            hash=str(data["hash"]).lower(),
-            parent_hash=str(data["parentHash"]).lower(),
-            timestamp=int(data["timestamp"], 16),
-            base_fee_per_gas=None if base_fee is None else int(base_fee, 16),
-        )
-    except (AttributeError, KeyError, ValueError, TypeError) as exc:
-        raise RpcError(
-            "eth_getBlockByNumber: malformed block", method="eth_getBlockByNumber"
-        ) from exc
-
-
-@functools.lru_cache(maxsize=65_536)
-def _checksum(address: str) -> str:
-    # Checksumming costs a keccak (~80 us); the same few addresses recur in every batch.
-    return str(to_checksum_address(address))
-
-
-def _log_order(transfer: TransferLog) -> tuple[int, int]:
-    return transfer.block_number, transfer.log_index
-
-
-def _is_transfer(log: dict[str, Any]) -> bool:
-    # An ERC-721 Transfer has the same topic0 but four topics; only ERC-20 has three.
-    topics = log["topics"]
-    return len(topics) == 3 and str(topics[0]).lower() == TRANSFER_TOPIC
-
-
-def _is_authorization_use(log: dict[str, Any]) -> bool:
-    topics = log["topics"]
-    return len(topics) == 3 and str(topics[0]).lower() == AUTHORIZATION_USED_TOPIC
-
-
-def _decode_authorization_use(log: dict[str, Any]) -> AuthorizationUse:
-    """``AuthorizationUsed(address indexed authorizer, bytes32 indexed nonce)``."""
-    topics = log["topics"]
-    nonce = str(topics[2]).lower()
-    if len(nonce) != 66:
-        raise ValueError("an AuthorizationUsed nonce is 32 bytes")
-    return AuthorizationUse(authorizer="0x" + str(topics[1])[-40:].lower(), nonce=nonce)
-
-
-def _decode_transfer(log: dict[str, Any]) -> TransferLog:
-    """Decode a raw JSON-RPC log (hex strings) of an ERC-20 Transfer."""
-    topics = log["topics"]
-    data = str(log["data"])
-    return TransferLog(
-        block_number=int(log["blockNumber"], 16),
-        block_hash=str(log["blockHash"]).lower(),
-        tx_hash=str(log["transactionHash"]).lower(),
-        log_index=int(log["logIndex"], 16),
-        from_address=_checksum("0x" + str(topics[1])[-40:]),
-        to_address=_checksum("0x" + str(topics[2])[-40:]),
-        value=int(data[2:66] or "0", 16),
-    )

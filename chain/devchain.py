@@ -9,22 +9,16 @@ the caller asks for another host.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import logging
 import os
-import platform
-import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import IO, Any, Self
 
 import httpx
@@ -34,43 +28,26 @@ from eth_account.hdaccount import key_from_seed, seed_from_mnemonic
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
+from chain.anvil_binary import DevChainError, free_port, require_anvil
 from chain.client import DEFAULT_TIMEOUT_SECONDS, ChainClient
 from chain.networks import BASE_SEPOLIA_CHAIN_ID, BASE_SEPOLIA_USDC
 from chain.usdc import load_artifact
 
 __all__ = [
     "ANVIL_MNEMONIC",
-    "NODE_DIR",
-    "AnvilNotFound",
     "DevAccount",
     "DevChain",
-    "DevChainError",
-    "find_anvil",
-    "free_port",
-    "npm_ci",
-    "run_devchain",
     "start_anvil",
     "start_devchain",
 ]
 
 log = logging.getLogger(__name__)
 
-NODE_DIR = Path(__file__).resolve().parent / "node"
 # anvil's built-in dev mnemonic. Its keys are public knowledge: fine to print, never for value.
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
 DEFAULT_USDC_PER_ACCOUNT = 1_000_000 * 10**6  # 1M USDC in base units
 
-_NPM_PLATFORM = {"Linux": "linux", "Darwin": "darwin", "Windows": "win32"}
-_NPM_ARCH = {"x86_64": "amd64", "AMD64": "amd64", "arm64": "arm64", "aarch64": "arm64"}
 _MINT_SELECTOR = keccak(text="mint(address,uint256)")[:4]
-
-
-class DevChainError(RuntimeError):
-    """anvil could not be started or prepared."""
-
-
-class AnvilNotFound(DevChainError):
-    """No anvil binary: run ``npm ci`` in chain/node (``make node``) or set PASSGATE_ANVIL."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,84 +58,6 @@ class DevAccount:
     def __repr__(self) -> str:
         # Keep keys out of reprs that end up in logs and assertion messages.
         return f"DevAccount(address={self.address!r})"
-
-
-# ---------------------------------------------------------------------- anvil binary
-
-
-def _binary_package() -> str:
-    system, machine = platform.system(), platform.machine()
-    os_name, arch = _NPM_PLATFORM.get(system), _NPM_ARCH.get(machine)
-    if os_name is None or arch is None:
-        raise AnvilNotFound(f"no @foundry-rs/anvil binary package for {system}/{machine}")
-    return f"@foundry-rs/anvil-{os_name}-{arch}"
-
-
-def find_anvil() -> Path | None:
-    """The anvil binary: ``$PASSGATE_ANVIL`` if set, else the one ``npm ci`` put in chain/node."""
-    override = os.environ.get("PASSGATE_ANVIL")
-    if override:
-        path = Path(override)
-        return path if path.is_file() else None
-    try:
-        package = _binary_package()
-    except AnvilNotFound:
-        return None
-    name = "anvil.exe" if platform.system() == "Windows" else "anvil"
-    path = NODE_DIR / "node_modules" / package / "bin" / name
-    return path if path.is_file() else None
-
-
-def npm_ci(timeout: float = 300.0) -> None:
-    """Install chain/node's locked npm packages (anvil, solc, x402 clients).
-
-    A file lock keeps parallel test processes from running two installs into one folder.
-    """
-    npm = shutil.which("npm")
-    if npm is None:
-        raise AnvilNotFound("npm is not on PATH; install Node.js 18+ or set PASSGATE_ANVIL")
-    # The lock lives outside node_modules, which npm ci deletes and recreates.
-    digest = hashlib.sha256(str(NODE_DIR).encode()).hexdigest()[:16]
-    lock_path = Path(tempfile.gettempdir()) / f"passgate-npm-ci-{digest}.lock"
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if find_anvil() is not None:  # another process finished the install while we waited
-            return
-        log.info("running npm ci in %s", NODE_DIR)
-        try:
-            subprocess.run(  # noqa: S603  # fixed argv, no shell
-                # --ignore-scripts: the anvil wrapper's postinstall would only try to download
-                # a binary the platform package already carries.
-                [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"],
-                cwd=NODE_DIR,
-                check=True,
-                timeout=timeout,
-                capture_output=True,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise AnvilNotFound(f"npm ci did not finish within {timeout:g}s") from exc
-        except subprocess.CalledProcessError as exc:
-            tail = exc.stderr.decode(errors="replace")[-2000:]
-            raise AnvilNotFound(f"npm ci failed:\n{tail}") from exc
-
-
-def _require_anvil(install: bool) -> Path:
-    path = find_anvil()
-    if path is None and install and not os.environ.get("PASSGATE_ANVIL"):
-        npm_ci()
-        path = find_anvil()
-    if path is None:
-        raise AnvilNotFound(
-            "anvil not found: run `npm ci` in chain/node (or set PASSGATE_ANVIL to a binary)"
-        )
-    return path
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (anvil binds it right after)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 # ---------------------------------------------------------------------- tiny sync JSON-RPC
@@ -277,7 +176,7 @@ def start_anvil(
 
     ``block_time`` 0 means automine (a block per transaction); otherwise interval mining.
     """
-    binary = _require_anvil(install)
+    binary = require_anvil(install)
     # A port picked by free_port() can be taken by someone else before anvil binds it; only
     # then is it worth trying another one.
     attempts = 1 if port else 3
@@ -458,68 +357,3 @@ def _install_token(
                 raise DevChainError(f"mint reverted: {tx_hash}")
     finally:
         rpc.close()
-
-
-# ---------------------------------------------------------------------- CLI entry point
-
-
-@contextlib.contextmanager
-def _sigterm_as_keyboard_interrupt() -> Iterator[None]:
-    # `docker compose stop` sends SIGTERM; treat it like Ctrl-C so anvil is stopped cleanly.
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def run_devchain(
-    port: int = 8545,
-    block_time: float = 0.0,
-    *,
-    host: str = "127.0.0.1",
-    chain_id: int = BASE_SEPOLIA_CHAIN_ID,
-    token_address: str = BASE_SEPOLIA_USDC,
-    accounts: int = 10,
-    usdc_per_account: int = DEFAULT_USDC_PER_ACCOUNT,
-    fund: Sequence[str] = (),
-    echo: Any = print,
-) -> None:
-    """``passgate devchain``: start the dev chain, print its addresses, run until Ctrl-C/SIGTERM."""
-    with _sigterm_as_keyboard_interrupt():
-        chain = start_devchain(
-            port=port,
-            host=host,
-            block_time=block_time,
-            chain_id=chain_id,
-            token_address=token_address,
-            accounts=accounts,
-            usdc_per_account=usdc_per_account,
-            fund=fund,
-        )
-        try:
-            mining = f"every {block_time:g}s" if block_time > 0 else "on every transaction"
-            echo(f"anvil pid {chain.pid} listening on {chain.rpc_url} ({host})")
-            echo(f"chain id  {chain.chain_id} (CAIP-2 eip155:{chain.chain_id}), blocks {mining}")
-            echo(f"USDC      {chain.token_address} (TestUSDC, EIP-712 name USDC, version 2)")
-            echo(f"funded    {usdc_per_account / 10**6:,.2f} USDC per account")
-            echo("accounts  (anvil's public test keys; never use them on a real network)")
-            for index, account in enumerate(chain.accounts):
-                echo(f"  [{index}] {account.address}  {account.private_key}")
-            for address in fund:
-                echo(f"  [+] {to_checksum_address(address)}")
-            echo("Ctrl-C to stop.")
-            while chain.is_running():
-                time.sleep(0.5)
-            echo(f"anvil exited with {chain.process.returncode}:\n{chain.log_tail()}")
-        except KeyboardInterrupt:
-            echo("stopping anvil")
-        finally:
-            chain.stop()

@@ -16,7 +16,7 @@ import yaml
 
 from app.main import create_app
 from app.settings import Settings
-from chain.devchain import run_devchain
+from chain.devchain_run import run_devchain
 from workers.cli import main
 
 COMPOSE = Path(__file__).resolve().parents[1] / "compose.yaml"

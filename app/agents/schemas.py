@@ -1,11 +1,18 @@
+"""Agents on the wire: request bodies, views, and the conversions from rows to views."""
+
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 import msgspec
 
+from app.db.models.agents import Agent
+from app.db.models.keys import ApiKey
+from app.db.types import rfc3339
 from app.http.schemas import Description, GraceSeconds, Micros, Name, RateLimitView
-from app.keys.schemas import KeyView
+from app.keys.schemas import KeyView, key_view, rate_limit_of
+from app.settings import Settings
 
 Plan = Literal["free", "pro", "enterprise"]
 
@@ -92,6 +99,20 @@ class UpdateAgentBody(msgspec.Struct, forbid_unknown_fields=True, rename="camel"
         return {k: v for k, v in fields.items() if v is not msgspec.UNSET}
 
 
+class AdminAgentPatch(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    disabled: bool | msgspec.UnsetType = msgspec.UNSET
+    plan: Plan | msgspec.UnsetType = msgspec.UNSET
+    daily_spending_limit_micros: Micros | msgspec.UnsetType | None = msgspec.UNSET
+
+    def changes(self) -> dict[str, object]:
+        fields = {
+            "disabled": self.disabled,
+            "plan": self.plan,
+            "daily_spending_limit_micros": self.daily_spending_limit_micros,
+        }
+        return {k: v for k, v in fields.items() if v is not msgspec.UNSET}
+
+
 class ClaimBody(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
     claim_code: str
 
@@ -107,3 +128,88 @@ class RotatedKey(msgspec.Struct, rename="camel"):
     # None: the agent had no working agent key, and this one is new.
     previous_key_expires_at: str | None
     warning: str = "Save this API key now. It will not be shown again."
+
+
+class EmailSignupBody(msgspec.Struct, forbid_unknown_fields=True):
+    email: str
+
+
+class EmailSignupResult(msgspec.Struct):
+    """SPEC keeps the snake_case spelling of ``api_key`` and ``credits_usd`` here."""
+
+    api_key: str
+    credits_usd: float
+    creditsMicros: int
+    keyId: str
+    agentId: str
+    scopes: list[str]
+    warning: str = "Save this API key now. It will not be shown again."
+
+
+def agent_view(agent: Agent) -> AgentView:
+    return AgentView(
+        id=agent.id,
+        name=agent.name,
+        description=agent.description,
+        platform_id=agent.platform_id,
+        disabled=agent.disabled,
+        plan=agent.plan,
+        claimed=agent.platform_id is not None,
+        credits_micros=agent.balance_micros,
+        spent_micros=agent.spent_micros,
+        daily_spending_limit_micros=agent.daily_spending_limit_micros,
+        created_at=rfc3339(agent.created_at) or "",
+    )
+
+
+def rotated_key(
+    agent: Agent, key_id: str, secret: str, previous_valid_until: datetime | None
+) -> RotatedKey:
+    return RotatedKey(agent_id=agent.id, key_id=key_id, api_key=secret,
+                      previous_key_expires_at=rfc3339(previous_valid_until))
+
+
+HOW_TO_CLAIM = 'POST /v1/platform/agents/claim with X-Master-Key and {"claimCode": "..."}'
+
+
+def registered(
+    agent: Agent, key: ApiKey, secret: str, claim_code: str, public_url: str
+) -> Registered:
+    # The code rides in the URL's fragment, which browsers and HTTP clients never send: opening
+    # the link shows how to claim, and the code reaches no server's or proxy's access log.
+    return Registered(
+        agent_id=agent.id,
+        agent_name=agent.name,
+        api_key=secret,
+        key_id=key.id,
+        claim_code=claim_code,
+        claim_url=f"{public_url.rstrip('/')}/v1/claims#{claim_code}",
+        credits_micros=agent.balance_micros,
+    )
+
+
+def me(agent: Agent, key: ApiKey, settings: Settings) -> Me:
+    return Me(
+        agent=agent_view(agent),
+        key=key_view(key, settings, agent.plan),
+        credits_micros=agent.balance_micros,
+        spent_micros=agent.spent_micros,
+        rate_limit=rate_limit_of(key, settings, agent.plan),
+    )
+
+
+def claim_info(agent: Agent) -> ClaimInfo:
+    return ClaimInfo(agent_id=agent.id, agent_name=agent.name, claimed=False,
+                     how_to_claim=HOW_TO_CLAIM)
+
+
+def email_signup_result(agent: Agent, key: ApiKey, secret: str) -> EmailSignupResult:
+    credits = agent.balance_micros
+    return EmailSignupResult(
+        api_key=secret,
+        credits_usd=credits / 1_000_000,
+        creditsMicros=credits,
+        keyId=key.id,
+        agentId=agent.id,
+        scopes=list(key.scopes),
+    )

@@ -1,33 +1,45 @@
-"""Agents: self-registration, e-mail sign-up, unclaimed keys, claiming, fleet management."""
+"""Agents: self-registration, e-mail sign-up, unclaimed keys, claiming, and changes to an agent.
+
+Every way an agent comes into being goes through one function: the agent row, its first key,
+its starter credits and ``agent.registered`` are written in the caller's transaction. A change
+that must bite at once (disabling, claiming) clears this process's key cache when the
+transaction commits; other processes follow within ``key_cache_seconds``.
+"""
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func
-from sqlalchemy import update as sa_update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
 
+from app.agents import repository
+from app.audit.service import Actor, record
+from app.auth.cache import KeyCache
+from app.auth.principal import Principal
 from app.credentials.format import BASE62, KeyKind
 from app.credentials.hashing import key_hash
 from app.credentials.scopes import DEFAULTS
 from app.credits import ledger
 from app.db.models.agents import Agent
 from app.db.models.keys import ApiKey
-from app.db.paging import PageParams, apply, split
+from app.db.paging import PageParams
 from app.db.types import utcnow
 from app.db.uow import UnitOfWork
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.events.service import emit
 from app.ids import new_id
 from app.keys import service as keys
+from app.keys.policy import parse_custom_secret
+from app.keys.schemas import CreateKeyBody
+from app.settings import Settings
 from webhooks.events import AgentRegistered
 
 PLANS = ("free", "pro", "enterprise")
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +49,16 @@ class NewAgent:
     claim_code: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What ``/v1/agents/me`` shows: the caller's agent and key."""
+
+    agent: Agent
+    key: ApiKey
+
+
 def new_claim_code() -> str:
+    """A one-time code a platform presents to take a self-registered agent into its fleet."""
     return "clm_" + "".join(secrets.choice(BASE62) for _ in range(24))
 
 
@@ -51,6 +72,14 @@ def agent_snapshot(agent: Agent) -> dict[str, Any]:
         "plan": agent.plan,
         "dailySpendingLimitMicros": agent.daily_spending_limit_micros,
     }
+
+
+def validate_email(email: str) -> str:
+    """The address without surrounding blanks, or VALIDATION_ERROR."""
+    email = email.strip()
+    if len(email) > 320 or not _EMAIL.match(email):
+        raise ValidationFailed("email is not a valid e-mail address.")
+    return email
 
 
 async def _create(
@@ -115,39 +144,45 @@ async def _create(
 
 
 async def register(
-    session: UnitOfWork, pepper: str, name: str, description: str | None, starter_micros: int
+    session: UnitOfWork, settings: Settings, name: str, description: str | None
 ) -> NewAgent:
     """An agent registers itself and receives an ``ak_`` key and a claim code."""
     return await _create(
-        session, pepper, name=name, description=description, key_kind=KeyKind.AGENT,
-        starter_micros=starter_micros, label="default",
+        session, keys.pepper_of(settings), name=name, description=description,
+        key_kind=KeyKind.AGENT, starter_micros=settings.agent_starter_credits_micros,
+        label="default",
     )
 
 
-async def signup_by_email(
-    session: UnitOfWork, pepper: str, email: str, starter_micros: int
-) -> NewAgent:
+async def signup_by_email(session: UnitOfWork, settings: Settings, email: str) -> NewAgent:
     """A gateway-only ``gw_`` key with starter credits; one per e-mail address."""
-    normalized = email.strip().lower()
-    taken = await session.exec(select(Agent.id).where(col(Agent.email) == normalized))
-    if taken.first() is not None:
+    normalized = validate_email(email).lower()
+    if await repository.email_taken(session, normalized):
         raise Conflict("A key was already issued for this e-mail address.")
     # The address names the agent; one past 200 characters (up to 320 are valid) is cut to
     # the name's length, and stays whole in ``email``.
     return await _create(
-        session, pepper, name=normalized[:200], description=None, key_kind=KeyKind.GATEWAY,
-        starter_micros=starter_micros, email=normalized, claimable=False, label="gateway",
+        session, keys.pepper_of(settings), name=normalized[:200], description=None,
+        key_kind=KeyKind.GATEWAY, starter_micros=settings.starter_credits_micros,
+        email=normalized, claimable=False, label="gateway",
     )
 
 
-async def create_unclaimed_key(
-    session: UnitOfWork, pepper: str, label: str | None, custom_secret: str | None
-) -> NewAgent:
-    """``POST /v1/api-keys`` without auth: a personal key for a fresh, unclaimed account."""
-    return await _create(
-        session, pepper, name=label or "unclaimed", description=None,
-        key_kind=KeyKind.PERSONAL, starter_micros=0, label=label, custom_secret=custom_secret,
+async def create_personal_key(
+    session: UnitOfWork, settings: Settings, caller: Principal | None, body: CreateKeyBody
+) -> tuple[keys.IssuedKey, str | None]:
+    """``POST /v1/api-keys``: with a caller, an extra key on the caller's agent; without, a
+    personal key for a fresh, unclaimed agent. The key, and the new agent's claim code."""
+    if caller is not None:
+        return await keys.create_for_agent(session, settings, caller, body), None
+    if body.scopes is not None or body.expires_at is not None:
+        raise ValidationFailed("scopes and expiresAt need an authenticated caller.")
+    custom = parse_custom_secret(KeyKind.PERSONAL, body.key) if body.key else None
+    created = await _create(
+        session, keys.pepper_of(settings), name=body.label or "unclaimed", description=None,
+        key_kind=KeyKind.PERSONAL, starter_micros=0, label=body.label, custom_secret=custom,
     )
+    return created.key, created.claim_code
 
 
 async def create_for_platform(
@@ -161,6 +196,7 @@ async def create_for_platform(
     daily_limit: int | None,
     created_by: str,
 ) -> NewAgent:
+    """A fleet agent, claimed by its platform from the start, with its ``ak_`` key."""
     return await _create(
         session, pepper, name=name, description=description, key_kind=KeyKind.AGENT,
         starter_micros=0, platform_id=platform_id, plan=plan, daily_limit=daily_limit,
@@ -169,25 +205,22 @@ async def create_for_platform(
 
 
 async def get(session: UnitOfWork, agent_id: str) -> Agent:
-    agent = await session.get(Agent, agent_id)
-    if agent is None:
-        raise NotFound("Agent not found.")
-    return agent
-
-
-async def plans(session: UnitOfWork, agent_ids: set[str]) -> dict[str, str]:
-    """Each agent's plan: a key's effective rate limit comes from its agent's plan."""
-    if not agent_ids:
-        return {}
-    rows = await session.exec(select(Agent.id, Agent.plan).where(col(Agent.id).in_(agent_ids)))
-    return dict(rows.all())
+    """The agent, or NOT_FOUND."""
+    return await repository.get(session, agent_id)
 
 
 async def get_in_platform(session: UnitOfWork, agent_id: str, platform_id: str) -> Agent:
-    agent = await session.get(Agent, agent_id)
+    """The platform's agent; another platform's is indistinguishable from a missing one."""
+    agent = await repository.find(session, agent_id)
     if agent is None or agent.platform_id != platform_id:
         raise NotFound("Agent not found.")
     return agent
+
+
+async def profile(session: UnitOfWork, caller: Principal) -> Profile:
+    """The caller's agent and key."""
+    agent = await get(session, caller.agent_id or "")
+    return Profile(agent=agent, key=await keys.get(session, caller.key_id))
 
 
 async def search(
@@ -198,16 +231,9 @@ async def search(
     disabled: bool | None = None,
     query: str | None = None,
 ) -> tuple[list[Agent], str | None]:
-    stmt = select(Agent)
-    if platform_id is not None:
-        stmt = stmt.where(col(Agent.platform_id) == platform_id)
-    if disabled is not None:
-        stmt = stmt.where(col(Agent.disabled) == disabled)
-    if query:
-        pattern = f"%{query.lower()}%"
-        stmt = stmt.where(func.lower(col(Agent.name)).like(pattern) | (col(Agent.id) == query))
-    rows = (await session.exec(apply(stmt, col(Agent.id), params))).all()  # type: ignore[call-overload]
-    return split(rows, params, lambda a: a.id)
+    """Agents newest first, by platform, state, or name/id (an empty query matches all)."""
+    return await repository.search(session, params, platform_id=platform_id, disabled=disabled,
+                                   query=query or None)
 
 
 async def update(session: UnitOfWork, agent: Agent, changes: dict[str, Any]) -> Agent:
@@ -224,6 +250,26 @@ async def update(session: UnitOfWork, agent: Agent, changes: dict[str, Any]) -> 
     return agent
 
 
+async def change(
+    session: UnitOfWork, cache: KeyCache, actor: Actor, agent: Agent, changes: dict[str, Any]
+) -> Agent:
+    """An audited partial update (the operator's or the agent's platform's)."""
+    before = agent_snapshot(agent)
+    await update(session, agent, changes)
+    await record(session, actor, "agent.update", "agent", agent.id,
+                 before=before, after=agent_snapshot(agent))
+    # Disabling must bite at once in this process; others follow within the cache lifetime.
+    session.after_commit(cache.clear)
+    return agent
+
+
+async def change_any(
+    session: UnitOfWork, cache: KeyCache, actor: Actor, agent_id: str, changes: dict[str, Any]
+) -> Agent:
+    """The operator's audited update of any agent."""
+    return await change(session, cache, actor, await get(session, agent_id), changes)
+
+
 async def claim(session: UnitOfWork, pepper: str, platform_id: str, claim_code: str) -> Agent:
     """Take a self-registered agent into a platform's fleet; a code works once.
 
@@ -231,28 +277,17 @@ async def claim(session: UnitOfWork, pepper: str, platform_id: str, claim_code: 
     database lets one of them take the row, and the other finds no code to use, exactly as
     if it had come later.
     """
-    digest = key_hash(pepper, claim_code.strip())
-    claimed = await session.execute(
-        sa_update(Agent)
-        .where(col(Agent.claim_code_hash) == digest, col(Agent.platform_id).is_(None))
-        .values(platform_id=platform_id, claim_code_hash=None, claimed_at=utcnow())
-        .returning(col(Agent.id))
-    )
-    agent_id = claimed.scalar_one_or_none()
-    if agent_id is None:
+    agent = await repository.take_unclaimed(session, key_hash(pepper, claim_code.strip()),
+                                            platform_id)
+    if agent is None:
         raise NotFound("Unknown or already used claim code.")
-    await session.execute(
-        sa_update(ApiKey).where(col(ApiKey.agent_id) == agent_id).values(platform_id=platform_id)
-    )
-    # The UPDATEs bypassed any copy this session already holds; read the rows as stored.
-    agent = await session.get(Agent, agent_id, populate_existing=True)
-    assert agent is not None
     return agent
 
 
-async def describe_claim(session: UnitOfWork, pepper: str, claim_code: str) -> Agent:
-    digest = key_hash(pepper, claim_code.strip())
-    agent = (await session.exec(select(Agent).where(col(Agent.claim_code_hash) == digest))).first()
+async def describe_claim(session: UnitOfWork, settings: Settings, claim_code: str) -> Agent:
+    """The unclaimed agent a claim code belongs to."""
+    digest = key_hash(keys.pepper_of(settings), claim_code.strip())
+    agent = await repository.by_claim_code_hash(session, digest)
     if agent is None:
         raise NotFound("Unknown or already used claim code.")
     return agent
@@ -273,21 +308,11 @@ async def rotate_agent_key(
 
     A new secret for the agent key (``ak_``: its oldest active one), the old secret working
     for the grace period; or, when the agent has no active agent key (revoked, expired), a
-    new agent key with the default scopes. Rotations of one agent run one after the other:
-    the agent row is written first (PostgreSQL locks it; SQLite takes its single write lock),
-    so two of them never both issue a key.
+    new agent key with the default scopes. Rotations of one agent run one after the other
+    (the agent row is locked first), so two of them never both issue a key.
     """
-    await session.execute(
-        sa_update(Agent).where(col(Agent.id) == agent.id).values(platform_id=agent.platform_id)
-    )
-    key = (
-        await session.exec(
-            select(ApiKey)
-            .where(col(ApiKey.agent_id) == agent.id, col(ApiKey.kind) == KeyKind.AGENT.value,
-                   col(ApiKey.status) == "active")
-            .order_by(col(ApiKey.id))
-        )
-    ).first()
+    await repository.lock(session, agent)
+    key = await repository.oldest_active_agent_key(session, agent.id)
     if key is not None and (key.expires_at is None or key.expires_at > utcnow()):
         secret, old_until = await keys.regenerate(session, pepper, key, grace_seconds)
         return RotatedAgentKey(key=key, secret=secret, previous_valid_until=old_until)

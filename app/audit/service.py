@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import col, select
-
+from app.audit import repository
 from app.auth.principal import Principal
 from app.credentials.format import KeyKind
 from app.db.models.audit import AuditEntry
-from app.db.paging import PageParams, apply, split
+from app.db.paging import PageParams
 from app.db.uow import UnitOfWork
 from app.ids import new_id
 
@@ -42,6 +41,8 @@ async def record(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
 ) -> AuditEntry:
+    """Write who did what to which target, with the state before and after, in the caller's
+    transaction (rolled back with the change it describes)."""
     entry = AuditEntry(
         id=new_id("aud"),
         actor_type=actor.type,
@@ -65,12 +66,6 @@ async def search(
     action: str | None = None,
     target_id: str | None = None,
 ) -> tuple[list[AuditEntry], str | None]:
-    stmt = select(AuditEntry)
-    if actor_id:
-        stmt = stmt.where(col(AuditEntry.actor_id) == actor_id)
-    if action:
-        stmt = stmt.where(col(AuditEntry.action) == action)
-    if target_id:
-        stmt = stmt.where(col(AuditEntry.target_id) == target_id)
-    rows = (await session.exec(apply(stmt, col(AuditEntry.id), params))).all()  # type: ignore[call-overload]
-    return split(rows, params, lambda e: e.id)
+    """Entries newest first, by actor, action or target (an empty filter does not apply)."""
+    return await repository.search(session, params, actor_id=actor_id or None,
+                                   action=action or None, target_id=target_id or None)

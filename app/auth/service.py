@@ -1,4 +1,9 @@
-"""Turn a presented secret into a ``Principal``, or say precisely why not."""
+"""Turn a presented secret into a ``Principal``, or say precisely why not.
+
+Several transactions: a key is read (and its ``lastUsedAt`` touched) in a session of the
+authenticator's own, committed before the request's unit of work begins, so a cached principal
+never depends on a request that may roll back.
+"""
 
 from __future__ import annotations
 
@@ -8,23 +13,19 @@ import logging
 import time
 from datetime import timedelta
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import col
 
+from app.auth import repository
 from app.auth.cache import KeyCache
 from app.auth.principal import Principal
 from app.background import BackgroundTasks
 from app.credentials import format as key_format
 from app.credentials.format import KeyKind
 from app.credentials.hashing import MemoDigest, PepperedHash
-from app.db.models.agents import Agent
 from app.db.models.keys import ApiKey, KeySecret
-from app.db.models.platforms import Platform
 from app.db.types import utcnow
 from app.db.uow import UnitOfWork
 from app.errors import Unauthorized
-from app.keys import service as keys
 from app.settings import Settings
 
 log = logging.getLogger("passgate.auth")
@@ -118,7 +119,7 @@ class Authenticator:
 
     async def _load(self, digest: str) -> Principal | None:
         async with self.sessions() as session:
-            found = await keys.find_by_hash(session, digest)
+            found = await repository.key_by_secret_hash(session, digest)
             if found is None:
                 return None
             key, secret = found
@@ -128,9 +129,9 @@ class Authenticator:
             return await self._principal(session, key, secret)
 
     async def _principal(self, session: UnitOfWork, key: ApiKey, secret: KeySecret) -> Principal:
-        agent = await session.get(Agent, key.agent_id) if key.agent_id else None
+        agent = await repository.agent(session, key.agent_id)
         platform_id = key.platform_id or (agent.platform_id if agent else None)
-        platform = await session.get(Platform, platform_id) if platform_id else None
+        platform = await repository.platform(session, platform_id)
         plan = key.plan if key.kind == KeyKind.PASS.value else (agent.plan if agent else key.plan)
         limits = self.settings.plan_limits(plan)
         return Principal(
@@ -161,8 +162,6 @@ class Authenticator:
             return
         if key.last_used_at is not None and now - key.last_used_at < LAST_USED_RESOLUTION:
             return
-        await session.execute(
-            update(ApiKey).where(col(ApiKey.id) == key.id).values(last_used_at=now)
-        )
+        await repository.touch(session, key.id, now)
         await session.commit()
         key.last_used_at = now

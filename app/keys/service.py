@@ -1,29 +1,49 @@
-"""Issue, find, list, revoke and regenerate API keys. Secrets exist only in return values."""
+"""API keys: issue, read, list, revoke, regenerate, expire. Secrets exist only in return values.
+
+Key holders manage their agent's keys here (an extra key, revocation, regeneration); the
+operator's actions on any key are in :mod:`app.keys.admin_service`. A change that must bite at
+once drops the key from this process's cache when the transaction commits; other processes
+follow within ``key_cache_seconds``.
+
+Several transactions: the scheduled expiry (``due_to_expire``, then ``expire`` for each key in
+a transaction of its own).
+
+A key's view carries the rate limit it really gets, which follows its agent's plan: views are
+built here (one read of the plans), not in the routes.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_
-from sqlalchemy import update as sa_update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
 
-from app.attention.filters import not_parked
+from app.auth.cache import KeyCache
+from app.auth.principal import Principal
 from app.credentials import format as key_format
 from app.credentials.format import KeyKind
 from app.credentials.hashing import key_hash
-from app.credentials.scopes import ALL, TYPE_NAMES
-from app.db.models.attention import KEY_EXPIRY
+from app.credentials.scopes import DEFAULTS, TYPE_NAMES
 from app.db.models.keys import ApiKey, KeySecret
-from app.db.paging import PageParams, apply, split
+from app.db.paging import Page, PageParams
 from app.db.types import utcnow
 from app.db.uow import UnitOfWork
-from app.errors import Conflict, NotFound, ValidationFailed
+from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.events.service import emit
 from app.ids import new_id
+from app.keys import repository
+from app.keys.policy import (
+    cap_expiry,
+    check_expiry,
+    check_may_manage,
+    check_scopes,
+    parse_custom_secret,
+)
+from app.keys.schemas import CreateKeyBody, KeyView, key_view
+from app.settings import Settings
 from webhooks.events import KeyCreated, KeyExpired, KeyRevoked, KeyRotated
 
 
@@ -31,6 +51,13 @@ from webhooks.events import KeyCreated, KeyExpired, KeyRevoked, KeyRotated
 class IssuedKey:
     key: ApiKey
     secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class RegeneratedSecret:
+    key: ApiKey
+    secret: str
+    previous_valid_until: datetime
 
 
 def key_event_data(key: ApiKey) -> dict[str, Any]:
@@ -50,67 +77,28 @@ def key_event_data(key: ApiKey) -> dict[str, Any]:
     }
 
 
-def check_scopes(requested: list[str] | None, allowed: frozenset[str]) -> list[str] | None:
-    if requested is None:
-        return None
-    unknown = sorted(set(requested) - ALL)
-    if unknown:
-        raise ValidationFailed(
-            f"Unknown scopes: {', '.join(unknown)}.", details={"allowed": sorted(ALL)}
-        )
-    beyond = sorted(set(requested) - allowed)
-    if beyond:
-        raise ValidationFailed(
-            f"A key cannot grant scopes its creator lacks: {', '.join(beyond)}."
-        )
-    return sorted(set(requested))
+def key_snapshot(key: ApiKey) -> dict[str, Any]:
+    """The audited view of a key (never a secret or a hash)."""
+    return {
+        "label": key.label,
+        "plan": key.plan,
+        "status": key.status,
+        "rateLimitPerMinute": key.rate_limit_per_minute,
+        "rateLimitPerDay": key.rate_limit_per_day,
+    }
 
 
-def check_expiry(expires_at: datetime | None) -> datetime | None:
-    """A requested ``expiresAt`` must be an aware timestamp in the future."""
-    if expires_at is None:
-        return None
-    if expires_at.tzinfo is None:
-        raise ValidationFailed("expiresAt must carry a time zone (RFC 3339).")
-    if expires_at <= utcnow():
-        raise ValidationFailed("expiresAt must be in the future.")
-    return expires_at
+def pepper_of(settings: Settings) -> str:
+    """The server pepper that keys every stored secret hash."""
+    return settings.key_pepper.get_secret_value()
 
 
-def cap_expiry(expires_at: datetime | None, ceiling: datetime | None) -> datetime | None:
-    """``expires_at``, but never later than ``ceiling`` (``None``: never expires)."""
-    if ceiling is not None and (expires_at is None or expires_at > ceiling):
-        return ceiling
-    return expires_at
+def forget_after_commit(session: UnitOfWork, cache: KeyCache, key_id: str) -> None:
+    """Once this transaction commits, this process stops serving the key from its cache."""
+    session.after_commit(lambda: cache.forget_key(key_id))
 
 
-def parse_custom_secret(kind: KeyKind, secret: str) -> str:
-    """A caller-chosen key must follow the same format as generated ones, checksum included."""
-    try:
-        parsed = key_format.parse(secret)
-    except key_format.KeyFormatError as exc:
-        head = secret[: -key_format.CHECKSUM_CHARS]
-        body = head.removeprefix(f"{kind.value}_")
-        details = None
-        # Offer the checksum only where it is the one thing wrong: the body must be base62
-        # (ASCII letters and digits), which also keeps non-ASCII text away from the CRC.
-        if (
-            body != head
-            and body.isascii()
-            and body.isalnum()
-            and len(body) >= key_format.RANDOM_CHARS
-            and len(secret) <= key_format.MAX_KEY_CHARS
-        ):
-            details = {"expectedChecksum": key_format.checksum(head)}
-        raise ValidationFailed(
-            f"Custom key must be '{kind.value}_' followed by at least "
-            f"{key_format.RANDOM_CHARS} base62 characters and a "
-            f"{key_format.CHECKSUM_CHARS}-character CRC32 checksum ({exc})",
-            details=details,
-        ) from None
-    if parsed.kind is not kind:
-        raise ValidationFailed(f"Custom key must start with '{kind.value}_'.")
-    return secret
+# -- issuing and reading -------------------------------------------------------------------------
 
 
 async def issue(
@@ -129,12 +117,13 @@ async def issue(
     created_by: str | None = None,
     emit_event: bool = True,
 ) -> IssuedKey:
+    """A new key and its first secret (``key.created`` unless it is an admin token)."""
     secret = custom_secret or key_format.generate(kind)
     digest = key_hash(pepper, secret)
-    if custom_secret is not None:
-        taken = await session.exec(select(KeySecret.id).where(col(KeySecret.secret_hash) == digest))
-        if taken.first() is not None:
-            raise Conflict("That custom key is already taken.")
+    if custom_secret is not None and (
+        await repository.key_by_secret_hash(session, digest) is not None
+    ):
+        raise Conflict("That custom key is already taken.")
     key = ApiKey(
         id=new_id("key"),
         kind=kind.value,
@@ -161,34 +150,26 @@ async def issue(
     return IssuedKey(key=key, secret=secret)
 
 
-async def find_by_hash(session: UnitOfWork, digest: str) -> tuple[ApiKey, KeySecret] | None:
-    row = (
-        await session.exec(
-            select(ApiKey, KeySecret)
-            .join(KeySecret, col(KeySecret.key_id) == col(ApiKey.id))
-            .where(col(KeySecret.secret_hash) == digest)
-        )
-    ).first()
-    return None if row is None else (row[0], row[1])
-
-
 async def get(session: UnitOfWork, key_id: str) -> ApiKey:
-    key = await session.get(ApiKey, key_id)
-    if key is None:
-        raise NotFound("API key not found.")
-    return key
+    """The key, or NOT_FOUND."""
+    return await repository.get(session, key_id)
+
+
+async def find(session: UnitOfWork, key_id: str) -> ApiKey | None:
+    """The key, None when there is no such key (the caller decides whether that is an error,
+    and with which message)."""
+    return await repository.find(session, key_id)
 
 
 async def status_of(session: UnitOfWork, key_id: str) -> str | None:
-    """The key's stored status, None when there is no such key (the caller decides whether
-    that is an error, and with which message)."""
-    key = await session.get(ApiKey, key_id)
+    """The key's stored status, None when there is no such key."""
+    key = await find(session, key_id)
     return None if key is None else key.status
 
 
 async def get_owned(session: UnitOfWork, key_id: str, agent_id: str) -> ApiKey:
     """Someone else's key is indistinguishable from a missing one."""
-    key = await session.get(ApiKey, key_id)
+    key = await find(session, key_id)
     if key is None or key.agent_id != agent_id:
         raise NotFound("API key not found.")
     return key
@@ -204,19 +185,26 @@ async def list_keys(
     status: str | None = None,
     hint_suffix: str | None = None,
 ) -> tuple[list[ApiKey], str | None]:
-    stmt = select(ApiKey)
-    if agent_id is not None:
-        stmt = stmt.where(col(ApiKey.agent_id) == agent_id)
-    if platform_id is not None:
-        stmt = stmt.where(col(ApiKey.platform_id) == platform_id)
-    if kind:
-        stmt = stmt.where(col(ApiKey.kind) == kind)
-    if status:
-        stmt = stmt.where(col(ApiKey.status) == status)
-    if hint_suffix:
-        stmt = stmt.where(col(ApiKey.hint).endswith(hint_suffix))
-    rows = (await session.exec(apply(stmt, col(ApiKey.id), params))).all()  # type: ignore[call-overload]
-    return split(rows, params, lambda k: k.id)
+    """A page of keys, newest first; an empty or omitted filter does not apply (owner ids
+    apply whenever given)."""
+    return await repository.search(
+        session, params, agent_id=agent_id, platform_id=platform_id, kind=kind or None,
+        status=status or None, hint_suffix=hint_suffix or None,
+    )
+
+
+async def views(session: UnitOfWork, settings: Settings, keys: Sequence[ApiKey]) -> list[KeyView]:
+    """The keys as anyone may see them, each with the rate limit it really gets."""
+    plans = await repository.agent_plans(session, {k.agent_id for k in keys if k.agent_id})
+    return [key_view(k, settings, plans.get(k.agent_id or "")) for k in keys]
+
+
+async def view(session: UnitOfWork, settings: Settings, key: ApiKey) -> KeyView:
+    """The key as anyone may see it, with the rate limit it really gets."""
+    return (await views(session, settings, [key]))[0]
+
+
+# -- changing ------------------------------------------------------------------------------------
 
 
 async def revoke(session: UnitOfWork, key: ApiKey) -> ApiKey:
@@ -228,15 +216,11 @@ async def revoke(session: UnitOfWork, key: ApiKey) -> ApiKey:
     """
     if key.status == "revoked":
         return key
-    changed = await session.execute(
-        sa_update(ApiKey)
-        .where(col(ApiKey.id) == key.id, col(ApiKey.status) != "revoked")
-        .values(status="revoked", revoked_at=utcnow())
-    )
+    changed = await repository.mark_revoked(session, key.id)
     # Either way, show the row as the database has it: the loser of a race reports the
     # winner's revocation time, not its own.
     await session.refresh(key)
-    if not changed.rowcount:  # type: ignore[attr-defined]
+    if not changed:
         return key
     assert key.revoked_at is not None
     data = KeyRevoked(**key_event_data(key), revoked_at=key.revoked_at)
@@ -258,15 +242,7 @@ async def regenerate(
     await session.refresh(key, with_for_update=True)
     now = utcnow()
     old_until = now + timedelta(seconds=grace_seconds)
-    # Only ever shortens: a secret already ending before the grace keeps its earlier end.
-    await session.execute(
-        sa_update(KeySecret)
-        .where(
-            col(KeySecret.key_id) == key.id,
-            or_(col(KeySecret.expires_at).is_(None), col(KeySecret.expires_at) > old_until),
-        )
-        .values(expires_at=old_until)
-    )
+    await repository.end_secrets_by(session, key.id, old_until)
     # Read again now that SQLite holds its write lock too: the latest rotation's hint, and a
     # revocation committed meanwhile (raising rolls the expiry back with the request).
     await session.refresh(key)
@@ -284,17 +260,8 @@ async def regenerate(
     return secret, old_until
 
 
-def key_snapshot(key: ApiKey) -> dict[str, Any]:
-    return {
-        "label": key.label,
-        "plan": key.plan,
-        "status": key.status,
-        "rateLimitPerMinute": key.rate_limit_per_minute,
-        "rateLimitPerDay": key.rate_limit_per_day,
-    }
-
-
 async def update(session: UnitOfWork, key: ApiKey, changes: dict[str, Any]) -> ApiKey:
+    """Apply a partial update; ``changes`` uses model field names."""
     for field, value in changes.items():
         setattr(key, field, value)
     session.add(key)
@@ -304,14 +271,7 @@ async def update(session: UnitOfWork, key: ApiKey, changes: dict[str, Any]) -> A
 
 async def due_to_expire(session: UnitOfWork, now: datetime, limit: int = 500) -> list[str]:
     """Active keys whose ``expiresAt`` has passed (except those parked for an operator)."""
-    rows = await session.exec(
-        select(ApiKey.id)
-        .where(col(ApiKey.status) == "active", col(ApiKey.expires_at) <= now,
-               not_parked(KEY_EXPIRY, ApiKey.id))
-        .order_by(col(ApiKey.expires_at))
-        .limit(limit)
-    )
-    return list(rows.all())
+    return await repository.due_to_expire(session, now, limit)
 
 
 async def expire(session: UnitOfWork, key_id: str, now: datetime) -> bool:
@@ -320,13 +280,7 @@ async def expire(session: UnitOfWork, key_id: str, now: datetime) -> bool:
     Authentication already refuses it on its own; this makes the state visible (lists, admin,
     webhooks). The conditional UPDATE makes two concurrent runs emit nothing twice.
     """
-    changed = await session.execute(
-        sa_update(ApiKey)
-        .where(col(ApiKey.id) == key_id, col(ApiKey.status) == "active",
-               col(ApiKey.expires_at) <= now)
-        .values(status="expired")
-    )
-    if not changed.rowcount:  # type: ignore[attr-defined]
+    if not await repository.mark_expired(session, key_id, now):
         return False
     key = await get(session, key_id)
     assert key.expires_at is not None
@@ -340,8 +294,66 @@ async def expire(session: UnitOfWork, key_id: str, now: datetime) -> bool:
     return True
 
 
-async def expire_due(session: UnitOfWork, now: datetime, limit: int = 500) -> list[str]:
-    """Expire every due key in the caller's transaction (tools and tests; the scheduled job
-    expires each in a transaction of its own)."""
-    return [key_id for key_id in await due_to_expire(session, now, limit)
-            if await expire(session, key_id, now)]
+# -- a key holder's own agent's keys -------------------------------------------------------------
+
+
+async def list_for_agent(
+    session: UnitOfWork, settings: Settings, params: PageParams, caller: Principal,
+    status: str | None,
+) -> Page:
+    """The caller's agent's keys, newest first (never secrets)."""
+    rows, next_cursor = await list_keys(session, params, agent_id=caller.agent_id or "",
+                                        status=status)
+    return Page(data=await views(session, settings, rows), next_cursor=next_cursor)
+
+
+async def create_for_agent(
+    session: UnitOfWork, settings: Settings, caller: Principal, body: CreateKeyBody
+) -> IssuedKey:
+    """An extra personal key on the caller's agent: scopes within the caller's, never
+    outliving the caller."""
+    if caller.agent_id is None:
+        raise Forbidden("Only keys that belong to an agent can create keys.")
+    if body.label is None:
+        raise ValidationFailed("label is required when creating an additional key.")
+    check_expiry(body.expires_at)
+    scopes = check_scopes(body.scopes, caller.scopes)
+    custom = parse_custom_secret(KeyKind.PERSONAL, body.key) if body.key else None
+    # A new key can never outlive the key that created it.
+    expires_at = cap_expiry(body.expires_at, caller.key_expires_at)
+    default_scopes = sorted(set(DEFAULTS[KeyKind.PERSONAL]) & caller.scopes)
+    return await issue(
+        session,
+        pepper_of(settings),
+        KeyKind.PERSONAL,
+        agent_id=caller.agent_id,
+        platform_id=caller.platform_id,
+        label=body.label,
+        scopes=scopes if scopes is not None else default_scopes,
+        expires_at=expires_at,
+        custom_secret=custom,
+        created_by=caller.key_id,
+    )
+
+
+async def revoke_for_holder(
+    session: UnitOfWork, settings: Settings, cache: KeyCache, caller: Principal, key_id: str
+) -> KeyView:
+    """Revoke one of the caller's agent's keys (the caller's own included)."""
+    key = await get_owned(session, key_id, caller.agent_id or "")
+    check_may_manage(caller, key, "revoke")
+    key = await revoke(session, key)
+    forget_after_commit(session, cache, key_id)
+    return await view(session, settings, key)
+
+
+async def regenerate_for_holder(
+    session: UnitOfWork, settings: Settings, cache: KeyCache, caller: Principal, key_id: str,
+    grace_seconds: int,
+) -> RegeneratedSecret:
+    """A new secret for one of the caller's agent's keys (the caller's own included)."""
+    key = await get_owned(session, key_id, caller.agent_id or "")
+    check_may_manage(caller, key, "regenerate")
+    secret, old_until = await regenerate(session, pepper_of(settings), key, grace_seconds)
+    forget_after_commit(session, cache, key_id)
+    return RegeneratedSecret(key=key, secret=secret, previous_valid_until=old_until)

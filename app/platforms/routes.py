@@ -5,12 +5,9 @@ Every mutation is written to the audit log with the acting master key.
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar import Request, Router, delete, get, patch, post, put
+from litestar import Router, delete, get, patch, post, put
 from litestar.params import Parameter
 
-from app.agents import service as agents
 from app.agents.schemas import (
     AgentView,
     ClaimBody,
@@ -19,18 +16,17 @@ from app.agents.schemas import (
     RotateBody,
     RotatedKey,
     UpdateAgentBody,
+    agent_view,
+    rotated_key,
 )
-from app.agents.views import agent_view
-from app.audit.service import Actor, record
-from app.auth.guards import MASTER, principal_of, runtime_of
+from app.audit.service import Actor
+from app.auth.guards import MASTER
 from app.auth.principal import Principal
+from app.auth.service import Authenticator
 from app.db.paging import Page, page_params
-from app.db.types import rfc3339
 from app.db.uow import UnitOfWork
-from app.http.request_id import request_id_of
-from app.keys import service as keys
-from app.keys.schemas import KeyView
-from app.keys.views import key_view
+from app.keys.schemas import KeyView, key_view
+from app.platforms import fleet
 from app.platforms import service as platforms
 from app.platforms.schemas import (
     CreatedMasterKey,
@@ -38,186 +34,139 @@ from app.platforms.schemas import (
     PlatformView,
     SpendingLimitBody,
     SpendingLimitView,
+    created_master_key,
+    platform_view,
+    spending_limit_view,
 )
-from app.platforms.views import platform_view
-
-AnyRequest = Request[Any, Any, Any]
-
-
-def _actor(request: AnyRequest, master: Principal) -> Actor:
-    return Actor("platform", master.key_id, master.platform_id, request_id_of(request))
-
-
-def _platform_id(master: Principal) -> str:
-    return master.platform_id or ""
+from app.settings import Settings
 
 
 @get("/")
-async def get_platform(request: AnyRequest, session: UnitOfWork) -> PlatformView:
+async def get_platform(session: UnitOfWork, principal: Principal) -> PlatformView:
     """The calling platform."""
-    master = principal_of(request)
-    return platform_view(await platforms.get(session, _platform_id(master)))
+    return platform_view(await platforms.get(session, principal.platform_id or ""))
 
 
 @post("/agents", status_code=201)
 async def create_agent(
-    request: AnyRequest, session: UnitOfWork, data: CreateAgentBody
+    session: UnitOfWork, settings: Settings, principal: Principal, actor: Actor,
+    data: CreateAgentBody,
 ) -> CreatedAgent:
     """Create a fleet agent with its ``ak_`` key (shown once)."""
-    master = principal_of(request)
-    created = await agents.create_for_platform(
-        session, runtime_of(request).pepper, _platform_id(master), name=data.name.strip(),
+    created = await fleet.create_agent(
+        session, settings, actor, principal, name=data.name.strip(),
         description=data.description, plan=data.plan,
-        daily_limit=data.daily_spending_limit_micros, created_by=master.key_id,
+        daily_limit=data.daily_spending_limit_micros,
     )
-    await record(session, _actor(request, master), "agent.create", "agent", created.agent.id,
-                 after=agents.agent_snapshot(created.agent))
     return CreatedAgent(agent=agent_view(created.agent), api_key=created.key.secret,
                         key_id=created.key.key.id)
 
 
 @get("/agents")
 async def list_agents(
-    request: AnyRequest,
     session: UnitOfWork,
+    principal: Principal,
     limit: int | None = Parameter(default=None),
     cursor: str | None = Parameter(default=None),
     disabled: bool | None = Parameter(default=None),
 ) -> Page:
     """The fleet, newest first."""
-    master = principal_of(request)
-    rows, next_cursor = await agents.search(
-        session, page_params(limit, cursor), platform_id=_platform_id(master), disabled=disabled
-    )
+    rows, next_cursor = await fleet.list_agents(session, principal, page_params(limit, cursor),
+                                                disabled)
     return Page(data=[agent_view(a) for a in rows], next_cursor=next_cursor)
 
 
 @get("/agents/{agent_id:str}")
-async def get_agent(request: AnyRequest, session: UnitOfWork, agent_id: str) -> AgentView:
-    master = principal_of(request)
-    return agent_view(await agents.get_in_platform(session, agent_id, _platform_id(master)))
+async def get_agent(session: UnitOfWork, principal: Principal, agent_id: str) -> AgentView:
+    """One agent of the fleet."""
+    return agent_view(await fleet.get_agent(session, principal, agent_id))
 
 
 @patch("/agents/{agent_id:str}")
 async def update_agent(
-    request: AnyRequest, session: UnitOfWork, agent_id: str,
-    data: UpdateAgentBody,
+    session: UnitOfWork, principal: Principal, actor: Actor, authenticator: Authenticator,
+    agent_id: str, data: UpdateAgentBody,
 ) -> AgentView:
     """Rename, disable/enable, change plan or per-agent daily spending limit."""
-    master = principal_of(request)
-    rt = runtime_of(request)
-    agent = await agents.get_in_platform(session, agent_id, _platform_id(master))
-    before = agents.agent_snapshot(agent)
-    await agents.update(session, agent, data.changes())
-    await record(session, _actor(request, master), "agent.update", "agent", agent.id,
-                 before=before, after=agents.agent_snapshot(agent))
-    # Disabling must bite at once in this process; others follow within the cache lifetime.
-    session.after_commit(rt.auth.cache.clear)
+    agent = await fleet.update_agent(session, authenticator.cache, actor, principal, agent_id,
+                                     data.changes())
     return agent_view(agent)
 
 
 @post("/agents/{agent_id:str}/rotate-key", status_code=200, errors=(409,))
 async def rotate_agent_key(
-    request: AnyRequest, session: UnitOfWork, agent_id: str,
-    data: RotateBody | None = None,
+    session: UnitOfWork, settings: Settings, principal: Principal, actor: Actor,
+    authenticator: Authenticator, agent_id: str, data: RotateBody | None = None,
 ) -> RotatedKey:
     """New secret for the agent's ``ak_`` key; the old one works for the grace period.
 
     Always restores access: an agent whose agent key was revoked (or expired) gets a new one
     (``previousKeyExpiresAt`` null)."""
-    master = principal_of(request)
-    rt = runtime_of(request)
-    agent = await agents.get_in_platform(session, agent_id, _platform_id(master))
     grace = data.grace_period_seconds if data else 0
-    rotated = await agents.rotate_agent_key(session, rt.pepper, agent, grace, master.key_id)
-    key = rotated.key
-    await record(session, _actor(request, master), "agent.rotate_key", "key", key.id,
-                 after={"gracePeriodSeconds": grace,
-                        "reissued": rotated.previous_valid_until is None})
-    session.after_commit(lambda: rt.auth.cache.forget_key(key.id))
-    return RotatedKey(agent_id=agent.id, key_id=key.id, api_key=rotated.secret,
-                      previous_key_expires_at=rfc3339(rotated.previous_valid_until))
+    agent, rotated = await fleet.rotate_agent_key(session, settings, authenticator.cache, actor,
+                                                  principal, agent_id, grace)
+    return rotated_key(agent, rotated.key.id, rotated.secret, rotated.previous_valid_until)
 
 
 @post("/agents/claim", status_code=200, errors=(404,))
 async def claim_agent(
-    request: AnyRequest, session: UnitOfWork, data: ClaimBody
+    session: UnitOfWork, settings: Settings, principal: Principal, actor: Actor,
+    authenticator: Authenticator, data: ClaimBody,
 ) -> AgentView:
     """Take a self-registered agent into the fleet with its claim code (works once)."""
-    master = principal_of(request)
-    rt = runtime_of(request)
-    agent = await agents.claim(session, rt.pepper, _platform_id(master), data.claim_code)
-    await record(session, _actor(request, master), "agent.claim", "agent", agent.id,
-                 before={"platformId": None}, after={"platformId": agent.platform_id})
-    session.after_commit(rt.auth.cache.clear)
+    agent = await fleet.claim_agent(session, settings, authenticator.cache, actor, principal,
+                                    data.claim_code)
     return agent_view(agent)
 
 
 @put("/spending-limit")
 async def set_spending_limit(
-    request: AnyRequest, session: UnitOfWork, data: SpendingLimitBody
+    session: UnitOfWork, principal: Principal, actor: Actor, data: SpendingLimitBody
 ) -> SpendingLimitView:
     """Fleet-wide daily spending limit in micros (``null`` removes it)."""
-    master = principal_of(request)
-    platform = await platforms.get(session, _platform_id(master))
-    before = {"dailyLimitMicros": platform.daily_spending_limit_micros}
-    await platforms.set_spending_limit(session, platform, data.daily_limit_micros)
-    await record(session, _actor(request, master), "platform.spending_limit", "platform",
-                 platform.id, before=before,
-                 after={"dailyLimitMicros": platform.daily_spending_limit_micros})
-    return SpendingLimitView(platform_id=platform.id,
-                             daily_limit_micros=platform.daily_spending_limit_micros)
+    platform = await platforms.set_spending_limit(session, actor, principal.platform_id or "",
+                                                  data.daily_limit_micros)
+    return spending_limit_view(platform)
 
 
 @post("/master-keys", status_code=201)
 async def create_master_key(
-    request: AnyRequest, session: UnitOfWork,
+    session: UnitOfWork, settings: Settings, principal: Principal, actor: Actor,
     data: MasterKeyBody | None = None,
 ) -> CreatedMasterKey:
     """Another master key for this platform (shown once), optionally expiring; never later
     than the calling master key."""
-    master = principal_of(request)
     issued = await platforms.create_master_key(
-        session, runtime_of(request).pepper, _platform_id(master), data.label if data else None,
-        master.key_id, data.expires_at if data else None, ceiling=master.key_expires_at,
+        session, settings, actor, principal, data.label if data else None,
+        data.expires_at if data else None,
     )
-    await record(session, _actor(request, master), "master_key.create", "key", issued.key.id,
-                 after={"label": issued.key.label, "hint": issued.key.hint,
-                        "expiresAt": rfc3339(issued.key.expires_at)})
-    return CreatedMasterKey(id=issued.key.id, key=issued.secret, label=issued.key.label,
-                            created_at=rfc3339(issued.key.created_at) or "",
-                            expires_at=rfc3339(issued.key.expires_at))
+    return created_master_key(issued.key, issued.secret)
 
 
 @get("/master-keys")
 async def list_master_keys(
-    request: AnyRequest,
     session: UnitOfWork,
+    settings: Settings,
+    principal: Principal,
     limit: int | None = Parameter(default=None),
     cursor: str | None = Parameter(default=None),
 ) -> Page:
-    master = principal_of(request)
+    """This platform's master keys, newest first (never secrets)."""
     rows, next_cursor = await platforms.list_master_keys(
-        session, _platform_id(master), page_params(limit, cursor)
+        session, principal.platform_id or "", page_params(limit, cursor)
     )
-    settings = runtime_of(request).settings
     return Page(data=[key_view(k, settings) for k in rows], next_cursor=next_cursor)
 
 
 @delete("/master-keys/{key_id:str}", status_code=200, errors=(409,))
 async def revoke_master_key(
-    request: AnyRequest, session: UnitOfWork, key_id: str
+    session: UnitOfWork, settings: Settings, principal: Principal, actor: Actor,
+    authenticator: Authenticator, key_id: str,
 ) -> KeyView:
     """Revoke another master key of this platform (a key cannot revoke itself: CONFLICT)."""
-    master = principal_of(request)
-    rt = runtime_of(request)
-    # Revoking is idempotent; a repeat is audited like the admin's, as the no-op it was.
-    previous = await keys.status_of(session, key_id)
-    key = await platforms.revoke_master_key(session, _platform_id(master), key_id, master.key_id)
-    await record(session, _actor(request, master), "master_key.revoke", "key", key.id,
-                 before={"status": previous}, after={"status": key.status})
-    session.after_commit(lambda: rt.auth.cache.forget_key(key_id))
-    return key_view(key, rt.settings)
+    key = await platforms.revoke_master_key(session, authenticator.cache, actor, principal,
+                                            key_id)
+    return key_view(key, settings)
 
 
 router = Router(

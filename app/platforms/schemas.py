@@ -1,9 +1,14 @@
+"""Platforms on the wire: request bodies, views, and the conversions from rows to views."""
+
 from __future__ import annotations
 
 from datetime import datetime
 
 import msgspec
 
+from app.db.models.keys import ApiKey
+from app.db.models.platforms import Platform
+from app.db.types import rfc3339
 from app.http.schemas import Label, Micros, Name, TimedBody
 
 
@@ -61,3 +66,29 @@ class UpdatePlatformBody(msgspec.Struct, forbid_unknown_fields=True, rename="cam
             "daily_spending_limit_micros": self.daily_spending_limit_micros,
         }
         return {k: v for k, v in fields.items() if v is not msgspec.UNSET}
+
+
+def platform_view(platform: Platform) -> PlatformView:
+    return PlatformView(
+        id=platform.id,
+        name=platform.name,
+        daily_spending_limit_micros=platform.daily_spending_limit_micros,
+        disabled=platform.disabled,
+        created_at=rfc3339(platform.created_at) or "",
+    )
+
+
+def created_platform(platform: Platform, master: ApiKey, secret: str) -> CreatedPlatform:
+    return CreatedPlatform(platform=platform_view(platform), master_key=secret,
+                           master_key_id=master.id)
+
+
+def created_master_key(key: ApiKey, secret: str) -> CreatedMasterKey:
+    return CreatedMasterKey(id=key.id, key=secret, label=key.label,
+                            created_at=rfc3339(key.created_at) or "",
+                            expires_at=rfc3339(key.expires_at))
+
+
+def spending_limit_view(platform: Platform) -> SpendingLimitView:
+    return SpendingLimitView(platform_id=platform.id,
+                             daily_limit_micros=platform.daily_spending_limit_micros)

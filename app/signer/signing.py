@@ -8,7 +8,7 @@ from eth_account import Account
 from app.db.models.signer import SettlementTransaction
 from app.ids import new_id
 from app.signer.config import SignerConfig
-from chain.client import FeeEstimate
+from chain.records import FeeEstimate
 
 # Gas estimates get this much headroom (the authorization's storage writes vary slightly).
 GAS_HEADROOM_PERCENT = 25

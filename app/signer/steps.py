@@ -70,8 +70,9 @@ from app.signer.config import SignerConfig, Step
 from app.signer.endings import Endings, schedule
 from app.signer.service import OutcomeHandler
 from app.signer.signing import CANCEL_GAS, GAS_HEADROOM_PERCENT, bumped_fees, sign
-from chain.client import ChainClient, FeeEstimate, Receipt
+from chain.client import ChainClient
 from chain.errors import ChainError, ExecutionReverted, TransactionRejected
+from chain.records import FeeEstimate, Receipt
 from chain.usdc import encode_transfer_with_authorization
 
 log = logging.getLogger("passgate.settlement")

@@ -19,7 +19,7 @@ from typing import NamedTuple, Protocol
 
 from app.db.models.transfers import ChainTransfer
 from app.db.uow import UnitOfWork
-from chain.client import Receipt
+from chain.records import Receipt
 
 UNKNOWN = "unknown"
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from chain.client import BlockHeader, ChainClient, TransferLog
+from chain.client import ChainClient
+from chain.records import BlockHeader, TransferLog
 
 # Good ranges in a row, after the provider refused a range, before the range may grow again.
 GROW_AFTER = 3

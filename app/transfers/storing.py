@@ -20,7 +20,7 @@ from app.db.types import utcnow
 from app.db.uow import UnitOfWork
 from app.transfers.bulk import BulkInsert
 from app.transfers.counting import Candidate, CountConflict, Counted, Counting, WatchContext
-from chain.client import TransferLog
+from chain.records import TransferLog
 
 # A uint256 beyond BIGINT is stored exactly in ``value`` but never credited automatically.
 _MAX_MICROS = 2**63 - 1

@@ -60,8 +60,9 @@ from app.transfers.counting import CountConflict, Counting, WatchContext
 from app.transfers.log_ranges import GROW_AFTER, Prefetch, next_range
 from app.transfers.repository import CursorMove
 from app.transfers.watch_config import WatchConfig
-from chain.client import BlockHeader, ChainClient, TransferLog
+from chain.client import ChainClient
 from chain.errors import ChainError, RangeTooLarge
+from chain.records import BlockHeader, TransferLog
 
 log = logging.getLogger("passgate.chain.watcher")
 

@@ -10,14 +10,14 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_utils.address import to_checksum_address
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
 
 from app.db.models.wallets import Wallet, WalletChallenge
-from app.db.paging import PageParams, apply, split
+from app.db.paging import PageParams
 from app.db.types import rfc3339, utcnow
 from app.db.uow import UnitOfWork
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.ids import new_id
+from app.wallets import repository
 
 CHALLENGE_TTL = timedelta(minutes=10)
 
@@ -32,6 +32,7 @@ def _message(agent_id: str, address: str, nonce: str, issued: str, expires: str)
 async def challenge(
     session: UnitOfWork, agent_id: str, address: str, ttl: timedelta = CHALLENGE_TTL
 ) -> WalletChallenge:
+    """A one-time message for the agent to sign with the wallet, valid for ``ttl``."""
     now = utcnow()
     nonce = secrets.token_hex(16)
     expires = now + ttl
@@ -61,15 +62,7 @@ async def link(
 ) -> Wallet:
     """Verify the signed challenge and link the address (each challenge works once)."""
     address = address.lower()
-    found = (
-        await session.exec(
-            select(WalletChallenge).where(
-                col(WalletChallenge.agent_id) == agent_id,
-                col(WalletChallenge.address) == address,
-                col(WalletChallenge.message) == message,
-            )
-        )
-    ).first()
+    found = await repository.challenge_for(session, agent_id, address, message)
     if found is None:
         raise ValidationFailed("message is not a challenge issued to this agent for this address; "
                                "request one with POST /v1/wallets/challenge.")
@@ -81,7 +74,7 @@ async def link(
         raise ValidationFailed("signature was not made by this address over this message.")
     found.used_at = utcnow()
     session.add(found)
-    existing = (await session.exec(select(Wallet).where(col(Wallet.address) == address))).first()
+    existing = await repository.by_address(session, address)
     if existing is not None:
         owner = "this agent" if existing.agent_id == agent_id else "another agent"
         raise Conflict(f"This wallet is already linked to {owner}.")
@@ -97,13 +90,14 @@ async def link(
 async def list_wallets(
     session: UnitOfWork, agent_id: str, params: PageParams
 ) -> tuple[list[Wallet], str | None]:
-    stmt = select(Wallet).where(col(Wallet.agent_id) == agent_id)
-    rows = (await session.exec(apply(stmt, col(Wallet.id), params))).all()  # type: ignore[call-overload]
-    return split(rows, params, lambda w: w.id)
+    """The agent's linked wallets, newest first."""
+    return await repository.of_agent(session, agent_id, params)
 
 
 async def unlink(session: UnitOfWork, agent_id: str, wallet_id: str) -> Wallet:
-    wallet = await session.get(Wallet, wallet_id)
+    """Unlink one of the agent's wallets; another agent's is indistinguishable from a missing
+    one."""
+    wallet = await repository.find(session, wallet_id)
     if wallet is None or wallet.agent_id != agent_id:
         raise NotFound("Wallet not found.")
     await session.delete(wallet)
@@ -113,9 +107,7 @@ async def unlink(session: UnitOfWork, agent_id: str, wallet_id: str) -> Wallet:
 
 async def owner_of(session: UnitOfWork, address: str) -> str | None:
     """The agent a sending address belongs to, for crediting deposits."""
-    wallet = (
-        await session.exec(select(Wallet).where(col(Wallet.address) == address.lower()))
-    ).first()
+    wallet = await repository.by_address(session, address.lower())
     return wallet.agent_id if wallet else None
 
 
@@ -125,5 +117,5 @@ async def owners_of(session: UnitOfWork, addresses: Iterable[str]) -> dict[str, 
     wanted = sorted({address.lower() for address in addresses})
     if not wanted:
         return {}
-    rows = (await session.exec(select(Wallet).where(col(Wallet.address).in_(wanted)))).all()
-    return {wallet.address: wallet.agent_id for wallet in rows}
+    return {wallet.address: wallet.agent_id
+            for wallet in await repository.by_addresses(session, wanted)}

@@ -8,8 +8,9 @@ from typing import Literal
 import msgspec
 from eth_utils.address import to_checksum_address
 
-from chain.client import ChainClient, TransferLog
+from chain.client import ChainClient
 from chain.networks import Network
+from chain.records import TransferLog
 from chain.usdc import AuthorizationUse, authorization_in_calldata
 
 __all__ = ["PushReason", "TransferVerification", "verify_pushed_transfer"]

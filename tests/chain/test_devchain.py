@@ -15,14 +15,8 @@ from collections.abc import Callable
 import pytest
 from eth_account import Account
 
-from chain.devchain import (
-    ANVIL_MNEMONIC,
-    DevChain,
-    DevChainError,
-    find_anvil,
-    free_port,
-    start_anvil,
-)
+from chain.anvil_binary import DevChainError, find_anvil, free_port
+from chain.devchain import ANVIL_MNEMONIC, DevChain, start_anvil
 
 pytestmark = pytest.mark.chain
 
@@ -82,7 +76,7 @@ def test_run_devchain_prints_addresses_and_stops_anvil_on_sigterm() -> None:
     if find_anvil() is None and not os.environ.get("CI"):
         pytest.skip("anvil not installed; run `npm ci` in chain/node")
     port = free_port()
-    script = f"from chain.devchain import run_devchain; run_devchain(port={port}, block_time=1)"
+    script = f"from chain.devchain_run import run_devchain; run_devchain(port={port}, block_time=1)"
     process = subprocess.Popen(
         [sys.executable, "-u", "-c", script],
         stdout=subprocess.PIPE,

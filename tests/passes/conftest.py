@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.fixtures.apiclient import client, shared_client
+from tests.fixtures.api import client, shared_client
 from tests.fixtures.chain import chain_client, devchain, devchain_factory
 from tests.fixtures.paid import paid_client, paid_settings, pay_to
 

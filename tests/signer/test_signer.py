@@ -16,8 +16,8 @@ from app.errors import Conflict
 from app.integrations.chain import advance, prepare
 from app.signer import service
 from app.signer.config import SignerConfig, Step
+from chain.anvil_binary import free_port
 from chain.client import ChainClient
-from chain.devchain import free_port
 from chain.usdc import (
     SignedAuthorization,
     TokenDomain,

@@ -14,8 +14,9 @@ from sqlalchemy import func, select
 
 from app.db.models.transfers import ChainTransfer, ChainWatcher
 from app.transfers.watcher import RunReport
-from chain.client import BlockHeader, ChainClient, TransferLog
+from chain.client import ChainClient
 from chain.errors import RangeTooLarge
+from chain.records import BlockHeader, TransferLog
 from tests.fixtures.chain import encode_call, transact
 from tests.fixtures.chainapp import USDC, ChainEnv, build_env
 from tests.fixtures.rpcproxy import RpcProxy, rpc_proxy

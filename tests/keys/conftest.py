@@ -1,0 +1,5 @@
+"""The HTTP API fixtures (tests/fixtures/api.py) for the keys tests."""
+
+from tests.fixtures.api import client, make_client, other_platform, platform, shared_client
+
+__all__ = ["client", "make_client", "other_platform", "platform", "shared_client"]
