@@ -6,14 +6,12 @@ from __future__ import annotations
 from litestar import Router, get, post
 from litestar.params import Parameter
 
-from app.audit.service import Actor, record
+from app.audit.service import Actor
 from app.auth.guards import ADMIN
 from app.credits import deposits
 from app.credits import service as credits
 from app.credits.schemas import AdjustmentBody, AssignBody, LedgerView, ledger_view
-from app.db.models.agents import Agent
 from app.db.paging import Page, page_params
-from app.db.queries import get_or_404
 from app.db.uow import UnitOfWork
 from app.transfers.schemas import TransferView, transfer_view
 
@@ -23,14 +21,8 @@ async def adjust_credits(session: UnitOfWork, actor: Actor, data: AdjustmentBody
     """Credit or debit an agent with a reason (never below zero, never past
     ``MAX_BALANCE_MICROS``). Retried with the same ``idempotencyKey`` it answers with the
     first entry; the key reused for another agent or amount is a CONFLICT."""
-    # The credits area sits below agents: it checks the agent exists through the table.
-    await get_or_404(session, Agent, data.agent_id, "Agent")
-    entry, replayed = await credits.adjust(session, data.agent_id, data.amount_micros,
-                                           data.reason, data.idempotency_key)
-    if not replayed:  # a retry changed nothing: the first request's audit row covers it
-        await record(session, actor, "credits.adjust", "agent", data.agent_id,
-                     after={"amountMicros": data.amount_micros, "reason": data.reason,
-                            "balanceAfterMicros": entry.balance_after_micros})
+    entry = await credits.adjust(session, actor, data.agent_id, data.amount_micros, data.reason,
+                                 data.idempotency_key)
     return ledger_view(entry)
 
 

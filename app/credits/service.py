@@ -7,6 +7,7 @@ more than the caller's one transaction.
 
 from __future__ import annotations
 
+from app.audit.service import Actor, record
 from app.credits import ledger, repository
 from app.credits.schemas import Balance
 from app.db.models.credits import LedgerEntry
@@ -30,13 +31,17 @@ async def balance(session: UnitOfWork, agent_id: str) -> Balance:
 
 async def adjust(
     session: UnitOfWork,
+    actor: Actor,
     agent_id: str,
     amount_micros: int,
     reason: str,
     idempotency_key: str | None,
-) -> ledger.Posted:
-    """An operator correction; a debit may not take the balance below zero. A retry with the
-    same idempotency key is the first entry again, replayed, and emits nothing."""
+) -> LedgerEntry:
+    """An operator correction, audited; a debit may not take the balance below zero. A retry
+    with the same idempotency key is the first entry again, replayed: it emits nothing and
+    writes no second audit row (the first request's covers it)."""
+    # The credits area sits below agents: it checks the agent exists through the table.
+    await repository.holder(session, agent_id)
     if amount_micros == 0:
         raise ValidationFailed("amountMicros must not be zero.")
     posted = await ledger.post_result(
@@ -53,7 +58,11 @@ async def adjust(
                              ledger_entry_id=entry.id, deposited_at=entry.created_at),
             agent_id=agent_id,
         )
-    return posted
+    if not posted.replayed:
+        await record(session, actor, "credits.adjust", "agent", agent_id,
+                     after={"amountMicros": amount_micros, "reason": reason,
+                            "balanceAfterMicros": entry.balance_after_micros})
+    return entry
 
 
 async def history(
