@@ -14,7 +14,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from app import deps
 from app.admin.routes import router as admin_router
 from app.agents.routes import router as agents_router
-from app.attention.routes import router as attention_router
+from app.attention.admin_routes import router as attention_router
 from app.auth import access
 from app.auth.guards import OPEN, check_route_access
 from app.catalog.routes import router as catalog_router
