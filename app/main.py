@@ -41,8 +41,8 @@ from app.runtime import Runtime
 from app.settings import Settings, get_settings
 from app.transfers.routes import router as chain_admin_router
 from app.wallets.routes import router as wallets_router
-from app.webhooks.routes import admin_router as admin_webhooks_router
-from app.webhooks.routes import platform_router as platform_webhooks_router
+from app.webhooks.admin_routes import router as admin_webhooks_router
+from app.webhooks.routes import router as platform_webhooks_router
 
 
 def app_version() -> str:
