@@ -25,7 +25,7 @@ from app.auth.service import Authenticator
 from app.db.uow import UnitOfWork
 from app.gateway.service import Gateway
 from app.health.metrics_state import StateReader
-from app.health.probe import HealthProbe
+from app.health.service import HealthProbe
 from app.http.request_id import request_id_of
 from app.payments.service import Payments
 from app.runtime import Runtime

@@ -23,8 +23,7 @@ from app.credits.routes import router as credits_router
 from app.deps import dependencies
 from app.gateway.routes import admin_router as admin_gateway_router
 from app.gateway.routes import router as gateway_router
-from app.health.metrics_routes import metrics
-from app.health.routes import health, live
+from app.health.routes import health, live, metrics
 from app.http.dependency_errors import dependency_error_handlers
 from app.http.errors import exception_handlers
 from app.http.openapi import document_routes

@@ -14,7 +14,7 @@ from app.db.engine import create_engine, session_factory
 from app.db.uow import UnitOfWork
 from app.gateway.service import Gateway
 from app.health.metrics_state import StateReader
-from app.health.probe import HealthProbe
+from app.health.service import HealthProbe
 from app.jobs import JobQueue, LazyBroker
 from app.payments.chain import PaymentChain
 from app.payments.service import Payments
