@@ -25,12 +25,12 @@ from app.gateway.routes import admin_router as admin_gateway_router
 from app.gateway.routes import router as gateway_router
 from app.health.routes import health, live, metrics
 from app.http.dependency_errors import dependency_error_handlers
-from app.http.errors import exception_handlers
+from app.http.error_responses import exception_handlers
 from app.http.openapi import document_routes
 from app.http.request_id import add_response_headers
 from app.keys.routes import router as keys_router
-from app.logs.config import litestar_logging
-from app.metrics.http import observe_requests
+from app.logs.configure import litestar_logging
+from app.metrics.request_observer import observe_requests
 from app.passes.routes import router as passes_router
 from app.payments.admin_routes import router as admin_payments_router
 from app.payments.routes import router as payments_router
