@@ -16,7 +16,7 @@ from typing import ParamSpec, TypeVar
 
 from app.attention.service import is_transient, record_failure, run_each
 from app.db.uow import UnitOfWork
-from workers import context
+from workers import actor_context
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -42,7 +42,7 @@ def parks(kind: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaita
 
 async def failed(kind: str, ref: str, exc: BaseException, actor: str) -> bool:
     """Count a failure of ``kind``/``ref`` from inside a running actor; True once parked."""
-    ctx = context.current()
+    ctx = actor_context.current()
     return await record_failure(ctx.sessions, kind, ref, exc, actor=actor,
                                 limit=ctx.settings.job_max_failures)
 
@@ -53,6 +53,6 @@ async def each(
 ) -> int:
     """Run ``work`` for each ref in a transaction of its own, for sweepers (see
     :func:`app.attention.service.run_each`). Returns how many did something."""
-    ctx = context.current()
+    ctx = actor_context.current()
     return await run_each(ctx.sessions, kind, refs, work, actor=actor,
                           limit=ctx.settings.job_max_failures)

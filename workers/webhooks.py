@@ -15,14 +15,14 @@ from app.db.models.attention import WEBHOOK_EVENT, WEBHOOK_MESSAGE
 from app.webhooks.flows import DeliveryFlows
 from app.webhooks.options import WebhookOptions
 from app.webhooks.tasks import DELIVER, FAN_OUT, QUEUE, SWEEP, SWEEP_QUEUE
-from workers import context
+from workers import actor_context
 from workers.attention import parks
 from workers.periodic import periodic
 
 SWEEP_EVERY_SECONDS = 10.0
 
 
-def _flows(ctx: context.WorkerContext) -> DeliveryFlows:
+def _flows(ctx: actor_context.WorkerContext) -> DeliveryFlows:
     """One per worker event loop (its HTTP client and send slots belong to that loop)."""
     return ctx.resource(
         "webhook_flows",
@@ -41,7 +41,7 @@ async def fan_out(event_id: str) -> None:
     Takes ``event_id`` and whatever else is waiting, in batches; sends some of the new
     messages itself and leaves the others to deliver jobs other workers can take.
     """
-    await _flows(context.current()).fan_out(event_id)
+    await _flows(actor_context.current()).fan_out(event_id)
 
 
 @dramatiq.actor(actor_name=DELIVER, queue_name=QUEUE, max_retries=5, time_limit=300_000)
@@ -52,7 +52,7 @@ async def deliver(message_id: str) -> None:
     Claim (short transaction) -> HTTP POST (no transaction open) -> record the attempt and
     schedule the next one (short transaction). A delivered or failed message is a no-op.
     """
-    await _flows(context.current()).deliver(message_id)
+    await _flows(actor_context.current()).deliver(message_id)
 
 
 @periodic(SWEEP_EVERY_SECONDS)
@@ -63,4 +63,4 @@ async def sweep() -> None:
     This is what makes a Redis flush or a killed worker lose nothing: every piece of work is a
     row, and rows the broker forgot are found here.
     """
-    await _flows(context.current()).sweep()
+    await _flows(actor_context.current()).sweep()

@@ -29,7 +29,7 @@ from app.settings import Settings
 from tests.factories import create_platform, master_headers
 from tests.fixtures.webhook_receiver import Received, Receiver
 from webhooks.signing import parse_secret
-from workers import context
+from workers import actor_context
 from workers import webhooks as actors
 from workers.broker import build_broker
 
@@ -129,7 +129,7 @@ class WorkerHarness:
 
     async def start(self, threads: int = 4) -> None:
         broker = self.bind()
-        context.configure(self.settings)
+        actor_context.configure(self.settings)
         self.worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=50)
         self.worker.start()
 
@@ -138,7 +138,7 @@ class WorkerHarness:
             worker, self.worker = self.worker, None
             # In a thread: in-flight deliveries need this loop to serve the receiver.
             await asyncio.to_thread(worker.stop, 10_000)
-        context.configure(None)
+        actor_context.configure(None)
 
     def sweep(self) -> None:
         """What the scheduler does every few seconds."""
