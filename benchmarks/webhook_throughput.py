@@ -435,7 +435,7 @@ def worker_env(settings: Any) -> dict[str, str]:
 def start_workers(settings: Any, processes: int, threads: int) -> list[subprocess.Popen[bytes]]:
     return [
         subprocess.Popen(
-            [sys.executable, "-c", "from app.cli import main; main()", "worker",
+            [sys.executable, "-c", "from workers.cli import main; main()", "worker",
              "--threads", str(threads)],
             cwd=ROOT, env=worker_env(settings),
         )
