@@ -18,7 +18,7 @@ from app.main import create_app
 from app.settings import Settings
 from tests.conftest import PEPPER
 from tests.factories import assert_error, master_headers
-from tests.webhooks_api.conftest import create_endpoint, new_platform
+from tests.webhooks.conftest import create_endpoint, new_platform
 from webhooks.signing import parse_secret
 
 PUBLIC_URL = "http://127.0.0.1:9/hook"  # allowlisted in tests; nothing is sent to it here

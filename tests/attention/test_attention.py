@@ -22,8 +22,8 @@ from app.db.models.keys import ApiKey
 from app.db.models.webhooks import WebhookAttempt, WebhookMessage
 from app.ids import new_id
 from tests.factories import key_headers, register_agent, rfc3339_in
+from tests.fixtures.webhook_receiver import Receiver, Reply
 from tests.fixtures.workers import running_actors
-from tests.webhooks.receiver import Receiver, Reply
 from workers.expiry import expire_keys
 from workers.webhooks import deliver, fan_out, sweep
 

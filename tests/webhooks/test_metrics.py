@@ -6,16 +6,16 @@ from __future__ import annotations
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from tests.fixtures.webhook_receiver import Receiver, Reply
 from tests.scrape import scrape
-from tests.webhooks.receiver import Receiver, Reply
-from tests.webhooks_api.conftest import (
+from tests.webhooks.conftest import (
     WorkerHarness,
     create_endpoint,
     deliveries,
     new_platform,
     wait_for,
 )
-from tests.webhooks_api.test_delivery import TEST_ONLY, send_test
+from tests.webhooks.test_delivery import TEST_ONLY, send_test
 
 ATTEMPTS = "passgate_webhook_attempts_total"
 ATTEMPT_COUNT = "passgate_webhook_attempt_duration_seconds_count"

@@ -15,7 +15,7 @@ from app.db.engine import create_engine, session_factory
 from app.db.models.events import Event
 from app.db.types import utcnow
 from app.settings import Settings
-from app.webhooks import delivery
+from app.webhooks import disabling
 from tests.factories import (
     create_key,
     create_platform_agent,
@@ -24,7 +24,7 @@ from tests.factories import (
     register_agent,
     unique,
 )
-from tests.webhooks_api.conftest import create_endpoint, new_platform
+from tests.webhooks.conftest import create_endpoint, new_platform
 from webhooks.events import build_envelope, decode_envelope
 
 
@@ -65,7 +65,7 @@ async def test_every_event_the_app_emits_validates_against_the_catalog(
                             headers=master_headers(platform["key"]))  # webhook.test
     assert tested.status_code == 202, tested.text
     async with sessions() as session:  # webhook.endpoint_disabled
-        assert await delivery.disable_endpoint(session, endpoint["id"], "gone", utcnow())
+        assert await disabling.disable_endpoint(session, endpoint["id"], "gone", utcnow())
         await session.commit()
 
     # When the outbox is read back (this test's events and any other test's in this database)

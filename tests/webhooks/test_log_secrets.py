@@ -11,16 +11,16 @@ from tests.factories import (
     master_headers,
     register_agent,
 )
+from tests.fixtures.webhook_receiver import Receiver, Reply
 from tests.logcapture import captured, json_lines
-from tests.webhooks.receiver import Receiver, Reply
-from tests.webhooks_api.conftest import (
+from tests.webhooks.conftest import (
     StackFactory,
     create_endpoint,
     deliveries,
     new_platform,
     wait_for,
 )
-from tests.webhooks_api.test_delivery import TEST_ONLY, send_test
+from tests.webhooks.test_delivery import TEST_ONLY, send_test
 
 
 async def test_no_secret_a_test_created_appears_in_the_api_and_worker_logs(

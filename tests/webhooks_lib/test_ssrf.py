@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.webhooks.fakes import LOOPBACK_CIDRS, FakeResolver
+from tests.webhooks_lib.fakes import LOOPBACK_CIDRS, FakeResolver
 from webhooks.ssrf import (
     BlockedAddressError,
     HostResolutionError,

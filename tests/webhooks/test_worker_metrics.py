@@ -14,11 +14,11 @@ import pytest
 
 from app.settings import Settings
 from tests.factories import bearer
+from tests.fixtures.webhook_receiver import Receiver, Reply
 from tests.gateway.helpers import free_port, stop, wait_until_up
 from tests.scrape import Scrape
-from tests.webhooks.receiver import Receiver, Reply
-from tests.webhooks_api.conftest import create_endpoint, deliveries, new_platform, wait_for
-from tests.webhooks_api.test_delivery import TEST_ONLY, send_test
+from tests.webhooks.conftest import create_endpoint, deliveries, new_platform, wait_for
+from tests.webhooks.test_delivery import TEST_ONLY, send_test
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "worker-metrics-token-0123456789"

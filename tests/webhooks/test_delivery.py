@@ -12,8 +12,8 @@ from litestar.testing import AsyncTestClient
 from standardwebhooks import Webhook
 
 from tests.factories import create_platform_agent, master_headers
-from tests.webhooks.receiver import Receiver, Reply
-from tests.webhooks_api.conftest import (
+from tests.fixtures.webhook_receiver import Receiver, Reply
+from tests.webhooks.conftest import (
     StackFactory,
     WorkerHarness,
     create_endpoint,

@@ -16,8 +16,8 @@ from litestar.testing import AsyncTestClient
 
 from app.settings import Settings
 from tests.factories import create_platform_agent, master_headers
-from tests.webhooks.receiver import Receiver, Reply
-from tests.webhooks_api.conftest import (
+from tests.fixtures.webhook_receiver import Receiver, Reply
+from tests.webhooks.conftest import (
     StackFactory,
     create_endpoint,
     deliveries,

@@ -10,8 +10,8 @@ from email.utils import format_datetime
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from tests.webhooks.fakes import FAST, LOOPBACK_CIDRS, FakeResolver, ThrowawayCA
-from tests.webhooks.receiver import Receiver, Reply
+from tests.fixtures.webhook_receiver import Receiver, Reply
+from tests.webhooks_lib.fakes import FAST, LOOPBACK_CIDRS, FakeResolver, ThrowawayCA
 from webhooks.signing import build_headers, generate_secret
 from webhooks.ssrf import SSRFPolicy
 from webhooks.transport import TransportConfig, WebhookSender, parse_retry_after
