@@ -24,8 +24,8 @@ from app.db.paging import Page, page_params
 from app.db.uow import UnitOfWork
 from app.errors import Unauthorized
 from app.gateway import manage
+from app.gateway.incoming import IncomingCall, upstream_path
 from app.gateway.paid import PaidContext, call_with_x402
-from app.gateway.proxy import IncomingCall, upstream_path
 from app.gateway.schemas import AdminProviderView, CreateProviderBody, UpdateProviderBody
 from app.gateway.service import Gateway
 from app.gateway.views import admin_provider_view, usage_view
