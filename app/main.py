@@ -21,7 +21,7 @@ from app.catalog.routes import router as catalog_router
 from app.config.deployment import require_deployable
 from app.credits.routes import router as credits_router
 from app.deps import dependencies
-from app.gateway.routes import admin_router as admin_gateway_router
+from app.gateway.admin_routes import admin_router as admin_gateway_router
 from app.gateway.routes import router as gateway_router
 from app.health.metrics_routes import metrics
 from app.health.routes import health, live

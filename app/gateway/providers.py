@@ -30,12 +30,10 @@ from app.crypto import SecretBox, SecretUnreadableError
 from app.db.models.gateway import GatewayProvider
 from app.db.uow import UnitOfWork
 from app.gateway import repository
+from app.gateway.schemas import ADMIN, CONFIG
 from app.settings import Settings
 
 log = logging.getLogger("passgate.gateway")
-
-CONFIG = "config"
-ADMIN = "admin"
 
 
 def header_context(provider_id: str, header: str) -> str:

@@ -40,8 +40,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from app.auth.principal import Principal
 from app.crypto import SecretBox
-from app.db.models.gateway import GatewayUsage, OpenCall
-from app.db.paging import PageParams
+from app.db.models.gateway import OpenCall
+from app.db.paging import Page, PageParams
 from app.db.types import to_utc, utcnow
 from app.db.uow import UnitOfWork
 from app.errors import Forbidden, UpstreamError, ValidationFailed
@@ -53,6 +53,7 @@ from app.gateway.pricing import Quote, quote_call
 from app.gateway.providers import ProviderRegistry
 from app.gateway.relay import BufferedRelay, RelayedResponse, discard, fits_buffer, read_whole
 from app.gateway.reservations import Reservation
+from app.gateway.schemas import usage_view
 from app.gateway.upstream import UpstreamClient, UpstreamFailure, upstream_error
 from app.ids import new_id
 from app.metrics.instruments import gateway_call, gateway_charged
@@ -193,11 +194,11 @@ class Gateway:
         provider: str | None,
         since: str | None,
         until: str | None,
-    ) -> tuple[list[GatewayUsage], str | None]:
+    ) -> Page:
         """The caller's agent's gateway calls, newest first, filtered by time and provider."""
         if caller.agent_id is None:
-            return [], None
-        return await repository.search_usage(
+            return Page(data=[], next_cursor=None)
+        rows, next_cursor = await repository.search_usage(
             session,
             params,
             agent_id=caller.agent_id,
@@ -205,6 +206,7 @@ class Gateway:
             since=parse_time(since, "from"),
             until=parse_time(until, "to"),
         )
+        return Page(data=[usage_view(u) for u in rows], next_cursor=next_cursor)
 
     # -- internals -------------------------------------------------------------------------
 
