@@ -35,12 +35,14 @@ class Catalog(msgspec.Struct):
 
 
 def provider_view(p: Provider) -> ProviderView:
+    """A provider as the public catalog shows it: prices, no headers."""
     return ProviderView(name=p.name, description=p.description, price_micros=p.price_micros,
                         price_usd=p.price_micros / 1_000_000, model_prices=dict(p.model_prices),
                         route_prices=dict(p.route_prices))
 
 
 def pass_view(p: PassSettings, scopes: list[str], limits: PlanLimits) -> PassView:
+    """A key pass on sale, with what a key bought with it may do."""
     return PassView(period=p.period, duration_seconds=p.seconds, price_micros=p.price_micros,
                     price_usd=p.price_micros / 1_000_000, scopes=list(scopes),
                     rate_limit=RateLimitView(requests_per_minute=limits.per_minute,

@@ -146,11 +146,13 @@ class KeptCalls:
         self._writer: asyncio.Task[None] | None = None
 
     def add(self, usage_id: str, outcome: Outcome) -> None:
+        """Queue a 2xx outcome for the writer (starting it if it is idle)."""
         self._queue.append((usage_id, outcome))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain())
 
     async def aclose(self) -> None:
+        """Wait a little for the outcomes still queued (closing the runtime)."""
         if self._writer is not None and not self._writer.done():
             await asyncio.wait({self._writer}, timeout=_DRAIN_SECONDS)
 

@@ -59,6 +59,7 @@ class PaidContext:
 
 
 def paid_request(ctx: PaidContext, call: IncomingCall, price_micros: int) -> PaidRequest:
+    """What an x402 payment for this call must pay: its price, for exactly this call."""
     path = f"/v1/gateway/{call.provider}{call.path}"
     body_hash = hashlib.sha256(call.body).hexdigest()
     query = call.query.decode("latin-1")

@@ -42,6 +42,8 @@ from webhooks.events import CreditsLow
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
+    """A call's price, taken from the agent's credits until the outcome is known."""
+
     usage_id: str
     price_micros: int
     # The balance right after the charge; None for a free call (nothing was charged).

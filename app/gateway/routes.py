@@ -36,6 +36,7 @@ METHODS: list[HttpMethod] = [
 
 
 async def incoming_call(request: AnyRequest, provider: str) -> IncomingCall:
+    """The call as received: raw path (checked), query, headers and body."""
     scope = request.scope
     raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
     return IncomingCall(

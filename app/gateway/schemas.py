@@ -100,6 +100,7 @@ class AdminProviderView(msgspec.Struct, rename="camel"):
 
 
 def usage_view(usage: GatewayUsage) -> UsageView:
+    """One usage row as the agent sees it."""
     return UsageView(
         id=usage.id,
         key_id=usage.key_id,

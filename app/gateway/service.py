@@ -105,6 +105,7 @@ class Gateway:
         self.kept = KeptCalls(sessions)
 
     async def aclose(self) -> None:
+        """Write the outcomes still queued, then close the upstream connections."""
         await self.kept.aclose()
         await self.upstream.aclose()
 
