@@ -24,8 +24,9 @@ Flows of several transactions (no transaction is ever open while the upstream is
   forward -> settle or fail, each step committed;
 - **the stale-reservation sweeper** (``workers/gateway.py``): one transaction per abandoned
   call (:func:`~app.gateway.outcomes.release_abandoned`);
-- **an admin change of a provider** (:mod:`~app.gateway.provider_admin`): committed with its
-  audit entry, then every process's provider cache is refreshed.
+- **an admin change of a provider** (:mod:`~app.gateway.provider_admin`): one transaction
+  with its audit entry; after the commit this process drops its cached providers, the others
+  reload theirs within ``gateway_provider_cache_seconds``.
 """
 
 from __future__ import annotations
