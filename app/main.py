@@ -24,7 +24,7 @@ from app.config.deployment import require_deployable
 from app.credits.admin_routes import router as admin_credits_router
 from app.credits.routes import router as credits_router
 from app.deps import dependencies
-from app.gateway.routes import admin_router as admin_gateway_router
+from app.gateway.admin_routes import admin_router as admin_gateway_router
 from app.gateway.routes import router as gateway_router
 from app.health.routes import health, live, metrics
 from app.http.dependency_errors import dependency_error_handlers

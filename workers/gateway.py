@@ -7,7 +7,7 @@ import logging
 import dramatiq
 
 from app.db.models.attention import GATEWAY_RESERVATION
-from app.gateway import billing
+from app.gateway import outcomes
 from workers import actor_context
 from workers.attention import each
 from workers.periodic import periodic
@@ -31,8 +31,8 @@ async def release_stale() -> None:
     cannot be released is parked for an operator without holding up the others.
     """
     ctx = actor_context.current()
-    stale = await billing.stale_reservations(ctx.sessions,
-                                             ctx.settings.gateway_reservation_ttl_seconds)
-    done = await each(GATEWAY_RESERVATION, stale, billing.release_abandoned, RELEASE_STALE)
+    stale = await outcomes.stale_reservations(ctx.sessions,
+                                              ctx.settings.gateway_reservation_ttl_seconds)
+    done = await each(GATEWAY_RESERVATION, stale, outcomes.release_abandoned, RELEASE_STALE)
     if done:
         log.warning("released %d abandoned gateway reservations", done)

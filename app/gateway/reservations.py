@@ -1,4 +1,4 @@
-"""Paying for gateway calls with credits: reserve before the call, keep or give back after.
+"""Reserving a gateway call's price from credits, before the call is forwarded.
 
 The reservation *is* a ledger ``charge``, posted in a short transaction that commits before
 the upstream is called:
@@ -18,24 +18,20 @@ transaction, never during the upstream call, and every gateway transaction takes
 same order (agent, then counters), so concurrent calls in many processes queue rather than
 deadlock; a call that cannot pay stops at the balance without queueing on the counters.
 
-On upstream 2xx the usage row is marked ``succeeded`` and the charge stands. Otherwise the
-release marks it ``failed``, posts a ``refund`` (which also takes the amount back out of
-``spent_micros``) and lowers the counters. The pending -> final transition is a conditional
-UPDATE, so the request and the stale-reservation sweeper can never both settle a call.
+What happens to the reservation once the upstream answered is :mod:`app.gateway.outcomes`.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.credits import ledger
-from app.db.models.gateway import AGENT, FAILED, PLATFORM, OpenCall
-from app.db.types import rfc3339, utcnow
+from app.db.models.gateway import AGENT, PLATFORM, OpenCall
+from app.db.types import rfc3339
 from app.db.uow import UnitOfWork
 from app.errors import NotFound, SpendingLimitExceeded
 from app.events.service import emit
@@ -43,25 +39,15 @@ from app.gateway import repository, reserve_pg
 from app.ids import new_id
 from webhooks.events import CreditsLow
 
-log = logging.getLogger("passgate.gateway")
-
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
+    """A call's price, taken from the agent's credits until the outcome is known."""
+
     usage_id: str
     price_micros: int
     # The balance right after the charge; None for a free call (nothing was charged).
     balance_after_micros: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How an upstream call ended, as the usage row records it."""
-
-    upstream_status: int | None
-    latency_ms: int | None
-    upstream_request_id: str | None = None
-    error: str | None = None
 
 
 def spend_day(moment: datetime) -> str:
@@ -72,13 +58,6 @@ def spend_day(moment: datetime) -> str:
 def _next_midnight(moment: datetime) -> datetime:
     day = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return day + timedelta(days=1)
-
-
-def _owners(agent_id: str, platform_id: str | None) -> list[tuple[str, str]]:
-    owners = [(AGENT, agent_id)]
-    if platform_id is not None:
-        owners.append((PLATFORM, platform_id))
-    return owners
 
 
 async def open_call(session: UnitOfWork, usage: OpenCall) -> None:
@@ -172,7 +151,8 @@ async def reserve(
         reference=usage.id,
         reason=f"gateway {usage.provider} {usage.method}",
     )
-    totals = await repository.add_spend(session, _owners(agent_id, limits.platform_id), day, price)
+    owners = repository.spend_owners(agent_id, limits.platform_id)
+    totals = await repository.add_spend(session, owners, day, price)
     _check_limits(
         ((AGENT, limits.agent_limit, totals.get(AGENT)),
          (PLATFORM, limits.platform_limit, totals.get(PLATFORM))),
@@ -288,98 +268,3 @@ async def _credits_low(
                    observed_at=now),
         agent_id=agent_id,
     )
-
-
-async def keep(session: UnitOfWork, kept: Sequence[tuple[str, Outcome]]) -> None:
-    """The upstream answered 2xx: these calls' charges stand (one batched statement).
-
-    A call already released meanwhile (by the sweeper) stays released.
-    """
-    now = utcnow()
-    await repository.keep_usage(
-        session,
-        [
-            {
-                "usage_id": usage_id,
-                "upstream_status": outcome.upstream_status,
-                "latency_ms": outcome.latency_ms,
-                "upstream_request_id": outcome.upstream_request_id,
-                "completed_at": now,
-            }
-            for usage_id, outcome in kept
-        ],
-    )
-
-
-async def release(session: UnitOfWork, usage_id: str, outcome: Outcome) -> bool:
-    """The call failed: give the reservation back. False if the call was already closed."""
-    finished = await repository.finish_usage(
-        session,
-        usage_id,
-        {
-            "status": FAILED,
-            "cost_micros": 0,
-            "upstream_status": outcome.upstream_status,
-            "latency_ms": outcome.latency_ms,
-            "upstream_request_id": outcome.upstream_request_id,
-            "error": outcome.error,
-            "completed_at": utcnow(),
-        },
-    )
-    if finished is None:
-        return False
-    if finished.payment != "credits" or finished.agent_id is None or finished.price_micros == 0:
-        # Nothing was taken from credits (an x402 call is paid, or not, by its payment).
-        return True
-    await ledger.post(
-        session,
-        finished.agent_id,
-        "refund",
-        finished.price_micros,
-        idempotency_key=f"gateway-release:{usage_id}",
-        reference=usage_id,
-        reason=f"gateway call not charged ({outcome.error or outcome.upstream_status})",
-    )
-    if finished.spend_day is not None:
-        await repository.remove_spend(
-            session,
-            _owners(finished.agent_id, finished.platform_id),
-            finished.spend_day,
-            finished.price_micros,
-        )
-    return True
-
-
-async def stale_reservations(
-    sessions: async_sessionmaker[UnitOfWork], older_than_seconds: float, batch: int = 500
-) -> list[str]:
-    """Reservations still pending after ``older_than_seconds``: their process died mid-call
-    (except those parked for an operator)."""
-    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
-    async with sessions() as session:
-        return await repository.stale_usage_ids(session, cutoff, batch)
-
-
-async def release_abandoned(session: UnitOfWork, usage_id: str) -> bool:
-    """Give back one abandoned reservation (False: the call was closed meanwhile)."""
-    return await release(session, usage_id, Outcome(None, None, error="abandoned"))
-
-
-async def release_stale(
-    sessions: async_sessionmaker[UnitOfWork], older_than_seconds: float, batch: int = 500
-) -> int:
-    """Release reservations whose call was abandoned (the process died mid-call).
-
-    Errs in the agent's favour: a call whose upstream did answer 2xx but whose process died
-    before recording it is not charged.
-    """
-    released = 0
-    for usage_id in await stale_reservations(sessions, older_than_seconds, batch):
-        # One transaction per call: a batch never holds many agents' locks at once.
-        async with sessions() as session:
-            if await release_abandoned(session, usage_id):
-                released += 1
-            await session.commit()
-    if released:
-        log.warning("released %d abandoned gateway reservations", released)
-    return released

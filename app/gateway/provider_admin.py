@@ -2,7 +2,9 @@
 
 Configured providers are read-only here (they change with the deployment): creating one under
 a configured name, or changing or deleting a configured one, is CONFLICT. Every value goes
-through the same validation as the settings (``ProviderSettings``).
+through the same validation as the settings (``ProviderSettings``). Every change is audited
+in its transaction; once it commits, this process forgets its cached providers (the others
+within ``gateway_provider_cache_seconds``).
 """
 
 from __future__ import annotations
@@ -10,21 +12,29 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 
+from app.audit.service import Actor, record
 from app.config.providers import PROVIDER_NAME, ProviderSettings, check_outlives_call
 from app.crypto import SecretBox, SecretUnreadableError
 from app.db.models.gateway import GatewayProvider
-from app.db.paging import DEFAULT_LIMIT, MAX_LIMIT
+from app.db.paging import DEFAULT_LIMIT, MAX_LIMIT, Page
 from app.db.types import utcnow
 from app.db.uow import UnitOfWork
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.gateway import repository
-from app.gateway.providers import CONFIG, header_context, open_headers
+from app.gateway.providers import header_context, open_headers
+from app.gateway.schemas import (
+    CONFIG,
+    AdminProviderView,
+    CreateProviderBody,
+    UpdateProviderBody,
+    admin_provider_view,
+)
+from app.gateway.service import Gateway
 from app.ids import new_id
 from app.settings import Settings
 
@@ -37,18 +47,6 @@ _FIELDS = (
     "timeout_seconds",
     "request_id_header",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One provider for the admin API; never carries header values."""
-
-    config: ProviderSettings
-    source: str
-    row: GatewayProvider | None
-    header_names: list[str]
-    enabled: bool
-    shadowed: bool
 
 
 def _validated(settings: Settings, values: dict[str, Any]) -> ProviderSettings:
@@ -97,48 +95,47 @@ def snapshot(row: GatewayProvider) -> dict[str, Any]:
     }
 
 
-def _config_entry(config: ProviderSettings) -> Entry:
-    return Entry(
-        config=config,
-        source=CONFIG,
-        row=None,
-        header_names=sorted(config.headers),
-        enabled=True,
-        shadowed=False,
-    )
-
-
-def _row_entry(row: GatewayProvider, configured: set[str]) -> Entry:
+def _row_view(row: GatewayProvider, configured: set[str]) -> AdminProviderView:
     # Built without opening the sealed values: the admin view never needs them.
-    values = _row_values(row, {})
-    config = ProviderSettings.model_validate(values)
-    return Entry(
-        config=config,
-        source="admin",
-        row=row,
-        header_names=sorted(row.headers_sealed),
-        enabled=row.enabled,
-        shadowed=row.name in configured,
-    )
+    config = ProviderSettings.model_validate(_row_values(row, {}))
+    return admin_provider_view(config, row, shadowed=row.name in configured)
 
 
-async def entries(session: UnitOfWork, settings: Settings) -> list[Entry]:
-    """Configured and admin-managed providers (disabled and shadowed ones too), by name."""
-    configured = {p.name for p in settings.providers}
-    found = [_config_entry(p) for p in settings.providers]
-    rows = await repository.all_providers(session)
-    found.extend(_row_entry(row, configured) for row in rows)
-    return sorted(found, key=lambda e: (e.config.name, e.source != CONFIG))
+def _view(found: ProviderSettings | GatewayProvider) -> AdminProviderView:
+    if isinstance(found, GatewayProvider):
+        return _row_view(found, set())
+    return admin_provider_view(found, None)
 
 
-async def entry(session: UnitOfWork, settings: Settings, name: str) -> Entry:
+async def _find(
+    session: UnitOfWork, settings: Settings, name: str
+) -> ProviderSettings | GatewayProvider:
+    """A configured provider's settings, else an admin-managed provider's row; NOT_FOUND."""
     for config in settings.providers:
         if config.name == name:
-            return _config_entry(config)
+            return config
     row = await repository.provider_by_name(session, name)
     if row is None:
         raise NotFound("Provider not found.")
-    return _row_entry(row, set())
+    return row
+
+
+async def list_providers(
+    session: UnitOfWork, settings: Settings, limit: int | None, cursor: str | None
+) -> Page:
+    """Configured and admin-managed providers (disabled and shadowed ones too), by name."""
+    configured = {p.name for p in settings.providers}
+    found = [admin_provider_view(p, None) for p in settings.providers]
+    rows = await repository.all_providers(session)
+    found.extend(_row_view(row, configured) for row in rows)
+    found.sort(key=lambda v: (v.name, v.source != CONFIG))
+    chunk, next_cursor = _page(found, limit, cursor)
+    return Page(data=chunk, next_cursor=next_cursor)
+
+
+async def get_provider(session: UnitOfWork, settings: Settings, name: str) -> AdminProviderView:
+    """One provider by name, configured or admin-managed."""
+    return _view(await _find(session, settings, name))
 
 
 def _refuse_configured(settings: Settings, name: str) -> None:
@@ -148,7 +145,43 @@ def _refuse_configured(settings: Settings, name: str) -> None:
         )
 
 
-async def create(
+async def create_provider(
+    session: UnitOfWork, gateway: Gateway, actor: Actor, data: CreateProviderBody
+) -> AdminProviderView:
+    """Add a provider, audited. Header values are stored sealed and never returned."""
+    values = {name: getattr(data, name) for name in data.__struct_fields__ if name != "enabled"}
+    row = await _create(session, gateway.settings, gateway.box, values, enabled=data.enabled)
+    await record(session, actor, "provider.create", "provider", row.id, after=snapshot(row))
+    session.after_commit(gateway.registry.invalidate)
+    return _view(await _find(session, gateway.settings, row.name))
+
+
+async def update_provider(
+    session: UnitOfWork, gateway: Gateway, actor: Actor, name: str, data: UpdateProviderBody
+) -> AdminProviderView:
+    """Change an admin-managed provider, audited; configured ones are CONFLICT."""
+    found = await _find(session, gateway.settings, name)
+    # Taken before the change: the row is the one the change updates in place.
+    before = snapshot(found) if isinstance(found, GatewayProvider) else None
+    row = await _update(session, gateway.settings, gateway.box, name, data.changes())
+    await record(session, actor, "provider.update", "provider", row.id,
+                 before=before, after=snapshot(row))
+    session.after_commit(gateway.registry.invalidate)
+    return _view(await _find(session, gateway.settings, row.name))
+
+
+async def delete_provider(
+    session: UnitOfWork, gateway: Gateway, actor: Actor, name: str
+) -> AdminProviderView:
+    """Remove an admin-managed provider, audited; configured ones are CONFLICT."""
+    gone = _view(await _find(session, gateway.settings, name))
+    row = await _delete(session, gateway.settings, name)
+    await record(session, actor, "provider.delete", "provider", row.id, before=snapshot(row))
+    session.after_commit(gateway.registry.invalidate)
+    return gone
+
+
+async def _create(
     session: UnitOfWork,
     settings: Settings,
     box: SecretBox,
@@ -176,7 +209,7 @@ async def create(
     return row
 
 
-async def update(
+async def _update(
     session: UnitOfWork,
     settings: Settings,
     box: SecretBox,
@@ -219,7 +252,7 @@ def _apply(
         row.headers_sealed = _seal(box, row.id, headers)
 
 
-async def delete(session: UnitOfWork, settings: Settings, name: str) -> GatewayProvider:
+async def _delete(session: UnitOfWork, settings: Settings, name: str) -> GatewayProvider:
     _refuse_configured(settings, name)
     row = await repository.provider_by_name(session, name)
     if row is None:
@@ -229,18 +262,18 @@ async def delete(session: UnitOfWork, settings: Settings, name: str) -> GatewayP
     return row
 
 
-def page(
-    items: list[Entry], limit: int | None, cursor: str | None
-) -> tuple[list[Entry], str | None]:
+def _page(
+    items: list[AdminProviderView], limit: int | None, cursor: str | None
+) -> tuple[list[AdminProviderView], str | None]:
     """Providers are few and merged from two sources, so they are paged in memory, by name."""
     size = limit if limit is not None else DEFAULT_LIMIT
     if not 1 <= size <= MAX_LIMIT:
         raise ValidationFailed(f"limit must be between 1 and {MAX_LIMIT}.")
     after = _decode_cursor(cursor) if cursor else None
-    rest = [e for e in items if after is None or e.config.name > after]
+    rest = [e for e in items if after is None or e.name > after]
     chunk = rest[:size]
     more = len(rest) > size
-    return chunk, (_encode_cursor(chunk[-1].config.name) if more and chunk else None)
+    return chunk, (_encode_cursor(chunk[-1].name) if more and chunk else None)
 
 
 def _encode_cursor(name: str) -> str:
