@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from app.config.cli import config
 from app.config.deployment import require_deployable
 from app.config.problems import SettingsError
-from app.logs.config import configure_logging
+from app.logs.configure import configure_logging
 from app.recursion import settle_recursion_limit
 from app.settings import Settings, get_settings
 

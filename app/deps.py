@@ -5,7 +5,7 @@ state; this module (with ``app.main``) is the only code that reaches into it. A 
 what it uses by parameter name and type: ``session`` (the request's unit of work), ``settings``,
 ``sessions`` (for a flow that needs several transactions), ``principal`` (the caller its access
 hook authenticated), ``actor`` (who an audited mutation is by), ``payments``, ``gateway``,
-``authenticator`` and so on.
+``authenticator``, ``webhook_options`` and so on.
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ from app.auth.service import Authenticator
 from app.db.uow import UnitOfWork
 from app.gateway.service import Gateway
 from app.health.metrics_state import StateReader
-from app.health.probe import HealthProbe
+from app.health.service import HealthProbe
 from app.http.request_id import request_id_of
 from app.payments.service import Payments
 from app.runtime import Runtime
 from app.settings import Settings
+from app.webhooks.options import WebhookOptions
 
 STATE_KEY = "runtime"
 
@@ -79,6 +80,10 @@ def _health(state: State) -> HealthProbe:
     return runtime(state).health
 
 
+def _webhook_options(state: State) -> WebhookOptions:
+    return runtime(state).webhook_options
+
+
 def _principal(request: Request[Any, Any, Any]) -> Principal:
     return principal_of(request)
 
@@ -106,6 +111,7 @@ def dependencies() -> dict[str, Provide]:
         "authenticator": _sync(_authenticator),
         "state_reader": _sync(_state_reader),
         "health_probe": _sync(_health),
+        "webhook_options": _sync(_webhook_options),
         "principal": _sync(_principal),
         "actor": _sync(_actor),
         "caller": _sync(_optional_principal),

@@ -15,7 +15,7 @@ from app import deps
 from app.agents.admin_routes import router as admin_agents_router
 from app.agents.routes import key_routes as agent_key_routes
 from app.agents.routes import router as agents_router
-from app.attention.routes import router as attention_router
+from app.attention.admin_routes import router as attention_router
 from app.audit.admin_routes import router as admin_audit_router
 from app.auth import access
 from app.auth.guards import OPEN, check_route_access
@@ -24,18 +24,17 @@ from app.config.deployment import require_deployable
 from app.credits.admin_routes import router as admin_credits_router
 from app.credits.routes import router as credits_router
 from app.deps import dependencies
-from app.gateway.routes import admin_router as admin_gateway_router
+from app.gateway.admin_routes import admin_router as admin_gateway_router
 from app.gateway.routes import router as gateway_router
-from app.health.metrics_routes import metrics
-from app.health.routes import health, live
+from app.health.routes import health, live, metrics
 from app.http.dependency_errors import dependency_error_handlers
-from app.http.errors import exception_handlers
+from app.http.error_responses import exception_handlers
 from app.http.openapi import document_routes
 from app.http.request_id import add_response_headers
 from app.keys.admin_routes import router as admin_keys_router
 from app.keys.routes import router as keys_router
-from app.logs.config import litestar_logging
-from app.metrics.http import observe_requests
+from app.logs.configure import litestar_logging
+from app.metrics.request_observer import observe_requests
 from app.passes.routes import claims_router as payments_router
 from app.passes.routes import router as passes_router
 from app.payments.admin_routes import router as admin_payments_router
@@ -47,8 +46,8 @@ from app.settings import Settings, get_settings
 from app.signer.admin_routes import router as admin_settlements_router
 from app.transfers.admin_routes import router as chain_admin_router
 from app.wallets.routes import router as wallets_router
-from app.webhooks.routes import admin_router as admin_webhooks_router
-from app.webhooks.routes import platform_router as platform_webhooks_router
+from app.webhooks.admin_routes import router as admin_webhooks_router
+from app.webhooks.routes import router as platform_webhooks_router
 
 
 def app_version() -> str:

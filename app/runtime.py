@@ -14,7 +14,7 @@ from app.db.engine import create_engine, session_factory
 from app.db.uow import UnitOfWork
 from app.gateway.service import Gateway
 from app.health.metrics_state import StateReader
-from app.health.probe import HealthProbe
+from app.health.service import HealthProbe
 from app.jobs import JobQueue, LazyBroker
 from app.payments.networks import PaymentChain
 from app.payments.service import Payments
@@ -22,6 +22,7 @@ from app.payments.waiter import SettlementWaiter
 from app.ratelimit.limiter import RateLimiter
 from app.redis_clients import async_client
 from app.settings import Settings
+from app.webhooks.options import WebhookOptions
 from app.webhooks.tasks import WebhookOutbox
 
 
@@ -37,6 +38,8 @@ class Runtime:
     payments: Payments
     gateway: Gateway
     health: HealthProbe
+    # The webhook policy (SSRF guard, sealing key, limits), derived once from the settings.
+    webhook_options: WebhookOptions
     redis: Any = None  # redis.asyncio.Redis when configured
 
     @classmethod
@@ -62,6 +65,7 @@ class Runtime:
                               settings.redis_prefix),
             gateway=Gateway(settings, sessions),
             health=HealthProbe(settings, engine, sessions, redis),
+            webhook_options=WebhookOptions.from_settings(settings),
         )
 
     @property

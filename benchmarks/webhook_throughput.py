@@ -209,6 +209,15 @@ def event_data(tag: str) -> dict[str, Any]:
             "observedAt": "2026-03-27T08:00:00Z"}
 
 
+def credits_low(tag: str) -> Any:
+    """The same event as :func:`event_data`, as the typed shape ``emit`` takes."""
+    import msgspec
+
+    from webhooks.events import CreditsLow
+
+    return msgspec.convert(event_data(tag), CreditsLow)
+
+
 async def bounded(count: int, concurrency: int, work: Callable[[int], Awaitable[None]]) -> None:
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(count):
@@ -283,7 +292,7 @@ async def emit_events(
     async def one(i: int) -> None:
         async with sessions() as session:
             for tag in chunks[i]:
-                await emit(session, "credits.low", event_data(tag))
+                await emit(session, credits_low(tag))
             # The commit enqueues the fan-out, as a request's does.
             await session.commit()
             now = time.time()
@@ -306,15 +315,18 @@ async def emit_events(
 
 
 async def create_operator_endpoint(settings: Any, url: str) -> str:
+    from app.audit.service import Actor
     from app.db.engine import create_engine, session_factory
     from app.webhooks import service
     from app.webhooks.options import WebhookOptions
+    from app.webhooks.schemas import CreateEndpointBody
 
     engine = create_engine(settings)
     async with session_factory(engine)() as session:
-        created = await service.create(session, WebhookOptions.from_settings(settings),
-                                       service.OPERATOR, url=url, description="benchmark",
-                                       event_types=[])
+        created = await service.create_endpoint(
+            session, WebhookOptions.from_settings(settings), Actor("system", None),
+            service.OPERATOR, CreateEndpointBody(url=url, description="benchmark"),
+        )
         await session.commit()
     await engine.dispose()
     return created.secret
@@ -423,7 +435,7 @@ def worker_env(settings: Any) -> dict[str, str]:
 def start_workers(settings: Any, processes: int, threads: int) -> list[subprocess.Popen[bytes]]:
     return [
         subprocess.Popen(
-            [sys.executable, "-c", "from app.cli import main; main()", "worker",
+            [sys.executable, "-c", "from workers.cli import main; main()", "worker",
              "--threads", str(threads)],
             cwd=ROOT, env=worker_env(settings),
         )

@@ -155,7 +155,7 @@ class _GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport with its pool rebuilt around :class:`GuardedNetworkBackend`.
 
     httpx 0.28 has no public hook for the network backend, so this swaps ``_pool``, the one
-    attribute its request path uses. ``tests/webhooks/test_transport.py`` fails loudly if an
+    attribute its request path uses. ``tests/webhooks_lib/test_transport.py`` fails loudly if an
     httpx upgrade stops honouring it (the rebinding, pinning and TLS tests fail).
     """
 

@@ -14,9 +14,9 @@ import functools
 from collections.abc import Awaitable, Callable, Iterable
 from typing import ParamSpec, TypeVar
 
-from app.attention.service import is_transient, record_failure
+from app.attention.service import is_transient, record_failure, run_each
 from app.db.uow import UnitOfWork
-from workers import context
+from workers import actor_context
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -42,7 +42,7 @@ def parks(kind: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaita
 
 async def failed(kind: str, ref: str, exc: BaseException, actor: str) -> bool:
     """Count a failure of ``kind``/``ref`` from inside a running actor; True once parked."""
-    ctx = context.current()
+    ctx = actor_context.current()
     return await record_failure(ctx.sessions, kind, ref, exc, actor=actor,
                                 limit=ctx.settings.job_max_failures)
 
@@ -51,21 +51,8 @@ async def each(
     kind: str, refs: Iterable[str], work: Callable[[UnitOfWork, str], Awaitable[object]],
     actor: str,
 ) -> int:
-    """Run ``work`` for each ref in a transaction of its own, for sweepers: one row that fails
-    for a reason a retry cannot fix is counted (and in the end parked) while the others go on,
-    instead of failing the whole batch on every run. Returns how many did something (``work``
-    returned a true value)."""
-    ctx = context.current()
-    done = 0
-    for ref in refs:
-        try:
-            async with ctx.sessions() as session:
-                result = await work(session, ref)
-                await session.commit()
-        except Exception as exc:
-            if is_transient(exc):
-                raise
-            await failed(kind, ref, exc, actor)
-            continue
-        done += 1 if result else 0
-    return done
+    """Run ``work`` for each ref in a transaction of its own, for sweepers (see
+    :func:`app.attention.service.run_each`). Returns how many did something."""
+    ctx = actor_context.current()
+    return await run_each(ctx.sessions, kind, refs, work, actor=actor,
+                          limit=ctx.settings.job_max_failures)

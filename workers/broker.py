@@ -15,7 +15,7 @@ from app.settings import Settings
 
 
 def build_broker(settings: Settings) -> dramatiq.Broker:
-    from workers.context import FastEventLoop, WorkerResources
+    from workers.actor_context import FastEventLoop, WorkerResources
     from workers.log_context import JobLogContext
 
     broker: dramatiq.Broker

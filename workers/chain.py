@@ -27,7 +27,7 @@ from app.db.types import utcnow
 from app.jobs import Job, JobQueue
 from app.logs import context as log_context
 from app.signer.tasks import SETTLE_ACTOR, SETTLE_QUEUE, settle_job
-from workers import context
+from workers import actor_context
 from workers.attention import parks
 from workers.periodic import periodic
 
@@ -50,7 +50,7 @@ def _jobs() -> JobQueue:
     return JobQueue(dramatiq.get_broker)
 
 
-def _client(ctx: context.WorkerContext, network: Network) -> ChainClient:
+def _client(ctx: actor_context.WorkerContext, network: Network) -> ChainClient:
     from chain.client import ChainClient
 
     # One client (and HTTP connection pool) per network per worker loop.
@@ -68,7 +68,7 @@ async def tick() -> None:
     from app.attention import filters as attention
     from app.transfers import service as transfers
 
-    ctx = context.current()
+    ctx = actor_context.current()
     networks = ctx.settings.networks()
     if not networks:
         return
@@ -95,7 +95,7 @@ async def watch(network: str) -> None:
     from app.integrations import chain as integration
 
     log_context.bind(network=network)
-    ctx = context.current()
+    ctx = actor_context.current()
     found = ctx.settings.networks().get(network)
     if found is None:
         return  # disabled since the message was sent
@@ -114,7 +114,7 @@ async def settle(submission_id: str) -> None:
     from app.signer.config import SignerConfig
 
     log_context.bind(submission_id=submission_id)
-    ctx = context.current()
+    ctx = actor_context.current()
     async with ctx.sessions() as session:
         submission = await session.get(SettlementSubmission, submission_id)
     if submission is None:
@@ -139,7 +139,7 @@ async def sweep() -> None:
     """Re-drive open settlements whose next step is overdue (a lost message, a crash)."""
     from app.signer import service as signer
 
-    ctx = context.current()
+    ctx = actor_context.current()
     async with ctx.sessions() as session:
         due = await signer.due_submissions(session, utcnow(), _SWEEP_BATCH)
     if due:

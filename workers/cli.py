@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from app.cli import commands, deployable
-from app.logs.config import logging_config
+from app.logs.configure import logging_config
 
 main = commands
 

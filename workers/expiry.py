@@ -15,7 +15,7 @@ from app.db.models.attention import KEY_EXPIRY, PAYMENT_EXPIRY
 from app.db.types import utcnow
 from app.keys import service as keys
 from app.payments import service as payments
-from workers import context
+from workers import actor_context
 from workers.attention import each
 from workers.notify import redis_of
 from workers.periodic import periodic
@@ -29,7 +29,7 @@ PAYMENTS_EVERY_SECONDS = 30.0
 @dramatiq.actor(queue_name=QUEUE, max_retries=0, time_limit=60_000)
 async def expire_keys() -> None:
     """Mark keys past ``expiresAt`` as expired and emit ``key.expired`` for each."""
-    ctx = context.current()
+    ctx = actor_context.current()
     now = utcnow()
     async with ctx.sessions() as session:
         due = await keys.due_to_expire(session, now)
@@ -41,7 +41,7 @@ async def expire_keys() -> None:
 @dramatiq.actor(queue_name=QUEUE, max_retries=0, time_limit=60_000)
 async def expire_payments() -> None:
     """Expire pending payments whose authorization window closed without settlement."""
-    ctx = context.current()
+    ctx = actor_context.current()
     async with ctx.sessions() as session:
         due = await payments.due_to_expire(session, utcnow())
     expire = functools.partial(payments.expire, redis=redis_of(ctx),

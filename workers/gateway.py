@@ -7,8 +7,8 @@ import logging
 import dramatiq
 
 from app.db.models.attention import GATEWAY_RESERVATION
-from app.gateway import billing
-from workers import context
+from app.gateway import outcomes
+from workers import actor_context
 from workers.attention import each
 from workers.periodic import periodic
 
@@ -30,9 +30,9 @@ async def release_stale() -> None:
     transaction per call: a batch never holds many agents' locks at once, and a row that
     cannot be released is parked for an operator without holding up the others.
     """
-    ctx = context.current()
-    stale = await billing.stale_reservations(ctx.sessions,
-                                             ctx.settings.gateway_reservation_ttl_seconds)
-    done = await each(GATEWAY_RESERVATION, stale, billing.release_abandoned, RELEASE_STALE)
+    ctx = actor_context.current()
+    stale = await outcomes.stale_reservations(ctx.sessions,
+                                              ctx.settings.gateway_reservation_ttl_seconds)
+    done = await each(GATEWAY_RESERVATION, stale, outcomes.release_abandoned, RELEASE_STALE)
     if done:
         log.warning("released %d abandoned gateway reservations", done)

@@ -20,7 +20,7 @@ from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 
 from app.health.service import JobRun, record_run
-from workers import context
+from workers import actor_context
 from workers.periodic import periodic_of
 
 log = logging.getLogger("passgate.worker")
@@ -77,6 +77,6 @@ class Heartbeats(Middleware):
 
 
 async def _write(run: JobRun) -> None:
-    async with context.current().sessions() as session:
+    async with actor_context.current().sessions() as session:
         await record_run(session, run)
         await session.commit()

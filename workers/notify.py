@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.redis_clients import async_client
-from workers.context import WorkerContext
+from workers.actor_context import WorkerContext
 
 
 def redis_of(ctx: WorkerContext) -> Any:

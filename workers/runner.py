@@ -9,6 +9,7 @@ import dramatiq
 
 from app.recursion import settle_recursion_limit
 from app.settings import Settings
+from workers import actor_context
 from workers.broker import install_broker
 from workers.embedded import EmbeddedScheduler
 from workers.heartbeats import Heartbeats
@@ -36,10 +37,8 @@ def start_worker(
     ``schedule``: also send the periodic jobs (default: without Redis, where no scheduler
     process can reach this worker's in-process broker).
     """
-    from workers import context
-
     # Actors read these settings, not the environment's (the demo passes its own).
-    context.configure(settings)
+    actor_context.configure(settings)
     broker = install_broker(settings)
     broker.add_middleware(Heartbeats())
     if settings.embedded if schedule is None else schedule:

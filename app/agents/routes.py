@@ -58,7 +58,7 @@ async def how_to_claim() -> ClaimHelp:
 @get("/claims/{claim_code:str}")
 async def describe_claim(session: UnitOfWork, settings: Settings, claim_code: str) -> ClaimInfo:
     """Which agent a claim code belongs to, and how a platform takes it into its fleet. Access
-    lines name the route template, never the code (app.metrics.http)."""
+    lines name the route template, never the code (app.metrics.request_observer)."""
     return schemas.claim_info(await agents.describe_claim(session, settings, claim_code))
 
 

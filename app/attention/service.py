@@ -8,6 +8,9 @@ a transaction of its own: the failed one was rolled back, so nothing is left hal
 ``GET /admin/v1/attention``, counted by ``passgate_attention_items``, and skipped by every sweeper
 (``app.attention.filters``) until an operator retries it.
 
+Multi-transaction flows: :func:`record_failure` counts in a transaction of its own (the one that
+failed was rolled back), and :func:`run_each` runs a sweeper's work one ref per transaction.
+
 Errors of the outside world (a database, Redis or chain node that does not answer, a timeout)
 are not counted: they are retried with backoff for as long as they last, and health shows them.
 """
@@ -17,14 +20,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import func
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import col, select
 
+from app.attention import repository
+from app.attention.schemas import AttentionView, attention_view
+from app.audit.service import Actor, record
 from app.db.models.attention import (
     DISMISSED,
     OPEN,
@@ -33,11 +38,10 @@ from app.db.models.attention import (
     RETRYING,
     AttentionItem,
 )
-from app.db.paging import PageParams, apply, split
+from app.db.paging import Page, PageParams
 from app.db.types import utcnow
 from app.db.uow import UnitOfWork
-from app.errors import Conflict, NotFound
-from app.ids import new_id
+from app.errors import Conflict
 from chain.errors import ChainError
 
 log = logging.getLogger("passgate.attention")
@@ -88,23 +92,7 @@ async def record_failure(
     """Count one failure of ``kind``/``ref``; True once the work is parked (stop retrying)."""
     now = utcnow()
     async with sessions() as session:
-        dialect = session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        await session.execute(
-            insert(AttentionItem)
-            .values(id=new_id("att"), kind=kind, ref=ref[:120], actor=actor[:60],
-                    status=RETRYING, attempts=0, error_type="", error="",
-                    first_failed_at=now, last_failed_at=now)
-            .on_conflict_do_nothing(index_elements=["kind", "ref"])
-        )
-        item = (
-            await session.exec(
-                select(AttentionItem)
-                .where(col(AttentionItem.kind) == kind, col(AttentionItem.ref) == ref[:120])
-                .with_for_update()
-                .execution_options(populate_existing=True)
-            )
-        ).one()
+        item = await repository.locked_item(session, kind, ref[:120], actor[:60], now)
         if item.status in PARKED:
             await session.commit()
             return True
@@ -129,65 +117,90 @@ async def record_failure(
     return parked
 
 
-async def get(session: UnitOfWork, item_id: str) -> AttentionItem:
-    item = await session.get(AttentionItem, item_id)
-    if item is None:
-        raise NotFound("Attention item not found.")
-    return item
+async def run_each(
+    sessions: async_sessionmaker[UnitOfWork], kind: str, refs: Iterable[str],
+    work: Callable[[UnitOfWork, str], Awaitable[object]], *, actor: str, limit: int,
+) -> int:
+    """Run ``work`` for each ref in a transaction of its own, for sweepers: one row that fails
+    for a reason a retry cannot fix is counted (and in the end parked) while the others go on,
+    instead of failing the whole batch on every run. Returns how many did something (``work``
+    returned a true value)."""
+    done = 0
+    for ref in refs:
+        try:
+            async with sessions() as session:
+                result = await work(session, ref)
+                await session.commit()
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            await record_failure(sessions, kind, ref, exc, actor=actor, limit=limit)
+            continue
+        done += 1 if result else 0
+    return done
+
+
+async def get(session: UnitOfWork, item_id: str) -> AttentionView:
+    """One item, open or resolved."""
+    return attention_view(await repository.get(session, item_id))
 
 
 async def search(
     session: UnitOfWork, params: PageParams, *, kind: str | None = None,
     status: str | None = None, ref: str | None = None,
-) -> tuple[list[AttentionItem], str | None]:
-    stmt = select(AttentionItem)
-    if kind:
-        stmt = stmt.where(col(AttentionItem.kind) == kind)
-    if status:
-        stmt = stmt.where(col(AttentionItem.status) == status)
-    if ref:
-        stmt = stmt.where(col(AttentionItem.ref) == ref)
-    rows = (await session.exec(apply(stmt, col(AttentionItem.id), params))).all()  # type: ignore[call-overload]
-    return split(rows, params, lambda item: item.id)
+) -> Page:
+    """Items newest first, filtered by kind, status and ref."""
+    rows, next_cursor = await repository.search(session, params, kind=kind, status=status,
+                                                ref=ref)
+    return Page(data=[attention_view(item) for item in rows], next_cursor=next_cursor)
 
 
 async def counts(session: UnitOfWork) -> dict[tuple[str, str], int]:
     """Items by (kind, status), for metrics."""
-    rows = await session.execute(
-        select(AttentionItem.kind, AttentionItem.status, func.count())
-        .group_by(col(AttentionItem.kind), col(AttentionItem.status))
-    )
-    return {(kind, status): int(count) for kind, status, count in rows.all()}
+    return await repository.counts(session)
 
 
 async def parked_by_kind(session: UnitOfWork) -> dict[str, int]:
     """Open items (parked, not yet looked at) by kind, for health."""
-    rows = await session.execute(
-        select(AttentionItem.kind, func.count())
-        .where(col(AttentionItem.status) == OPEN)
-        .group_by(col(AttentionItem.kind))
-    )
-    return {kind: int(count) for kind, count in rows.all()}
+    return await repository.open_by_kind(session)
 
 
-async def retry(session: UnitOfWork, item: AttentionItem, by: str | None,
-                now: datetime | None = None) -> AttentionItem:
-    """Release parked work: its sweeper re-drives it within seconds; a new failure starts a
-    new count."""
+def _retry(item: AttentionItem, by: str | None, now: datetime) -> None:
     if item.status not in PARKED:
         raise Conflict(f"Only parked work can be retried (this one is {item.status}).")
-    item.status, item.resolved_at, item.resolved_by = RETRIED, now or utcnow(), by
-    session.add(item)
-    await session.flush()
-    return item
+    item.status, item.resolved_at, item.resolved_by = RETRIED, now, by
 
 
-async def dismiss(session: UnitOfWork, item: AttentionItem, by: str | None,
-                  now: datetime | None = None) -> AttentionItem:
-    """Acknowledge parked work and leave it parked (nothing will re-drive it)."""
+def _dismiss(item: AttentionItem, by: str | None, now: datetime) -> None:
     if item.status != OPEN:
         raise Conflict(f"Only open items can be dismissed (this one is {item.status}).")
-    item.status, item.resolved_at, item.resolved_by = DISMISSED, now or utcnow(), by
+    item.status, item.resolved_at, item.resolved_by = DISMISSED, now, by
+
+
+def _snapshot(item: AttentionItem) -> dict[str, Any]:
+    return {"status": item.status, "kind": item.kind, "ref": item.ref}
+
+
+async def _resolve(
+    session: UnitOfWork, item_id: str, actor: Actor, reason: str, action: str,
+    change: Callable[[AttentionItem, str | None, datetime], None],
+) -> AttentionView:
+    item = await repository.get(session, item_id)
+    before = _snapshot(item)
+    change(item, actor.id, utcnow())
     session.add(item)
     await session.flush()
-    return item
+    await record(session, actor, f"attention.{action}", "attention", item.id, before=before,
+                 after={**_snapshot(item), "reason": reason})
+    return attention_view(item)
+
+
+async def retry(session: UnitOfWork, item_id: str, actor: Actor, reason: str) -> AttentionView:
+    """Release parked work (audited): its sweeper re-drives it within seconds; a new failure
+    starts a new count."""
+    return await _resolve(session, item_id, actor, reason, "retry", _retry)
+
+
+async def dismiss(session: UnitOfWork, item_id: str, actor: Actor, reason: str) -> AttentionView:
+    """Acknowledge parked work and leave it parked (audited; nothing will re-drive it)."""
+    return await _resolve(session, item_id, actor, reason, "dismiss", _dismiss)

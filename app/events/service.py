@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import msgspec
 
 from app.db.models.agents import Agent
 from app.db.models.events import Event
-from app.db.types import rfc3339, utcnow
+from app.db.types import utcnow
 from app.db.uow import UnitOfWork
 from app.ids import new_id
 from webhooks.events import EVENT_TYPE_OF, EventData
@@ -61,7 +60,3 @@ def _to_the_second(data: EventData) -> EventData:
         if isinstance(value := getattr(data, field.name), datetime)
     }
     return msgspec.structs.replace(data, **changes) if changes else data
-
-
-def envelope(event: Event) -> dict[str, Any]:
-    return {"type": event.type, "timestamp": rfc3339(event.created_at), "data": event.data}

@@ -7,6 +7,18 @@ payment ``failed`` with the authorization still unused on chain, so nothing is e
 it and the caller may retry the very same payment. Pushed transfers are refused before anything
 is recorded: money that has already moved could not be handed back when the upstream fails, and
 the transfer stays on chain for an operator to see as unmatched.
+
+The flow takes several transactions, each committed before the next step
+(:func:`call_with_x402`):
+
+1. **accept**: the authorization is verified and the payment recorded ``pending``;
+2. **reopen**: a payment whose earlier call failed upstream is ``pending`` again;
+3. **take**: exactly one request gets to forward the call the payment pays for;
+4. **forward**: the usage row is written ``pending`` and the call goes upstream
+   (``Gateway.forward_unsettled``);
+5. not 2xx: the payment is marked ``failed`` (the usage row already is); 2xx: the settlement
+   is requested (the signer's job, committed) and waited for, then the usage row is kept or
+   released (``Gateway.finish_unsettled``).
 """
 
 from __future__ import annotations
@@ -19,15 +31,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar.response.base import ASGIResponse
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import col
 
 from app.db.models.payments import Payment
-from app.db.types import utcnow
 from app.db.uow import UnitOfWork
-from app.errors import PaymentAlreadyUsed, PaymentInvalid
-from app.gateway.proxy import IncomingCall, RelayedResponse
+from app.errors import PaymentAlreadyUsed, PaymentInvalid, Unauthorized
+from app.gateway import repository
+from app.gateway.incoming import IncomingCall
+from app.gateway.relay import RelayedResponse
 from app.gateway.service import Gateway
 from app.payments.service import PaidRequest, Payments, mark_failed
 from app.settings import Settings
@@ -35,7 +46,6 @@ from app.settings import Settings
 UPSTREAM_FAILED = "upstream_failed"
 
 log = logging.getLogger("passgate.gateway")
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +57,9 @@ class PaidContext:
     sessions: async_sessionmaker[UnitOfWork]
     redis: Any = None
 
+
 def paid_request(ctx: PaidContext, call: IncomingCall, price_micros: int) -> PaidRequest:
+    """What an x402 payment for this call must pay: its price, for exactly this call."""
     path = f"/v1/gateway/{call.provider}{call.path}"
     body_hash = hashlib.sha256(call.body).hexdigest()
     query = call.query.decode("latin-1")
@@ -69,14 +81,9 @@ async def _reopen_after_upstream_failure(ctx: PaidContext, payment: Payment) -> 
         raise PaymentAlreadyUsed("This payment already paid for a call.")
     if payment.status == "failed" and (payment.failure_reason or "").startswith(UPSTREAM_FAILED):
         async with ctx.sessions() as session:
-            await session.execute(
-                update(Payment)
-                .where(col(Payment.id) == payment.id, col(Payment.status) == "failed")
-                .values(status="pending", failure_reason=None, fulfilled_at=None,
-                        updated_at=utcnow())
-            )
+            await repository.reopen_payment(session, payment.id)
             await session.commit()
-            payment = await session.get(Payment, payment.id, populate_existing=True) or payment
+            payment = await repository.payment_as_stored(session, payment.id) or payment
     if payment.status not in ("pending",):
         raise PaymentInvalid(f"This payment is {payment.status} and cannot pay for a call.")
     return payment
@@ -90,24 +97,30 @@ async def _take_for_one_call(ctx: PaidContext, payment: Payment) -> None:
     payment. ``fulfilled_at`` marks the payment's call as handed upstream; a call that fails
     upstream clears it when the payment is reopened for a retry.
     """
-    now = utcnow()
     async with ctx.sessions() as session:
-        taken = await session.execute(
-            update(Payment)
-            .where(col(Payment.id) == payment.id, col(Payment.status) == "pending",
-                   col(Payment.fulfilled_at).is_(None))
-            .values(fulfilled_at=now, updated_at=now)
-        )
+        taken = await repository.take_payment_for_call(session, payment.id)
         await session.commit()
-    if not taken.rowcount:  # type: ignore[attr-defined]  # CursorResult of an UPDATE
+    if not taken:
         raise PaymentAlreadyUsed("This payment is already paying for a call in progress.",
                                  details={"paymentId": payment.id})
+
+
+async def pay_per_call(
+    ctx: PaidContext, payments: Payments, gateway: Gateway, call: IncomingCall,
+    headers: Mapping[str, str],
+) -> ASGIResponse:
+    """A call without a key: paid with x402 (402 with the price first), settled only when
+    the upstream answered 2xx; UNAUTHORIZED on a server that takes no per-call payments."""
+    if not payments.chain.configured:
+        raise Unauthorized("Missing API key (this server takes no per-call payments).")
+    return await call_with_x402(ctx, payments, gateway, call, headers)
 
 
 async def call_with_x402(
     ctx: PaidContext, payments: Payments, gateway: Gateway, call: IncomingCall,
     headers: Mapping[str, str],
 ) -> ASGIResponse:
+    """The per-call x402 flow (the module docstring's steps), the chain configured."""
     quote = await gateway.quote(call)
     paid = paid_request(ctx, call, quote.price_micros)
     async with ctx.sessions() as session:

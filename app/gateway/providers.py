@@ -30,12 +30,10 @@ from app.crypto import SecretBox, SecretUnreadableError
 from app.db.models.gateway import GatewayProvider
 from app.db.uow import UnitOfWork
 from app.gateway import repository
+from app.gateway.schemas import ADMIN, CONFIG
 from app.settings import Settings
 
 log = logging.getLogger("passgate.gateway")
-
-CONFIG = "config"
-ADMIN = "admin"
 
 
 def header_context(provider_id: str, header: str) -> str:
@@ -145,6 +143,7 @@ def decoded_route(raw_path: str) -> str:
 
 
 def settings_of_row(row: GatewayProvider, headers: Mapping[str, str]) -> ProviderSettings:
+    """A stored provider as settings, with its opened header values."""
     return ProviderSettings(
         name=row.name,
         base_url=row.base_url,
@@ -159,6 +158,8 @@ def settings_of_row(row: GatewayProvider, headers: Mapping[str, str]) -> Provide
 
 
 def open_headers(box: SecretBox, row: GatewayProvider) -> dict[str, str]:
+    """A stored provider's header values, unsealed (SecretUnreadableError after a pepper
+    change)."""
     return {
         name: box.open(sealed, context=header_context(row.id, name))
         for name, sealed in row.headers_sealed.items()
@@ -186,6 +187,7 @@ class ProviderRegistry:
         self._loaded_at = None
 
     async def get(self, name: str) -> Provider | None:
+        """The usable provider of that name (configured first), or None."""
         provider = self.configured.get(name)
         if provider is not None:
             return provider

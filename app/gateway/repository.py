@@ -1,4 +1,7 @@
-"""SQL of the gateway: providers, usage rows, spend counters. Never commits."""
+"""SQL of the gateway: providers, usage rows, spend counters, per-call payments. Never commits.
+
+The credit reservation on PostgreSQL is one statement of its own: :mod:`app.gateway.reserve_pg`.
+"""
 
 from __future__ import annotations
 
@@ -17,15 +20,20 @@ from app.db.models.attention import GATEWAY_RESERVATION
 from app.db.models.credits import LedgerEntry
 from app.db.models.events import Event
 from app.db.models.gateway import (
+    AGENT,
     PENDING,
+    PLATFORM,
     SUCCEEDED,
     GatewayProvider,
     GatewayUsage,
     OpenCall,
     SpendCounter,
 )
+from app.db.models.payments import Payment
 from app.db.models.platforms import Platform
-from app.db.paging import PageParams, apply, split
+from app.db.paging import PageParams
+from app.db.queries import page, where_equal
+from app.db.types import utcnow
 from app.db.uow import UnitOfWork
 
 # -- providers ---------------------------------------------------------------------------
@@ -75,6 +83,14 @@ async def spending_limits(session: UnitOfWork, agent_id: str) -> Limits | None:
     return Limits(platform_id=row[0], agent_limit=row[1], platform_limit=row[2])
 
 
+def spend_owners(agent_id: str, platform_id: str | None) -> list[tuple[str, str]]:
+    """The spend counters a call of ``agent_id`` counts on: the agent's, and its fleet's."""
+    owners = [(AGENT, agent_id)]
+    if platform_id is not None:
+        owners.append((PLATFORM, platform_id))
+    return owners
+
+
 def _upsert(session: UnitOfWork) -> Any:
     dialect = session.get_bind().dialect.name
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -120,11 +136,6 @@ async def remove_spend(
                 )
             )
         )
-
-
-async def spent_on(session: UnitOfWork, scope: str, owner_id: str, day: str) -> int:
-    row = await session.get(SpendCounter, (scope, owner_id, day))
-    return row.spent_micros if row is not None else 0
 
 
 # -- usage -----------------------------------------------------------------------------------
@@ -224,15 +235,16 @@ async def search_usage(
     since: datetime | None,
     until: datetime | None,
 ) -> tuple[list[GatewayUsage], str | None]:
-    stmt = select(GatewayUsage).where(col(GatewayUsage.agent_id) == agent_id)
-    if provider:
-        stmt = stmt.where(col(GatewayUsage.provider) == provider)
+    stmt = where_equal(
+        select(GatewayUsage).where(col(GatewayUsage.agent_id) == agent_id),
+        # An empty ``provider`` is no filter, as a left-out one.
+        (col(GatewayUsage.provider), provider or None),
+    )
     if since is not None:
         stmt = stmt.where(col(GatewayUsage.created_at) >= since)
     if until is not None:
         stmt = stmt.where(col(GatewayUsage.created_at) < until)
-    rows = (await session.exec(apply(stmt, col(GatewayUsage.id), params))).all()  # type: ignore[call-overload]
-    return split(rows, params, lambda u: u.id)
+    return await page(session, stmt, col(GatewayUsage.id), params)
 
 
 # -- credits.low -----------------------------------------------------------------------------
@@ -258,3 +270,33 @@ async def last_top_up_at(session: UnitOfWork, agent_id: str) -> datetime | None:
     )
     value: datetime | None = (await session.execute(stmt)).scalar_one_or_none()
     return value
+
+
+# -- per-call x402 payments --------------------------------------------------------------------
+
+
+async def reopen_payment(session: UnitOfWork, payment_id: str) -> None:
+    """A ``failed`` payment back to ``pending`` (its call failed upstream, the authorization
+    was never used)."""
+    await session.execute(
+        update(Payment)
+        .where(col(Payment.id) == payment_id, col(Payment.status) == "failed")
+        .values(status="pending", failure_reason=None, fulfilled_at=None, updated_at=utcnow())
+    )
+
+
+async def payment_as_stored(session: UnitOfWork, payment_id: str) -> Payment | None:
+    """The payment read again from the database (not the session's copy)."""
+    return await session.get(Payment, payment_id, populate_existing=True)
+
+
+async def take_payment_for_call(session: UnitOfWork, payment_id: str) -> bool:
+    """Mark a pending payment's call as handed upstream; False if another request did."""
+    now = utcnow()
+    taken = await session.execute(
+        update(Payment)
+        .where(col(Payment.id) == payment_id, col(Payment.status) == "pending",
+               col(Payment.fulfilled_at).is_(None))
+        .values(fulfilled_at=now, updated_at=now)
+    )
+    return bool(taken.rowcount)  # type: ignore[attr-defined]  # CursorResult of an UPDATE

@@ -1,6 +1,7 @@
 """The credit reservation as one PostgreSQL statement (the gateway's hot path).
 
-Data-modifying CTEs do in one round trip what :func:`app.gateway.billing.reserve` does in
+The repository's PostgreSQL-only part, kept apart from ``repository.py`` for its size.
+Data-modifying CTEs do in one round trip what :func:`app.gateway.reservations.reserve` does in
 five on other databases: charge the balance (a conditional UPDATE that locks the agent row and
 never goes below zero), write the pending usage row and the ``charge`` ledger entry, and bump
 today's spend counters of the agent and its fleet (locked by the upsert). Every write hangs off

@@ -1,4 +1,5 @@
-"""Wire shapes of the gateway: usage records and the admin provider API."""
+"""Wire shapes of the gateway: usage records and the admin provider API, and the converters
+from rows (and provider settings) to them."""
 
 from __future__ import annotations
 
@@ -6,7 +7,15 @@ from typing import Annotated
 
 import msgspec
 
+from app.config.providers import ProviderSettings
+from app.db.models.gateway import GatewayProvider, GatewayUsage
+from app.db.types import rfc3339
 from app.http.schemas import Description, Micros
+
+# Where a provider comes from (``AdminProviderView.source``): the deployment's settings, or
+# the admin API.
+CONFIG = "config"
+ADMIN = "admin"
 
 ProviderName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 Timeout = Annotated[float, msgspec.Meta(gt=0, le=600)]
@@ -73,7 +82,7 @@ class AdminProviderView(msgspec.Struct, rename="camel"):
     """A provider as the operator sees it: everything but the injected header values."""
 
     name: str
-    source: str  # config or admin
+    source: str  # CONFIG or ADMIN
     id: str | None
     base_url: str
     description: str | None
@@ -88,3 +97,49 @@ class AdminProviderView(msgspec.Struct, rename="camel"):
     shadowed: bool
     created_at: str | None
     updated_at: str | None
+
+
+def usage_view(usage: GatewayUsage) -> UsageView:
+    """One usage row as the agent sees it."""
+    return UsageView(
+        id=usage.id,
+        key_id=usage.key_id,
+        agent_id=usage.agent_id,
+        provider=usage.provider,
+        method=usage.method,
+        route=usage.route,
+        status=usage.status,
+        upstream_status=usage.upstream_status,
+        price_micros=usage.price_micros,
+        cost_micros=usage.cost_micros,
+        latency_ms=usage.latency_ms,
+        upstream_request_id=usage.upstream_request_id,
+        error=usage.error,
+        payment=usage.payment,
+        created_at=rfc3339(usage.created_at) or "",
+        completed_at=rfc3339(usage.completed_at),
+    )
+
+
+def admin_provider_view(
+    config: ProviderSettings, row: GatewayProvider | None, *, shadowed: bool = False
+) -> AdminProviderView:
+    """A configured provider (``row`` None) or an admin-managed one (``config`` read from its
+    row); header names only, never their values."""
+    return AdminProviderView(
+        name=config.name,
+        source=CONFIG if row is None else ADMIN,
+        id=row.id if row is not None else None,
+        base_url=config.base_url,
+        description=config.description,
+        price_micros=config.price_micros,
+        model_prices=dict(config.model_prices),
+        route_prices=dict(config.route_prices),
+        timeout_seconds=config.timeout_seconds,
+        request_id_header=config.request_id_header,
+        header_names=sorted(config.headers) if row is None else sorted(row.headers_sealed),
+        enabled=True if row is None else row.enabled,
+        shadowed=shadowed,
+        created_at=rfc3339(row.created_at) if row is not None else None,
+        updated_at=rfc3339(row.updated_at) if row is not None else None,
+    )

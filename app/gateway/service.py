@@ -14,66 +14,53 @@ Upstream outcomes and what they cost the caller:
 
 The price is reserved before the call and the response headers decide, so a 2xx whose body
 then breaks mid-stream is charged: the upstream did the work.
+
+Flows of several transactions (no transaction is ever open while the upstream is called):
+
+- **a call paid with credits** (:meth:`Gateway.call_with_credits`): reserve (committed before
+  forwarding, :mod:`~app.gateway.reservations`) -> forward -> keep (batched, after the answer
+  went out) or release (its own transaction) (:mod:`~app.gateway.outcomes`);
+- **a call paid per call with x402** (:mod:`app.gateway.paid`): accept -> reopen -> take ->
+  forward -> settle or fail, each step committed;
+- **the stale-reservation sweeper** (``workers/gateway.py``): one transaction per abandoned
+  call (:func:`~app.gateway.outcomes.release_abandoned`);
+- **an admin change of a provider** (:mod:`~app.gateway.provider_admin`): one transaction
+  with its audit entry; after the commit this process drops its cached providers, the others
+  reload theirs within ``gateway_provider_cache_seconds``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import anyio
 import httpx
 from litestar.response.base import ASGIResponse
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from app.auth.principal import Principal
 from app.crypto import SecretBox
-from app.db.models.gateway import GatewayUsage, OpenCall
-from app.db.paging import PageParams
+from app.db.models.gateway import OpenCall
+from app.db.paging import Page, PageParams
 from app.db.types import to_utc, utcnow
 from app.db.uow import UnitOfWork
-from app.errors import Forbidden, NotFound, UpstreamError, ValidationFailed
-from app.gateway import billing, repository
-from app.gateway.billing import Outcome, Reservation
-from app.gateway.providers import Provider, ProviderRegistry, decoded_route
-from app.gateway.proxy import (
-    BALANCE,
-    COST,
-    USAGE_ID,
-    BufferedRelay,
-    IncomingCall,
-    RelayedResponse,
-    UnreadableBody,
-    UpstreamClient,
-    UpstreamFailure,
-    discard,
-    fits_buffer,
-    read_whole,
-    requested_model,
-    response_headers,
-    upstream_error,
-)
+from app.errors import Forbidden, UpstreamError, ValidationFailed
+from app.gateway import repository, reservations
+from app.gateway.headers import BALANCE, COST, USAGE_ID, response_headers
+from app.gateway.incoming import IncomingCall
+from app.gateway.outcomes import KeptCalls, Outcome, release_now
+from app.gateway.pricing import Quote, quote_call
+from app.gateway.providers import ProviderRegistry
+from app.gateway.relay import BufferedRelay, RelayedResponse, discard, fits_buffer, read_whole
+from app.gateway.reservations import Reservation
+from app.gateway.schemas import usage_view
+from app.gateway.upstream import UpstreamClient, UpstreamFailure, upstream_error
 from app.ids import new_id
 from app.metrics.instruments import gateway_call, gateway_charged
 from app.settings import Settings
 
 log = logging.getLogger("passgate.gateway")
-
-# How long closing the runtime waits for usage rows still being finalised.
-_DRAIN_SECONDS = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class Quote:
-    """Which provider serves a call, at which route, and its price."""
-
-    provider: Provider
-    route: str
-    model: str | None
-    price_micros: int
-
 
 @dataclass(slots=True)
 class Forwarded:
@@ -99,13 +86,15 @@ class Forwarded:
 
 
 class Gateway:
-    """One per process (on the runtime): providers, the pooled upstream client, billing."""
+    """One per process (on the runtime): providers, the pooled upstream client, the outcome
+    writer."""
 
     def __init__(self, settings: Settings, sessions: async_sessionmaker[UnitOfWork]) -> None:
         self.settings = settings
         self.sessions = sessions
         bind = sessions.kw.get("bind")
-        # PostgreSQL reserves on a bare connection (billing.reserve_fast); others on a session.
+        # PostgreSQL reserves on a bare connection (reservations.reserve_fast); others on a
+        # session.
         self._engine: AsyncEngine | None = (
             bind if isinstance(bind, AsyncEngine) and bind.dialect.name == "postgresql" else None
         )
@@ -117,6 +106,7 @@ class Gateway:
         self.kept = KeptCalls(sessions)
 
     async def aclose(self) -> None:
+        """Write the outcomes still queued, then close the upstream connections."""
         await self.kept.aclose()
         await self.upstream.aclose()
 
@@ -124,21 +114,7 @@ class Gateway:
 
     async def quote(self, call: IncomingCall) -> Quote:
         """The provider and price of a call (also what an x402 challenge asks for)."""
-        provider = await self.registry.get(call.provider)
-        if provider is None:
-            raise NotFound(f"Unknown gateway provider '{call.provider}'.")
-        route = decoded_route(call.path)
-        if not provider.prices_by_model:
-            return Quote(provider, route, None, provider.price_for(route, None))
-        try:
-            model = requested_model(call)
-        except UnreadableBody:
-            # The upstream may still read a model where passgate cannot (form data, a
-            # compressed body, JSON only a lenient parser takes), so such a call costs the most
-            # any model could: never less than what may be served. Charged rather than refused,
-            # so non-JSON endpoints of a model-priced provider keep working.
-            return Quote(provider, route, None, provider.ceiling_price(route))
-        return Quote(provider, route, model, provider.price_for(route, model))
+        return await quote_call(self.registry, call)
 
     # -- paying with credits -------------------------------------------------------------
 
@@ -146,18 +122,18 @@ class Gateway:
         """Reserve the price from the caller's credits, forward, keep or release the charge."""
         if caller.agent_id is None:
             raise Forbidden("This key has no agent, so no credits to pay with.")
-        quote = await self.quote(call)
+        quote = await quote_call(self.registry, call)
         usage = self._usage(quote, call, caller, payment="credits")
         low = self.settings.credits_low_threshold_micros
         relax = self.settings.gateway_async_commit
         reservation = None
         if self._engine is not None:
-            reservation = await billing.reserve_fast(
+            reservation = await reservations.reserve_fast(
                 self._engine, usage, low_threshold_micros=low, relax_durability=relax
             )
         if reservation is None:
             async with self.sessions() as session:
-                reservation = await billing.reserve(
+                reservation = await reservations.reserve(
                     session, usage, low_threshold_micros=low, relax_durability=relax
                 )
                 await session.commit()
@@ -183,7 +159,7 @@ class Gateway:
         """
         usage = self._usage(quote, call, caller, payment="x402", payment_id=payment_id)
         async with self.sessions() as session:
-            await billing.open_call(session, usage)
+            await reservations.open_call(session, usage)
             await session.commit()
         return await self._forward(quote, call, usage.id, None, keep=False)
 
@@ -207,7 +183,7 @@ class Gateway:
             outcome.upstream_request_id,
             "payment_failed",
         )
-        await self._release(forwarded.usage_id, unpaid)
+        await release_now(self.sessions, forwarded.usage_id, unpaid)
 
     # -- usage -----------------------------------------------------------------------------
 
@@ -220,11 +196,11 @@ class Gateway:
         provider: str | None,
         since: str | None,
         until: str | None,
-    ) -> tuple[list[GatewayUsage], str | None]:
+    ) -> Page:
         """The caller's agent's gateway calls, newest first, filtered by time and provider."""
         if caller.agent_id is None:
-            return [], None
-        return await repository.search_usage(
+            return Page(data=[], next_cursor=None)
+        rows, next_cursor = await repository.search_usage(
             session,
             params,
             agent_id=caller.agent_id,
@@ -232,6 +208,7 @@ class Gateway:
             since=parse_time(since, "from"),
             until=parse_time(until, "to"),
         )
+        return Page(data=[usage_view(u) for u in rows], next_cursor=next_cursor)
 
     # -- internals -------------------------------------------------------------------------
 
@@ -272,14 +249,16 @@ class Gateway:
             response, latency_ms = await self.upstream.open(call, provider)
         except UpstreamFailure as failure:
             gateway_call(provider.name, failure.reason, failure.latency_ms)
-            await self._release(usage_id, Outcome(None, failure.latency_ms, error=failure.reason))
+            await release_now(
+                self.sessions, usage_id, Outcome(None, failure.latency_ms, error=failure.reason)
+            )
             return Forwarded(
                 usage_id, ok=False, status=None, error=upstream_error(failure, provider.name)
             )
         except BaseException:
             # Cancelled (shutdown) or a bug: the caller gets no answer, so no charge either.
             gateway_call(provider.name, "cancelled", None)
-            await self._release(usage_id, Outcome(None, None, error="cancelled"))
+            await release_now(self.sessions, usage_id, Outcome(None, None, error="cancelled"))
             raise
         try:
             return await self._answer(
@@ -287,8 +266,9 @@ class Gateway:
             )
         except BaseException:
             await discard(response)
-            await self._release(
-                usage_id, Outcome(response.status_code, latency_ms, error="cancelled")
+            await release_now(
+                self.sessions, usage_id,
+                Outcome(response.status_code, latency_ms, error="cancelled"),
             )
             raise
 
@@ -313,7 +293,7 @@ class Gateway:
             gateway_call(provider.name, "upstream_error", latency_ms)
             retry_after = response.headers.get("retry-after")
             await discard(response)
-            await self._release(usage_id, refused)
+            await release_now(self.sessions, usage_id, refused)
             return Forwarded(
                 usage_id,
                 ok=False,
@@ -343,8 +323,8 @@ class Gateway:
                 log.warning("gateway body from %s broke: %s", provider.name,
                             type(exc).__name__)
                 gateway_call(provider.name, "upstream_error", latency_ms)
-                await self._release(usage_id, Outcome(status, latency_ms, upstream_id,
-                                                      "upstream_error"))
+                await release_now(self.sessions, usage_id,
+                                  Outcome(status, latency_ms, upstream_id, "upstream_error"))
                 return Forwarded(usage_id, ok=False, status=status,
                                  error=upstream_error(failure, provider.name))
         outcome = Outcome(status, latency_ms, upstream_id)
@@ -354,7 +334,7 @@ class Gateway:
             if reservation is not None:
                 gateway_charged(provider.name, "credits", reservation.price_micros)
         elif not ok:
-            await self._release(usage_id, refused)
+            await release_now(self.sessions, usage_id, refused)
 
         headers.append((USAGE_ID, usage_id.encode()))
         headers.append((COST, str(quote.price_micros if ok else 0).encode()))
@@ -384,66 +364,6 @@ class Gateway:
             provider=provider.name,
             price_micros=quote.price_micros,
         )
-
-    async def _release(self, usage_id: str, outcome: Outcome) -> None:
-        """Give the reservation back now; if the database fails, the sweeper will.
-
-        Shielded: a release interrupted by cancellation would leave the money reserved until
-        the reservation TTL. A failure is logged, not raised, so the caller still gets the
-        upstream's answer (or the 502) rather than a 500.
-        """
-        with anyio.CancelScope(shield=True):
-            try:
-                async with self.sessions() as session:
-                    await billing.release(session, usage_id, outcome)
-                    await session.commit()
-            except Exception:
-                log.exception("could not release gateway reservation %s", usage_id)
-
-
-class KeptCalls:
-    """Records 2xx outcomes off the request path, many per transaction.
-
-    One writer task drains the queue; while it writes a batch the next one accumulates, so
-    under load a transaction covers many calls. The writer starts ``delay`` seconds after the
-    first outcome of a batch: the responses of those calls go out first instead of waiting
-    behind the write, and the batches grow. The charges are already committed: an outcome
-    lost here (a database error, a crash) leaves its call ``pending``, and the sweeper then
-    releases it (the agent's favour).
-    """
-
-    def __init__(
-        self,
-        sessions: async_sessionmaker[UnitOfWork],
-        *,
-        batch: int = 500,
-        delay: float = 0.05,
-    ) -> None:
-        self._sessions = sessions
-        self._batch = batch
-        self._delay = delay
-        self._queue: list[tuple[str, Outcome]] = []
-        self._writer: asyncio.Task[None] | None = None
-
-    def add(self, usage_id: str, outcome: Outcome) -> None:
-        self._queue.append((usage_id, outcome))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._drain())
-
-    async def aclose(self) -> None:
-        if self._writer is not None and not self._writer.done():
-            await asyncio.wait({self._writer}, timeout=_DRAIN_SECONDS)
-
-    async def _drain(self) -> None:
-        await asyncio.sleep(self._delay)
-        while self._queue:
-            batch, self._queue = self._queue[: self._batch], self._queue[self._batch :]
-            try:
-                async with self._sessions() as session:
-                    await billing.keep(session, batch)
-                    await session.commit()
-            except Exception:
-                log.exception("could not record %d gateway outcomes", len(batch))
 
 
 def parse_time(value: str | None, name: str) -> datetime | None:

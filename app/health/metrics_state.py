@@ -20,17 +20,12 @@ from typing import Any
 
 import dramatiq
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import col
 
 from app.attention import service as attention_service
-from app.db.models.events import Event
-from app.db.models.payments import Payment
-from app.db.models.signer import OPEN_STATUSES, SettlementSubmission
-from app.db.models.webhooks import PENDING, WebhookMessage
 from app.db.types import utcnow
 from app.db.uow import UnitOfWork
+from app.health import repository
 from app.settings import Settings
 from app.transfers import service as transfers
 from app.webhooks.tasks import QUEUE as WEBHOOK_QUEUE
@@ -41,7 +36,6 @@ log = logging.getLogger("passgate.metrics")
 TIMEOUT = 2.0
 # Every Dramatiq queue an actor consumes (tests/metrics checks this against the actors).
 QUEUES = ("chain", "settlement", WEBHOOK_QUEUE, WEBHOOK_SWEEP_QUEUE, "gateway", "maintenance")
-UNSETTLED = ("pending", "submitted")
 
 BrokerSource = Callable[[], "dramatiq.Broker | None"]
 
@@ -108,38 +102,23 @@ class StateReader:
         families: list[Metric] = []
         payments = GaugeMetricFamily("passgate_payments", "Payments by status, scheme and "
                                      "network.", labels=["status", "scheme", "network"])
-        rows = await session.execute(
-            select(col(Payment.status), col(Payment.scheme), col(Payment.network), func.count())
-            .group_by(col(Payment.status), col(Payment.scheme), col(Payment.network))
-        )
-        for status, scheme, network, count in rows.all():
+        for status, scheme, network, count in await repository.payments_by_status(session):
             payments.add_metric([status, scheme, network], float(count))
         families.append(payments)
-        oldest = await session.scalar(
-            select(func.min(Payment.created_at)).where(col(Payment.status).in_(UNSETTLED))
-        )
+        oldest = await repository.oldest_unsettled_at(session)
         families.append(_gauge("passgate_payment_oldest_unsettled_age_seconds",
                                "Age of the oldest payment still pending or submitted (0: none).",
                                _age(now, oldest)))
-        count, oldest = (await session.execute(
-            select(func.count(), func.min(WebhookMessage.created_at))
-            .where(col(WebhookMessage.status) == PENDING)
-        )).one()
+        count, oldest = await repository.pending_messages(session)
         families.append(_gauge("passgate_webhook_messages_pending",
                                "Webhook messages not yet delivered nor given up.", count))
         families.append(_gauge("passgate_webhook_oldest_pending_age_seconds",
                                "Age of the oldest undelivered webhook message (0: none).",
                                _age(now, oldest)))
-        undispatched = await session.scalar(
-            select(func.count()).select_from(Event).where(col(Event.dispatched_at).is_(None))
-        )
         families.append(_gauge("passgate_events_undispatched",
                                "Events not yet fanned out to webhook endpoints.",
-                               undispatched or 0))
-        count, oldest = (await session.execute(
-            select(func.count(), func.min(SettlementSubmission.created_at))
-            .where(col(SettlementSubmission.status).in_(OPEN_STATUSES))
-        )).one()
+                               await repository.undispatched_events(session)))
+        count, oldest = await repository.open_settlements(session)
         families.append(_gauge("passgate_settlements_open",
                                "Settlement submissions the signer has not finished.", count))
         families.append(_gauge("passgate_settlement_oldest_open_age_seconds",

@@ -1,17 +1,18 @@
-"""Liveness, and the truth about every dependency and background part (503 when degraded)."""
+"""Liveness, the truth about every dependency and background part (503 when degraded), and
+``GET /metrics`` in Prometheus' text format (open, or behind ``PASSGATE_METRICS_TOKEN``)."""
 
 from __future__ import annotations
 
-import msgspec
+import asyncio
+
 from litestar import Response, get
 from litestar.openapi import ResponseSpec
 
-from app.health.probe import HealthProbe
-from app.health.schemas import Health
-
-
-class Live(msgspec.Struct):
-    status: str
+from app.auth.guards import METRICS
+from app.health.metrics_state import StateReader
+from app.health.schemas import Health, Live
+from app.health.service import HealthProbe
+from app.metrics.exposition import exposition
 
 
 @get("/v1/health/live", tags=["health"])
@@ -37,3 +38,16 @@ async def health(health_probe: HealthProbe) -> Response[Health]:
     """
     report = await health_probe.report()
     return Response(report, status_code=503 if report.reasons else 200)
+
+
+@get("/metrics", before_request=METRICS, tags=["health"], media_type="text/plain; version=0.0.4")
+async def metrics(state_reader: StateReader) -> Response[bytes]:
+    """Counters and histograms of what happened (HTTP requests by route template and status,
+    settlements, webhook attempts, gateway calls and charges, rate-limit refusals), and
+    states read from the database and the broker when scraped (payments by status, chain
+    watchers' head, cursor and lag, backlogs, queue depth). See the README for every name."""
+    families = await state_reader.families()
+    # Reading other processes' files and rendering is blocking work.
+    body = await asyncio.to_thread(exposition, families)
+    # The classic text format (0.0.4) every Prometheus reads; Litestar adds the charset.
+    return Response(body, media_type="text/plain; version=0.0.4")

@@ -7,6 +7,10 @@ import msgspec
 from app.transfers.schemas import WatcherView
 
 
+class Live(msgspec.Struct):
+    status: str
+
+
 class DependencyState(msgspec.Struct):
     status: str
     detail: str | None = None

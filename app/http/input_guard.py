@@ -7,7 +7,7 @@
 - JSON bodies nested deeper than :data:`~app.http.json_depth.MAX_JSON_DEPTH`, on every route
   that decodes its body. The decoder recurses per level; a body of nested brackets took the
   process down. The gateway decodes the bodies it forwards itself (see
-  :func:`app.gateway.proxy.requested_model`): they need not be JSON at all.
+  :func:`app.gateway.pricing.requested_model`): they need not be JSON at all.
 """
 
 from __future__ import annotations

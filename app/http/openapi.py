@@ -11,7 +11,7 @@ decides a route's failures:
 - what only the route knows, from its decorator: ``errors=(402, 409, ...)`` adds statuses,
   ``paid=True`` adds the x402 402 with its ``PAYMENT-REQUIRED`` header.
 
-Every error is the same body (:class:`ErrorBody`), as :mod:`app.http.errors` sends it.
+Every error is the same body (:class:`ErrorBody`), as :mod:`app.http.error_responses` sends it.
 """
 
 from __future__ import annotations

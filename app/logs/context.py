@@ -1,10 +1,11 @@
 """The ids a log line is about (request, payment, key, endpoint, message...), per task.
 
-One context variable holds an immutable mapping. A request (``app.metrics.http``) or a job
-(``workers.logging``) opens a scope; code that learns an id binds it, and every record logged
-afterwards in that task, or in tasks it starts, carries it. asyncio copies the context into
-each new task, so a bind inside one job never shows in another's lines, and a scope's end
-restores what was there before (a test client calling the app in the test's own task).
+One context variable holds an immutable mapping. A request (``app.metrics.request_observer``)
+or a job (``workers.log_context``) opens a scope; code that learns an id binds it, and every
+record logged afterwards in that task, or in tasks it starts, carries it. asyncio copies the
+context into each new task, so a bind inside one job never shows in another's lines, and a
+scope's end restores what was there before (a test client calling the app in the test's own
+task).
 """
 
 from __future__ import annotations

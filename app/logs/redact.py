@@ -17,8 +17,9 @@ What it recognises:
 - query parameters whose name says they carry a secret (``key``, ``token``, ``code``...),
   whoever they are meant for (a gateway call's upstream query included).
 
-Access lines name the route template, never the raw path or query (``app.metrics.http``); the
-last two rules are for URLs that reach a log some other way (an exception's text).
+Access lines name the route template, never the raw path or query
+(``app.metrics.request_observer``); the last two rules are for URLs that reach a log some other
+way (an exception's text).
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeAlias
+
+from litestar.params import SkipValidation
 
 from app.crypto import SecretBox
 from app.settings import Settings
@@ -58,3 +61,9 @@ class WebhookOptions:
             max_endpoints=settings.webhook_max_endpoints,
             send_concurrency=settings.webhook_send_concurrency,
         )
+
+
+# What a handler declares to receive the options (``webhook_options: Options``): Litestar would
+# otherwise rebuild the dataclass per request through msgspec, which cannot type the SSRF
+# policy's network unions.
+Options: TypeAlias = SkipValidation[WebhookOptions]

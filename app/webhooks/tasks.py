@@ -1,4 +1,5 @@
-"""The webhook actors' addresses, and the outbox dispatcher that feeds the fan-out.
+"""The webhook actors' addresses, the jobs sent to them, and the outbox dispatcher that feeds
+the fan-out.
 
 The actors live in ``workers/webhooks.py``; the API reaches them by name through a
 :class:`~app.jobs.JobQueue` so it never imports worker code.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from app.db.uow import UnitOfWork
 from app.jobs import Job, JobQueue
 
 QUEUE = "webhooks"
@@ -34,6 +36,13 @@ def deliver_job(message_id: str, delay_seconds: float | None = None) -> Job:
     if delay_seconds is not None and delay_seconds > 0:
         delay = min(int(delay_seconds * 1000), _MAX_DELAY_MS)
     return Job(QUEUE, DELIVER, (message_id,), delay)
+
+
+def schedule_deliveries(
+    session: UnitOfWork, scheduled: Sequence[tuple[str, float | None]]
+) -> None:
+    """Enqueue ``(message id, delay seconds)`` deliver jobs once the transaction commits."""
+    session.enqueue(*(deliver_job(message_id, delay) for message_id, delay in scheduled))
 
 
 class WebhookOutbox:

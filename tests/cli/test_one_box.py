@@ -26,7 +26,7 @@ from tests.factories import key_headers
 from tests.fixtures.chain import encode_call, transact
 from tests.fixtures.chainapp import link_wallet
 from tests.fixtures.onebox import Served, fresh_database, operator_env, passgate, serving
-from tests.webhooks.receiver import Receiver, Reply
+from tests.fixtures.webhook_receiver import Receiver, Reply
 
 pytestmark = pytest.mark.chain
 

@@ -14,7 +14,7 @@ from sqlmodel import col, select
 from app.db.models.credits import LedgerEntry
 from app.db.models.gateway import GatewayUsage
 from app.db.types import utcnow
-from app.gateway import billing
+from app.gateway import outcomes
 from app.runtime import Runtime
 from tests.factories import assert_error, key_headers
 from tests.gateway.conftest import GatewayFactory
@@ -364,8 +364,8 @@ async def test_abandoned_reservations_are_released_by_the_sweeper(gw: Client) ->
             await session.commit()
 
         # When the sweeper runs (twice: it must be idempotent)
-        assert await billing.release_stale(sessions, older_than_seconds=600) >= 1
-        assert await billing.release_stale(sessions, older_than_seconds=600) == 0
+        assert await outcomes.release_stale(sessions, older_than_seconds=600) >= 1
+        assert await outcomes.release_stale(sessions, older_than_seconds=600) == 0
 
     # Then the reservation came back once and the call is recorded as abandoned
     now = await balance(gw, key)

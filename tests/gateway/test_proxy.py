@@ -9,7 +9,7 @@ import httpx
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from app.gateway.proxy import MAX_GATEWAY_PATH
+from app.gateway.incoming import MAX_GATEWAY_PATH
 from app.main import create_app
 from tests.factories import assert_error, key_headers
 from tests.fixtures.live import serve

@@ -14,8 +14,8 @@ from sqlmodel import col, select
 from app.db.models.gateway import GatewayUsage
 from app.db.models.payments import Payment
 from app.errors import PaymentAlreadyUsed, UpstreamError
+from app.gateway.incoming import IncomingCall
 from app.gateway.paid import call_with_x402
-from app.gateway.proxy import IncomingCall
 from app.gateway.service import Gateway
 from app.ids import new_id
 from app.settings import Settings

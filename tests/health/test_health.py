@@ -17,7 +17,7 @@ from chain.x402.payer import build_payer_client, sign_payment_headers
 from tests.conftest import delete_prefixed_keys
 from tests.fixtures.chain import encode_call, transact
 from tests.payments.conftest import chain_settings
-from workers import context
+from workers import actor_context
 from workers.runner import start_worker
 
 PRICE_1D = 10_000_000
@@ -67,7 +67,7 @@ async def test_health_follows_a_worker_running_the_periodic_jobs_and_its_stop(
             stopped = await _health_until(client, lambda r: r.status_code == 503, within=15)
     finally:
         worker.stop(timeout=1_000)
-        context.configure(None)
+        actor_context.configure(None)
         delete_prefixed_keys(redis_url, prefix)
 
     # Then health was ok with every job's last success and lag, and then says what stopped

@@ -12,7 +12,7 @@ import pytest
 from eth_account import Account
 
 from app.credentials.format import KeyKind, generate
-from app.logs.config import logging_config
+from app.logs.configure import logging_config
 from app.logs.handlers import flush_all
 from app.settings import Settings
 from webhooks.signing import generate_secret

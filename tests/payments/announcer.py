@@ -13,18 +13,18 @@ import asyncio
 import sys
 
 from app.payments.waiter import announce_settled
-from workers import context
+from workers import actor_context
 from workers.notify import redis_of
 
 
 async def main() -> None:
-    ctx = context.current()
+    ctx = actor_context.current()
     try:
         while line := await asyncio.to_thread(sys.stdin.readline):
             await announce_settled(redis_of(ctx), ctx.settings.redis_prefix, line.strip())
             print("sent", flush=True)
     finally:
-        await context.close_current()
+        await actor_context.close_current()
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import pytest
 from eth_account import Account
 from litestar.testing import AsyncTestClient
 
-from app.gateway.proxy import MAX_GATEWAY_PATH
+from app.gateway.incoming import MAX_GATEWAY_PATH
 from app.main import create_app
 from chain.x402 import SignedPayment, decode_payment
 from chain.x402.payer import build_payer_client, sign_payment_headers

@@ -26,8 +26,8 @@ from chain.devchain import DevChain
 from chain.usdc import TokenDomain, new_authorization, sign_transfer_authorization
 from tests.factories import register_agent
 from tests.fixtures.chainapp import USDC, ChainEnv, api_client, balance, build_env, link_wallet
+from workers import actor_context
 from workers import chain as actors
-from workers import context
 from workers.broker import build_broker
 
 REDIS_DB = 12
@@ -54,14 +54,14 @@ class Harness:
         self.worker: dramatiq.Worker | None = None
 
     def start(self) -> None:
-        context.configure(self.settings)
+        actor_context.configure(self.settings)
         self.worker = dramatiq.Worker(self.broker, worker_threads=2, worker_timeout=50)
         self.worker.start()
 
     async def stop(self) -> None:
         if self.worker is not None:
             await asyncio.to_thread(self.worker.stop, 10_000)
-        context.configure(None)
+        actor_context.configure(None)
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ class Payment(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=40)
     purpose: str = Field(max_length=20, index=True)  # pass, gateway
-    # "<METHOD> /v1/gateway/<provider><path>" at its longest (app.gateway.proxy bounds the path).
+    # "<METHOD> /v1/gateway/<provider><path>" at its longest (app.gateway.incoming bounds the path).
     resource: str = Field(max_length=2200)
     # sha256 of what was bought with which payment: an identical retry replays the outcome.
     fingerprint: str = Field(max_length=64, index=True)

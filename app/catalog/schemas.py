@@ -1,0 +1,49 @@
+"""Wire shapes of the public catalogs, and the converters from providers and passes to them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from app.config.plans import PassSettings, PlanLimits
+from app.gateway.providers import Provider
+from app.http.schemas import RateLimitView
+
+
+class ProviderView(msgspec.Struct, rename="camel"):
+    name: str
+    description: str | None
+    price_micros: int
+    price_usd: float
+    # Prices that differ from ``priceMicros``: by the JSON body's ``model``, by path prefix.
+    model_prices: dict[str, int]
+    route_prices: dict[str, int]
+
+
+class PassView(msgspec.Struct, rename="camel"):
+    period: str
+    duration_seconds: int
+    price_micros: int
+    price_usd: float
+    scopes: list[str]
+    rate_limit: RateLimitView
+
+
+class Catalog(msgspec.Struct):
+    data: list[Any]
+
+
+def provider_view(p: Provider) -> ProviderView:
+    """A provider as the public catalog shows it: prices, no headers."""
+    return ProviderView(name=p.name, description=p.description, price_micros=p.price_micros,
+                        price_usd=p.price_micros / 1_000_000, model_prices=dict(p.model_prices),
+                        route_prices=dict(p.route_prices))
+
+
+def pass_view(p: PassSettings, scopes: list[str], limits: PlanLimits) -> PassView:
+    """A key pass on sale, with what a key bought with it may do."""
+    return PassView(period=p.period, duration_seconds=p.seconds, price_micros=p.price_micros,
+                    price_usd=p.price_micros / 1_000_000, scopes=list(scopes),
+                    rate_limit=RateLimitView(requests_per_minute=limits.per_minute,
+                                             requests_per_day=limits.per_day))

@@ -1,0 +1,110 @@
+"""Relaying an upstream's answer to the caller: read whole when small, else streamed.
+
+Either way the caller gets exactly the given raw headers (the filtered upstream ones plus
+passgate's), nothing invented, and the upstream connection always goes back to the pool.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import anyio
+import httpx
+from litestar.response.base import ASGIResponse
+from litestar.response.streaming import ASGIStreamingResponse
+from litestar.types import Receive, Scope, Send
+
+from app.gateway.incoming import Headers
+
+log = logging.getLogger("passgate.gateway")
+
+
+async def relay_body(response: httpx.Response, provider: str) -> AsyncIterator[bytes]:
+    """The upstream body as it arrives, chunk by chunk; the connection is always released."""
+    try:
+        async for chunk in response.aiter_raw():
+            if chunk:
+                yield chunk
+    except httpx.HTTPError as exc:
+        # Headers (and the charge) are already out; all that can be done is to cut the body
+        # short, which the caller sees as an incomplete response.
+        log.warning("gateway stream from %s broke: %s", provider, type(exc).__name__)
+    finally:
+        # Shielded: a caller that hung up cancels this generator, and the connection must
+        # still go back to the pool (or be closed) rather than leak.
+        with anyio.CancelScope(shield=True):
+            await response.aclose()
+
+
+class RelayedResponse(ASGIStreamingResponse):
+    """The upstream's answer streamed through, with exactly the given raw headers.
+
+    Litestar's responses add a default ``Content-Type``; a relayed answer carries the
+    upstream's headers (filtered), nothing invented. The upstream response is closed once this
+    response has been sent or failed, or by :meth:`aclose` if it is never sent: a body nobody
+    iterates never runs ``relay_body``'s cleanup, and every such leak holds one of the pool's
+    connections for good.
+    """
+
+    __slots__ = ("raw_headers", "upstream")
+
+    def __init__(
+        self, *, upstream: httpx.Response, provider: str, status_code: int, raw_headers: Headers
+    ) -> None:
+        super().__init__(iterator=relay_body(upstream, provider), status_code=status_code)
+        self.raw_headers = raw_headers
+        self.upstream = upstream
+
+    def encode_headers(self) -> list[tuple[bytes, bytes]]:
+        return self.raw_headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # The caller may be gone before the body starts (a failed send of the headers).
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Release the upstream connection (idempotent); for an answer that is not sent."""
+        await discard(self.upstream)
+
+
+# Upstream answers that announce at most this many bytes are read whole and sent in one piece:
+# most API answers are small JSON, and a streamed relay costs a task group and a send per
+# chunk. Anything larger, or without a Content-Length (SSE, chunked), is streamed.
+BUFFER_BYTES = 64 * 1024
+
+
+def fits_buffer(response: httpx.Response) -> bool:
+    length = response.headers.get("content-length", "")
+    return length.isdigit() and int(length) <= BUFFER_BYTES
+
+
+async def read_whole(response: httpx.Response) -> bytes:
+    """The raw (still content-encoded) body; the connection is always released."""
+    try:
+        return b"".join([chunk async for chunk in response.aiter_raw()])
+    finally:
+        await discard(response)
+
+
+class BufferedRelay(ASGIResponse):
+    """A relayed answer read whole: the given raw headers and body, nothing invented."""
+
+    __slots__ = ("raw_headers",)
+
+    def __init__(
+        self, *, body: bytes, status_code: int, raw_headers: Headers, is_head_response: bool
+    ) -> None:
+        super().__init__(body=body, status_code=status_code, is_head_response=is_head_response)
+        self.raw_headers = raw_headers
+
+    def encode_headers(self) -> list[tuple[bytes, bytes]]:
+        return self.raw_headers
+
+
+async def discard(response: httpx.Response) -> None:
+    with anyio.CancelScope(shield=True):
+        await response.aclose()
