@@ -35,15 +35,16 @@ from app.keys.admin_routes import router as admin_keys_router
 from app.keys.routes import router as keys_router
 from app.logs.configure import litestar_logging
 from app.metrics.request_observer import observe_requests
+from app.passes.routes import claims_router as payments_router
 from app.passes.routes import router as passes_router
 from app.payments.admin_routes import router as admin_payments_router
-from app.payments.routes import router as payments_router
 from app.platforms.admin_routes import router as admin_platforms_router
 from app.platforms.routes import router as platforms_router
 from app.recursion import settle_recursion_limit
 from app.runtime import Runtime
 from app.settings import Settings, get_settings
-from app.transfers.routes import router as chain_admin_router
+from app.signer.admin_routes import router as admin_settlements_router
+from app.transfers.admin_routes import router as chain_admin_router
 from app.wallets.routes import router as wallets_router
 from app.webhooks.admin_routes import router as admin_webhooks_router
 from app.webhooks.routes import router as platform_webhooks_router
@@ -94,7 +95,8 @@ def create_app(
             wallets_router,
             platform_webhooks_router, admin_webhooks_router, passes_router, payments_router,
             admin_payments_router,
-            chain_admin_router, gateway_router, admin_gateway_router, attention_router,
+            chain_admin_router, admin_settlements_router, gateway_router,
+            admin_gateway_router, attention_router,
         ],
         # Handlers receive what they use (app.deps); access hooks read their own object.
         dependencies=dependencies(),

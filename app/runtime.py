@@ -16,7 +16,7 @@ from app.gateway.service import Gateway
 from app.health.metrics_state import StateReader
 from app.health.service import HealthProbe
 from app.jobs import JobQueue, LazyBroker
-from app.payments.chain import PaymentChain
+from app.payments.networks import PaymentChain
 from app.payments.service import Payments
 from app.payments.waiter import SettlementWaiter
 from app.ratelimit.limiter import RateLimiter

@@ -41,8 +41,10 @@ from eth_utils.crypto import keccak
 
 from app.db import migrate
 from app.db.engine import create_engine, session_factory
+from app.integrations.chain import TransferCounting
 from app.settings import Settings
-from app.transfers.watcher import WatchConfig, run_watcher
+from app.transfers.watch_config import WatchConfig
+from app.transfers.watcher import run_watcher
 from benchmarks._support import write_result
 from chain.client import ChainClient
 from chain.devchain import start_devchain
@@ -90,10 +92,11 @@ async def watcher_loop(settings: Settings, client: ChainClient) -> tuple[int, fl
     engine = create_engine(settings)
     sessions = session_factory(engine)
     config = WatchConfig.from_settings(settings, network)
+    counting = TransferCounting.from_settings(settings)
     began = time.perf_counter()
     stored = 0
     while True:
-        report = await run_watcher(sessions, client, config, due_only=False)
+        report = await run_watcher(sessions, client, config, counting, due_only=False)
         if report.error:
             raise RuntimeError(report.error)
         stored += report.stored

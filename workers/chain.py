@@ -8,6 +8,9 @@
 - ``settlement_settle`` moves one submission one step and re-sends itself with the delay the
   step asks for; ``settlement_sweep`` re-drives submissions whose message was lost.
 
+Both passes go through the chain integration (``app.integrations.chain``), which decides which
+area handles a confirmed transfer or a finished submission.
+
 Importing this module stays cheap (the scheduler process only needs the actor names): web3
 and the services behind the actors are imported when an actor first runs.
 """
@@ -89,15 +92,14 @@ async def tick() -> None:
 @parks(CHAIN_WATCHER)
 async def watch(network: str) -> None:
     """One bounded watcher pass over ``network``; continues at once when work is left."""
-    from app.transfers.watcher import WatchConfig, run_watcher
+    from app.integrations import chain as integration
 
     log_context.bind(network=network)
     ctx = actor_context.current()
     found = ctx.settings.networks().get(network)
     if found is None:
         return  # disabled since the message was sent
-    config = WatchConfig.from_settings(ctx.settings, found)
-    report = await run_watcher(ctx.sessions, _client(ctx, found), config)
+    report = await integration.watch(ctx.sessions, _client(ctx, found), ctx.settings, found)
     if report.ran and report.more:
         await _jobs().send([Job(WATCH_QUEUE, WATCH, (network,))])
 
@@ -108,7 +110,8 @@ async def watch(network: str) -> None:
 async def settle(submission_id: str) -> None:
     """Advance one settlement one step; re-sends itself for the next one."""
     from app.db.models.signer import SettlementSubmission
-    from app.signer.steps import SignerConfig, advance
+    from app.integrations import chain as integration
+    from app.signer.config import SignerConfig
 
     log_context.bind(submission_id=submission_id)
     ctx = actor_context.current()
@@ -125,7 +128,7 @@ async def settle(submission_id: str) -> None:
         log.error("settlement %s: no signer key or network %r is not enabled",
                   submission_id, submission.network)
         return
-    step = await advance(ctx.sessions, _client(ctx, network), config, submission_id)
+    step = await integration.advance(ctx.sessions, _client(ctx, network), config, submission_id)
     if step.delay is not None:
         await _jobs().send([settle_job(submission_id, step.delay)])
 
@@ -134,11 +137,11 @@ async def settle(submission_id: str) -> None:
 @dramatiq.actor(actor_name=SWEEP, queue_name=SETTLE_QUEUE, max_retries=0, time_limit=30_000)
 async def sweep() -> None:
     """Re-drive open settlements whose next step is overdue (a lost message, a crash)."""
-    from app.signer import service as settlement
+    from app.signer import service as signer
 
     ctx = actor_context.current()
     async with ctx.sessions() as session:
-        due = await settlement.due_submissions(session, utcnow(), _SWEEP_BATCH)
+        due = await signer.due_submissions(session, utcnow(), _SWEEP_BATCH)
     if due:
         log.info("settlement sweep: re-driving %d submission(s)", len(due))
         await _jobs().send([settle_job(item.id) for item in due])

@@ -4,24 +4,18 @@ from __future__ import annotations
 
 from litestar import Router, get
 
-from app.agents import service as agents
-from app.auth.guards import AnyRequest, key_holder, principal_of
+from app.auth.guards import key_holder
+from app.auth.principal import Principal
 from app.credentials.scopes import BALANCE_READ
+from app.credits import service as credits
 from app.credits.schemas import Balance
 from app.db.uow import UnitOfWork
 
 
 @get("/balance", before_request=key_holder(BALANCE_READ))
-async def balance(request: AnyRequest, session: UnitOfWork) -> Balance:
+async def balance(session: UnitOfWork, principal: Principal) -> Balance:
     """Credits and total spent, in micros (and USD for display)."""
-    caller = principal_of(request)
-    agent = await agents.get(session, caller.agent_id or "")
-    return Balance(
-        credits_usd=agent.balance_micros / 1_000_000,
-        total_spent=agent.spent_micros / 1_000_000,
-        creditsMicros=agent.balance_micros,
-        spentMicros=agent.spent_micros,
-    )
+    return await credits.balance(session, principal.agent_id or "")
 
 
 router = Router(path="/v1", route_handlers=[balance], tags=["credits"])

@@ -1,3 +1,5 @@
+"""Wire shapes of credits (the holder's balance, the operator's ledger), and rows to them."""
+
 from __future__ import annotations
 
 from typing import Annotated
@@ -5,6 +7,8 @@ from typing import Annotated
 import msgspec
 
 from app.credits.limits import MAX_CALL_MICROS
+from app.db.models.credits import LedgerEntry
+from app.db.types import rfc3339
 
 
 class Balance(msgspec.Struct):
@@ -23,6 +27,13 @@ class AdjustmentBody(msgspec.Struct, forbid_unknown_fields=True, rename="camel")
     idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=120)] | None = None
 
 
+class AssignBody(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    """An operator's credit of an unmatched deposit transfer to an agent."""
+
+    agent_id: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+    reason: Annotated[str, msgspec.Meta(min_length=3, max_length=500)]
+
+
 class LedgerView(msgspec.Struct, rename="camel"):
     id: str
     agent_id: str
@@ -32,3 +43,16 @@ class LedgerView(msgspec.Struct, rename="camel"):
     reference: str | None
     reason: str | None
     created_at: str
+
+
+def ledger_view(entry: LedgerEntry) -> LedgerView:
+    return LedgerView(
+        id=entry.id,
+        agent_id=entry.agent_id,
+        kind=entry.kind,
+        amount_micros=entry.amount_micros,
+        balance_after_micros=entry.balance_after_micros,
+        reference=entry.reference,
+        reason=entry.reason,
+        created_at=rfc3339(entry.created_at) or "",
+    )

@@ -1,27 +1,47 @@
-"""Credit operations beyond the raw ledger: operator adjustments and history."""
+"""Credit operations beyond the raw ledger: balances, operator adjustments and history.
+
+Deposits (USDC from a linked wallet becomes credits) are ``app.credits.deposits``; every move
+of a balance goes through the append-only ledger (``app.credits.ledger``). Nothing here needs
+more than the caller's one transaction.
+"""
 
 from __future__ import annotations
 
-from sqlmodel import col, select
-
-from app.credits import ledger
+from app.audit.service import Actor, record
+from app.credits import ledger, repository
+from app.credits.schemas import Balance
 from app.db.models.credits import LedgerEntry
-from app.db.paging import PageParams, apply, split
+from app.db.paging import PageParams
 from app.db.uow import UnitOfWork
 from app.errors import ValidationFailed
 from app.events.service import emit
 from webhooks.events import CreditsDeposited
 
 
+async def balance(session: UnitOfWork, agent_id: str) -> Balance:
+    """An agent's credits and total spent, in micros (and USD for display)."""
+    agent = await repository.holder(session, agent_id)
+    return Balance(
+        credits_usd=agent.balance_micros / 1_000_000,
+        total_spent=agent.spent_micros / 1_000_000,
+        creditsMicros=agent.balance_micros,
+        spentMicros=agent.spent_micros,
+    )
+
+
 async def adjust(
     session: UnitOfWork,
+    actor: Actor,
     agent_id: str,
     amount_micros: int,
     reason: str,
     idempotency_key: str | None,
-) -> ledger.Posted:
-    """An operator correction; a debit may not take the balance below zero. A retry with the
-    same idempotency key is the first entry again, replayed, and emits nothing."""
+) -> LedgerEntry:
+    """An operator correction, audited; a debit may not take the balance below zero. A retry
+    with the same idempotency key is the first entry again, replayed: it emits nothing and
+    writes no second audit row (the first request's covers it)."""
+    # The credits area sits below agents: it checks the agent exists through the table.
+    await repository.holder(session, agent_id)
     if amount_micros == 0:
         raise ValidationFailed("amountMicros must not be zero.")
     posted = await ledger.post_result(
@@ -38,14 +58,15 @@ async def adjust(
                              ledger_entry_id=entry.id, deposited_at=entry.created_at),
             agent_id=agent_id,
         )
-    return posted
+    if not posted.replayed:
+        await record(session, actor, "credits.adjust", "agent", agent_id,
+                     after={"amountMicros": amount_micros, "reason": reason,
+                            "balanceAfterMicros": entry.balance_after_micros})
+    return entry
 
 
 async def history(
     session: UnitOfWork, params: PageParams, agent_id: str | None
 ) -> tuple[list[LedgerEntry], str | None]:
-    stmt = select(LedgerEntry)
-    if agent_id:
-        stmt = stmt.where(col(LedgerEntry.agent_id) == agent_id)
-    rows = (await session.exec(apply(stmt, col(LedgerEntry.id), params))).all()  # type: ignore[call-overload]
-    return split(rows, params, lambda e: e.id)
+    """Ledger entries newest first, of one agent or of all."""
+    return await repository.history(session, params, agent_id)

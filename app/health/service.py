@@ -47,7 +47,7 @@ from app.health.verdict import (
 )
 from app.settings import Settings
 from app.transfers import service as transfers
-from app.transfers.views import watcher_view
+from app.transfers.schemas import watcher_view
 
 CHECK_TIMEOUT = 2.0
 

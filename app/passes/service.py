@@ -1,4 +1,16 @@
-"""Key passes: a time-limited key bought with x402, issued exactly once after settlement."""
+"""Key passes: a time-limited key bought with x402, issued exactly once after settlement.
+
+The purchase (:func:`purchase`) is this area's flow that needs several transactions:
+
+1. **record**: the payment is verified and recorded, and a signed one handed to the
+   settlement signer, in one transaction (``app.payments``); the signer's job is sent once it
+   commits;
+2. **wait**: up to ``settle_wait`` seconds without holding a transaction, re-reading the
+   payment whenever its settlement is announced (``app.payments.waiter``);
+3. **fulfil**: in a last transaction, a settled payment's pass key is issued exactly once
+   (:func:`fulfill`); a payment still settling gets a claim token instead, and its key is
+   fetched once later with it (:func:`claim`, ``GET /v1/payments/{id}``).
+"""
 
 from __future__ import annotations
 
@@ -7,22 +19,21 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import col
 
+from app.auth.principal import Principal
 from app.config.plans import PassSettings
 from app.credentials.format import KeyKind
 from app.crypto import SecretBox
-from app.db.models.agents import Agent
 from app.db.models.payments import Payment
-from app.db.models.wallets import Wallet
 from app.db.types import rfc3339, utcnow
 from app.db.uow import UnitOfWork
-from app.errors import InvalidDuration, PaymentAlreadyUsed, PaymentInvalid
+from app.errors import Conflict, InvalidDuration, NotFound, PaymentAlreadyUsed, PaymentInvalid
 from app.events.service import emit
-from app.ids import new_id
 from app.keys import service as keys
+from app.passes import repository
+from app.payments import service as payments_service
+from app.payments.schemas import PaymentView, payment_view
 from app.payments.service import PaidRequest, Payments
 from app.settings import Settings
 from app.wallets.service import owner_of
@@ -72,18 +83,13 @@ async def _buyer(session: UnitOfWork, payment: Payment) -> str:
     """
     payer = payment.payer
     if payment.scheme != "exact":
-        agent = Agent(id=new_id("agt"), name=f"x402 push {payment.tx_hash or payment.id}")
-        session.add(agent)
-        await session.flush()
+        agent = await repository.add_agent(session, f"x402 push {payment.tx_hash or payment.id}")
         return agent.id
     agent_id = await owner_of(session, payer)
     if agent_id is not None:
         return agent_id
-    agent = Agent(id=new_id("agt"), name=f"x402 {payer}")
-    session.add(agent)
-    await session.flush()
-    session.add(Wallet(id=new_id("wal"), agent_id=agent.id, address=payer.lower()))
-    await session.flush()
+    agent = await repository.add_agent(session, f"x402 {payer}")
+    await repository.add_wallet(session, agent.id, payer)
     return agent.id
 
 
@@ -95,13 +101,7 @@ async def fulfill(session: UnitOfWork, settings: Settings, payment: Payment) -> 
     """Issue the pass key for a settled payment exactly once; later calls within the replay
     window get the same body back (sealed at rest), after it PAYMENT_ALREADY_USED."""
     now = utcnow()
-    claimed = await session.execute(
-        update(Payment)
-        .where(col(Payment.id) == payment.id, col(Payment.status) == "settled",
-               col(Payment.fulfilled_at).is_(None))
-        .values(fulfilled_at=now, updated_at=now)
-    )
-    if not claimed.rowcount:  # type: ignore[attr-defined]
+    if not await repository.start_fulfilment(session, payment.id, now):
         await session.refresh(payment)
         if payment.result_sealed and payment.result_expires_at and payment.result_expires_at > now:
             body: dict[str, Any] = json.loads(
@@ -186,3 +186,30 @@ async def purchase(
         session.add(payment)
         await session.commit()
     return Outcome(202, pending_body(settings, payment, token))
+
+
+async def claim(
+    session: UnitOfWork, settings: Settings, payments: Payments, payment_id: str, token: str
+) -> PaymentView:
+    """With a claim token: the payment's state, and once a pass payment settled its result
+    (the key), exactly once; an unknown payment or a wrong token is NOT_FOUND alike."""
+    payment = await payments_service.find(session, payment_id)
+    pepper = settings.key_pepper.get_secret_value()
+    if payment is None or not payments.check_claim_token(payment, pepper, token):
+        raise NotFound("Payment not found.")
+    if payment.claimed_at is not None:
+        raise Conflict("This payment's result was already claimed.")
+    if payment.status != "settled" or payment.purpose != "pass":
+        return payment_view(payment)
+    result = await fulfill(session, settings, payment)
+    payment.claimed_at = payment.fulfilled_at
+    session.add(payment)
+    return payment_view(payment, result)
+
+
+async def buyers_payment(session: UnitOfWork, caller: Principal, payment_id: str) -> PaymentView:
+    """A payment's state, for a key of the agent that bought it (NOT_FOUND for anyone else)."""
+    payment = await payments_service.find(session, payment_id)
+    if payment is None or payment.agent_id is None or payment.agent_id != caller.agent_id:
+        raise NotFound("Payment not found.")
+    return payment_view(payment)

@@ -14,18 +14,16 @@ of transaction always belong to a payment already recorded, and are never a push
 
 When the two race anyway (a pushed hash recorded before the authorization's payment, or a
 wrapper contract whose spending shows only once mined), the authorization's payment wins when
-it settles: see ``app.payments.settlement.displace_pushes``.
+it settles: see ``app.payments.take_back.displace_pushes``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlmodel import col, select
-
 from app.db.models.payments import Payment
-from app.db.models.signer import SettlementSubmission, SettlementTransaction
 from app.db.uow import UnitOfWork
+from app.payments import repository
 from chain.usdc import AuthorizationUse
 
 SIGNER_TRANSACTION = "This transaction is passgate's own settlement of another payment."
@@ -43,33 +41,10 @@ async def signer_claim(session: UnitOfWork, network: str, chain_id: int,
     Looks only at passgate's own records, so it can run before anything is asked of a node.
     """
     tx_hash = tx_hash.lower()
-    signed = (
-        await session.exec(
-            select(SettlementTransaction.id).where(
-                col(SettlementTransaction.chain_id) == chain_id,
-                col(SettlementTransaction.tx_hash) == tx_hash,
-            )
-        )
-    ).first()
-    if signed is not None:
+    if await repository.signer_sent(session, chain_id, tx_hash) is not None:
         return SIGNER_TRANSACTION
-    settled_by = (
-        await session.exec(
-            select(SettlementSubmission.id).where(
-                col(SettlementSubmission.chain_id) == chain_id,
-                col(SettlementSubmission.tx_hash) == tx_hash,
-            )
-        )
-    ).first()
-    exact = (
-        await session.exec(
-            select(Payment.id).where(
-                col(Payment.network) == network,
-                col(Payment.tx_hash) == tx_hash,
-                col(Payment.scheme) != "push",
-            )
-        )
-    ).first()
+    settled_by = await repository.submission_settled_by(session, chain_id, tx_hash)
+    exact = await repository.signed_payment_naming(session, network, tx_hash)
     if settled_by is not None or exact is not None:
         return SETTLED_ANOTHER
     return None
@@ -80,15 +55,7 @@ async def authorization_owner(
 ) -> Payment | None:
     """The recorded signed payment whose authorization one of ``uses`` is, if any."""
     for use in uses:
-        owner = (
-            await session.exec(
-                select(Payment).where(
-                    col(Payment.network) == network,
-                    col(Payment.auth_nonce) == use.nonce.lower(),
-                    col(Payment.payer) == use.authorizer.lower(),
-                )
-            )
-        ).first()
+        owner = await repository.with_authorization(session, network, use)
         if owner is not None:
             return owner
     return None
@@ -99,15 +66,6 @@ async def authorization_submitted(
 ) -> bool:
     """True when the settlement signer was asked to submit one of ``uses`` (for any purpose)."""
     for use in uses:
-        found = (
-            await session.exec(
-                select(SettlementSubmission.id).where(
-                    col(SettlementSubmission.chain_id) == chain_id,
-                    col(SettlementSubmission.authorizer) == use.authorizer.lower(),
-                    col(SettlementSubmission.auth_nonce) == use.nonce.lower(),
-                )
-            )
-        ).first()
-        if found is not None:
+        if await repository.authorization_submitted(session, chain_id, use):
             return True
     return False

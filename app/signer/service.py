@@ -2,83 +2,52 @@
 
 This is what the x402 payments code calls, inside its own transaction::
 
-    submission = await settlement.request_settlement(
+    submission = await signer.request_settlement(
         session, network, verification.authorization, verification.signature,
         purpose_ref=payment.id,
     )
     ...later...
-    outcome = await settlement.outcome(session, submission.id)   # status, txHash, final?
+    outcome = await signer.outcome(session, submission.id)   # status, txHash, final?
 
 The request is a row (``queued``); the ``settle`` actor is enqueued once the caller's
 transaction commits, and the settlement sweeper re-drives any row whose message was lost.
-When a submission reaches a final status, every handler in :func:`outcome_handlers` runs in the
-same transaction (the payments code adds its own there).
 
-Everything else here is the signer's SQL: its nonce row (the lock), the transactions it signs.
+The signer's steps (``app.signer.steps``) are this area's flow that needs several
+transactions: each step of a submission (checks, then sign and record under the signer lock,
+then broadcast, then follow to a final status) is a transaction of its own, so a crash between
+any two of them re-drives the same recorded transaction. When a submission reaches a final
+status, :func:`finish` calls the final-outcome handler it was given in that same transaction:
+the signer knows nothing of what a submission is for (``app.integrations.chain`` decides).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import msgspec
-from sqlalchemy import update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import col, select
-
-from app.attention.filters import not_parked
-from app.db.models.attention import SETTLEMENT
-from app.db.models.signer import (
-    BROADCAST,
-    FINAL_STATUSES,
-    MINED,
-    OPEN_STATUSES,
-    QUEUED,
-    SIGNED,
-    SettlementSubmission,
-    SettlementTransaction,
-    SignerState,
-)
-from app.db.paging import PageParams, apply, split
-from app.db.types import rfc3339, utcnow
+from app.db.models.signer import QUEUED, SettlementSubmission, SettlementTransaction
+from app.db.paging import PageParams
+from app.db.types import utcnow
 from app.db.uow import UnitOfWork
-from app.errors import Conflict, NotFound
+from app.errors import Conflict
 from app.ids import new_id
+from app.signer import repository
+from app.signer.repository import Due
+from app.signer.schemas import SettlementOutcome, outcome_view
 from app.signer.tasks import settle_job
 from chain.networks import Network
 from chain.usdc import TransferAuthorization
 
+__all__ = [
+    "SWEEP_GRACE_SECONDS", "Due", "OutcomeHandler", "authorization_of", "due_submissions",
+    "finish", "get", "outcome", "request_settlement", "search", "transactions_of",
+]
+
 # The sweeper leaves a submission alone this long past its next step (its own message is due).
 SWEEP_GRACE_SECONDS = 10.0
 
-class SettlementOutcome(msgspec.Struct, frozen=True, rename="camel"):
-    """Where a settlement stands. ``final`` once nothing more will happen to it."""
-
-    id: str
-    status: str
-    final: bool
-    settled: bool
-    network: str
-    purpose_ref: str
-    tx_hash: str | None
-    block_number: int | None
-    error: str | None
-    duplicate_of: str | None
-    created_at: str
-    completed_at: str | None
-
-
+# Called in the transaction that makes a submission final (``app.integrations.chain``).
 OutcomeHandler = Callable[[UnitOfWork, SettlementSubmission], Awaitable[None]]
-
-
-def outcome_handlers() -> list[OutcomeHandler]:
-    """Called in the transaction that makes a submission final: payments settle or fail."""
-    # Imported here: the payments code itself calls into this module to request settlement.
-    from app.payments.settlement import on_submission_final
-
-    return [on_submission_final]
 
 
 async def request_settlement(
@@ -94,13 +63,7 @@ async def request_settlement(
     a different one it is a ``Conflict``. Submitting an authorization that another submission
     already carries is allowed and ends as ``already_used`` (one transfer, never two).
     """
-    existing = (
-        await session.exec(
-            select(SettlementSubmission).where(
-                col(SettlementSubmission.purpose_ref) == purpose_ref
-            )
-        )
-    ).first()
+    existing = await repository.for_reference(session, purpose_ref)
     if existing is not None:
         same = (
             existing.chain_id == network.chain_id
@@ -136,6 +99,7 @@ async def request_settlement(
 
 
 def authorization_of(submission: SettlementSubmission) -> TransferAuthorization:
+    """The authorization a submission carries."""
     return TransferAuthorization(
         from_address=submission.authorizer,
         to_address=submission.recipient,
@@ -147,120 +111,39 @@ def authorization_of(submission: SettlementSubmission) -> TransferAuthorization:
 
 
 async def get(session: UnitOfWork, submission_id: str) -> SettlementSubmission:
-    submission = await session.get(SettlementSubmission, submission_id)
-    if submission is None:
-        raise NotFound("Settlement not found.")
-    return submission
-
-
-def outcome_view(submission: SettlementSubmission) -> SettlementOutcome:
-    return SettlementOutcome(
-        id=submission.id,
-        status=submission.status,
-        final=submission.status in FINAL_STATUSES,
-        settled=submission.status == MINED,
-        network=submission.network,
-        purpose_ref=submission.purpose_ref,
-        tx_hash=submission.tx_hash,
-        block_number=submission.block_number,
-        error=submission.last_error,
-        duplicate_of=submission.duplicate_of,
-        created_at=rfc3339(submission.created_at) or "",
-        completed_at=rfc3339(submission.completed_at),
-    )
-
-
-async def outcome(session: UnitOfWork, submission_id: str) -> SettlementOutcome:
-    """Where the settlement stands (see :class:`SettlementOutcome`)."""
-    return outcome_view(await get(session, submission_id))
-
-
-async def search(
-    session: UnitOfWork, params: PageParams, *, network: str | None = None,
-    status: str | None = None, authorizer: str | None = None,
-) -> tuple[list[SettlementSubmission], str | None]:
-    stmt = select(SettlementSubmission)
-    if network:
-        stmt = stmt.where(col(SettlementSubmission.network) == network)
-    if status:
-        stmt = stmt.where(col(SettlementSubmission.status) == status)
-    if authorizer:
-        stmt = stmt.where(col(SettlementSubmission.authorizer) == authorizer.lower())
-    rows = (await session.exec(apply(stmt, col(SettlementSubmission.id), params))).all()  # type: ignore[call-overload]
-    return split(rows, params, lambda s: s.id)
-
-
-# -- the signer's SQL ---------------------------------------------------------------------
-
-
-async def lock_signer(session: UnitOfWork, chain_id: int, address: str) -> SignerState:
-    """Take the signer lock for this transaction and return its nonce row.
-
-    Must be the transaction's first statement: the UPDATE takes the row lock in PostgreSQL
-    and the database write lock in SQLite (waiting on busy_timeout), so whoever holds it is
-    the only one allocating this signer's nonces until it commits.
-    """
-    address = address.lower()
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    now = utcnow()
-    await session.execute(
-        insert(SignerState)
-        .values(chain_id=chain_id, address=address, next_nonce=0, updated_at=now)
-        .on_conflict_do_nothing(index_elements=["chain_id", "address"])
-    )
-    await session.execute(
-        update(SignerState)
-        .where(col(SignerState.chain_id) == chain_id, col(SignerState.address) == address)
-        .values(updated_at=now)
-    )
-    state = await session.get(SignerState, (chain_id, address), populate_existing=True)
-    assert state is not None
-    return state
-
-
-async def reload(session: UnitOfWork, submission_id: str) -> SettlementSubmission:
-    submission = await session.get(SettlementSubmission, submission_id, populate_existing=True)
-    if submission is None:
-        raise NotFound("Settlement not found.")
-    return submission
-
-
-async def in_flight_duplicate(
-    session: UnitOfWork, submission: SettlementSubmission
-) -> SettlementSubmission | None:
-    """Another submission of the same authorization that already signed (or settled) it."""
-    return (
-        await session.exec(
-            select(SettlementSubmission).where(
-                col(SettlementSubmission.chain_id) == submission.chain_id,
-                col(SettlementSubmission.authorizer) == submission.authorizer,
-                col(SettlementSubmission.auth_nonce) == submission.auth_nonce,
-                col(SettlementSubmission.id) != submission.id,
-                col(SettlementSubmission.status).in_((SIGNED, BROADCAST, MINED)),
-            )
-        )
-    ).first()
+    """One submission, or NOT_FOUND."""
+    return await repository.get(session, submission_id)
 
 
 async def transactions_of(
     session: UnitOfWork, submission_id: str
 ) -> list[SettlementTransaction]:
     """The submission's signed transactions, newest first."""
-    rows = await session.exec(
-        select(SettlementTransaction)
-        .where(col(SettlementTransaction.submission_id) == submission_id)
-        .order_by(col(SettlementTransaction.id).desc())
+    return await repository.transactions_of(session, submission_id)
+
+
+async def outcome(session: UnitOfWork, submission_id: str) -> SettlementOutcome:
+    """Where the settlement stands (see :class:`SettlementOutcome`)."""
+    return outcome_view(await repository.get(session, submission_id))
+
+
+async def search(
+    session: UnitOfWork, params: PageParams, *, network: str | None = None,
+    status: str | None = None, authorizer: str | None = None,
+) -> tuple[list[SettlementOutcome], str | None]:
+    """Submissions newest first, filtered; ``authorizer`` is an address (any case)."""
+    rows, next_cursor = await repository.search(
+        session, params, network=network, status=status, authorizer=authorizer
     )
-    return list(rows.all())
+    return [outcome_view(row) for row in rows], next_cursor
 
 
 async def finish(
     session: UnitOfWork, submission: SettlementSubmission, status: str, *,
-    error: str | None = None, tx_hash: str | None = None, block_number: int | None = None,
-    duplicate_of: str | None = None,
+    on_final: OutcomeHandler, error: str | None = None, tx_hash: str | None = None,
+    block_number: int | None = None, duplicate_of: str | None = None,
 ) -> None:
-    """Make a submission final and run the outcome handlers in the same transaction."""
+    """Make a submission final and call ``on_final`` in the same transaction."""
     now = utcnow()
     submission.status = status
     submission.last_error = error[:500] if error else None
@@ -273,27 +156,10 @@ async def finish(
     submission.updated_at = now
     session.add(submission)
     await session.flush()
-    for handler in outcome_handlers():
-        await handler(session, submission)
-
-
-@dataclass(frozen=True, slots=True)
-class Due:
-    id: str
-    status: str
+    await on_final(session, submission)
 
 
 async def due_submissions(session: UnitOfWork, now: datetime, limit: int) -> list[Due]:
     """Open submissions whose next step is due (what the sweeper re-drives), except those
     parked for an operator."""
-    rows = await session.exec(
-        select(SettlementSubmission)
-        .where(
-            col(SettlementSubmission.status).in_(OPEN_STATUSES),
-            col(SettlementSubmission.next_attempt_at) <= now,
-            not_parked(SETTLEMENT, SettlementSubmission.id),
-        )
-        .order_by(col(SettlementSubmission.next_attempt_at))
-        .limit(limit)
-    )
-    return [Due(row.id, row.status) for row in rows.all()]
+    return await repository.due_submissions(session, now, limit)

@@ -26,7 +26,7 @@ payer can also burn the nonce (``cancelAuthorization``, or another authorization
 nonce), and then nothing was paid (``failed``).
 
 Serialisation: every state change happens in a transaction that starts by taking the signer
-lock (``service.lock_signer``: an UPDATE of the signer's nonce row, i.e. a row lock in
+lock (``repository.lock_signer``: an UPDATE of the signer's nonce row, i.e. a row lock in
 PostgreSQL and the write lock in SQLite) and re-reads the submission, so two workers, a
 sweeper re-drive and a delayed message can never allocate the same nonce or finish a
 submission twice. The ``settlement`` queue is meant to have a single consumer, but correctness
@@ -36,24 +36,21 @@ Nonces: the database counter is the truth while transactions are in flight; when
 signer has nothing in flight the node's pending count is taken instead (which is also how the
 counter is recovered on start, or after someone else used the key).
 
-RPC failures leave the state as it is and retry with exponential backoff.
+RPC failures leave the state as it is and retry with exponential backoff (``app.signer.endings``).
+
+When a submission becomes final, the ``on_final`` handler the caller gave :func:`advance` runs in
+that same transaction (``app.integrations.chain`` passes the payments' reaction).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from eth_account import Account
-from pydantic import SecretStr
-from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import col, select
 
 from app.db.models.signer import (
-    ALREADY_USED,
     BROADCAST,
     EXPIRED,
     FAILED,
@@ -68,21 +65,18 @@ from app.db.models.signer import (
 from app.db.types import utcnow
 from app.db.uow import UnitOfWork
 from app.errors import NotFound
-from app.ids import new_id
-from app.settings import Settings
-from app.signer import service
-from app.signer.service import SWEEP_GRACE_SECONDS
+from app.signer import repository, service
+from app.signer.config import SignerConfig, Step
+from app.signer.endings import Endings, schedule
+from app.signer.service import OutcomeHandler
+from app.signer.signing import CANCEL_GAS, GAS_HEADROOM_PERCENT, bumped_fees, sign
 from chain.client import ChainClient
 from chain.errors import ChainError, ExecutionReverted, TransactionRejected
-from chain.networks import Network
 from chain.records import FeeEstimate, Receipt
-from chain.usdc import TransferAuthorization, encode_transfer_with_authorization
+from chain.usdc import encode_transfer_with_authorization
 
 log = logging.getLogger("passgate.settlement")
 
-# Gas estimates get this much headroom (the authorization's storage writes vary slightly).
-_GAS_HEADROOM_PERCENT = 25
-_CANCEL_GAS = 21_000
 # The outcome when a 0-value self-transfer that freed the nonce was the one mined, by its kind.
 _FREED_NONCE = {
     "cancel": (EXPIRED, "The authorization expired while its transaction was stuck; the nonce "
@@ -92,57 +86,24 @@ _FREED_NONCE = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class SignerConfig:
-    network: Network
-    key: SecretStr
-    address: str
-    stuck_after_seconds: float
-    fee_bump_percent: int
-    poll_seconds: float
-    max_backoff_seconds: float
-    # Not worth starting when the authorization expires sooner than this.
-    min_validity_seconds: float = 3.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings, network: Network) -> SignerConfig | None:
-        key = settings.chain_signer_private_key
-        if key is None:
-            return None
-        return cls(
-            network=network,
-            key=key,
-            address=str(Account.from_key(key.get_secret_value()).address),
-            stuck_after_seconds=settings.settlement_stuck_after_seconds,
-            fee_bump_percent=settings.settlement_fee_bump_percent,
-            poll_seconds=settings.settlement_poll_seconds,
-            max_backoff_seconds=settings.chain_max_backoff_seconds,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """``delay``: seconds until the next step is due; None once the submission is final."""
-
-    status: str
-    delay: float | None
-
-
 async def advance(
     sessions: async_sessionmaker[UnitOfWork],
     client: ChainClient,
     config: SignerConfig,
     submission_id: str,
+    *,
+    on_final: OutcomeHandler,
 ) -> Step:
-    """Move one submission one step (see the module docstring)."""
+    """Move one submission one step (see the module docstring); ``on_final`` runs in the
+    transaction that makes it final."""
     async with sessions() as session:
         try:
-            submission = await service.get(session, submission_id)
+            submission = await repository.get(session, submission_id)
         except NotFound:
             return Step("missing", None)
     if submission.status in FINAL_STATUSES:
         return Step(submission.status, None)
-    signer = _Signer(sessions, client, config)
+    signer = _Signer(sessions, client, config, on_final)
     try:
         if submission.status == QUEUED:
             return await signer.prepare(submission)
@@ -159,24 +120,19 @@ async def prepare(
     config: SignerConfig,
     submission_id: str,
     *,
+    on_final: OutcomeHandler,
     broadcast: bool = True,
 ) -> Step:
     """Only the first step of a queued submission; ``broadcast=False`` stops right after the
     transaction is recorded (what a worker killed at that moment leaves behind)."""
     async with sessions() as session:
-        submission = await service.get(session, submission_id)
-    return await _Signer(sessions, client, config).prepare(submission, broadcast=broadcast)
+        submission = await repository.get(session, submission_id)
+    return await _Signer(sessions, client, config, on_final).prepare(submission,
+                                                                      broadcast=broadcast)
 
 
-class _Signer:
-    def __init__(
-        self, sessions: async_sessionmaker[UnitOfWork], client: ChainClient,
-        config: SignerConfig,
-    ) -> None:
-        self.sessions = sessions
-        self.client = client
-        self.config = config
-        self.chain_id = config.network.chain_id
+class _Signer(Endings):
+    """The steps of one submission (how each ends: :class:`~app.signer.endings.Endings`)."""
 
     # -- queued -> signed -------------------------------------------------------------------
 
@@ -203,31 +159,26 @@ class _Signer:
             reason = exc.reason or exc.message
             return await self.final(sid, QUEUED, FAILED, error=f"Simulation reverted: {reason}")
         fees = await self.client.estimate_fees()
-        gas_limit = gas * (100 + _GAS_HEADROOM_PERCENT) // 100
+        gas_limit = gas * (100 + GAS_HEADROOM_PERCENT) // 100
 
         async with self.sessions() as session:
-            state = await service.lock_signer(session, self.chain_id, self.config.address)
-            current = await service.reload(session, sid)
+            state = await repository.lock_signer(session, self.chain_id, self.config.address)
+            current = await repository.reload(session, sid)
             if current.status != QUEUED:
                 await session.commit()  # another run got here first: continue from its state
                 return Step(current.status, 0.0)
-            duplicate = await service.in_flight_duplicate(session, current)
+            duplicate = await repository.in_flight_duplicate(session, current)
             if duplicate is not None:
-                await service.finish(
-                    session, current, ALREADY_USED, duplicate_of=duplicate.id,
-                    error="Another settlement already submitted this authorization.",
-                )
-                await session.commit()
-                return Step(ALREADY_USED, None)
-            if not await self._in_flight(session):
+                return await self.already_used(session, current, duplicate)
+            if not await repository.signer_busy(session, self.chain_id, self.config.address):
                 # Nothing of ours is pending: the node's count is authoritative (recovers the
                 # counter on start, and after anyone else used the key).
                 state.next_nonce = await self.client.get_nonce(self.config.address, pending=True)
                 state.synced_at = utcnow()
             nonce = state.next_nonce
-            tx = self._sign(nonce, to=token, data=data, gas=gas_limit,
-                            max_fee=fees.max_fee, tip=fees.max_priority_fee, kind="settle",
-                            submission_id=sid)
+            tx = sign(self.config, nonce, to=token, data=data, gas=gas_limit,
+                      max_fee=fees.max_fee, tip=fees.max_priority_fee, kind="settle",
+                      submission_id=sid)
             session.add(tx)
             state.next_nonce = nonce + 1
             state.updated_at = utcnow()
@@ -237,7 +188,7 @@ class _Signer:
             current.tx_nonce = nonce
             current.tx_hash = tx.tx_hash
             current.last_error = None
-            self._due(current, 0.0)
+            schedule(current, 0.0)
             session.add(current)
             await session.commit()
         log.info("settlement %s: recorded tx %s (nonce %d)", sid, tx.tx_hash, nonce)
@@ -245,55 +196,11 @@ class _Signer:
             return Step(SIGNED, 0.0)
         return await self.broadcast(sid)
 
-    async def _in_flight(self, session: UnitOfWork) -> bool:
-        count = (
-            await session.execute(
-                select(func.count())
-                .select_from(SettlementSubmission)
-                .where(
-                    col(SettlementSubmission.chain_id) == self.chain_id,
-                    col(SettlementSubmission.signer) == self.config.address.lower(),
-                    col(SettlementSubmission.status).in_((SIGNED, BROADCAST)),
-                )
-            )
-        ).scalar_one()
-        return bool(count)
-
-    def _sign(
-        self, nonce: int, *, to: str, data: str, gas: int, max_fee: int, tip: int, kind: str,
-        submission_id: str,
-    ) -> SettlementTransaction:
-        fields = {
-            "type": 2,
-            "chainId": self.chain_id,
-            "nonce": nonce,
-            "to": to,
-            "value": 0,
-            "data": data,
-            "gas": gas,
-            "maxFeePerGas": max_fee,
-            "maxPriorityFeePerGas": tip,
-        }
-        signed = Account.sign_transaction(fields, self.config.key.get_secret_value())
-        return SettlementTransaction(
-            id=new_id("stx"),
-            submission_id=submission_id,
-            chain_id=self.chain_id,
-            signer=self.config.address.lower(),
-            nonce=nonce,
-            tx_hash="0x" + bytes(signed.hash).hex(),
-            raw_tx="0x" + bytes(signed.raw_transaction).hex(),
-            kind=kind,
-            max_fee_per_gas=max_fee,
-            max_priority_fee_per_gas=tip,
-            gas_limit=gas,
-        )
-
     # -- signed -> broadcast ----------------------------------------------------------------
 
     async def broadcast(self, sid: str) -> Step:
         async with self.sessions() as session:
-            txs = await service.transactions_of(session, sid)
+            txs = await repository.transactions_of(session, sid)
         if not txs:
             raise RuntimeError(f"settlement {sid} is signed but has no transaction")
         latest = txs[0]
@@ -307,16 +214,16 @@ class _Signer:
             if exc.kind != "already_known":
                 return await self.refused(sid, latest, exc)
         async with self.sessions() as session:
-            await service.lock_signer(session, self.chain_id, self.config.address)
-            current = await service.reload(session, sid)
-            tx = await session.get(SettlementTransaction, latest.id, populate_existing=True)
+            await repository.lock_signer(session, self.chain_id, self.config.address)
+            current = await repository.reload(session, sid)
+            tx = await repository.reload_transaction(session, latest.id)
             if tx is not None and tx.broadcast_at is None:
                 tx.broadcast_at = utcnow()
                 session.add(tx)
             if current.status == SIGNED:
                 current.status = BROADCAST
             if current.status == BROADCAST:
-                self._due(current, self.config.poll_seconds)
+                schedule(current, self.config.poll_seconds)
                 session.add(current)
             await session.commit()
         return Step(BROADCAST, self.config.poll_seconds)
@@ -347,14 +254,14 @@ class _Signer:
 
     async def _load(self, sid: str) -> SettlementSubmission:
         async with self.sessions() as session:
-            return await service.get(session, sid)
+            return await repository.get(session, sid)
 
     # -- broadcast -> final -----------------------------------------------------------------
 
     async def check(self, sid: str, *, nonce_used: bool = False) -> Step:
         async with self.sessions() as session:
-            submission = await service.get(session, sid)
-            txs = await service.transactions_of(session, sid)
+            submission = await repository.get(session, sid)
+            txs = await repository.transactions_of(session, sid)
         if not txs:
             raise RuntimeError(f"settlement {sid} has no transaction to check")
         found: tuple[SettlementTransaction, Receipt] | None = None
@@ -412,15 +319,15 @@ class _Signer:
                                                  authorization.nonce):
             return await self.spent_elsewhere(submission.id, submission.status, authorization)
         async with self.sessions() as session:
-            await service.lock_signer(session, self.chain_id, self.config.address)
-            current = await service.reload(session, submission.id)
+            await repository.lock_signer(session, self.chain_id, self.config.address)
+            current = await repository.reload(session, submission.id)
             if current.status in (SIGNED, BROADCAST):
                 log.warning("settlement %s: nonce %s was used by another transaction; "
                             "re-queued", current.id, current.tx_nonce)
                 current.status = QUEUED
                 current.tx_nonce = None
                 current.last_error = "Its nonce was used by another transaction; re-queued."
-                self._due(current, 0.0)
+                schedule(current, 0.0)
                 session.add(current)
             await session.commit()
         return Step(QUEUED, 0.0)
@@ -430,125 +337,33 @@ class _Signer:
         expired (``cancel``) or when the settlement can never be taken (``release``)."""
         fees: FeeEstimate = await self.client.estimate_fees()
         async with self.sessions() as session:
-            await service.lock_signer(session, self.chain_id, self.config.address)
-            current = await service.reload(session, sid)
-            txs = await service.transactions_of(session, sid)
+            await repository.lock_signer(session, self.chain_id, self.config.address)
+            current = await repository.reload(session, sid)
+            txs = await repository.transactions_of(session, sid)
             if current.status not in (SIGNED, BROADCAST) or not txs or txs[0].id != replacing_id:
                 await session.commit()  # someone else moved it on
                 return Step(current.status, 0.0)
             old = txs[0]
-            bump = 100 + self.config.fee_bump_percent
-            tip = max(old.max_priority_fee_per_gas * bump // 100 + 1, fees.max_priority_fee)
-            max_fee = max(old.max_fee_per_gas * bump // 100 + 1, fees.max_fee, tip)
+            max_fee, tip = bumped_fees(old, fees, self.config.fee_bump_percent)
             if release or time.time() >= current.valid_before:
-                tx = self._sign(old.nonce, to=self.config.address, data="0x", gas=_CANCEL_GAS,
-                                max_fee=max_fee, tip=tip,
-                                kind="release" if release else "cancel", submission_id=sid)
+                tx = sign(self.config, old.nonce, to=self.config.address, data="0x",
+                          gas=CANCEL_GAS, max_fee=max_fee, tip=tip,
+                          kind="release" if release else "cancel", submission_id=sid)
             else:
                 data = encode_transfer_with_authorization(
                     service.authorization_of(current), current.signature
                 )
-                tx = self._sign(old.nonce, to=self.client.token_address, data=data,
-                                gas=old.gas_limit, max_fee=max_fee, tip=tip, kind="settle",
-                                submission_id=sid)
+                tx = sign(self.config, old.nonce, to=self.client.token_address, data=data,
+                          gas=old.gas_limit, max_fee=max_fee, tip=tip, kind="settle",
+                          submission_id=sid)
             session.add(tx)
             current.tx_hash = tx.tx_hash
-            self._due(current, 0.0)
+            schedule(current, 0.0)
             session.add(current)
             await session.commit()
         log.info("settlement %s: replaced %s with %s %s (nonce %d, max fee %d)",
                  sid, old.tx_hash, tx.kind, tx.tx_hash, tx.nonce, max_fee)
         return await self.broadcast(sid)
-
-    # -- bookkeeping ------------------------------------------------------------------------
-
-    def _due(self, submission: SettlementSubmission, delay: float) -> None:
-        now = utcnow()
-        submission.next_attempt_at = now + timedelta(seconds=delay + SWEEP_GRACE_SECONDS)
-        submission.updated_at = now
-
-    async def spent_elsewhere(
-        self, sid: str, expected: str, authorization: TransferAuthorization
-    ) -> Step:
-        """The authorization's nonce is spent, and not by a transaction of ours that paid.
-
-        ``authorizationState`` only says the nonce is gone: the payer may have burned it with
-        ``cancelAuthorization`` or with another authorization on the same nonce, paying us
-        nothing. So the submission counts as paid (``already_used``, with that transaction's
-        hash) only when a transaction that spent the nonce moved at least the authorized value
-        from the payer to the authorized recipient, with the network's confirmations;
-        otherwise it ``failed``.
-        """
-        head = await self.client.block_number()
-        # The nonce was spent after the payment was verified: minutes ago, well inside this.
-        low = max(0, head - self.config.network.max_log_range + 1)
-        payer, recipient = authorization.from_address.lower(), authorization.to_address.lower()
-        for tx_hash in await self.client.authorization_uses(
-            authorization.from_address, authorization.nonce, low, head
-        ):
-            receipt = await self.client.get_receipt(tx_hash)
-            if receipt is None or receipt.status != 1:
-                continue
-            if not any(t.from_address.lower() == payer and t.to_address.lower() == recipient
-                       and t.value >= authorization.value for t in receipt.transfers):
-                continue
-            if head - receipt.block_number + 1 < self.config.network.confirmations:
-                return await self.later(sid, self.config.poll_seconds)
-            return await self.final(sid, expected, ALREADY_USED, tx_hash=receipt.tx_hash,
-                                    block_number=receipt.block_number,
-                                    error="The authorization was used on chain by another "
-                                          "transaction, which paid.")
-        return await self.final(
-            sid, expected, FAILED,
-            error="The authorization's nonce was spent on chain without paying its recipient "
-                  "(canceled, or used by another authorization).",
-        )
-
-    async def final(
-        self, sid: str, expected: str, status: str, *, error: str | None = None,
-        tx_hash: str | None = None, block_number: int | None = None,
-    ) -> Step:
-        async with self.sessions() as session:
-            await service.lock_signer(session, self.chain_id, self.config.address)
-            current = await service.reload(session, sid)
-            if current.status != expected:
-                await session.commit()
-                return Step(current.status, None if current.status in FINAL_STATUSES else 0.0)
-            await service.finish(session, current, status, error=error, tx_hash=tx_hash,
-                                 block_number=block_number)
-            await session.commit()
-        log.info("settlement %s: %s%s", sid, status, f" ({error})" if error else "")
-        return Step(status, None)
-
-    async def later(self, sid: str, delay: float) -> Step:
-        async with self.sessions() as session:
-            await session.execute(
-                update(SettlementSubmission)
-                .where(col(SettlementSubmission.id) == sid)
-                .values(next_attempt_at=utcnow() + timedelta(seconds=delay + SWEEP_GRACE_SECONDS))
-            )
-            await session.commit()
-            current = await service.get(session, sid)
-        return Step(current.status, delay)
-
-    async def retry_later(self, sid: str, exc: ChainError) -> Step:
-        """A node problem: keep the state, try again with exponential backoff."""
-        message = f"{type(exc).__name__}: {exc}"[:500]
-        async with self.sessions() as session:
-            current = await service.get(session, sid)
-            attempts = current.attempts + 1
-            delay = min(self.config.max_backoff_seconds,
-                        self.config.poll_seconds * 2 ** min(attempts, 16))
-            await session.execute(
-                update(SettlementSubmission)
-                .where(col(SettlementSubmission.id) == sid)
-                .values(attempts=attempts, last_error=message, updated_at=utcnow(),
-                        next_attempt_at=utcnow() + timedelta(seconds=delay + SWEEP_GRACE_SECONDS))
-            )
-            await session.commit()
-        log.warning("settlement %s: %s; retrying in %.1fs", sid, message, delay)
-        return Step(current.status, delay)
-
 
 def _age(moment: datetime) -> float:
     return (utcnow() - moment).total_seconds()

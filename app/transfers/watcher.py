@@ -24,8 +24,8 @@ Algorithm (per run, under a lease so one run per network at a time):
    While a range is stored, the next one's logs are already being fetched (one range ahead,
    used only if it is exactly the next range), so a backfill pays RPC latency and database
    time side by side rather than in turn. Transfers of the range that already have the
-   network's confirmations (a backfill: nearly all of them) are counted through their purpose
-   (``app.transfers.purposes``) in that same transaction and inserted in their final state;
+   network's confirmations (a backfill: nearly all of them) are counted (by the ``Counting``
+   the run was given) in that same transaction and inserted in their final state;
    should any of them not be inserted after all (its key stored concurrently), the transaction
    is rolled back and the range stored again uncounted, so nothing is counted twice.
    Each range's logs come with the header of its last block, asked of the same node in the
@@ -34,7 +34,7 @@ Algorithm (per run, under a lease so one run per network at a time):
    stops there without storing the range, and runs again a poll interval later. The reorg
    check likewise decides nothing on a node that lacks a remembered block at or below the head.
 3. **Confirm.** Pending transfers (stored before they had their confirmations, or revived
-   after a reorg) that have them now are counted through their purpose.
+   after a reorg) that have them now are counted the same way.
 
 RPC failures end the run with the error recorded and the next run pushed back exponentially
 (poll interval x 2^failures, capped); nothing is half-done because every step is its own
@@ -44,89 +44,35 @@ at once instead of waiting a poll interval.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import col
 
 from app.db.models.transfers import ChainWatcher
 from app.db.types import utcnow
 from app.db.uow import UnitOfWork
-from app.settings import Settings
-from app.transfers import service
-from app.transfers.purposes import PurposeContext
+from app.transfers import confirming, repository, storing
+from app.transfers.counting import CountConflict, Counting, WatchContext
+from app.transfers.log_ranges import GROW_AFTER, Prefetch, next_range
+from app.transfers.repository import CursorMove
+from app.transfers.watch_config import WatchConfig
 from chain.client import ChainClient
 from chain.errors import ChainError, RangeTooLarge
-from chain.networks import Network
 from chain.records import BlockHeader, TransferLog
 
 log = logging.getLogger("passgate.chain.watcher")
 
-# Good ranges in a row, after the provider refused a range, before the range may grow again.
-_GROW_AFTER = 3
-# A new watcher's first range, as a fraction of the network's maximum (see _next_range).
+# A new watcher's first range, as a fraction of the network's maximum (see next_range).
 _FIRST_RANGE_DIVISOR = 64
 # Transfers counted per transaction.
 _CONFIRM_BATCH = 5_000
 # A run that crashed without releasing its lease blocks the next one at most this much longer
 # than its budget.
 _LEASE_MARGIN_SECONDS = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class WatchConfig:
-    network: Network
-    addresses: tuple[str, ...]
-    # First block to scan when there is no cursor; None = the head at that moment.
-    start_block: int | None
-    reorg_window: int
-    budget_seconds: float
-    target_logs: int
-    max_backoff_seconds: float
-    deposit_address: str | None
-    pay_to_address: str | None
-
-    @classmethod
-    def from_settings(cls, settings: Settings, network: Network) -> WatchConfig:
-        return cls(
-            network=network,
-            addresses=tuple(settings.watched_addresses()),
-            start_block=start_block(settings, network),
-            reorg_window=settings.chain_reorg_window_blocks,
-            budget_seconds=settings.chain_scan_budget_seconds,
-            target_logs=settings.chain_target_logs_per_range,
-            max_backoff_seconds=settings.chain_max_backoff_seconds,
-            deposit_address=_lower(settings.chain_deposit_address),
-            pay_to_address=_lower(settings.chain_pay_to_address),
-        )
-
-    @property
-    def purpose_context(self) -> PurposeContext:
-        return PurposeContext(
-            network=self.network.name,
-            chain_id=self.network.chain_id,
-            deposit_address=self.deposit_address,
-            pay_to_address=self.pay_to_address,
-        )
-
-
-def start_block(settings: Settings, network: Network) -> int | None:
-    """The first block a watcher with no cursor scans; None: the head it first sees."""
-    start = settings.chain_start_blocks.get(network.name)
-    if start is None and network.name == "local":
-        start = 0  # a dev chain is young: scan it all
-    return start
-
-
-def _lower(address: str | None) -> str | None:
-    return address.lower() if address else None
 
 
 @dataclass
@@ -155,25 +101,27 @@ async def run_watcher(
     sessions: async_sessionmaker[UnitOfWork],
     client: ChainClient,
     config: WatchConfig,
+    counting: Counting,
     *,
     due_only: bool = True,
 ) -> RunReport:
-    """One bounded watcher pass; see the module docstring. ``due_only=False`` ignores the poll
+    """One bounded watcher pass; see the module docstring. ``counting`` decides what each
+    confirmed transfer is for (``app.integrations.chain``). ``due_only=False`` ignores the poll
     interval and backoff (tests, an operator's "run now"), never the lease."""
     network = config.network
     report = RunReport(network=network.name)
     owner = uuid.uuid4().hex
     lease_seconds = config.budget_seconds + _LEASE_MARGIN_SECONDS
     async with sessions() as session:
-        await service.ensure_watcher(session, network.name, network.chain_id)
-        won = await service.acquire_lease(
+        await repository.ensure_watcher(session, network.name, network.chain_id)
+        won = await repository.acquire_lease(
             session, network.name, owner, utcnow(), lease_seconds, due_only=due_only
         )
         await session.commit()
     if not won:
         return report
     report.ran = True
-    run = _Run(sessions, client, config, owner, report)
+    run = _Run(sessions, client, config, counting, owner, report)
     try:
         await run.execute()
     except ChainError as exc:
@@ -192,6 +140,7 @@ class _Run:
         sessions: async_sessionmaker[UnitOfWork],
         client: ChainClient,
         config: WatchConfig,
+        counting: Counting,
         owner: str,
         report: RunReport,
     ) -> None:
@@ -199,7 +148,10 @@ class _Run:
         self.client = client
         self.config = config
         self.network = config.network
-        self.purposes = replace(config.purpose_context, receipts=client.get_receipt)
+        self.counting = counting
+        self.context = WatchContext(network=config.network.name,
+                                    chain_id=config.network.chain_id,
+                                    receipts=client.get_receipt)
         self.owner = owner
         self.report = report
         self.started = time.monotonic()
@@ -209,7 +161,7 @@ class _Run:
 
     async def _state(self) -> ChainWatcher:
         async with self.sessions() as session:
-            watcher = await service.get_watcher(session, self.network.name)
+            watcher = await repository.get_watcher(session, self.network.name)
             assert watcher is not None
             return watcher
 
@@ -223,13 +175,13 @@ class _Run:
             range_size, good = min(state.range_size, maximum), state.good_ranges
         else:
             # Nothing known about the density yet: start narrow, with no refusal to recover from.
-            range_size, good = max(1, maximum // _FIRST_RANGE_DIVISOR), _GROW_AFTER
+            range_size, good = max(1, maximum // _FIRST_RANGE_DIVISOR), GROW_AFTER
         if cursor is None:
             start = head if self.config.start_block is None else self.config.start_block
             cursor = await self._set_cursor(None, start - 1, head, range_size, good)
         cursor = await self._check_reorg(cursor, head)
         if not self.report.behind:
-            prefetch = _Prefetch(self.client, list(self.config.addresses))
+            prefetch = Prefetch(self.client, list(self.config.addresses))
             try:
                 cursor = await self._scan(cursor, head, range_size, good, prefetch)
             finally:
@@ -240,11 +192,11 @@ class _Run:
         while not self._over_budget():
             try:
                 async with self.sessions() as session:
-                    count = await service.confirm_ready(
-                        session, self.purposes, confirmed_up_to, _CONFIRM_BATCH
+                    count = await confirming.confirm_ready(
+                        session, self.counting, self.context, confirmed_up_to, _CONFIRM_BATCH
                     )
                     await session.commit()
-            except service.CountConflict as exc:
+            except CountConflict as exc:
                 # Rolled back as a whole; the next run reads what is still pending afresh.
                 log.warning("%s: %s; counting again next run", self.network.name, exc)
                 self.report.more = True
@@ -267,7 +219,7 @@ class _Run:
                     self.network.poll_interval_seconds)
 
     async def _scan(
-        self, cursor: int, head: int, range_size: int, good: int, prefetch: _Prefetch
+        self, cursor: int, head: int, range_size: int, good: int, prefetch: Prefetch
     ) -> int:
         """Scan up to the head in bounded ranges, each stored with its cursor move; returns
         the new cursor. The next range's logs are fetched while this one is stored."""
@@ -298,7 +250,7 @@ class _Run:
             blocks.update(
                 {i.block_number: i.block_hash for i in logs if i.block_number > tip_floor}
             )
-            range_size, good = _next_range(
+            range_size, good = next_range(
                 range_size, good, spanned=high - low + 1, found=len(logs),
                 target=self.config.target_logs, maximum=self.network.max_log_range,
             )
@@ -308,7 +260,7 @@ class _Run:
             try:
                 stored = await self._store(logs, blocks, cursor, high, head, range_size, good,
                                            confirmed_up_to=confirmed_up_to)
-            except service.StoreConflict as exc:
+            except storing.StoreConflict as exc:
                 # Nothing of the range was committed; stored pending, its transfers are
                 # counted by confirm_ready, which only counts rows still pending.
                 log.warning("%s: %s; storing blocks %d-%d uncounted", self.network.name, exc,
@@ -324,14 +276,14 @@ class _Run:
     async def _store(
         self, logs: list[TransferLog], blocks: dict[int, str], cursor: int, high: int, head: int,
         range_size: int, good: int, *, confirmed_up_to: int | None,
-    ) -> service.Stored:
+    ) -> storing.Stored:
         """Store (and count what is confirmed of) a range's transfers, remember its blocks and
         move the cursor past it, all in one transaction."""
         async with self.sessions() as session:
-            stored = await service.store_logs(
-                session, self.purposes, logs, confirmed_up_to=confirmed_up_to
+            stored = await storing.store_logs(
+                session, self.counting, self.context, logs, confirmed_up_to=confirmed_up_to
             )
-            await service.remember_blocks(session, self.network.name, blocks)
+            await repository.remember_blocks(session, self.network.name, blocks)
             await self._advance(session, cursor, high, head, range_size, good)
             await session.commit()
         return stored
@@ -348,18 +300,11 @@ class _Run:
         self, session: UnitOfWork, expected: int | None, cursor: int, head: int,
         range_size: int, good: int,
     ) -> None:
-        condition = (
-            col(ChainWatcher.cursor).is_(None) if expected is None
-            else col(ChainWatcher.cursor) == expected
-        )
-        result = await session.execute(
-            update(ChainWatcher)
-            .where(col(ChainWatcher.network) == self.network.name, condition,
-                   col(ChainWatcher.lease_owner) == self.owner)
-            .values(cursor=cursor, head=head, range_size=range_size, good_ranges=good,
-                    updated_at=utcnow())
-        )
-        if not result.rowcount:  # type: ignore[attr-defined]  # CursorResult of an UPDATE
+        moved = await repository.move_cursor(session, CursorMove(
+            network=self.network.name, owner=self.owner, expected=expected, cursor=cursor,
+            head=head, range_size=range_size, good_ranges=good,
+        ))
+        if not moved:
             await session.rollback()
             raise _Interrupted
 
@@ -369,7 +314,7 @@ class _Run:
         A block at or below ``head`` that the node says it has not got is no reorg: the node
         answering is behind the one that gave the head. Nothing is decided on its word."""
         async with self.sessions() as session:
-            remembered = await service.recent_blocks(session, self.network.name)
+            remembered = await repository.recent_blocks(session, self.network.name)
         if not remembered:
             return cursor
         canonical = await self._canonical([block.number for block in remembered], head)
@@ -389,7 +334,7 @@ class _Run:
                       self.network.name, self.config.reorg_window, fork_cursor)
         fork_cursor = min(fork_cursor, cursor)
         async with self.sessions() as session:
-            suspects = await service.transfers_above(session, self.network.name, fork_cursor)
+            suspects = await repository.transfers_above(session, self.network.name, fork_cursor)
         unknown = sorted({t.block_number for t in suspects} - canonical.keys())
         if unknown:
             found = await self._canonical(unknown, head)
@@ -398,18 +343,13 @@ class _Run:
             canonical.update(found)
         orphaned = [t for t in suspects if canonical.get(t.block_number) != t.block_hash]
         async with self.sessions() as session:
-            self.report.reorged += await service.orphan(
-                session, orphaned, self.purposes
+            self.report.reorged += await confirming.orphan(
+                session, orphaned, self.counting, self.context
             )
-            await service.forget_blocks(session, self.network.name, above=fork_cursor)
+            await repository.forget_blocks(session, self.network.name, above=fork_cursor)
             await self._advance(session, cursor, fork_cursor, self.report.head or fork_cursor,
                                 self.network.max_log_range, 0)
-            await session.execute(
-                update(ChainWatcher)
-                .where(col(ChainWatcher.network) == self.network.name)
-                .values(reorgs=ChainWatcher.reorgs + 1, last_reorg_at=utcnow(),
-                        last_reorg_block=fork_cursor + 1)
-            )
+            await repository.count_reorg(session, self.network.name, fork_cursor)
             await session.commit()
         log.warning("%s: reorg at block %d; %d transfer(s) orphaned, re-scanning",
                     self.network.name, fork_cursor + 1, len(orphaned))
@@ -430,21 +370,15 @@ class _Run:
         now = utcnow()
         async with self.sessions() as session:
             if prune_below is not None:
-                await service.forget_blocks(session, self.network.name, below=prune_below)
-            await session.execute(
-                update(ChainWatcher)
-                .where(col(ChainWatcher.network) == self.network.name,
-                       col(ChainWatcher.lease_owner) == self.owner)
-                .values(consecutive_failures=0, failing_since=None, last_success_at=now,
-                        next_run_at=now + timedelta(seconds=delay), lease_owner=None,
-                        lease_until=None, updated_at=now)
-            )
+                await repository.forget_blocks(session, self.network.name, below=prune_below)
+            await repository.end_run(session, self.network.name, self.owner, now,
+                                     now + timedelta(seconds=delay))
             await session.commit()
 
     async def failed(self, exc: ChainError) -> None:
         message = f"{type(exc).__name__}: {exc}"[:500]
         async with self.sessions() as session:
-            state = await service.get_watcher(session, self.network.name)
+            state = await repository.get_watcher(session, self.network.name)
             assert state is not None
             failures = state.consecutive_failures + 1
             delay = min(
@@ -452,15 +386,9 @@ class _Run:
                 self.network.poll_interval_seconds * 2 ** min(failures, 16),
             )
             now = utcnow()
-            await session.execute(
-                update(ChainWatcher)
-                .where(col(ChainWatcher.network) == self.network.name,
-                       col(ChainWatcher.lease_owner) == self.owner)
-                .values(consecutive_failures=failures,
-                        failing_since=state.failing_since or now,
-                        last_error=message, last_error_at=now,
-                        next_run_at=now + timedelta(seconds=delay), lease_owner=None,
-                        lease_until=None, updated_at=now)
+            await repository.end_run(
+                session, self.network.name, self.owner, now, now + timedelta(seconds=delay),
+                error=message, failures=failures, failing_since=state.failing_since or now,
             )
             await session.commit()
         self.report.error = message
@@ -470,75 +398,12 @@ class _Run:
     async def release(self) -> None:
         try:
             async with self.sessions() as session:
-                await service.release_lease(session, self.network.name, self.owner)
+                await repository.release_lease(session, self.network.name, self.owner)
                 await session.commit()
         except Exception:  # best effort while another error propagates; the lease expires
             log.warning("%s watcher: could not release its lease", self.network.name,
                         exc_info=True)
 
 
-_Fetched = tuple[list[TransferLog], BlockHeader | None]
-
-
-class _Prefetch:
-    """At most one range's logs in flight ahead of the range being stored, each with the header
-    of the range's last block from the same node (``ChainClient.scan_transfer_logs``).
-
-    Only a result for exactly the range asked for next is used; anything else (the range
-    shrank, the run stopped) is cancelled, so a prefetch can never make the scan skip or
-    repeat blocks. Its errors surface when its range is taken, as if fetched then.
-    """
-
-    def __init__(self, client: ChainClient, addresses: list[str]) -> None:
-        self.client = client
-        self.addresses = addresses
-        self._range: tuple[int, int] | None = None
-        self._task: asyncio.Task[_Fetched] | None = None
-
-    def start(self, low: int, high: int) -> None:
-        self.cancel()
-        self._range = (low, high)
-        self._task = asyncio.create_task(self._fetch(low, high))
-
-    async def take(self, low: int, high: int) -> _Fetched:
-        task = self._task
-        if task is not None and self._range == (low, high):
-            self._task = self._range = None
-            return await task
-        self.cancel()
-        return await self._fetch(low, high)
-
-    def cancel(self) -> None:
-        task, self._task, self._range = self._task, None, None
-        if task is not None:
-            task.cancel()
-            # Nobody awaits it any more: retrieve its outcome so asyncio does not log it.
-            task.add_done_callback(_ignore_outcome)
-
-    async def _fetch(self, low: int, high: int) -> _Fetched:
-        return await self.client.scan_transfer_logs(low, high, to_addresses=self.addresses)
-
-
-def _ignore_outcome(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()
-
-
-def _next_range(
-    size: int, good: int, *, spanned: int, found: int, target: int, maximum: int
-) -> tuple[int, int]:
-    """The range size and good-range count after a range of ``spanned`` blocks (at most
-    ``size``; fewer when it reached the head) returned ``found`` logs."""
-    good = min(good + 1, _GROW_AFTER)
-    if found > target:
-        # Dense: aim the next range at the target (proportionally; the provider did not
-        # complain, so this sets no caution).
-        return max(1, spanned * target // found), good
-    if spanned >= size and found <= target // 2 and good >= _GROW_AFTER:
-        return min(maximum, size * 2), good
-    return size, good
-
-
 def _hash(header: BlockHeader | None) -> str | None:
     return header.hash if header is not None else None
-

@@ -1,5 +1,11 @@
-"""The HTTP API fixtures (tests/fixtures/api.py) for the credits tests."""
+"""Credits: operator adjustments and the ledger through the HTTP API (tests/fixtures/api.py),
+and deposits from a real anvil chain."""
 
 from tests.fixtures.api import client, make_client, other_platform, platform, shared_client
+from tests.fixtures.chain import chain_client, devchain, devchain_factory
+from tests.fixtures.chainapp import chain_env
 
-__all__ = ["client", "make_client", "other_platform", "platform", "shared_client"]
+__all__ = [
+    "chain_client", "chain_env", "client", "devchain", "devchain_factory", "make_client",
+    "other_platform", "platform", "shared_client",
+]

@@ -25,8 +25,9 @@ from sqlmodel import col, select
 
 from app.db.models.payments import Payment
 from app.db.models.signer import SettlementSubmission, SettlementTransaction
+from app.integrations.chain import advance, prepare
 from app.main import create_app
-from app.signer.steps import SignerConfig, Step, advance, prepare
+from app.signer.config import SignerConfig, Step
 from chain.usdc import (
     TokenDomain,
     encode_transfer_with_authorization,

@@ -14,6 +14,7 @@ from app.main import create_app
 from chain.x402 import SignedPayment, decode_payment
 from chain.x402.payer import build_payer_client, sign_payment_headers
 from tests.fixtures.chain import encode_call, transact
+from tests.fixtures.paid import chain_settings
 from tests.gateway.helpers import (
     PRICE,
     free_port,
@@ -22,7 +23,6 @@ from tests.gateway.helpers import (
     stop,
     wait_until_up,
 )
-from tests.payments.conftest import chain_settings
 from workers.runner import start_worker
 
 SIGNER = 5

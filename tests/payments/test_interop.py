@@ -19,8 +19,8 @@ from app.db import migrate
 from app.settings import Settings
 from chain.x402.payer import build_payer_client
 from tests.fixtures.chain import encode_call, transact
+from tests.fixtures.paid import chain_settings
 from tests.fixtures.services import in_ci
-from tests.payments.conftest import chain_settings
 from workers.demo.server import embedded_service, free_port
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,8 +17,8 @@ from app.main import create_app
 from app.settings import Settings
 from chain.x402.payer import build_payer_client, sign_payment_headers
 from tests.fixtures.chain import encode_call, transact
+from tests.fixtures.paid import chain_settings
 from tests.logcapture import captured, json_lines
-from tests.payments.conftest import chain_settings
 from tests.scrape import scrape
 from workers.runner import start_worker
 

@@ -1,8 +1,9 @@
 """x402 payments enabled without a settlement signer: a signed payment could never settle, so it
 is refused with 503 before anything is verified or recorded, and /v1/health says why.
 
-Pushed transfers need no signer (the chain watcher confirms them): ``test_pass_purchase.py``
-buys passes with them on exactly this configuration (``paid_settings`` has no signer key).
+Pushed transfers need no signer (the chain watcher confirms them):
+``tests/passes/test_pass_purchase.py`` buys passes with them on exactly this configuration
+(``paid_settings`` has no signer key).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from litestar.testing import AsyncTestClient
 from app.main import create_app
 from chain.x402.payer import build_payer_client, sign_payment_headers
 from tests.fixtures.chain import encode_call, transact
+from tests.fixtures.paid import chain_settings
 from tests.gateway.helpers import provider_config
-from tests.payments.conftest import chain_settings
 
 PRICE_1D = 10_000_000
 

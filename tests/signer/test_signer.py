@@ -13,8 +13,9 @@ from eth_account.signers.local import LocalAccount
 
 from app.db.models.signer import SettlementSubmission, SettlementTransaction
 from app.errors import Conflict
+from app.integrations.chain import advance, prepare
 from app.signer import service
-from app.signer.steps import SignerConfig, Step, advance, prepare
+from app.signer.config import SignerConfig, Step
 from chain.anvil_binary import free_port
 from chain.client import ChainClient
 from chain.usdc import (

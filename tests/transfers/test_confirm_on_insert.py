@@ -17,9 +17,10 @@ from app.db.models.credits import LedgerEntry
 from app.db.models.events import Event
 from app.db.models.transfers import ChainTransfer, ChainWatcher
 from app.db.types import utcnow
+from app.integrations import chain as purposes_module
+from app.integrations.chain import PurposeContext, TransferPurpose
 from app.settings import Settings
-from app.transfers import purposes as purposes_module
-from app.transfers.purposes import Candidate, Counted, PurposeContext, TransferPurpose
+from app.transfers.counting import Candidate, Counted
 from chain.devchain import DevChain
 from tests.factories import register_agent
 from tests.fixtures.chainapp import USDC, ChainEnv, api_client, balance, build_env, link_wallet

@@ -6,7 +6,7 @@ from itertools import pairwise
 
 from ulid import ULID
 
-from app.transfers.service import _transfer_ids
+from app.transfers.storing import transfer_ids as _transfer_ids
 
 
 def test_bulk_transfer_ids_are_consecutive_ulids_in_increasing_order():

@@ -48,7 +48,7 @@ class ChainTransfer(SQLModel, table=True):
     value: str = Field(max_length=78)
     amount_micros: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger()))
     status: str = Field(default=PENDING, max_length=10)
-    # Set when confirmed: "deposit", "payment" (see app.transfers.purposes), or "unknown".
+    # Set when confirmed: "deposit", "payment" (see app.integrations.chain), or "unknown".
     purpose: str | None = Field(default=None, max_length=16)
     # Confirmed, but nobody to credit: an unknown sender, or a transfer no purpose claimed.
     unmatched: bool = Field(default=False, index=True)

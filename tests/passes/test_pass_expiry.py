@@ -13,8 +13,8 @@ from app.db.engine import create_engine, session_factory
 from app.db.models.events import Event
 from app.main import create_app
 from tests.fixtures.chain import encode_call, transact
+from tests.fixtures.paid import chain_settings
 from tests.fixtures.workers import actor_runner
-from tests.payments.conftest import chain_settings
 from workers.expiry import expire_keys
 
 __all__ = ["actor_runner"]

@@ -15,7 +15,7 @@ async def record_payment(settings: Settings, agent_id: str | None) -> tuple[str,
     """A settled gateway payment of ``agent_id`` and a claim token for it.
 
     Written straight to the database: making one through the API takes a chain and a worker
-    (tests/payments), and what is under test here is only who may read it.
+    (tests/passes), and what is under test here is only who may read it.
     """
     payment = Payment(
         id=new_id("pay"), purpose="gateway", resource="/v1/gateway/echo/get",

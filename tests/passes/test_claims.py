@@ -12,7 +12,7 @@ from litestar.testing import AsyncTestClient
 from app.main import create_app
 from chain.x402.payer import build_payer_client, sign_payment_headers
 from tests.fixtures.chain import encode_call, transact
-from tests.payments.conftest import chain_settings
+from tests.fixtures.paid import chain_settings
 from workers.runner import start_worker
 
 PRICE_1D = 10_000_000

@@ -24,7 +24,7 @@ from chain.usdc import (
 from chain.x402 import SignedPayment, decode_payment
 from chain.x402.payer import build_payer_client, sign_payment_headers
 from tests.fixtures.chain import encode_call, transact
-from tests.payments.conftest import chain_settings
+from tests.fixtures.paid import chain_settings
 from workers.runner import start_worker
 
 PRICE_1D = 10_000_000
