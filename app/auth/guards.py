@@ -289,9 +289,3 @@ def check_route_access(app: Litestar) -> None:
                 raise ImproperlyConfiguredException(
                     f"admin route {route.path} must use the ADMIN access hook"
                 )
-
-
-def runtime_of(request: AnyRequest) -> Any:
-    """TRANSITIONAL (issue 16): areas still reading the runtime. Handlers receive what they use
-    through app.deps instead; this goes once no area calls it."""
-    return request.app.state["runtime"]

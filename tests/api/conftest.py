@@ -1,5 +1,0 @@
-"""The HTTP API fixtures (tests/fixtures/api.py) for the cross-cutting API tests."""
-
-from tests.fixtures.api import client, make_client, other_platform, platform, shared_client
-
-__all__ = ["client", "make_client", "other_platform", "platform", "shared_client"]
