@@ -16,6 +16,7 @@ from litestar.testing import AsyncTestClient
 os.environ.setdefault("PASSGATE_ENVIRONMENT", "test")
 
 from app.db import migrate
+from app.logs.handlers import flush_all
 from app.main import create_app
 from app.settings import Settings
 
@@ -92,3 +93,11 @@ async def client(settings: Settings) -> AsyncIterator[AsyncTestClient[Litestar]]
 @pytest.fixture
 def admin_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@pytest.fixture(autouse=True)
+def _log_lines_stay_with_their_test() -> Iterator[None]:
+    """passgate writes log lines from a background thread: wait for this test's before pytest
+    stops capturing, so they land in its report instead of the terminal between tests."""
+    yield
+    flush_all()
