@@ -60,6 +60,10 @@ async def remove_planted_events(sessions) -> AsyncIterator[None]:
         await session.execute(delete(WebhookMessage).where(
             col(WebhookMessage.event_id).in_(_PLANTED)))
         await session.execute(delete(Event).where(col(Event.id).in_(_PLANTED)))
+        # A key broken on purpose is repaired and expired, or every later expiry run anywhere
+        # in the session would park it again.
+        await session.execute(update(ApiKey).where(col(ApiKey.id).in_(_PLANTED))
+                              .values(kind="pk", status="expired"))
         await session.execute(delete(AttentionItem).where(col(AttentionItem.ref).in_(_PLANTED)))
         await session.commit()
     _PLANTED.clear()
@@ -109,25 +113,26 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 @pytest.fixture
-async def endpoint(client, admin_headers, receiver) -> str:
-    """An operator endpoint: events are only turned into messages when someone listens."""
+async def endpoint(client, admin_headers, receiver) -> AsyncIterator[str]:
+    """An operator endpoint: events are only turned into messages when someone listens. It is
+    deleted afterwards: an operator endpoint receives every event, and one whose receiver has
+    stopped would hold up other tests' deliveries."""
     created = await client.post("/admin/v1/webhooks", json={"url": receiver.url()},
                                 headers=admin_headers)
     assert created.status_code == 201, created.text
     endpoint_id: str = created.json()["id"]
-    return endpoint_id
+    yield endpoint_id
+    deleted = await client.delete(f"/admin/v1/webhooks/{endpoint_id}", headers=admin_headers)
+    assert deleted.status_code == 200, deleted.text
 
 
 async def test_an_event_that_cannot_be_delivered_is_parked_and_the_others_still_go_out(
-    client, admin_headers, settings, sessions, receiver
+    client, admin_headers, settings, sessions, receiver, endpoint
 ):
     # given an operator endpoint, and two events waiting: one whose data no longer fits its
     # webhook shape (an emitter's bug), one fine
-    created = await client.post("/admin/v1/webhooks", json={"url": receiver.url()},
-                                headers=admin_headers)
-    assert created.status_code == 201, created.text
     broken = await _event(sessions, "payment.settled", {"paymentId": "pay_x"})
-    fine = await _event(sessions, "webhook.test", _test_data(created.json()["id"], "hello"))
+    fine = await _event(sessions, "webhook.test", _test_data(endpoint, "hello"))
 
     async with running_actors(settings) as run:
         # when the fan-out meets the broken one, as often as the sweeper would re-drive it
@@ -147,7 +152,7 @@ async def test_an_event_that_cannot_be_delivered_is_parked_and_the_others_still_
     assert parked[0]["actor"] == "webhook_fan_out"
     assert [(i["ref"], i["attempts"]) for i in again] == [(broken, LIMIT)]
     assert await _dispatched(sessions, broken) is False
-    assert [m.endpoint_id for m in messages_for_fine] == [created.json()["id"]]
+    assert [m.endpoint_id for m in messages_for_fine] == [endpoint]
 
 
 async def test_a_key_that_cannot_be_expired_is_parked_while_the_others_expire(
@@ -184,12 +189,10 @@ async def test_a_key_that_cannot_be_expired_is_parked_while_the_others_expire(
 
 
 async def test_an_operator_retries_parked_work_after_fixing_it_and_it_goes_through(
-    client, admin_headers, settings, sessions, receiver
+    client, admin_headers, settings, sessions, receiver, endpoint
 ):
     # given an event parked after failing the limit
-    created = await client.post("/admin/v1/webhooks", json={"url": receiver.url()},
-                                headers=admin_headers)
-    endpoint_id = created.json()["id"]
+    endpoint_id = endpoint
     event_id = await _event(sessions, "webhook.test", {"endpointId": endpoint_id})  # no sentAt
     async with running_actors(settings) as run:
         for _ in range(LIMIT):
