@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,6 +64,8 @@ class PaidRequest:
     resource_url: str
     price_micros: int
     description: str
+    # The x402 v2 extensions its 402 declares (``chain.x402.extensions``), by key.
+    extensions: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _fingerprint(paid: PaidRequest, network: str, identity: str) -> str:
@@ -115,9 +117,10 @@ async def accept(
     recorded, and a route taking only signed payments answers 503 rather than a 402 it
     could not honour; a pushed transfer needs no signer (the chain watcher confirms it).
     Raises PaymentRequired (no payment), PaymentInvalid, PaymentAlreadyUsed,
-    ServiceUnavailable. Commits.
+    ServiceUnavailable. Flushes; the caller's unit of work commits.
     """
-    challenge = chain.challenge(paid.price_micros, paid.resource_url, paid.description)
+    challenge = chain.challenge(paid.price_micros, paid.resource_url, paid.description,
+                                paid.extensions)
     try:
         decoded = decode_payment(headers, chain.networks.values())
     except PaymentHeaderError as exc:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from app.errors import ServiceUnavailable
 from app.settings import Settings
@@ -56,7 +58,10 @@ class PaymentChain:
             found[name] = client
         return found
 
-    def challenge(self, price_micros: int, resource_url: str, description: str) -> PaymentChallenge:
+    def challenge(
+        self, price_micros: int, resource_url: str, description: str,
+        extensions: Mapping[str, Any] | None = None,
+    ) -> PaymentChallenge:
         return build_payment_challenge(
             price_micros=price_micros,
             networks=self.networks.values(),
@@ -64,6 +69,7 @@ class PaymentChain:
             max_timeout_seconds=self.settings.x402_max_timeout_seconds,
             resource_url=resource_url,
             description=description,
+            extensions=extensions,
         )
 
     async def close(self) -> None:

@@ -58,7 +58,8 @@ class Payments:
     # -- challenge and acceptance -------------------------------------------------------
 
     def challenge(self, paid: PaidRequest) -> PaymentChallenge:
-        return self.chain.challenge(paid.price_micros, paid.resource_url, paid.description)
+        return self.chain.challenge(paid.price_micros, paid.resource_url, paid.description,
+                                    paid.extensions)
 
     async def accept(
         self, session: UnitOfWork, paid: PaidRequest, headers: Mapping[str, str], *,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -85,6 +86,11 @@ class SignedPayment:
     signature: str
     accepted: PaymentRequirements | None = None
     resource: ResourceInfo | None = None
+    # What a v2 client echoed or added to the declared extensions (None for v1).
+    extensions: dict[str, Any] | None = None
+    # sha256 of the decoded payload as canonical JSON: the same payment sent again, byte for
+    # byte in meaning, has the same hash (a re-signed authorization does not).
+    payload_hash: str = ""
 
     @property
     def header(self) -> str:
@@ -267,6 +273,8 @@ def _from_v2(header: str, data: dict[str, Any]) -> SignedPayment:
         signature=signature,
         accepted=payload.accepted,
         resource=payload.resource,
+        extensions=dict(payload.extensions) if payload.extensions else None,
+        payload_hash=_canonical_hash(data),
     )
 
 
@@ -282,7 +290,14 @@ def _from_v1(header: str, data: dict[str, Any]) -> SignedPayment:
         network=payload.network,
         authorization=authorization,
         signature=signature,
+        payload_hash=_canonical_hash(data),
     )
+
+
+def _canonical_hash(data: dict[str, Any]) -> str:
+    return hashlib.sha256(
+        json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
 
 
 def _pydantic_message(exc: ValidationError) -> str:

@@ -7,8 +7,9 @@ emit. Every offered network pays in its USDC; the price is in base units (micros
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import copy
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from eth_utils.address import is_address, to_checksum_address
@@ -92,6 +93,9 @@ class PaymentChallenge:
     resource: ResourceInfo
     error: str
     offers: tuple[PaymentOffer, ...]
+    # x402 v2 extensions declared to clients, by key (``payment-identifier``, ``bazaar``,
+    # ``sign-in-with-x``): each ``{"info": ..., "schema": ...}``; v1 has none.
+    extensions: Mapping[str, Any] = field(default_factory=dict)
 
     def payment_required(self) -> PaymentRequired:
         """The x402 v2 ``PaymentRequired`` object (the ``PAYMENT-REQUIRED`` header's content)."""
@@ -100,6 +104,7 @@ class PaymentChallenge:
             error=self.error,
             resource=self.resource.model_copy(),
             accepts=[offer.requirements.model_copy(deep=True) for offer in self.offers],
+            extensions=copy.deepcopy(dict(self.extensions)) or None,
         )
 
     def payment_required_v1(self) -> PaymentRequiredV1:
@@ -141,6 +146,7 @@ def build_payment_challenge(
     description: str,
     mime_type: str = "application/json",
     error: str = DEFAULT_ERROR,
+    extensions: Mapping[str, Any] | None = None,
 ) -> PaymentChallenge:
     """Build the ``exact`` USDC payment requirements for one resource on every given network.
 
@@ -171,6 +177,7 @@ def build_payment_challenge(
         resource=ResourceInfo(url=resource_url, description=description, mime_type=mime_type),
         error=error,
         offers=offers,
+        extensions=dict(extensions or {}),
     )
 
 
