@@ -151,9 +151,11 @@ async def test_a_message_that_cannot_be_sent_is_logged_at_error_once_however_oft
 
     try:
         async with running_actors(settings) as run:
-            # when its deliver job fails up to the limit (each job retried by nobody), then is
-            # met again by re-sent jobs and the sweeper
-            for _ in range(LIMIT + AFTER_PARKED):
+            # when its deliver job fails, retried by Dramatiq more often than the limit, then
+            # the job is sent again and the sweeper runs
+            await run(deliver, message_id, retries=LIMIT + AFTER_PARKED, backoff_ms=20)
+            counted = await _attention(client, admin_headers, message_id)
+            for _ in range(AFTER_PARKED):
                 await run(deliver, message_id, retries=0)
                 await run(sweep, retries=0)
         [item] = await _attention(client, admin_headers, message_id)
@@ -167,7 +169,9 @@ async def test_a_message_that_cannot_be_sent_is_logged_at_error_once_however_oft
                                   .where(col(AttentionItem.ref) == message_id))
             await session.commit()
 
-    # then it is parked, and exactly one ERROR line names it, with its kind and the item
+    # then Dramatiq's retries stopped once it was parked, after the limit; exactly one ERROR
+    # line names it, with its kind and the item
+    assert [(i["status"], i["attempts"]) for i in counted] == [("open", LIMIT)]
     assert (item["kind"], item["status"], item["attempts"]) == ("webhook_message", "open",
                                                                 LIMIT)
     [error] = _errors_naming(lines, message_id)
