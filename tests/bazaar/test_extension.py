@@ -30,7 +30,8 @@ def _required(response: Any) -> PaymentRequired:
 
 def _bazaar(required: PaymentRequired) -> Any:
     """The 402's bazaar extension, parsed and checked with the SDK."""
-    assert required.extensions is not None and "bazaar" in required.extensions
+    assert required.extensions is not None
+    assert "bazaar" in required.extensions
     raw = required.extensions["bazaar"]
     assert validate_discovery_extension_spec(raw).valid
     extension = parse_discovery_extension(raw)
