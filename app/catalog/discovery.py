@@ -54,25 +54,56 @@ def _provider_metadata(provider: Provider) -> dict[str, Any]:
     }
 
 
-async def _all_items(
-    settings: Settings, payments: Payments, gateway: Gateway
-) -> list[DiscoveryItem]:
-    if not payments.chain.configured:
-        return []
-    since = gateway.registry.configured_at
-    items = [
+def _pass_items(settings: Settings, payments: Payments, since: datetime) -> list[DiscoveryItem]:
+    return [
         _item(payments, pass_paid_request(settings, item), since,
               {"kind": "pass", "period": item.period, "durationSeconds": item.seconds,
                "priceMicros": item.price_micros, "scopes": list(settings.pass_scopes)})
         for item in settings.passes
     ]
-    if payments.chain.can_settle_signed:
+
+
+class Discovery:
+    """The listing of one process. Building an item costs about half a millisecond (the
+    challenge's checksummed addresses and copies), so the items are kept until what is sold
+    changes: a provider added, changed (its ``updated_at``), disabled or removed. A public
+    request then costs a filter over built items however many providers there are."""
+
+    def __init__(self, settings: Settings, payments: Payments, gateway: Gateway) -> None:
+        self._settings = settings
+        self._payments = payments
+        self._gateway = gateway
+        self._built: tuple[tuple[Any, ...], list[DiscoveryItem]] | None = None
+
+    async def items(self) -> list[DiscoveryItem]:
+        """Every resource on sale: passes (catalog order), then gateway providers (by name)."""
+        chain = self._payments.chain
+        if not chain.configured:
+            return []
+        # Per-call payments need the signer: without one the gateway answers 503, not 402.
+        providers = await self._gateway.registry.all() if chain.can_settle_signed else []
+        key = tuple((p.name, p.source, p.price_micros, p.updated_at) for p in providers)
+        if self._built is not None and self._built[0] == key:
+            return self._built[1]
+        since = self._gateway.registry.configured_at
+        items = _pass_items(self._settings, self._payments, since)
         items.extend(
-            _item(payments, provider_paid_request(settings, provider),
+            _item(self._payments, provider_paid_request(self._settings, provider),
                   provider.updated_at or since, _provider_metadata(provider))
-            for provider in await gateway.registry.all()
+            for provider in providers
         )
-    return items
+        self._built = (key, items)
+        return items
+
+    async def list_resources(self, query: DiscoveryQuery) -> DiscoveryList:
+        """The page of resources ``query`` selects; ``total`` counts every match."""
+        found = [item for item in await self.items() if _matches(item, query)]
+        return DiscoveryList(
+            x402_version=X402_VERSION,
+            items=found[query.offset : query.offset + query.limit],
+            pagination=DiscoveryPagination(limit=query.limit, offset=query.offset,
+                                           total=len(found)),
+        )
 
 
 def _folded(text: str) -> str:
@@ -93,19 +124,4 @@ def _matches(item: DiscoveryItem, query: DiscoveryQuery) -> bool:
         and (query.network is None or offer.get("network") == query.network)
         and (pay_to is None or str(offer.get("payTo", "")).lower() == pay_to)
         for offer in item.accepts
-    )
-
-
-async def list_resources(
-    settings: Settings, payments: Payments, gateway: Gateway, query: DiscoveryQuery
-) -> DiscoveryList:
-    """The page of paid resources ``query`` selects: passes (catalog order), then gateway
-    providers (by name); ``total`` counts every match."""
-    found = [item for item in await _all_items(settings, payments, gateway)
-             if _matches(item, query)]
-    page = found[query.offset : query.offset + query.limit]
-    return DiscoveryList(
-        x402_version=X402_VERSION,
-        items=page,
-        pagination=DiscoveryPagination(limit=query.limit, offset=query.offset, total=len(found)),
     )

@@ -6,11 +6,11 @@ from typing import Any
 
 from litestar import Request, Router, get
 
-from app.catalog import discovery, service
+from app.catalog import service
+from app.catalog.discovery import Discovery
 from app.catalog.discovery_query import parse_discovery_query
 from app.catalog.schemas import Catalog, DiscoveryList
 from app.gateway.service import Gateway
-from app.payments.service import Payments
 from app.settings import Settings
 
 
@@ -28,13 +28,13 @@ async def list_passes(settings: Settings) -> Catalog:
 
 @get("/discovery/resources", errors=(400,))
 async def list_discovery_resources(
-    request: Request[Any, Any, Any], settings: Settings, payments: Payments, gateway: Gateway
+    request: Request[Any, Any, Any], discovery: Discovery
 ) -> DiscoveryList:
     """x402 discovery (the bazaar's ``GET /discovery/resources``): the resources sold with
     x402 and their payment requirements. Filters ``type``, ``payTo``, ``scheme``, ``network``,
     ``extensions``, ``resource`` (substring); ``limit`` (1-100, default 20), ``offset``."""
     query = parse_discovery_query(request.scope.get("query_string", b""))
-    return await discovery.list_resources(settings, payments, gateway, query)
+    return await discovery.list_resources(query)
 
 
 router = Router(
