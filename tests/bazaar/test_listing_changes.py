@@ -80,3 +80,30 @@ async def test_without_payments_nothing_is_listed(settings_factory):
     assert response.status_code == 200, response.text
     assert response.json() == {"x402Version": 2, "items": [],
                                "pagination": {"limit": 20, "offset": 0, "total": 0}}
+
+
+async def test_many_providers_are_all_listed_and_paged(api, admin_headers, unique_name):
+    # given 120 admin providers more than before
+    before = (await api.get(LISTING))
+    total = before.json()["pagination"]["total"]
+    names = [f"{unique_name}-{i:03d}" for i in range(120)]
+    try:
+        for name in names:
+            created = await api.post("/admin/v1/providers", headers=admin_headers, json={
+                "name": name, "baseUrl": "http://127.0.0.1:9/", "priceMicros": 1000})
+            assert created.status_code == 201, created.text
+
+        # when paging through them, 100 at most a page
+        first = await api.get(LISTING, params={"resource": unique_name, "limit": 100})
+        second = await api.get(LISTING, params={"resource": unique_name, "limit": 100,
+                                                "offset": 100})
+        everything = await api.get(LISTING, params={"limit": 1})
+
+        # then
+        listed = [item["resource"] for item in first.json()["items"] + second.json()["items"]]
+        assert [url.rsplit("/", 1)[-1] for url in listed] == names
+        assert first.json()["pagination"]["total"] == 120
+        assert everything.json()["pagination"]["total"] == total + 120
+    finally:
+        for name in names:
+            await api.delete(f"/admin/v1/providers/{name}", headers=admin_headers)
