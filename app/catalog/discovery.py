@@ -82,7 +82,10 @@ class Discovery:
             return []
         # Per-call payments need the signer: without one the gateway answers 503, not 402.
         providers = await self._gateway.registry.all() if chain.can_settle_signed else []
-        key = tuple((p.name, p.source, p.price_micros, p.updated_at) for p in providers)
+        # Everything an item shows of a provider (``updated_at`` alone could miss two changes
+        # within the column's precision).
+        key = tuple((p.name, p.source, p.price_micros, p.updated_at, p.route_prices,
+                     tuple(sorted(p.model_prices.items()))) for p in providers)
         if self._built is not None and self._built[0] == key:
             return self._built[1]
         since = self._gateway.registry.configured_at
