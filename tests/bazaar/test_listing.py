@@ -192,6 +192,9 @@ async def test_pages_walk_the_whole_listing_once_in_a_stable_order(api):
     "metadata%5Bprovider%5D=Coinbase", "type=http&type=mcp", "resource=a%00b",
     "resource=%E2%80%AEevil", "resource=%ff", "resource=" + "a" * 300, "type=%C0%AF",
     "&".join(f"p{i}=1" for i in range(40)), "resource=%ED%A0%80", "%ff=1",
+    # full-width digits (int() would read them), a sign, a space
+    "network=eip155:%EF%BC%98%EF%BC%94", "limit=%EF%BC%91", "offset=%2B1", "limit=%205",
+    "type=%EF%AC%80", "resource=%EF%BB%BFx",
 ])
 async def test_a_malformed_query_is_a_400_naming_it_never_a_500(api, query):
     # when
