@@ -26,7 +26,7 @@ async def list_passes(settings: Settings) -> Catalog:
     return service.passes(settings)
 
 
-@get("/discovery/resources", errors=(400,))
+@get("/discovery/resources")
 async def list_discovery_resources(
     request: Request[Any, Any, Any], discovery: Discovery
 ) -> DiscoveryList:
