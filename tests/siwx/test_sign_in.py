@@ -42,8 +42,10 @@ async def test_the_gateway_402_declares_a_sign_in_with_x_challenge_per_the_sdk(
     port = served.url.rsplit(":", 1)[1]
     assert declared.info.domain == f"127.0.0.1:{port}"
     assert declared.info.uri == served.url + "/v1/gateway/echo/echo/siwx"
-    assert declared.info.nonce and len(declared.info.nonce) == 32
-    assert declared.info.expiration_time and declared.info.issued_at
+    assert declared.info.nonce
+    assert len(declared.info.nonce) == 32
+    assert declared.info.expiration_time
+    assert declared.info.issued_at
     assert [(c.chain_id, c.type) for c in declared.supported_chains] == [
         (f"eip155:{devchain.chain_id}", "eip191")
     ]
