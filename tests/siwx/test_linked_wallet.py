@@ -41,7 +41,7 @@ async def test_a_linked_wallet_spends_its_agents_credits_on_the_gateway(served: 
 
 async def test_a_linked_wallet_reads_its_balance_but_cannot_manage_keys(served: Served) -> None:
     wallet = Account.create()
-    agent_id, _ = await _linked_agent(served, wallet)
+    await _linked_agent(served, wallet)
     async with httpx.AsyncClient(base_url=served.url, timeout=10) as http:
         balance = await http.get("/v1/balance", headers={
             "SIGN-IN-WITH-X": await sign_in(served.url, wallet, "/v1/balance")})
