@@ -12,14 +12,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from x402.extensions.sign_in_with_x import (
     SIGN_IN_WITH_X,
-    SIWxExtension,
-    SIWxExtensionInfo,
     SupportedChain,
     build_siwx_schema,
     normalize_configured_origin,
@@ -45,6 +44,33 @@ def supported_chains(settings: Settings) -> list[str]:
     return sorted({network.caip2 for network in settings.networks().values()})
 
 
+@dataclass(frozen=True, slots=True)
+class _Fixed:
+    """What every challenge of one configuration shares (a 402 is on the paid hot path)."""
+
+    origin: str
+    domain: str
+    chains: list[dict[str, Any]]
+    mac_key: bytes
+
+
+# Keyed by id() with the settings object kept alive, so an id cannot be reused meanwhile.
+_FIXED: dict[int, tuple[Settings, _Fixed]] = {}
+
+
+def _fixed(settings: Settings) -> _Fixed:
+    found = _FIXED.get(id(settings))
+    if found is not None and found[0] is settings:
+        return found[1]
+    base = origin(settings)
+    chains = [SupportedChain(chain_id=chain, type="eip191").model_dump(by_alias=True,
+                                                                        exclude_none=True)
+              for chain in supported_chains(settings)]
+    fixed = _Fixed(base, urlsplit(base).netloc, chains, _mac_key(settings))
+    _FIXED[id(settings)] = (settings, fixed)
+    return fixed
+
+
 def _stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -64,27 +90,27 @@ def nonce_is_ours(settings: Settings, nonce: str, issued_at: str, expires_at: st
     if expires_at is None or len(nonce) != _NONCE_HEX:
         return False
     random_part, mac = nonce[:_RANDOM_HEX], nonce[_RANDOM_HEX:]
-    expected = _mac(_mac_key(settings), random_part, issued_at, expires_at)
+    expected = _mac(_fixed(settings).mac_key, random_part, issued_at, expires_at)
     return hmac.compare_digest(mac.encode(), expected.encode())
 
 
 def challenge_info(
     settings: Settings, resource_url: str, *, now: datetime | None = None
 ) -> dict[str, Any]:
-    """A fresh challenge (``info``): the SDK's field names, a nonce for exactly its times."""
+    """A fresh challenge (``info``, as the SDK's ``SIWxExtensionInfo`` dumps it by alias): a
+    nonce for exactly its issue and expiry times, the resource's URI on the public origin."""
+    fixed = _fixed(settings)
     issued = now or datetime.now(UTC)
     issued_at = _stamp(issued)
     expires_at = _stamp(issued + timedelta(seconds=CHALLENGE_SECONDS))
     random_part = secrets.token_hex(_RANDOM_HEX // 2)
-    nonce = random_part + _mac(_mac_key(settings), random_part, issued_at, expires_at)
-    base = origin(settings)
     path = urlsplit(resource_url).path if resource_url else ""
-    uri = base + (path or "/")
-    info = SIWxExtensionInfo(
-        domain=urlsplit(base).netloc, uri=uri, statement=STATEMENT, version="1", nonce=nonce,
-        issued_at=issued_at, expiration_time=expires_at, resources=[uri],
-    )
-    return info.model_dump(by_alias=True, exclude_none=True)
+    uri = fixed.origin + (path or "/")
+    return {
+        "domain": fixed.domain, "uri": uri, "statement": STATEMENT, "version": "1",
+        "nonce": random_part + _mac(fixed.mac_key, random_part, issued_at, expires_at),
+        "issuedAt": issued_at, "expirationTime": expires_at, "resources": [uri],
+    }
 
 
 def siwx_extension(
@@ -92,13 +118,12 @@ def siwx_extension(
 ) -> dict[str, Any]:
     """``{"sign-in-with-x": {...}}`` for a 402's ``extensions``: one fresh challenge, the enabled
     EVM networks as ``supportedChains`` (EIP-191 messages; smart wallets verify on chain), and
-    the SDK's payload schema. Empty when no network is enabled (nothing to sign in with)."""
-    chains = supported_chains(settings)
-    if not chains:
+    the SDK's payload schema (``SIWxExtension``'s shape). Empty when no network is enabled."""
+    fixed = _fixed(settings)
+    if not fixed.chains:
         return {}
-    extension = SIWxExtension.model_validate({
+    return {SIGN_IN_WITH_X: {
         "info": challenge_info(settings, resource_url, now=now),
-        "supportedChains": [SupportedChain(chain_id=chain, type="eip191") for chain in chains],
+        "supportedChains": [dict(chain) for chain in fixed.chains],
         "schema": build_siwx_schema(),
-    })
-    return {SIGN_IN_WITH_X: extension.model_dump(by_alias=True, exclude_none=True)}
+    }}
