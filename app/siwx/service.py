@@ -22,13 +22,18 @@ import asyncio
 import logging
 from datetime import datetime
 
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from siwe.siwe import check_contract_wallet_signature
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from web3 import HTTPProvider
+from web3 import HTTPProvider, Web3
 from x402.extensions.sign_in_with_x import (
+    EVMMessageVerifier,
     SIWxPayload,
     SIWxValidationOptions,
     SIWxVerifyOptions,
     SIWxVerifyResult,
+    extract_evm_chain_id,
     parse_siwx_header,
     validate_siwx_message,
     verify_siwx_signature,
@@ -64,10 +69,37 @@ def _parse_time(value: str | None) -> datetime | None:
         return None
 
 
+def _evm_verifier(provider: HTTPProvider | None, chain_id: int) -> EVMMessageVerifier:
+    """The SDK's ``EVMMessageVerifier`` hook, given the EIP-4361 message the SDK formatted: EOA
+    recovery first, then the smart-wallet check of the ``siwe`` library the SDK verifies with
+    (EIP-1271 ``isValidSignature``, or EIP-6492 for a wallet not deployed yet). Without the hook
+    the SDK re-parses its own message with siwe's ABNF grammar (~35 ms of CPU per sign-in) only
+    to run these same checks."""
+
+    async def verify(*, address: str, message: str, signature: str) -> bool:
+        signable = encode_defunct(text=message)
+        try:
+            recovered: str | None = Account.recover_message(signable, signature=signature)
+        except Exception:  # a malformed signature is simply not this address's
+            recovered = None
+        if recovered is not None and recovered.lower() == address.lower():
+            return True
+        if provider is None:
+            return False
+        valid: bool = check_contract_wallet_signature(
+            address=address, message=signable, signature=signature, chain_id=chain_id,
+            w3=Web3(provider),
+        )
+        return valid
+
+    return verify
+
+
 def _verify_blocking(payload: SIWxPayload, provider: HTTPProvider | None) -> SIWxVerifyResult:
     """The SDK's verification, run to completion in a worker thread: a smart wallet's check is a
     synchronous RPC call (web3), which must not stall the event loop."""
-    options = SIWxVerifyOptions(provider=provider)
+    chain_id = extract_evm_chain_id(payload.chain_id)
+    options = SIWxVerifyOptions(evm_verifier=_evm_verifier(provider, chain_id))
     return asyncio.run(verify_siwx_signature(payload, options))
 
 
