@@ -88,6 +88,8 @@ async def test_a_wallet_with_credits_calls_the_gateway_without_a_key_and_without
     assert response.status_code == 200, response.text
     assert "PAYMENT-RESPONSE" not in response.headers
     assert response.headers["X-Gateway-Cost-Micros"] == str(CALL_PRICE)
+    # The proof is passgate's credential: it never reaches the upstream.
+    assert "sign-in-with-x" not in {name for name, _ in response.json()["headers"]}
     assert await balance_of_agent(served.url, served.admin, agent_id) == 1_000_000 - CALL_PRICE
     assert await chain_client.balance_of(served.pay_to) == paid_before
     assert await chain_client.balance_of(wallet.address) == 0
