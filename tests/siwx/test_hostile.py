@@ -15,7 +15,9 @@ import httpx
 import pytest
 from eth_account import Account
 
+from app.main import create_app
 from app.siwx.challenge import challenge_info
+from tests.fixtures.live import serve
 from tests.siwx.conftest import Served
 from tests.siwx.helpers import PRICE_1D, buy_pass, challenge, complete, forged, funded, sign_in
 
@@ -168,3 +170,21 @@ async def test_a_refused_proof_on_the_gateway_is_unauthorized_not_charged(
     await _get(served, header, path)  # spends the nonce (a 402: no credits)
 
     _refused(await _get(served, header, path), "invalid_siwx_nonce")
+
+
+async def test_one_proof_sent_to_two_api_processes_at_once_signs_in_once(
+    served: Served, wallet_with_pass
+) -> None:
+    """Two API apps (each its own engine and sign-in service) behind the same public URL: the
+    nonce's row decides, not process memory."""
+    wallet = await wallet_with_pass()
+    header = await sign_in(served.url, wallet, INFO)
+    async with serve(create_app(served.settings)) as second:
+        async with httpx.AsyncClient(timeout=10) as http:
+            responses = await asyncio.gather(*(
+                http.get(base + INFO, headers={"SIGN-IN-WITH-X": header})
+                for base in [served.url, second] * 4
+            ))
+
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200] + [401] * 7, [r.text for r in responses]
