@@ -179,12 +179,13 @@ async def test_one_proof_sent_to_two_api_processes_at_once_signs_in_once(
     nonce's row decides, not process memory."""
     wallet = await wallet_with_pass()
     header = await sign_in(served.url, wallet, INFO)
-    async with serve(create_app(served.settings)) as second:
-        async with httpx.AsyncClient(timeout=10) as http:
-            responses = await asyncio.gather(*(
-                http.get(base + INFO, headers={"SIGN-IN-WITH-X": header})
-                for base in [served.url, second] * 4
-            ))
+    async with serve(create_app(served.settings)) as second, httpx.AsyncClient(
+        timeout=10
+    ) as http:
+        responses = await asyncio.gather(*(
+            http.get(base + INFO, headers={"SIGN-IN-WITH-X": header})
+            for base in [served.url, second] * 4
+        ))
 
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [200] + [401] * 7, [r.text for r in responses]
