@@ -29,3 +29,12 @@ contract TestSmartWallet {
         return signer != address(0) && signer == owner ? MAGIC_VALUE : INVALID;
     }
 }
+
+/// @title TestSmartWalletFactory
+/// @notice Deploys TestSmartWallets with CREATE2, so a wallet's address is known before it
+/// exists: the counterfactual wallets of EIP-6492. Not for production use.
+contract TestSmartWalletFactory {
+    function deploy(address owner, bytes32 salt) external returns (address) {
+        return address(new TestSmartWallet{salt: salt}(owner));
+    }
+}

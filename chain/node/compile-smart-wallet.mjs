@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Compiles chain/contracts/TestSmartWallet.sol (an EIP-1271 test wallet for sign-in-with-x
-// tests) with the pinned solc-js into chain/contracts/TestSmartWallet.json (abi, bytecode).
+// tests, and its CREATE2 factory for EIP-6492) with the pinned solc-js into
+// chain/contracts/TestSmartWallet.json ({contracts: {name: {abi, bytecode}}}).
 //
 //   node compile-smart-wallet.mjs          rewrite the artifact
 //   node compile-smart-wallet.mjs --check  exit 1 if the committed artifact is stale
@@ -21,7 +22,7 @@ const input = {
   settings: {
     evmVersion: "cancun",
     optimizer: { enabled: true, runs: 200 },
-    outputSelection: { [source]: { [name]: ["abi", "evm.bytecode.object"] } },
+    outputSelection: { [source]: { "*": ["abi", "evm.bytecode.object"] } },
   },
 };
 const output = JSON.parse(solc.compile(JSON.stringify(input)));
@@ -31,13 +32,15 @@ for (const problem of output.errors ?? []) {
 if ((output.errors ?? []).some((p) => p.severity === "error")) {
   process.exit(1);
 }
-const compiled = output.contracts[source][name];
+const contracts = {};
+for (const [contract, compiled] of Object.entries(output.contracts[source]).sort()) {
+  contracts[contract] = { abi: compiled.abi, bytecode: `0x${compiled.evm.bytecode.object}` };
+}
 const text = `${JSON.stringify({
-  contractName: name,
+  source,
   compiler: `solc-js ${solc.version()}`,
   evmVersion: input.settings.evmVersion,
-  abi: compiled.abi,
-  bytecode: `0x${compiled.evm.bytecode.object}`,
+  contracts,
 }, null, 2)}\n`;
 
 if (process.argv.includes("--check")) {

@@ -1,13 +1,17 @@
-"""EIP-1271: a smart-contract wallet signs in like an EOA. Its owner signs the SIWE message for
-the contract's address; passgate verifies through the SDK (siwe's ``isValidSignature`` call on
-the network's RPC) against a small contract wallet deployed on anvil."""
+"""Smart wallets sign in like EOAs. EIP-1271: the owner signs the SIWE message for a deployed
+contract wallet's address, checked with ``isValidSignature`` on the network's RPC. EIP-6492: a
+wallet not deployed yet, whose signature carries its factory call, checked by simulation (siwe's
+universal validator). Both against small test contracts on anvil (chain/contracts)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import httpx
 from eth_abi import encode as abi_encode
@@ -24,6 +28,7 @@ from app.db.models.agents import Agent
 from app.db.models.wallets import Wallet
 from app.ids import new_id
 from chain.x402.payer import build_payer_client
+from tests.fixtures.chain import encode_call
 from tests.gateway.helpers import database
 from tests.siwx.conftest import Served
 from tests.siwx.helpers import (
@@ -37,6 +42,7 @@ from tests.siwx.helpers import (
 
 ROOT = Path(__file__).resolve().parents[2]
 ECHO = "/v1/gateway/echo/echo/smart"
+EIP6492_SUFFIX = bytes.fromhex("6492" * 16)
 
 
 @dataclass(frozen=True)
@@ -48,9 +54,13 @@ class SmartWalletSigner:
     _account: LocalAccount
 
 
-async def _deploy(devchain, chain_client, owner: str) -> str:
-    artifact = json.loads((ROOT / "chain/contracts/TestSmartWallet.json").read_text())
-    data = artifact["bytecode"] + abi_encode(["address"], [owner]).hex()
+def _artifact(name: str) -> dict[str, str]:
+    compiled = json.loads((ROOT / "chain/contracts/TestSmartWallet.json").read_text())
+    contract: dict[str, str] = compiled["contracts"][name]
+    return contract
+
+
+async def _create(devchain, chain_client, data: str) -> str:
     tx_hash = await chain_client.rpc(
         "eth_sendTransaction", [{"from": devchain.accounts[0].address, "data": data}]
     )
@@ -60,7 +70,12 @@ async def _deploy(devchain, chain_client, owner: str) -> str:
             assert int(receipt["status"], 16) == 1
             return to_checksum_address(receipt["contractAddress"])
         await asyncio.sleep(0.05)
-    raise TimeoutError("the wallet contract was not mined")
+    raise TimeoutError("the contract was not mined")
+
+
+async def _deploy(devchain, chain_client, owner: str) -> str:
+    bytecode = _artifact("TestSmartWallet")["bytecode"]
+    return await _create(devchain, chain_client, bytecode + abi_encode(["address"], [owner]).hex())
 
 
 async def _agent_owning(served: Served, address: str) -> str:
@@ -112,3 +127,49 @@ async def test_a_smart_wallet_proof_signed_by_someone_else_is_refused(
     assert response.status_code == 401, response.text
     assert response.json()["details"]["reason"] == "invalid_siwx_signature"
     assert await balance_of_agent(served.url, served.admin, agent_id) == 100_000
+
+
+@dataclass(frozen=True)
+class CounterfactualSigner:
+    """An EIP-6492 signer: the wallet is not deployed yet, so the owner's signature travels
+    wrapped with the factory call that would deploy it."""
+
+    address: str
+    owner: LocalAccount
+    factory: str
+    factory_call: bytes
+
+    def sign_message(self, signable: Any) -> SimpleNamespace:
+        inner = self.owner.sign_message(signable).signature
+        wrapped = abi_encode(["address", "bytes", "bytes"],
+                             [self.factory, self.factory_call, bytes(inner)])
+        return SimpleNamespace(signature=wrapped + EIP6492_SUFFIX)
+
+
+async def test_a_counterfactual_wallet_signs_in_with_an_eip6492_signature(
+    served: Served, devchain, chain_client
+) -> None:
+    owner: LocalAccount = Account.create()
+    factory = await _create(devchain, chain_client,
+                            _artifact("TestSmartWalletFactory")["bytecode"])
+    factory_call = encode_call("deploy(address,bytes32)", owner.address, os.urandom(32))
+    returned = await chain_client.rpc("eth_call", [{"to": factory, "data": factory_call},
+                                                   "latest"])
+    wallet = to_checksum_address("0x" + returned[-40:])
+    assert await chain_client.rpc("eth_getCode", [wallet, "latest"]) in ("0x", "0x0")
+    agent_id = await _agent_owning(served, wallet)
+    await credit(served.url, served.admin, agent_id, 100_000)
+
+    payer = build_payer_client(owner, max_amount_micros=CALL_PRICE)
+    signer = CounterfactualSigner(wallet, owner, factory, bytes.fromhex(factory_call[2:]))
+    payer.register_extension(create_siwx_client_extension(
+        CreateSIWxClientExtensionOptions(signers=[signer])
+    ))
+    async with x402HttpxClient(payer, timeout=60) as client:
+        response = await client.get(f"{served.url}{ECHO}")
+
+    assert response.status_code == 200, response.text
+    assert "PAYMENT-RESPONSE" not in response.headers
+    assert await balance_of_agent(served.url, served.admin, agent_id) == 100_000 - CALL_PRICE
+    # Verified by simulation: the wallet is still not deployed.
+    assert await chain_client.rpc("eth_getCode", [wallet, "latest"]) in ("0x", "0x0")
