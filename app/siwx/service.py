@@ -134,7 +134,8 @@ class WalletSignIns:
         await self._validate(payload)
         address = await self._verify(payload)
         expires_at = _parse_time(payload.expiration_time)
-        assert expires_at is not None  # a nonce of ours always came with an expiry
+        if expires_at is None:  # a nonce of ours always comes with an expiry (checked above)
+            raise refused("invalid_siwx_expiration_time", "the message has no expiry.")
         async with self.sessions() as session:
             now = utcnow()
             if not await repository.spend_nonce(session, payload.nonce, address, expires_at,
