@@ -3,10 +3,11 @@
 The ``SIGN-IN-WITH-X`` header is parsed, validated and verified with the x402 SDK
 (``x402.extensions.sign_in_with_x``): domain and URI against ``PASSGATE_PUBLIC_URL``'s origin
 (never the Host header), issue time (at most five minutes old, not in the future), expiry, a
-nonce this server minted for exactly those times (``app.siwx.challenge``), a chain passgate takes
-payments on, and the signature (EIP-191 for an EOA; EIP-1271 / EIP-6492 for a smart wallet,
-checked on the network's RPC). Only then is the nonce spent (a unique row: single-use across
-processes) and the wallet's belongings looked up:
+nonce this server minted for exactly those times (``app.siwx.challenge``) and a chain passgate
+takes payments on. The nonce is then spent (a unique row: single-use across processes, so a
+resent proof costs no second verification), the signature verified (EIP-191 for an EOA;
+EIP-1271 / EIP-6492 for a smart wallet, checked on the network's RPC), and the wallet's
+belongings looked up:
 
 - a live pass key bought from it with a signed authorization: the caller acts as that key;
 - else the agent it is linked to: gateway calls billed to that agent's credits (scopes
@@ -132,17 +133,20 @@ class WalletSignIns:
     async def sign_in(self, header: str, scope: str | None) -> Principal | None:
         payload = self._parse(header)
         await self._validate(payload)
-        address = await self._verify(payload)
         expires_at = _parse_time(payload.expiration_time)
         if expires_at is None:  # a nonce of ours always comes with an expiry (checked above)
             raise refused("invalid_siwx_expiration_time", "the message has no expiry.")
+        # Spent before the signature is checked: each challenge passgate issued buys at most one
+        # verification (CPU, and an RPC call for a smart wallet), however often it is resent.
         async with self.sessions() as session:
-            now = utcnow()
-            if not await repository.spend_nonce(session, payload.nonce, address, expires_at,
-                                                now):
+            if not await repository.spend_nonce(session, payload.nonce,
+                                                payload.address.lower()[:42], expires_at,
+                                                utcnow()):
                 raise refused("invalid_siwx_nonce",
                               "this nonce was already used; sign a fresh challenge.")
-            principal = await self._owned(session, address, scope, now)
+        address = await self._verify(payload)
+        async with self.sessions() as session:
+            principal = await self._owned(session, address, scope, utcnow())
         log.info("sign-in-with-x: %s signed in as %s", address,
                  principal.key_id if principal else "nothing usable (anonymous)")
         return principal

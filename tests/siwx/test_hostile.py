@@ -133,9 +133,13 @@ async def test_another_addresses_signature_does_not_sign_in_the_pass_wallet(
     thief = Account.create()
     info = complete(await challenge(served.url, INFO))
 
-    response = await _get(served, await forged(info, thief, address=owner.address))
+    header = await forged(info, thief, address=owner.address)
+    response = await _get(served, header)
+    again = await _get(served, header)
 
     _refused(response, "invalid_siwx_signature")
+    # The challenge was spent by the first attempt: resending costs no second verification.
+    _refused(again, "invalid_siwx_nonce")
 
 
 @pytest.mark.parametrize(
