@@ -117,6 +117,12 @@ def create_app(
                     "apiKey": SecurityScheme(
                         type="apiKey", name="X-API-Key", security_scheme_in="header"
                     ),
+                    # x402 sign-in-with-x: a wallet's proof in place of a key (app.siwx).
+                    "signInWithX": SecurityScheme(
+                        type="apiKey", name="SIGN-IN-WITH-X", security_scheme_in="header",
+                        description="base64 JSON of a signed x402 sign-in-with-x challenge "
+                        "(GET /v1/siwx/challenge, or a gateway 402)",
+                    ),
                     "masterKey": SecurityScheme(
                         type="apiKey", name="X-Master-Key", security_scheme_in="header"
                     ),
