@@ -136,3 +136,21 @@ async def test_a_wallet_that_owns_nothing_is_refused_on_a_key_holder_route(
 
     assert response.status_code == 401
     assert response.json()["code"] == "UNAUTHORIZED"
+
+
+async def test_a_revoked_pass_is_not_signed_in_to(served: Served, devchain, chain_client) -> None:
+    """Nothing is cached: the pass is looked up on every sign-in. Once revoked, the wallet is
+    only its agent's (it was linked when it paid), without the pass's scopes."""
+    wallet = await funded(devchain, chain_client, PRICE_1D)
+    key = await buy_pass(served.url, wallet)
+    async with httpx.AsyncClient(base_url=served.url, timeout=10) as http:
+        pass_id = (await http.get("/v1/api-keys/info", headers={"X-API-Key": key})).json()["id"]
+        revoked = await http.post(f"/admin/v1/keys/{pass_id}/revoke", headers=served.admin)
+        assert revoked.status_code == 200, revoked.text
+        header = await sign_in(served.url, wallet, "/v1/api-keys/info")
+
+        response = await http.get("/v1/api-keys/info", headers={"SIGN-IN-WITH-X": header})
+
+    assert response.status_code == 200, response.text
+    assert response.json()["id"] != pass_id
+    assert "api:read" not in response.json()["scopes"]
