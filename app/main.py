@@ -44,6 +44,7 @@ from app.recursion import settle_recursion_limit
 from app.runtime import Runtime
 from app.settings import Settings, get_settings
 from app.signer.admin_routes import router as admin_settlements_router
+from app.siwx.routes import router as siwx_router
 from app.transfers.admin_routes import router as chain_admin_router
 from app.wallets.routes import router as wallets_router
 from app.webhooks.admin_routes import router as admin_webhooks_router
@@ -95,7 +96,7 @@ def create_app(
             wallets_router,
             platform_webhooks_router, admin_webhooks_router, passes_router, payments_router,
             admin_payments_router,
-            chain_admin_router, admin_settlements_router, gateway_router,
+            chain_admin_router, admin_settlements_router, gateway_router, siwx_router,
             admin_gateway_router, attention_router,
         ],
         # Handlers receive what they use (app.deps); access hooks read their own object.
@@ -115,6 +116,12 @@ def create_app(
                 security_schemes={
                     "apiKey": SecurityScheme(
                         type="apiKey", name="X-API-Key", security_scheme_in="header"
+                    ),
+                    # x402 sign-in-with-x: a wallet's proof in place of a key (app.siwx).
+                    "signInWithX": SecurityScheme(
+                        type="apiKey", name="SIGN-IN-WITH-X", security_scheme_in="header",
+                        description="base64 JSON of a signed x402 sign-in-with-x challenge "
+                        "(GET /v1/siwx/challenge, or a gateway 402)",
                     ),
                     "masterKey": SecurityScheme(
                         type="apiKey", name="X-Master-Key", security_scheme_in="header"

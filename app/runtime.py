@@ -23,6 +23,7 @@ from app.payments.waiter import SettlementWaiter
 from app.ratelimit.limiter import RateLimiter
 from app.redis_clients import async_client
 from app.settings import Settings
+from app.siwx.service import WalletSignIns
 from app.webhooks.options import WebhookOptions
 from app.webhooks.tasks import WebhookOutbox
 
@@ -42,6 +43,8 @@ class Runtime:
     discovery: Discovery
     # The webhook policy (SSRF guard, sealing key, limits), derived once from the settings.
     webhook_options: WebhookOptions
+    # Sign-in-with-x (``SIGN-IN-WITH-X``): what the key-holder guards call without a key.
+    wallet_sign_ins: WalletSignIns
     redis: Any = None  # redis.asyncio.Redis when configured
 
     @classmethod
@@ -56,12 +59,13 @@ class Runtime:
         payments = Payments(PaymentChain(settings), SettlementWaiter(redis, settings.redis_prefix),
                             redis, settings.redis_prefix)
         gateway = Gateway(settings, sessions)
+        auth = Authenticator(settings, sessions, cache)
         return cls(
             settings=settings,
             engine=engine,
             sessions=sessions,
             limiter=RateLimiter.from_settings(settings),
-            auth=Authenticator(settings, sessions, cache),
+            auth=auth,
             state=StateReader(settings, sessions, redis, broker),
             redis=redis,
             jobs=jobs,
@@ -70,12 +74,13 @@ class Runtime:
             health=HealthProbe(settings, engine, sessions, redis),
             discovery=Discovery(settings, payments, gateway),
             webhook_options=WebhookOptions.from_settings(settings),
+            wallet_sign_ins=WalletSignIns(settings, sessions, auth),
         )
 
     @property
     def access(self) -> Access:
         """What the access hooks read (``app.auth.access``)."""
-        return Access(self.settings, self.auth, self.limiter)
+        return Access(self.settings, self.auth, self.limiter, self.wallet_sign_ins)
 
     @property
     def pepper(self) -> str:

@@ -113,10 +113,41 @@ async def _authenticate(access: Access, secret: str | None, what: str) -> Princi
     return await access.authenticator.authenticate(secret)
 
 
+SIGN_IN_WITH_X = b"sign-in-with-x"
+
+
+async def _wallet_principal(
+    request: AnyRequest, access: Access, scope: str | None
+) -> Principal | None:
+    """The caller a ``SIGN-IN-WITH-X`` header proves (no API key presented); None without the
+    header or when the wallet owns nothing usable here. A proof that fails is UNAUTHORIZED."""
+    if access.wallet_sign_in is None:
+        return None
+    header = raw_header(request, SIGN_IN_WITH_X)
+    if header is None:
+        return None
+    return await access.wallet_sign_in.sign_in(header, scope)
+
+
 async def authenticate_key_holder(request: AnyRequest, scope: str | None = None) -> Principal:
-    """An agent, gateway, personal or pass key (``X-API-Key`` or ``Authorization: Bearer``)."""
+    """An agent, gateway, personal or pass key (``X-API-Key`` or ``Authorization: Bearer``);
+    without a key, a wallet signed in with ``SIGN-IN-WITH-X`` acting as what it owns."""
     access = access_of(request)
-    principal = await _authenticate(access, presented_key(request), "API key")
+    secret = presented_key(request)
+    principal = None if secret else await _wallet_principal(request, access, scope)
+    if principal is None:
+        if not secret and access.wallet_sign_in is not None and raw_header(
+            request, SIGN_IN_WITH_X
+        ) is not None:
+            raise Unauthorized("This wallet owns no live pass and no agent with credits to "
+                               "use here; it can pay instead.")
+        principal = await _authenticate(access, secret, "API key")
+    return await _admit_key_holder(request, access, principal, scope)
+
+
+async def _admit_key_holder(
+    request: AnyRequest, access: Access, principal: Principal, scope: str | None
+) -> Principal:
     if principal.kind not in KEY_HOLDER_KINDS:
         raise Forbidden("This endpoint takes an agent or API key, not a master or admin key.")
     if principal.agent_disabled:
@@ -217,10 +248,16 @@ def key_holder(scope: str | None = None) -> Hook:
 
 
 def optional_key_holder(scope: str | None = None) -> Hook:
-    """A key holder when a key is presented; anonymous (``principal_of`` is None) otherwise."""
+    """A key holder when a key is presented, or a wallet signed in with ``SIGN-IN-WITH-X``
+    that owns something usable here; anonymous (``principal_of`` is None) otherwise, so a
+    paid route answers its 402."""
     async def check(request: AnyRequest) -> Principal | None:
         if presented_key(request) is None:
-            return None
+            access = access_of(request)
+            wallet = await _wallet_principal(request, access, scope)
+            if wallet is None:
+                return None
+            return await _admit_key_holder(request, access, wallet, scope)
         return await authenticate_key_holder(request, scope)
 
     return _hook("optional key holder", check)

@@ -29,6 +29,10 @@ async def key_by_secret_hash(session: UnitOfWork, digest: str) -> tuple[ApiKey, 
     return None if row is None else (row[0], row[1])
 
 
+async def key(session: UnitOfWork, key_id: str) -> ApiKey | None:
+    return await session.get(ApiKey, key_id)
+
+
 async def agent(session: UnitOfWork, agent_id: str | None) -> Agent | None:
     return await session.get(Agent, agent_id) if agent_id else None
 

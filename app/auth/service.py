@@ -11,7 +11,7 @@ import asyncio
 import hmac
 import logging
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
@@ -22,7 +22,7 @@ from app.background import BackgroundTasks
 from app.credentials import format as key_format
 from app.credentials.format import KeyKind
 from app.credentials.hashing import MemoDigest, PepperedHash
-from app.db.models.keys import ApiKey, KeySecret
+from app.db.models.keys import ApiKey
 from app.db.types import utcnow
 from app.db.uow import UnitOfWork
 from app.errors import Unauthorized
@@ -126,9 +126,21 @@ class Authenticator:
             # Touch first, so that /v1/api-keys/info (served from the principal) already
             # reports the use that loaded it.
             await self._touch(session, key)
-            return await self._principal(session, key, secret)
+            return await self._principal(session, key, secret.expires_at)
 
-    async def _principal(self, session: UnitOfWork, key: ApiKey, secret: KeySecret) -> Principal:
+    async def principal_for_key(self, session: UnitOfWork, key_id: str) -> Principal | None:
+        """The principal of key ``key_id`` for a caller who proved a claim to it other than by
+        its secret (sign-in-with-x): no secret, so no secret expiry; liveness is checked."""
+        key = await repository.key(session, key_id)
+        if key is None:
+            return None
+        principal = await self._principal(session, key, None)
+        self._check_live(principal)
+        return principal
+
+    async def _principal(
+        self, session: UnitOfWork, key: ApiKey, secret_expires_at: datetime | None
+    ) -> Principal:
         agent = await repository.agent(session, key.agent_id)
         platform_id = key.platform_id or (agent.platform_id if agent else None)
         platform = await repository.platform(session, platform_id)
@@ -145,7 +157,7 @@ class Authenticator:
             per_day=key.rate_limit_per_day or limits.per_day,
             status=key.status,
             key_expires_at=key.expires_at,
-            secret_expires_at=secret.expires_at,
+            secret_expires_at=secret_expires_at,
             agent_disabled=bool(agent and agent.disabled),
             platform_disabled=bool(platform and platform.disabled),
             label=key.label,

@@ -12,6 +12,8 @@ import unicodedata
 from datetime import datetime
 from typing import Any
 
+from x402.extensions.sign_in_with_x import SIGN_IN_WITH_X
+
 from app.catalog.discovery_query import DiscoveryQuery
 from app.catalog.schemas import DiscoveryItem, DiscoveryList, DiscoveryPagination
 from app.db.types import rfc3339, to_utc
@@ -23,6 +25,14 @@ from app.payments.service import PaidRequest, Payments
 from app.settings import Settings
 
 X402_VERSION = 2
+
+
+def _lasting(extensions: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What a listing may keep of a 402's extensions: a sign-in challenge is one 402's own (its
+    nonce expires within minutes), so a client asks the resource for a fresh one."""
+    if not extensions:
+        return extensions
+    return {key: value for key, value in extensions.items() if key != SIGN_IN_WITH_X} or None
 
 
 def _item(
@@ -38,7 +48,7 @@ def _item(
         last_updated=rfc3339(to_utc(updated)) or "",
         description=challenge.resource.description,
         mime_type=challenge.resource.mime_type,
-        extensions=required.get("extensions"),
+        extensions=_lasting(required.get("extensions")),
         metadata=metadata,
     )
 

@@ -5,9 +5,10 @@ Both directions work on raw ``(name, value)`` byte pairs, names lower-case:
 - hop-by-hop headers (RFC 9110 section 7.6.1, plus any listed in ``Connection``) never cross;
 - **to the upstream**: the caller's credentials and passgate's own protocol headers are dropped
   (``X-API-Key``, ``Authorization``, ``X-Master-Key``, ``Cookie``, ``X-Tenant-ID``, x402
-  payment headers, claim tokens), as are client-supplied forwarding headers (nobody's address is
-  disclosed, and a caller cannot forge one); the provider's configured headers are then set,
-  replacing any caller header of the same name; ``X-Request-ID`` carries passgate's id;
+  payment headers, SIWX proofs, claim tokens), as are client-supplied forwarding headers
+  (nobody's address is disclosed, and a caller cannot forge one); the provider's configured
+  headers are then set, replacing any caller header of the same name; ``X-Request-ID`` carries
+  passgate's id;
 - **to the caller**: cookies, authentication challenges, ``Server``/``Date``/``Alt-Svc``
   and the names passgate sets itself (request id, rate limits, ``X-Gateway-*``, x402 payment
   answers) are dropped; the upstream's request id is returned as ``X-Upstream-Request-ID``.
@@ -56,6 +57,7 @@ REQUEST_DROP = HOP_BY_HOP | frozenset(
         b"payment-signature",
         b"x-payment",
         b"x-payment-chain",
+        b"sign-in-with-x",  # a wallet's sign-in proof (app.siwx)
         # Client-claimed addresses and routing: not passed on, and not forgeable.
         b"forwarded",
         b"x-forwarded-for",

@@ -43,6 +43,7 @@ from app.gateway.relay import RelayedResponse
 from app.gateway.service import Gateway
 from app.payments.service import PaidRequest, Payments, mark_failed
 from app.settings import Settings
+from app.siwx.challenge import siwx_extension
 
 UPSTREAM_FAILED = "upstream_failed"
 
@@ -64,15 +65,18 @@ def paid_request(ctx: PaidContext, call: IncomingCall, price_micros: int) -> Pai
     path = f"/v1/gateway/{call.provider}{call.path}"
     body_hash = hashlib.sha256(call.body).hexdigest()
     query = call.query.decode("latin-1")
+    resource_url = ctx.settings.public_url.rstrip("/") + path
     return PaidRequest(
         purpose="gateway",
         # The same payment may only pay for the same call (method, path, query, body).
         terms=f"{call.method} {path}?{query} {body_hash}",
         resource=f"{call.method} {path}",
-        resource_url=ctx.settings.public_url.rstrip("/") + path,
+        resource_url=resource_url,
         price_micros=price_micros,
         description=f"one call to the {call.provider} API",
-        extensions={**call_bazaar(call)},
+        # The discovery description (bazaar), and sign-in for a wallet that owns a pass or
+        # credits instead of paying (app.siwx).
+        extensions={**call_bazaar(call), **siwx_extension(ctx.settings, resource_url)},
     )
 
 

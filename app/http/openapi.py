@@ -77,9 +77,10 @@ _BY_ACCESS = {
     "metrics": (401,),
 }
 _SECURITY: dict[str, list[SecurityRequirement]] = {
-    "key holder": [{"apiKey": []}],
+    # A wallet signed in with x402 sign-in-with-x acts as what it owns (app.siwx).
+    "key holder": [{"apiKey": []}, {"signInWithX": []}],
     # Anonymous callers are served too (sign-up, or x402 per call).
-    "optional key holder": [{"apiKey": []}, {}],
+    "optional key holder": [{"apiKey": []}, {"signInWithX": []}, {}],
     "key holder or signup": [{"apiKey": []}, {}],
     "master": [{"masterKey": []}],
     "admin": [{"adminToken": []}],

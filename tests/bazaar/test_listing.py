@@ -4,6 +4,7 @@ with the official discovery clients (Python SDK, npm @x402/extensions), filtered
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import shutil
 import subprocess
@@ -99,6 +100,22 @@ async def test_the_listing_metadata_tells_a_pass_from_a_provider_and_its_other_p
     [pass_item] = (await api.get(LISTING, params={"resource": "passes/4w"})).json()["items"]
     assert pass_item["metadata"]["kind"] == "pass"
     assert pass_item["metadata"]["durationSeconds"] == 28 * 86_400
+
+
+async def test_a_listed_provider_keeps_its_402s_extensions_but_no_sign_in_challenge(api):
+    # given the provider's own 402, which carries a fresh sign-in challenge (its nonce expires)
+    challenge = await api.post(f"/v1/gateway/{CONFIGURED['name']}/v1/chat", json={})
+    assert challenge.status_code == 402, challenge.text
+    declared = json.loads(base64.b64decode(challenge.headers["PAYMENT-REQUIRED"]))["extensions"]
+    assert "sign-in-with-x" in declared
+
+    # when the listing shows the provider
+    [item] = (await api.get(LISTING, params={"resource": f"/gateway/{CONFIGURED['name']}"})
+              ).json()["items"]
+
+    # then it keeps every lasting declaration, never a challenge a client would find expired
+    assert "sign-in-with-x" not in item["extensions"]
+    assert set(item["extensions"]) == set(declared) - {"sign-in-with-x"}
 
 
 async def test_the_npm_discovery_client_reads_the_same_listing(bazaar_settings, pay_to):

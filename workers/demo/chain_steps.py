@@ -135,6 +135,7 @@ def step_pass(s: DemoState) -> None:
     buyer = Account.create()
     _mint_and_wait(buyer.address, 10_000_000)
     say(f"buyer wallet {buyer.address} holds 10 test USDC and no ETH (payments are gasless)")
+    s.values["pass_buyer"] = buyer  # signs in with SIWX later (siwx_steps)
     offer = s.http.post("/v1/passes/1d")
     expect(offer, 402)
     accepts = offer.json()["accepts"][0]

@@ -47,20 +47,24 @@ from workers.demo.output import (
     say,
 )
 from workers.demo.server import embedded_service, free_port
+from workers.demo.siwx_steps import step_siwx
 
 STEPS: list[Callable[[DemoState], None]] = [
     step_health, step_register, step_extra_key, step_list_keys, step_rate_limit, step_revoke,
     step_audit, step_deposit, step_pass, step_gateway_credits, step_gateway_x402,
-    step_webhook, step_discovery,
+    step_siwx, step_webhook, step_discovery,
 ]
 
 
 def demo_settings(workdir: Path) -> Settings:
+    port = free_port()
     values: dict[str, Any] = {
         "environment": "development",
         "database_url": f"sqlite+aiosqlite:///{workdir / 'passgate.db'}",
         "redis_url": "",
-        "port": free_port(),
+        "port": port,
+        # The served origin: sign-in-with-x binds its messages to it.
+        "public_url": f"http://127.0.0.1:{port}",
         "admin_token": "adm-demo-" + uuid.uuid4().hex,
         "plan_free_per_minute": DEMO_PER_MINUTE,
         "log_level": "WARNING",

@@ -15,6 +15,7 @@ from app.db.models.keys import ApiKey, KeySecret
 from app.db.models.payments import Payment
 from app.db.models.platforms import Platform
 from app.db.models.signer import SettlementSubmission, SettlementTransaction, SignerState
+from app.db.models.siwx import SiwxNonce
 from app.db.models.transfers import ChainBlock, ChainTransfer, ChainWatcher
 from app.db.models.wallets import Wallet, WalletChallenge
 from app.db.models.webhooks import WebhookAttempt, WebhookEndpoint, WebhookMessage
@@ -25,6 +26,6 @@ __all__ = [
     "Agent", "ApiKey", "AttentionItem", "AuditEntry", "ChainBlock", "ChainTransfer",
     "ChainWatcher", "Event", "GatewayProvider", "GatewayUsage", "JobHeartbeat", "KeySecret",
     "LedgerEntry", "Payment", "Platform", "SettlementSubmission", "SettlementTransaction",
-    "SignerState", "SpendCounter", "Wallet", "WalletChallenge", "WebhookAttempt",
+    "SignerState", "SiwxNonce", "SpendCounter", "Wallet", "WalletChallenge", "WebhookAttempt",
     "WebhookEndpoint", "WebhookMessage", "metadata",
 ]
