@@ -33,6 +33,7 @@ from typing import Any
 from litestar.response.base import ASGIResponse
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from app.config.providers import UsagePricing
 from app.db.models.payments import Payment
 from app.db.uow import UnitOfWork
 from app.errors import PaymentAlreadyUsed, PaymentInvalid, Unauthorized
@@ -58,8 +59,10 @@ class PaidContext:
     redis: Any = None
 
 
-def paid_request(ctx: PaidContext, call: IncomingCall, price_micros: int) -> PaidRequest:
-    """What an x402 payment for this call must pay: its price, for exactly this call."""
+def paid_request(ctx: PaidContext, call: IncomingCall, price_micros: int,
+                 usage_pricing: UsagePricing | None = None) -> PaidRequest:
+    """What an x402 payment for this call must pay: its price (or, priced by usage, at most its
+    maximum with ``upto``), for exactly this call."""
     path = f"/v1/gateway/{call.provider}{call.path}"
     body_hash = hashlib.sha256(call.body).hexdigest()
     query = call.query.decode("latin-1")
@@ -71,6 +74,7 @@ def paid_request(ctx: PaidContext, call: IncomingCall, price_micros: int) -> Pai
         resource_url=ctx.settings.public_url.rstrip("/") + path,
         price_micros=price_micros,
         description=f"one call to the {call.provider} API",
+        upto_max_micros=usage_pricing.max_micros if usage_pricing is not None else None,
     )
 
 
@@ -122,7 +126,15 @@ async def call_with_x402(
 ) -> ASGIResponse:
     """The per-call x402 flow (the module docstring's steps), the chain configured."""
     quote = await gateway.quote(call)
-    paid = paid_request(ctx, call, quote.price_micros)
+    paid = paid_request(ctx, call, quote.price_micros, quote.provider.usage_pricing)
+    if paid.upto_max_micros is not None:
+        # Imported here: the upto flow (app.gateway.usage_calls) builds on this module's steps.
+        from app.gateway import usage_calls
+
+        upto = usage_calls.upto_payment(payments, paid, headers)
+        if upto is not None:
+            return await usage_calls.call_with_upto(ctx, payments, gateway, call, quote, paid,
+                                                    upto)
     async with ctx.sessions() as session:
         payment = await payments.accept(session, paid, headers, signed_only=True)
         await session.commit()

@@ -25,7 +25,7 @@ from urllib.parse import unquote
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from app.config.providers import ProviderSettings
+from app.config.providers import ProviderSettings, UsagePricing
 from app.crypto import SecretBox, SecretUnreadableError
 from app.db.models.gateway import GatewayProvider
 from app.db.uow import UnitOfWork
@@ -57,6 +57,8 @@ class Provider:
     source: str
     # Encoded, lower-case names. Kept out of repr so a logged provider never shows a secret.
     injected_headers: tuple[tuple[bytes, bytes], ...] = field(repr=False, default=())
+    # Priced by usage (``app.gateway.usage_pricing``), or None: a fixed price per call.
+    usage_pricing: UsagePricing | None = None
 
     @classmethod
     def build(cls, config: ProviderSettings, source: str, headers: Mapping[str, str]) -> Provider:
@@ -81,6 +83,7 @@ class Provider:
                 (name.lower().encode("latin-1"), value.encode("latin-1"))
                 for name, value in headers.items()
             ),
+            usage_pricing=config.usage_pricing,
         )
 
     @classmethod
@@ -154,6 +157,8 @@ def settings_of_row(row: GatewayProvider, headers: Mapping[str, str]) -> Provide
         route_prices=dict(row.route_prices),
         timeout_seconds=row.timeout_seconds,
         request_id_header=row.request_id_header,
+        usage_pricing=(None if row.usage_pricing is None
+                       else UsagePricing.model_validate(row.usage_pricing)),
     )
 
 

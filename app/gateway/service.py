@@ -146,7 +146,8 @@ class Gateway:
     # -- x402 seam ------------------------------------------------------------------------
 
     async def forward_unsettled(
-        self, call: IncomingCall, quote: Quote, *, payment_id: str, caller: Principal | None = None
+        self, call: IncomingCall, quote: Quote, *, payment_id: str, caller: Principal | None = None,
+        whole: bool = False,
     ) -> Forwarded:
         """Forward a call whose x402 payment is verified but not settled yet.
 
@@ -161,7 +162,7 @@ class Gateway:
         async with self.sessions() as session:
             await reservations.open_call(session, usage)
             await session.commit()
-        return await self._forward(quote, call, usage.id, None, keep=False)
+        return await self._forward(quote, call, usage.id, None, keep=False, whole=whole)
 
     async def finish_unsettled(self, forwarded: Forwarded, *, settled: bool) -> None:
         """Record how the payment of an ``ok`` x402 call ended: paid, or not (never charged).
@@ -243,6 +244,7 @@ class Gateway:
         reservation: Reservation | None,
         *,
         keep: bool = True,
+        whole: bool = False,
     ) -> Forwarded:
         provider = quote.provider
         try:
@@ -262,7 +264,7 @@ class Gateway:
             raise
         try:
             return await self._answer(
-                quote, call, usage_id, reservation, response, latency_ms, keep=keep
+                quote, call, usage_id, reservation, response, latency_ms, keep=keep, whole=whole
             )
         except BaseException:
             await discard(response)
@@ -282,8 +284,10 @@ class Gateway:
         latency_ms: int,
         *,
         keep: bool,
+        whole: bool = False,
     ) -> Forwarded:
-        """Decide on the charge from the status, then relay (or replace) the answer."""
+        """Decide on the charge from the status, then relay (or replace) the answer (read
+        ``whole`` when its usage decides the charge)."""
         provider = quote.provider
         status = response.status_code
         headers, upstream_id = response_headers(response, provider)
@@ -310,7 +314,7 @@ class Gateway:
         # A HEAD answer has no body, so a streamed relay of it would never be iterated (and
         # its connection never released): it is read, which ends it, and sent whole.
         head = call.method == "HEAD"
-        if head or fits_buffer(response):
+        if head or fits_buffer(response) or (whole and ok):
             try:
                 body = await read_whole(response)
             except httpx.HTTPError as exc:
