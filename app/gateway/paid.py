@@ -127,14 +127,6 @@ async def call_with_x402(
     """The per-call x402 flow (the module docstring's steps), the chain configured."""
     quote = await gateway.quote(call)
     paid = paid_request(ctx, call, quote.price_micros, quote.provider.usage_pricing)
-    if paid.upto_max_micros is not None:
-        # Imported here: the upto flow (app.gateway.usage_calls) builds on this module's steps.
-        from app.gateway import usage_calls
-
-        upto = usage_calls.upto_payment(payments, paid, headers)
-        if upto is not None:
-            return await usage_calls.call_with_upto(ctx, payments, gateway, call, quote, paid,
-                                                    upto)
     async with ctx.sessions() as session:
         payment = await payments.accept(session, paid, headers, signed_only=True)
         await session.commit()

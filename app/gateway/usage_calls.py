@@ -26,6 +26,7 @@ from litestar.response.base import ASGIResponse
 from app.db.models.gateway import SUCCEEDED
 from app.db.types import utcnow
 from app.errors import PaymentInvalid
+from app.gateway import paid as per_call
 from app.gateway import repository
 from app.gateway.headers import COST
 from app.gateway.incoming import IncomingCall
@@ -34,6 +35,7 @@ from app.gateway.paid import (
     PaidContext,
     _reopen_after_upstream_failure,
     _take_for_one_call,
+    paid_request,
 )
 from app.gateway.pricing import Quote
 from app.gateway.relay import BufferedRelay
@@ -47,6 +49,23 @@ from chain.x402 import PaymentHeaderError
 from chain.x402.upto import UptoPayment, decode_upto_payment
 
 log = logging.getLogger("passgate.gateway")
+
+
+async def pay_per_call(
+    ctx: PaidContext, payments: Payments, gateway: Gateway, call: IncomingCall,
+    headers: Mapping[str, str],
+) -> ASGIResponse:
+    """A call without a key: an ``upto`` payment for a usage-priced provider is this module's
+    flow; anything else is ``app.gateway.paid``'s (its 402 offers upto too)."""
+    if payments.chain.configured:
+        quote = await gateway.quote(call)
+        pricing = quote.provider.usage_pricing
+        if pricing is not None:
+            paid = paid_request(ctx, call, quote.price_micros, pricing)
+            upto = upto_payment(payments, paid, headers)
+            if upto is not None:
+                return await call_with_upto(ctx, payments, gateway, call, quote, paid, upto)
+    return await per_call.pay_per_call(ctx, payments, gateway, call, headers)
 
 
 def upto_payment(payments: Payments, paid: PaidRequest,

@@ -76,21 +76,36 @@ async def _payer(devchain, chain_client) -> LocalAccount:
 class _App(httpx.AsyncBaseTransport):
     """The test client's transport into the app (the SDK transport wraps and closes it)."""
 
-    def __init__(self, api: AsyncTestClient) -> None:
+    def __init__(self, api: AsyncTestClient, sent: list[httpx.Request] | None) -> None:
         self._inner = api._transport
+        self._sent = sent
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._sent is not None:
+            self._sent.append(request)
         response: httpx.Response = await self._inner.handle_async_request(request)
         return response
 
 
-def _sdk(api: AsyncTestClient, payer: LocalAccount) -> httpx.AsyncClient:
+def _sdk(api: AsyncTestClient, payer: LocalAccount,
+         sent: list[httpx.Request] | None = None) -> httpx.AsyncClient:
     """The SDK's x402 httpx transport with only its upto scheme, over the test app."""
     client = x402Client()
     client.register("eip155:*", UptoEvmClientScheme(EthAccountSigner(payer)))
     client.set_spend_controls({"allowed_assets": True, "max_amount_per_payment": "$1"})
-    return httpx.AsyncClient(transport=x402AsyncTransport(client, transport=_App(api)),
+    return httpx.AsyncClient(transport=x402AsyncTransport(client, transport=_App(api, sent)),
                              base_url=str(api.base_url), timeout=60)
+
+
+async def _payment_of(api: AsyncTestClient, admin_headers: dict[str, str],
+                      payer: LocalAccount) -> dict[str, Any]:
+    """The payer's one payment as the operator sees it (the database's record)."""
+    listed = await api.get("/admin/v1/payments", params={"payer": payer.address},
+                           headers=admin_headers)
+    assert listed.status_code == 200, listed.text
+    (payment,) = listed.json()["data"]
+    found: dict[str, Any] = payment
+    return found
 
 
 def _settlement(response: httpx.Response) -> dict[str, Any]:
@@ -112,7 +127,9 @@ async def test_the_402_offers_upto_at_the_maximum_and_exact_at_the_fixed_price(
     assert offers["exact"]["amount"] == str(FIXED)
 
 
-async def test_a_call_is_charged_exactly_its_usage(api, devchain, chain_client, pay_to) -> None:
+async def test_a_call_is_charged_exactly_its_usage(
+    api, admin_headers, devchain, chain_client, pay_to
+) -> None:
     payer = await _payer(devchain, chain_client)
     async with _sdk(api, payer) as sdk:
         response = await sdk.get("/v1/gateway/llm/usage?tokens=1234")
@@ -126,3 +143,102 @@ async def test_a_call_is_charged_exactly_its_usage(api, devchain, chain_client, 
     assert response.headers["x-gateway-cost-micros"] == str(charged)
     assert await chain_client.balance_of(pay_to) == charged
     assert await chain_client.balance_of(payer.address) == FUNDS - charged
+    payment = await _payment_of(api, admin_headers, payer)
+    assert (payment["status"], payment["amountMicros"], payment["authorizedMicros"]) == (
+        "settled", charged, MAX)
+    assert payment["transaction"] == settlement["transaction"]
+
+
+async def test_usage_beyond_the_maximum_is_charged_the_maximum(
+    api, devchain, chain_client, pay_to
+) -> None:
+    payer = await _payer(devchain, chain_client)
+    async with _sdk(api, payer) as sdk:
+        response = await sdk.get("/v1/gateway/llm/usage?tokens=10000")
+
+    assert response.status_code == 200, response.text
+    assert _settlement(response)["amount"] == str(MAX)
+    assert await chain_client.balance_of(pay_to) == MAX
+    assert await chain_client.balance_of(payer.address) == FUNDS - MAX
+
+
+async def test_a_failed_upstream_call_pays_nothing(
+    api, admin_headers, devchain, chain_client, pay_to
+) -> None:
+    payer = await _payer(devchain, chain_client)
+    async with _sdk(api, payer) as sdk:
+        response = await sdk.get("/v1/gateway/llm/status/500")
+
+    assert response.status_code == 502
+    assert response.json()["code"] == "UPSTREAM_ERROR"
+    assert await chain_client.balance_of(pay_to) == 0
+    assert await chain_client.balance_of(payer.address) == FUNDS
+    payment = await _payment_of(api, admin_headers, payer)
+    assert (payment["status"], payment["transaction"]) == ("failed", None)
+
+
+async def test_an_answer_without_usage_is_charged_nothing(
+    api, devchain, chain_client, pay_to
+) -> None:
+    payer = await _payer(devchain, chain_client)
+    async with _sdk(api, payer) as sdk:
+        response = await sdk.get("/v1/gateway/llm/usage")
+
+    assert response.status_code == 200, response.text
+    settlement = _settlement(response)
+    assert (settlement["success"], settlement["amount"], settlement["transaction"]) == (
+        True, "0", "")
+    assert response.headers["x-gateway-cost-micros"] == "0"
+    assert await chain_client.balance_of(pay_to) == 0
+
+
+async def test_the_same_authorization_pays_for_one_call_only(
+    api, devchain, chain_client, pay_to
+) -> None:
+    payer = await _payer(devchain, chain_client)
+    sent: list[httpx.Request] = []
+    async with _sdk(api, payer, sent) as sdk:
+        first = await sdk.get("/v1/gateway/llm/usage?tokens=100")
+    assert first.status_code == 200, first.text
+    signature = sent[-1].headers["PAYMENT-SIGNATURE"]
+
+    again = await api.get("/v1/gateway/llm/usage?tokens=100",
+                          headers={"PAYMENT-SIGNATURE": signature})
+    other = await api.get("/v1/gateway/llm/usage?tokens=99",
+                          headers={"PAYMENT-SIGNATURE": signature})
+
+    assert again.json()["code"] == "PAYMENT_ALREADY_USED"
+    assert other.json()["code"] == "PAYMENT_ALREADY_USED"
+    assert await chain_client.balance_of(pay_to) == 100 * PER_TOKEN
+
+
+async def test_a_payer_that_never_approved_permit2_is_refused(
+    api, devchain, chain_client, pay_to
+) -> None:
+    payer: LocalAccount = Account.create()
+    await transact(chain_client, devchain.accounts[0].address,
+                   encode_call("mint(address,uint256)", payer.address, FUNDS))
+    async with _sdk(api, payer) as sdk:
+        response = await sdk.get("/v1/gateway/llm/usage?tokens=1")
+
+    assert response.status_code == 402
+    assert response.json()["code"] == "PAYMENT_INVALID"
+    assert response.json()["details"]["reason"] == "permit2_allowance_required"
+    assert await chain_client.balance_of(pay_to) == 0
+
+
+@pytest.mark.parametrize("payload", [
+    {"x402Version": 2, "accepted": {"scheme": "upto"}, "payload": {}},
+    {"x402Version": 2, "accepted": {"scheme": "upto", "network": "eip155:84532", "asset": "0x0",
+                                    "amount": "1", "payTo": "0x0", "maxTimeoutSeconds": 5},
+     "payload": {"permit2Authorization": {"nonce": "x"}, "signature": "0x"}},
+])
+async def test_a_malformed_upto_payment_is_a_clear_402(api, payload) -> None:
+    header = base64.b64encode(json.dumps(payload).encode()).decode()
+
+    response = await api.get("/v1/gateway/llm/usage?tokens=1",
+                             headers={"PAYMENT-SIGNATURE": header})
+
+    assert response.status_code == 402
+    assert response.json()["code"] == "PAYMENT_INVALID"
+    assert "PAYMENT-REQUIRED" in response.headers
