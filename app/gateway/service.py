@@ -31,6 +31,7 @@ Flows of several transactions (no transaction is ever open while the upstream is
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -56,6 +57,7 @@ from app.gateway.relay import BufferedRelay, RelayedResponse, discard, fits_buff
 from app.gateway.reservations import Reservation
 from app.gateway.schemas import usage_view
 from app.gateway.upstream import UpstreamClient, UpstreamFailure, upstream_error
+from app.gateway.usage_credits import settle_with_credits
 from app.ids import new_id
 from app.metrics.instruments import gateway_call, gateway_charged
 from app.settings import Settings
@@ -123,6 +125,10 @@ class Gateway:
         if caller.agent_id is None:
             raise Forbidden("This key has no agent, so no credits to pay with.")
         quote = await quote_call(self.registry, call)
+        pricing = quote.provider.usage_pricing
+        if pricing is not None:
+            # Priced by usage: the maximum is reserved, the unused part given back after.
+            quote = dataclasses.replace(quote, price_micros=pricing.max_micros)
         usage = self._usage(quote, call, caller, payment="credits")
         low = self.settings.credits_low_threshold_micros
         relax = self.settings.gateway_async_commit
@@ -137,10 +143,18 @@ class Gateway:
                     session, usage, low_threshold_micros=low, relax_durability=relax
                 )
                 await session.commit()
-        forwarded = await self._forward(quote, call, usage.id, reservation)
+        by_usage = pricing is not None
+        forwarded = await self._forward(quote, call, usage.id, reservation, keep=not by_usage,
+                                        whole=by_usage)
         if forwarded.error is not None:
             raise forwarded.error
         assert forwarded.response is not None
+        if pricing is not None and forwarded.ok and forwarded.outcome is not None:
+            assert isinstance(forwarded.response, BufferedRelay)
+            cost = await settle_with_credits(
+                self.sessions, pricing, quote.provider.name, reservation, forwarded.outcome,
+                bytes(forwarded.response.body), forwarded.headers)
+            gateway_charged(quote.provider.name, "credits", cost)
         return forwarded.response
 
     # -- x402 seam ------------------------------------------------------------------------

@@ -127,12 +127,13 @@ async def test_the_402_offers_upto_at_the_maximum_and_exact_at_the_fixed_price(
     assert offers["exact"]["amount"] == str(FIXED)
 
 
+@pytest.mark.parametrize("answer", ["tokens=1234", "tokens=1234&stream=1"])
 async def test_a_call_is_charged_exactly_its_usage(
-    api, admin_headers, devchain, chain_client, pay_to
+    api, admin_headers, devchain, chain_client, pay_to, answer
 ) -> None:
     payer = await _payer(devchain, chain_client)
     async with _sdk(api, payer) as sdk:
-        response = await sdk.get("/v1/gateway/llm/usage?tokens=1234")
+        response = await sdk.get(f"/v1/gateway/llm/usage?{answer}")
 
     assert response.status_code == 200, response.text
     charged = 1234 * PER_TOKEN
