@@ -5,6 +5,7 @@ nothing for a failed call."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator, Iterator
@@ -23,6 +24,7 @@ from x402.mechanisms.evm.upto import UptoEvmClientScheme
 from app.main import create_app
 from app.settings import Settings
 from chain.permit2 import encode_approve_permit2
+from chain.x402.payer import build_payer_client, sign_payment_headers
 from tests.fixtures.chain import encode_call, transact
 from tests.fixtures.paid import chain_settings
 from tests.gateway.helpers import provider_config
@@ -243,3 +245,38 @@ async def test_a_malformed_upto_payment_is_a_clear_402(api, payload) -> None:
     assert response.status_code == 402
     assert response.json()["code"] == "PAYMENT_INVALID"
     assert "PAYMENT-REQUIRED" in response.headers
+
+
+async def test_concurrent_copies_of_one_authorization_make_one_call_and_one_charge(
+    api, upto_settings, devchain, chain_client, pay_to
+) -> None:
+    payer = await _payer(devchain, chain_client)
+    challenge = await api.get("/v1/gateway/llm/usage?tokens=77")
+    client = x402Client()
+    client.register("eip155:*", UptoEvmClientScheme(EthAccountSigner(payer)))
+    client.set_spend_controls({"allowed_assets": True, "max_amount_per_payment": "$1"})
+    headers = (await sign_payment_headers(client, headers=dict(challenge.headers))).v2()
+
+    async with AsyncTestClient(app=create_app(upto_settings)) as second:
+        responses = await asyncio.gather(*(
+            c.get("/v1/gateway/llm/usage?tokens=77", headers=headers)
+            for c in [api, second] * 3))
+
+    served = [r for r in responses if r.status_code == 200]
+    assert len(served) == 1, [r.text for r in responses]
+    assert all(r.json()["code"] == "PAYMENT_ALREADY_USED" for r in responses
+               if r.status_code != 200)
+    assert await chain_client.balance_of(pay_to) == 77 * PER_TOKEN
+
+
+async def test_an_exact_client_pays_the_fixed_price(api, devchain, chain_client, pay_to) -> None:
+    payer = await _payer(devchain, chain_client)
+    sdk = httpx.AsyncClient(
+        transport=x402AsyncTransport(build_payer_client(payer, max_amount_micros=MAX),
+                                     transport=_App(api, None)),
+        base_url=str(api.base_url), timeout=60)
+    async with sdk:
+        response = await sdk.get("/v1/gateway/llm/usage?tokens=1234")
+
+    assert response.status_code == 200, response.text
+    assert await chain_client.balance_of(pay_to) == FIXED
