@@ -46,12 +46,14 @@ from workers.demo.output import (
     say,
 )
 from workers.demo.server import embedded_service, free_port
+from workers.demo.upto_steps import step_usage_priced
 
 STEPS: list[Callable[[DemoState], None]] = [
     step_health, step_register, step_extra_key, step_list_keys, step_rate_limit, step_revoke,
     step_audit, step_deposit, step_pass, step_gateway_credits, step_gateway_x402,
     step_webhook,
 ]
+STEPS.append(step_usage_priced)
 
 
 def demo_settings(workdir: Path) -> Settings:
