@@ -58,6 +58,7 @@ from app.gateway.reservations import Reservation
 from app.gateway.schemas import usage_view
 from app.gateway.upstream import UpstreamClient, UpstreamFailure, upstream_error
 from app.gateway.usage_credits import settle_with_credits
+from app.gateway.usage_pricing import MAX_USAGE_BODY
 from app.ids import new_id
 from app.metrics.instruments import gateway_call, gateway_charged
 from app.settings import Settings
@@ -330,7 +331,8 @@ class Gateway:
         head = call.method == "HEAD"
         if head or fits_buffer(response) or (whole and ok):
             try:
-                body = await read_whole(response)
+                # Read whole for its usage: bounded (a larger answer is an uncharged 502).
+                body = await read_whole(response, MAX_USAGE_BODY if whole else None)
             except httpx.HTTPError as exc:
                 # Nothing has reached the caller yet, so this is still an uncharged failure.
                 failure = UpstreamFailure(

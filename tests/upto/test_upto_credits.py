@@ -76,3 +76,13 @@ async def test_a_failed_call_gives_the_whole_reservation_back(api) -> None:
 
     assert response.status_code == 502
     assert (await balance(api, key))["creditsMicros"] == START
+
+
+async def test_an_answer_too_large_to_read_for_its_usage_is_an_uncharged_502(api) -> None:
+    key = await signup(api)
+
+    response = await api.get(f"/v1/gateway/llm/large?bytes={9 * 1024 * 1024}",
+                             headers=key_headers(key))
+
+    assert response.status_code == 502
+    assert (await balance(api, key))["creditsMicros"] == START
