@@ -9,6 +9,6 @@ from tests.fixtures.paid import paid_client, paid_settings, pay_to
 from tests.gateway.conftest import upstream_url
 
 __all__ = [
-    "chain_client", "chain_env", "client", "devchain", "devchain_factory", "paid_client", "paid_settings",
-    "pay_to", "shared_client", "upstream_url",
+    "chain_client", "chain_env", "client", "devchain", "devchain_factory", "paid_client",
+    "paid_settings", "pay_to", "shared_client", "upstream_url",
 ]
