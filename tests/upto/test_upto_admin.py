@@ -41,6 +41,8 @@ async def test_a_provider_priced_by_usage_is_created_shown_used_and_changed(
                              headers=admin_headers)
     assert created.status_code == 201, created.text
     assert created.json()["usagePricing"] == USAGE
+    catalog = (await api.get("/v1/providers")).json()["data"]
+    assert next(p for p in catalog if p["name"] == "metered")["usagePricing"] == USAGE
 
     key = await signup(api)
     call = await api.get("/v1/gateway/metered/usage?tokens=50", headers=key_headers(key))
