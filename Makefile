@@ -34,7 +34,7 @@ imports: setup ## The import contract (layers in pyproject.toml)
 
 check: lint typecheck imports ## Lint, type-check and the import contract
 
-contracts: ## Rebuild chain/contracts/TestUSDC.json with solc from npm
+contracts: ## Rebuild chain/contracts/{TestUSDC,TestUptoProxy}.json with solc from npm
 	npm ci --prefix $(NODE_DIR) --ignore-scripts --no-audit --no-fund --loglevel=error
 	node $(NODE_DIR)/compile.mjs
 

@@ -1,4 +1,5 @@
-"""A local Base-Sepolia-like dev chain: anvil from npm, with TestUSDC at the canonical address.
+"""A local Base-Sepolia-like dev chain: anvil from npm, with TestUSDC at the canonical address,
+and Permit2 and the x402 upto proxy at theirs (``chain.permit2``) when chain/node is installed.
 
 ``start_devchain`` is synchronous on purpose: pytest session fixtures, the CLI and the demo all
 call it, some outside any event loop; setup needs a dozen JSON-RPC calls, made with a small
@@ -31,6 +32,7 @@ from eth_utils.crypto import keccak
 from chain.anvil_binary import DevChainError, free_port, require_anvil
 from chain.client import DEFAULT_TIMEOUT_SECONDS, ChainClient
 from chain.networks import BASE_SEPOLIA_CHAIN_ID, BASE_SEPOLIA_USDC
+from chain.permit2 import install_permit2, permit2_creation_code
 from chain.usdc import load_artifact
 
 __all__ = [
@@ -313,10 +315,39 @@ def start_devchain(
             wei_each=eth_per_funded_address,
             timeout=startup_timeout,
         )
+        _install_upto(chain, timeout=startup_timeout)
     except BaseException:
         chain.stop()
         raise
     return chain
+
+
+def _install_upto(chain: DevChain, *, timeout: float) -> None:
+    """Permit2 and the upto proxy, for the ``upto`` scheme; skipped (with a warning) when the
+    npm package with Permit2's creation code is not installed."""
+    try:
+        permit2_creation_code()
+    except OSError:
+        log.warning("Permit2's creation code is missing (run `make setup`): no upto payments")
+        return
+    if not chain.accounts:
+        return
+    rpc = _Rpc(chain.rpc_url, timeout=5.0)
+    try:
+        install_permit2(rpc, chain.accounts[0].address,
+                        lambda tx_hash: _wait_mined(rpc, tx_hash, timeout))
+    finally:
+        rpc.close()
+
+
+def _wait_mined(rpc: _Rpc, tx_hash: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while (receipt := rpc("eth_getTransactionReceipt", tx_hash)) is None:
+        if time.monotonic() > deadline:
+            raise DevChainError(f"{tx_hash} not mined within {timeout:g}s")
+        time.sleep(0.05)
+    if int(receipt["status"], 16) != 1:
+        raise DevChainError(f"{tx_hash} reverted")
 
 
 def _install_token(

@@ -14,6 +14,7 @@ from eth_utils.address import to_checksum_address
 
 from chain.devchain import DEFAULT_USDC_PER_ACCOUNT, start_devchain
 from chain.networks import BASE_SEPOLIA_CHAIN_ID, BASE_SEPOLIA_USDC
+from chain.permit2 import PERMIT2_ADDRESS, UPTO_PROXY_ADDRESS
 
 
 @contextlib.contextmanager
@@ -62,6 +63,8 @@ def run_devchain(
             echo(f"anvil pid {chain.pid} listening on {chain.rpc_url} ({host})")
             echo(f"chain id  {chain.chain_id} (CAIP-2 eip155:{chain.chain_id}), blocks {mining}")
             echo(f"USDC      {chain.token_address} (TestUSDC, EIP-712 name USDC, version 2)")
+            echo(f"Permit2   {PERMIT2_ADDRESS}, x402 upto proxy {UPTO_PROXY_ADDRESS} (test "
+                 "stand-in)")
             echo(f"funded    {usdc_per_account / 10**6:,.2f} USDC per account")
             echo("accounts  (anvil's public test keys; never use them on a real network)")
             for index, account in enumerate(chain.accounts):

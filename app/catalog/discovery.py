@@ -54,7 +54,7 @@ def _item(
 
 
 def _provider_metadata(provider: Provider) -> dict[str, Any]:
-    return {
+    metadata: dict[str, Any] = {
         "kind": "gateway",
         "provider": provider.name,
         "priceMicros": provider.price_micros,
@@ -62,6 +62,9 @@ def _provider_metadata(provider: Provider) -> dict[str, Any]:
         "routePrices": dict(provider.route_prices),
         "forwards": "any method and path under the resource",
     }
+    if provider.usage_pricing is not None:
+        metadata["usagePricing"] = provider.usage_pricing.model_dump(by_alias=True)
+    return metadata
 
 
 def _pass_items(settings: Settings, payments: Payments, since: datetime) -> list[DiscoveryItem]:
@@ -95,7 +98,7 @@ class Discovery:
         # Everything an item shows of a provider (``updated_at`` alone could miss two changes
         # within the column's precision).
         key = tuple((p.name, p.source, p.price_micros, p.updated_at, p.route_prices,
-                     tuple(sorted(p.model_prices.items()))) for p in providers)
+                     tuple(sorted(p.model_prices.items())), p.usage_pricing) for p in providers)
         if self._built is not None and self._built[0] == key:
             return self._built[1]
         since = self._gateway.registry.configured_at

@@ -8,10 +8,11 @@ import msgspec
 
 from app.config.plans import PassSettings, PlanLimits
 from app.gateway.providers import Provider
+from app.gateway.schemas import UsagePricingBody
 from app.http.schemas import RateLimitView
 
 
-class ProviderView(msgspec.Struct, rename="camel"):
+class ProviderView(msgspec.Struct, rename="camel", omit_defaults=True):
     name: str
     description: str | None
     price_micros: int
@@ -19,6 +20,9 @@ class ProviderView(msgspec.Struct, rename="camel"):
     # Prices that differ from ``priceMicros``: by the JSON body's ``model``, by path prefix.
     model_prices: dict[str, int]
     route_prices: dict[str, int]
+    # Priced by usage (x402 ``upto`` up to ``maxMicros``; with a key, reserved at it): shown
+    # only for such a provider.
+    usage_pricing: UsagePricingBody | None = None
 
 
 class PassView(msgspec.Struct, rename="camel"):
@@ -38,7 +42,11 @@ def provider_view(p: Provider) -> ProviderView:
     """A provider as the public catalog shows it: prices, no headers."""
     return ProviderView(name=p.name, description=p.description, price_micros=p.price_micros,
                         price_usd=p.price_micros / 1_000_000, model_prices=dict(p.model_prices),
-                        route_prices=dict(p.route_prices))
+                        route_prices=dict(p.route_prices),
+                        usage_pricing=None if p.usage_pricing is None else UsagePricingBody(
+                            field=p.usage_pricing.field,
+                            micros_per_unit=p.usage_pricing.micros_per_unit,
+                            max_micros=p.usage_pricing.max_micros))
 
 
 def pass_view(p: PassSettings, scopes: list[str], limits: PlanLimits) -> PassView:

@@ -9,10 +9,36 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic.alias_generators import to_camel
 
 PROVIDER_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
+
+
+# A dotted path into the answer's JSON: object keys (and list indexes), e.g. usage.total_tokens.
+USAGE_FIELD = r"^[A-Za-z0-9_-]{1,100}(\.[A-Za-z0-9_-]{1,100}){0,9}$"
+
+
+class UsagePricing(BaseModel):
+    """A price by usage: ``micros_per_unit`` for each unit of the number the upstream reports at
+    ``field`` of its JSON answer, at most ``max_micros`` a call (what an x402 ``upto`` client
+    authorizes and a call with credits reserves). Micros are USDC base units."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel,
+                              populate_by_name=True)
+
+    field: str = Field(pattern=USAGE_FIELD)
+    micros_per_unit: int = Field(ge=1, le=10**12)
+    max_micros: int = Field(ge=1, le=10**12)
 
 
 class ProviderSettings(BaseModel):
@@ -36,6 +62,10 @@ class ProviderSettings(BaseModel):
     timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     # Where the upstream puts its request id (recorded with the usage, shown to the caller).
     request_id_header: str = Field(default="x-request-id", pattern=_HEADER_NAME.pattern)
+    # Priced by usage (``usagePricing`` in the admin API and in provider files) instead of per
+    # call: see UsagePricing.
+    usage_pricing: UsagePricing | None = Field(
+        default=None, validation_alias=AliasChoices("usage_pricing", "usagePricing"))
 
     @field_validator("base_url")
     @classmethod

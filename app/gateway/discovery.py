@@ -34,7 +34,7 @@ def call_bazaar(call: IncomingCall) -> dict[str, Any]:
 
 def provider_paid_request(settings: Settings, provider: Provider) -> PaidRequest:
     """What the discovery listing shows for a provider: a call at its default price (the
-    listing's metadata adds its per-model and per-route prices).
+    listing's metadata adds its per-model and per-route prices and its usage pricing).
 
     Its ``bazaar`` declaration is a JSON POST, the common call; the gateway forwards any
     method, and each call's own 402 declares that call's.
@@ -48,4 +48,7 @@ def provider_paid_request(settings: Settings, provider: Provider) -> PaidRequest
         price_micros=provider.price_micros,
         description=f"one call to the {provider.name} API",
         extensions={**bazaar_extension("POST", body_example={})},
+        # Priced by usage: the listing offers ``upto`` at the maximum, as the call's 402 does.
+        upto_max_micros=(provider.usage_pricing.max_micros
+                         if provider.usage_pricing is not None else None),
     )

@@ -33,6 +33,7 @@ from typing import Any
 from litestar.response.base import ASGIResponse
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from app.config.providers import UsagePricing
 from app.db.models.payments import Payment
 from app.db.uow import UnitOfWork
 from app.errors import PaymentAlreadyUsed, PaymentInvalid, Unauthorized
@@ -60,8 +61,10 @@ class PaidContext:
     redis: Any = None
 
 
-def paid_request(ctx: PaidContext, call: IncomingCall, price_micros: int) -> PaidRequest:
-    """What an x402 payment for this call must pay: its price, for exactly this call."""
+def paid_request(ctx: PaidContext, call: IncomingCall, price_micros: int,
+                 usage_pricing: UsagePricing | None = None) -> PaidRequest:
+    """What an x402 payment for this call must pay: its price (or, priced by usage, at most its
+    maximum with ``upto``), for exactly this call."""
     path = f"/v1/gateway/{call.provider}{call.path}"
     body_hash = hashlib.sha256(call.body).hexdigest()
     query = call.query.decode("latin-1")
@@ -77,6 +80,7 @@ def paid_request(ctx: PaidContext, call: IncomingCall, price_micros: int) -> Pai
         # The discovery description (bazaar), and sign-in for a wallet that owns a pass or
         # credits instead of paying (app.siwx).
         extensions={**call_bazaar(call), **siwx_extension(ctx.settings, resource_url)},
+        upto_max_micros=usage_pricing.max_micros if usage_pricing is not None else None,
     )
 
 
@@ -128,7 +132,7 @@ async def call_with_x402(
 ) -> ASGIResponse:
     """The per-call x402 flow (the module docstring's steps), the chain configured."""
     quote = await gateway.quote(call)
-    paid = paid_request(ctx, call, quote.price_micros)
+    paid = paid_request(ctx, call, quote.price_micros, quote.provider.usage_pricing)
     async with ctx.sessions() as session:
         payment = await payments.accept(session, paid, headers, signed_only=True)
         await session.commit()

@@ -14,6 +14,7 @@ import binascii
 import re
 from typing import Any
 
+import msgspec
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 
@@ -46,10 +47,18 @@ _FIELDS = (
     "route_prices",
     "timeout_seconds",
     "request_id_header",
+    "usage_pricing",
 )
 
 
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    """Nested wire structs (``usagePricing``) as plain values, for the settings' validation."""
+    return {name: msgspec.to_builtins(value) if isinstance(value, msgspec.Struct) else value
+            for name, value in values.items()}
+
+
 def _validated(settings: Settings, values: dict[str, Any]) -> ProviderSettings:
+    values = _plain(values)
     try:
         config = ProviderSettings.model_validate(values)
     except ValidationError as exc:
@@ -89,6 +98,7 @@ def snapshot(row: GatewayProvider) -> dict[str, Any]:
         "priceMicros": row.price_micros,
         "modelPrices": row.model_prices,
         "routePrices": row.route_prices,
+        "usagePricing": row.usage_pricing,
         "timeoutSeconds": row.timeout_seconds,
         "headerNames": sorted(row.headers_sealed),
         "enabled": row.enabled,
@@ -247,7 +257,10 @@ def _apply(
     headers: dict[str, str] | None,
 ) -> None:
     for name in _FIELDS:
-        setattr(row, name, getattr(config, name))
+        value = getattr(config, name)
+        if name == "usage_pricing" and value is not None:
+            value = value.model_dump()  # a JSON column: stored by its settings names
+        setattr(row, name, value)
     if headers is not None:
         row.headers_sealed = _seal(box, row.id, headers)
 

@@ -26,7 +26,7 @@ from urllib.parse import unquote
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from app.config.providers import ProviderSettings
+from app.config.providers import ProviderSettings, UsagePricing
 from app.crypto import SecretBox, SecretUnreadableError
 from app.db.models.gateway import GatewayProvider
 from app.db.uow import UnitOfWork
@@ -60,6 +60,8 @@ class Provider:
     injected_headers: tuple[tuple[bytes, bytes], ...] = field(repr=False, default=())
     # When an admin-managed provider last changed (None: configured, as old as the process).
     updated_at: datetime | None = None
+    # Priced by usage (``app.gateway.usage_pricing``), or None: a fixed price per call.
+    usage_pricing: UsagePricing | None = None
 
     @classmethod
     def build(cls, config: ProviderSettings, source: str, headers: Mapping[str, str]) -> Provider:
@@ -84,6 +86,7 @@ class Provider:
                 (name.lower().encode("latin-1"), value.encode("latin-1"))
                 for name, value in headers.items()
             ),
+            usage_pricing=config.usage_pricing,
         )
 
     @classmethod
@@ -157,6 +160,8 @@ def settings_of_row(row: GatewayProvider, headers: Mapping[str, str]) -> Provide
         route_prices=dict(row.route_prices),
         timeout_seconds=row.timeout_seconds,
         request_id_header=row.request_id_header,
+        usage_pricing=(None if row.usage_pricing is None
+                       else UsagePricing.model_validate(row.usage_pricing)),
     )
 
 

@@ -82,10 +82,22 @@ def fits_buffer(response: httpx.Response) -> bool:
     return length.isdigit() and int(length) <= BUFFER_BYTES
 
 
-async def read_whole(response: httpx.Response) -> bytes:
-    """The raw (still content-encoded) body; the connection is always released."""
+class AnswerTooLarge(httpx.HTTPError):
+    """An answer read whole grew past its limit (handled as a broken answer: uncharged)."""
+
+
+async def read_whole(response: httpx.Response, limit: int | None = None) -> bytes:
+    """The raw (still content-encoded) body, at most ``limit`` bytes (AnswerTooLarge beyond);
+    the connection is always released."""
     try:
-        return b"".join([chunk async for chunk in response.aiter_raw()])
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_raw():
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise AnswerTooLarge(f"the answer is larger than {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
     finally:
         await discard(response)
 

@@ -16,8 +16,9 @@ from app.credentials.scopes import GATEWAY, USAGE_READ
 from app.db.paging import Page, page_params
 from app.db.uow import UnitOfWork
 from app.gateway.incoming import IncomingCall, upstream_path
-from app.gateway.paid import PaidContext, pay_per_call
+from app.gateway.paid import PaidContext
 from app.gateway.service import Gateway
+from app.gateway.usage_calls import pay_per_call
 from app.http.request_id import request_id_of
 from app.payments.service import Payments
 from app.settings import Settings

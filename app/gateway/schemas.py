@@ -42,6 +42,15 @@ class UsageView(msgspec.Struct, rename="camel"):
     completed_at: str | None
 
 
+class UsagePricingBody(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
+    """A price by usage: ``microsPerUnit`` per unit of the number at ``field`` (a dotted path
+    into the upstream's JSON answer), at most ``maxMicros`` a call."""
+
+    field: Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
+    micros_per_unit: Annotated[int, msgspec.Meta(ge=1)]
+    max_micros: Annotated[int, msgspec.Meta(ge=1)]
+
+
 class CreateProviderBody(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):
     """An admin-managed provider. ``headers`` values are write-only (the upstream API key)."""
 
@@ -54,6 +63,7 @@ class CreateProviderBody(msgspec.Struct, forbid_unknown_fields=True, rename="cam
     route_prices: dict[str, Micros] = msgspec.field(default_factory=dict)
     timeout_seconds: Timeout = 30.0
     request_id_header: HeaderName = "x-request-id"
+    usage_pricing: UsagePricingBody | None = None
     enabled: bool = True
 
 
@@ -68,6 +78,8 @@ class UpdateProviderBody(msgspec.Struct, forbid_unknown_fields=True, rename="cam
     route_prices: dict[str, Micros] | msgspec.UnsetType = msgspec.UNSET
     timeout_seconds: Timeout | msgspec.UnsetType = msgspec.UNSET
     request_id_header: HeaderName | msgspec.UnsetType = msgspec.UNSET
+    # null: back to the fixed price.
+    usage_pricing: UsagePricingBody | msgspec.UnsetType | None = msgspec.UNSET
     enabled: bool | msgspec.UnsetType = msgspec.UNSET
 
     def changes(self) -> dict[str, object]:
@@ -91,6 +103,7 @@ class AdminProviderView(msgspec.Struct, rename="camel"):
     route_prices: dict[str, int]
     timeout_seconds: float
     request_id_header: str
+    usage_pricing: UsagePricingBody | None
     header_names: list[str]
     enabled: bool
     # An admin-managed provider hidden by a configured one of the same name.
@@ -137,6 +150,11 @@ def admin_provider_view(
         route_prices=dict(config.route_prices),
         timeout_seconds=config.timeout_seconds,
         request_id_header=config.request_id_header,
+        usage_pricing=None if config.usage_pricing is None else UsagePricingBody(
+            field=config.usage_pricing.field,
+            micros_per_unit=config.usage_pricing.micros_per_unit,
+            max_micros=config.usage_pricing.max_micros,
+        ),
         header_names=sorted(config.headers) if row is None else sorted(row.headers_sealed),
         enabled=True if row is None else row.enabled,
         shadowed=shadowed,

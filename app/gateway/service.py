@@ -31,6 +31,7 @@ Flows of several transactions (no transaction is ever open while the upstream is
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -56,6 +57,8 @@ from app.gateway.relay import BufferedRelay, RelayedResponse, discard, fits_buff
 from app.gateway.reservations import Reservation
 from app.gateway.schemas import usage_view
 from app.gateway.upstream import UpstreamClient, UpstreamFailure, upstream_error
+from app.gateway.usage_credits import settle_with_credits
+from app.gateway.usage_pricing import MAX_USAGE_BODY
 from app.ids import new_id
 from app.metrics.instruments import gateway_call, gateway_charged
 from app.settings import Settings
@@ -123,6 +126,10 @@ class Gateway:
         if caller.agent_id is None:
             raise Forbidden("This key has no agent, so no credits to pay with.")
         quote = await quote_call(self.registry, call)
+        pricing = quote.provider.usage_pricing
+        if pricing is not None:
+            # Priced by usage: the maximum is reserved, the unused part given back after.
+            quote = dataclasses.replace(quote, price_micros=pricing.max_micros)
         usage = self._usage(quote, call, caller, payment="credits")
         low = self.settings.credits_low_threshold_micros
         relax = self.settings.gateway_async_commit
@@ -137,16 +144,25 @@ class Gateway:
                     session, usage, low_threshold_micros=low, relax_durability=relax
                 )
                 await session.commit()
-        forwarded = await self._forward(quote, call, usage.id, reservation)
+        by_usage = pricing is not None
+        forwarded = await self._forward(quote, call, usage.id, reservation, keep=not by_usage,
+                                        whole=by_usage)
         if forwarded.error is not None:
             raise forwarded.error
         assert forwarded.response is not None
+        if pricing is not None and forwarded.ok and forwarded.outcome is not None:
+            assert isinstance(forwarded.response, BufferedRelay)
+            cost = await settle_with_credits(
+                self.sessions, pricing, quote.provider.name, reservation, forwarded.outcome,
+                bytes(forwarded.response.body), forwarded.headers)
+            gateway_charged(quote.provider.name, "credits", cost)
         return forwarded.response
 
     # -- x402 seam ------------------------------------------------------------------------
 
     async def forward_unsettled(
-        self, call: IncomingCall, quote: Quote, *, payment_id: str, caller: Principal | None = None
+        self, call: IncomingCall, quote: Quote, *, payment_id: str, caller: Principal | None = None,
+        whole: bool = False,
     ) -> Forwarded:
         """Forward a call whose x402 payment is verified but not settled yet.
 
@@ -161,7 +177,7 @@ class Gateway:
         async with self.sessions() as session:
             await reservations.open_call(session, usage)
             await session.commit()
-        return await self._forward(quote, call, usage.id, None, keep=False)
+        return await self._forward(quote, call, usage.id, None, keep=False, whole=whole)
 
     async def finish_unsettled(self, forwarded: Forwarded, *, settled: bool) -> None:
         """Record how the payment of an ``ok`` x402 call ended: paid, or not (never charged).
@@ -243,6 +259,7 @@ class Gateway:
         reservation: Reservation | None,
         *,
         keep: bool = True,
+        whole: bool = False,
     ) -> Forwarded:
         provider = quote.provider
         try:
@@ -262,7 +279,7 @@ class Gateway:
             raise
         try:
             return await self._answer(
-                quote, call, usage_id, reservation, response, latency_ms, keep=keep
+                quote, call, usage_id, reservation, response, latency_ms, keep=keep, whole=whole
             )
         except BaseException:
             await discard(response)
@@ -282,8 +299,10 @@ class Gateway:
         latency_ms: int,
         *,
         keep: bool,
+        whole: bool = False,
     ) -> Forwarded:
-        """Decide on the charge from the status, then relay (or replace) the answer."""
+        """Decide on the charge from the status, then relay (or replace) the answer (read
+        ``whole`` when its usage decides the charge)."""
         provider = quote.provider
         status = response.status_code
         headers, upstream_id = response_headers(response, provider)
@@ -310,9 +329,10 @@ class Gateway:
         # A HEAD answer has no body, so a streamed relay of it would never be iterated (and
         # its connection never released): it is read, which ends it, and sent whole.
         head = call.method == "HEAD"
-        if head or fits_buffer(response):
+        if head or fits_buffer(response) or (whole and ok):
             try:
-                body = await read_whole(response)
+                # Read whole for its usage: bounded (a larger answer is an uncharged 502).
+                body = await read_whole(response, MAX_USAGE_BODY if whole else None)
             except httpx.HTTPError as exc:
                 # Nothing has reached the caller yet, so this is still an uncharged failure.
                 failure = UpstreamFailure(

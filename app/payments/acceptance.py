@@ -66,6 +66,8 @@ class PaidRequest:
     description: str
     # The x402 v2 extensions its 402 declares (``chain.x402.extensions``), by key.
     extensions: Mapping[str, Any] = field(default_factory=dict)
+    # Priced by usage: the 402 also offers ``upto`` for at most this (``app.payments.upto``).
+    upto_max_micros: int | None = None
 
 
 def _fingerprint(paid: PaidRequest, network: str, identity: str) -> str:
@@ -120,7 +122,7 @@ async def accept(
     ServiceUnavailable. Flushes; the caller's unit of work commits.
     """
     challenge = chain.challenge(paid.price_micros, paid.resource_url, paid.description,
-                                paid.extensions)
+                                paid.extensions, paid.upto_max_micros)
     try:
         decoded = decode_payment(headers, chain.networks.values())
     except PaymentHeaderError as exc:

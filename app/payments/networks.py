@@ -7,11 +7,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from x402.schemas import PaymentRequirements
+
 from app.errors import ServiceUnavailable
 from app.settings import Settings
 from chain.client import ChainClient
 from chain.networks import Network
 from chain.x402 import PaymentChallenge, build_payment_challenge
+from chain.x402.upto import UptoVerifier, upto_requirements
 
 
 @dataclass
@@ -25,6 +28,7 @@ class PaymentChain:
     settings: Settings
     networks: dict[str, Network] = field(init=False)
     _clients: dict[tuple[int, str], ChainClient] = field(default_factory=dict, init=False)
+    _verifiers: dict[str, UptoVerifier] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.networks = self.settings.networks()
@@ -60,7 +64,7 @@ class PaymentChain:
 
     def challenge(
         self, price_micros: int, resource_url: str, description: str,
-        extensions: Mapping[str, Any] | None = None,
+        extensions: Mapping[str, Any] | None = None, upto_max_micros: int | None = None,
     ) -> PaymentChallenge:
         return build_payment_challenge(
             price_micros=price_micros,
@@ -70,7 +74,34 @@ class PaymentChain:
             resource_url=resource_url,
             description=description,
             extensions=extensions,
+            upto=self.upto_offers(upto_max_micros),
         )
+
+    # -- upto (usage-priced calls) ----------------------------------------------------------
+
+    @property
+    def facilitator(self) -> str | None:
+        """The settlement signer's address: the facilitator an upto authorization names."""
+        return self.settings.signer_address
+
+    def upto_offers(self, max_micros: int | None) -> list[PaymentRequirements]:
+        """The upto offers for at most ``max_micros`` (none without a settlement signer)."""
+        facilitator = self.facilitator
+        if max_micros is None or facilitator is None:
+            return []
+        return [upto_requirements(network, max_micros, self.pay_to,
+                                  self.settings.x402_max_timeout_seconds, facilitator)
+                for network in self.networks.values()]
+
+    def upto_verifier(self, network: str) -> UptoVerifier:
+        """The SDK's upto verification on ``network`` (one per network and process)."""
+        found = self._verifiers.get(network)
+        if found is None:
+            key = self.settings.chain_signer_private_key
+            assert key is not None  # upto is only offered with a settlement signer
+            found = UptoVerifier(self.networks[network].rpc_urls[0], key.get_secret_value())
+            self._verifiers[network] = found
+        return found
 
     async def close(self) -> None:
         clients, self._clients = list(self._clients.values()), {}

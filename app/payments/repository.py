@@ -97,7 +97,8 @@ async def due_to_expire(
         select(Payment.id)
         .where(
             col(Payment.status).in_(("pending", "submitted")),
-            ((col(Payment.scheme) == "exact") & (col(Payment.valid_before) <= exact_cutoff))
+            (col(Payment.scheme).in_(("exact", "upto"))
+             & (col(Payment.valid_before) <= exact_cutoff))
             | ((col(Payment.scheme) == "push") & (col(Payment.created_at) <= push_cutoff)),
             not_parked(PAYMENT_EXPIRY, Payment.id),
         )

@@ -22,6 +22,8 @@ class PaymentView(msgspec.Struct, rename="camel"):
     created_at: str
     settled_at: str | None
     result: dict[str, Any] | None = None
+    # ``upto``: the most the client authorized (``amountMicros`` is what it was charged).
+    authorized_micros: int | None = None
 
 
 def payment_view(payment: Payment, result: dict[str, Any] | None = None) -> PaymentView:
@@ -30,5 +32,5 @@ def payment_view(payment: Payment, result: dict[str, Any] | None = None) -> Paym
         network=payment.network, payer=payment.payer, amount_micros=payment.amount_micros,
         transaction=payment.tx_hash, reason=payment.failure_reason,
         created_at=rfc3339(payment.created_at) or "", settled_at=rfc3339(payment.settled_at),
-        result=result,
+        result=result, authorized_micros=payment.authorized_micros,
     )

@@ -59,7 +59,7 @@ class Payments:
 
     def challenge(self, paid: PaidRequest) -> PaymentChallenge:
         return self.chain.challenge(paid.price_micros, paid.resource_url, paid.description,
-                                    paid.extensions)
+                                    paid.extensions, paid.upto_max_micros)
 
     async def accept(
         self, session: UnitOfWork, paid: PaidRequest, headers: Mapping[str, str], *,
@@ -118,6 +118,7 @@ class Payments:
         return settlement_response_header(
             version, success=payment.status == "settled", transaction=payment.tx_hash or "",
             network=network, payer=payment.payer or None,
+            amount=str(payment.amount_micros) if payment.scheme == "upto" else None,
         )
 
     # -- claim tokens --------------------------------------------------------------------

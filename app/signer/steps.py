@@ -65,7 +65,7 @@ from app.db.models.signer import (
 from app.db.types import utcnow
 from app.db.uow import UnitOfWork
 from app.errors import NotFound
-from app.signer import repository, service
+from app.signer import repository, service, upto
 from app.signer.config import SignerConfig, Step
 from app.signer.endings import Endings, schedule
 from app.signer.service import OutcomeHandler
@@ -144,18 +144,14 @@ class _Signer(Endings):
                                     error="The authorization expired before it was submitted.")
         if now < submission.valid_after:
             return await self.later(sid, submission.valid_after - now + 1.0)
-        authorization = service.authorization_of(submission)
-        if await self.client.authorization_state(authorization.from_address,
-                                                 authorization.nonce):
-            return await self.spent_elsewhere(sid, QUEUED, authorization)
-        data = encode_transfer_with_authorization(authorization, submission.signature)
-        token = self.client.token_address
+        if await self._spent(submission):
+            return await self._spent_ending(submission, QUEUED)
+        token, data = self._call(submission)
         try:
             gas = await self.client.estimate_gas(sender=self.config.address, to=token, data=data)
         except ExecutionReverted as exc:
-            if await self.client.authorization_state(authorization.from_address,
-                                                     authorization.nonce):
-                return await self.spent_elsewhere(sid, QUEUED, authorization)
+            if await self._spent(submission):
+                return await self._spent_ending(submission, QUEUED)
             reason = exc.reason or exc.message
             return await self.final(sid, QUEUED, FAILED, error=f"Simulation reverted: {reason}")
         fees = await self.client.estimate_fees()
@@ -303,10 +299,8 @@ class _Signer(Endings):
         if receipt.status == 1:
             return await self.final(submission.id, expected, MINED, tx_hash=tx.tx_hash,
                                     block_number=receipt.block_number)
-        authorization = service.authorization_of(submission)
-        if await self.client.authorization_state(authorization.from_address,
-                                                 authorization.nonce):
-            return await self.spent_elsewhere(submission.id, expected, authorization)
+        if await self._spent(submission):
+            return await self._spent_ending(submission, expected)
         return await self.final(submission.id, expected, REVERTED, tx_hash=tx.tx_hash,
                                 block_number=receipt.block_number,
                                 error="The settlement transaction reverted.")
@@ -314,10 +308,8 @@ class _Signer(Endings):
     async def _nonce_taken(self, submission: SettlementSubmission) -> Step:
         """Our nonce was consumed by a transaction that is not ours (the key is used elsewhere):
         start over with a fresh nonce unless the authorization is gone."""
-        authorization = service.authorization_of(submission)
-        if await self.client.authorization_state(authorization.from_address,
-                                                 authorization.nonce):
-            return await self.spent_elsewhere(submission.id, submission.status, authorization)
+        if await self._spent(submission):
+            return await self._spent_ending(submission, submission.status)
         async with self.sessions() as session:
             await repository.lock_signer(session, self.chain_id, self.config.address)
             current = await repository.reload(session, submission.id)
@@ -350,10 +342,8 @@ class _Signer(Endings):
                           gas=CANCEL_GAS, max_fee=max_fee, tip=tip,
                           kind="release" if release else "cancel", submission_id=sid)
             else:
-                data = encode_transfer_with_authorization(
-                    service.authorization_of(current), current.signature
-                )
-                tx = sign(self.config, old.nonce, to=self.client.token_address, data=data,
+                target, data = self._call(current)
+                tx = sign(self.config, old.nonce, to=target, data=data,
                           gas=old.gas_limit, max_fee=max_fee, tip=tip, kind="settle",
                           submission_id=sid)
             session.add(tx)
@@ -364,6 +354,33 @@ class _Signer(Endings):
         log.info("settlement %s: replaced %s with %s %s (nonce %d, max fee %d)",
                  sid, old.tx_hash, tx.kind, tx.tx_hash, tx.nonce, max_fee)
         return await self.broadcast(sid)
+
+    # -- what differs between an EIP-3009 and an upto (Permit2) settlement -------------------
+
+    def _call(self, submission: SettlementSubmission) -> tuple[str, str]:
+        """``(to, data)`` of the settlement transaction."""
+        if upto.is_upto(submission):
+            return upto.settlement_call(submission)
+        data = encode_transfer_with_authorization(service.authorization_of(submission),
+                                                  submission.signature)
+        return self.client.token_address, data
+
+    async def _spent(self, submission: SettlementSubmission) -> bool:
+        if upto.is_upto(submission):
+            return await upto.nonce_spent(self.client, submission)
+        authorization = service.authorization_of(submission)
+        return await self.client.authorization_state(authorization.from_address,
+                                                     authorization.nonce)
+
+    async def _spent_ending(self, submission: SettlementSubmission, expected: str) -> Step:
+        if upto.is_upto(submission):
+            return await self.final(
+                submission.id, expected, FAILED,
+                error="The Permit2 nonce was spent by a transaction that is not this "
+                      "settlement's (the payer invalidated it): nothing was paid.")
+        return await self.spent_elsewhere(submission.id, expected,
+                                          service.authorization_of(submission))
+
 
 def _age(moment: datetime) -> float:
     return (utcnow() - moment).total_seconds()

@@ -96,6 +96,9 @@ class PaymentChallenge:
     # x402 v2 extensions declared to clients, by key (``payment-identifier``, ``bazaar``,
     # ``sign-in-with-x``): each ``{"info": ..., "schema": ...}``; v1 has none.
     extensions: Mapping[str, Any] = field(default_factory=dict)
+    # x402 v2 ``upto`` offers (``chain.x402.upto``), listed before the ``exact`` ones; v1 has
+    # no upto.
+    upto: tuple[PaymentRequirements, ...] = ()
 
     def payment_required(self) -> PaymentRequired:
         """The x402 v2 ``PaymentRequired`` object (the ``PAYMENT-REQUIRED`` header's content)."""
@@ -103,7 +106,8 @@ class PaymentChallenge:
             x402_version=2,
             error=self.error,
             resource=self.resource.model_copy(),
-            accepts=[offer.requirements.model_copy(deep=True) for offer in self.offers],
+            accepts=[*(offer.model_copy(deep=True) for offer in self.upto),
+                     *(offer.requirements.model_copy(deep=True) for offer in self.offers)],
             extensions=copy.deepcopy(dict(self.extensions)) or None,
         )
 
@@ -147,6 +151,7 @@ def build_payment_challenge(
     mime_type: str = "application/json",
     error: str = DEFAULT_ERROR,
     extensions: Mapping[str, Any] | None = None,
+    upto: Sequence[PaymentRequirements] = (),
 ) -> PaymentChallenge:
     """Build the ``exact`` USDC payment requirements for one resource on every given network.
 
@@ -178,6 +183,7 @@ def build_payment_challenge(
         error=error,
         offers=offers,
         extensions=dict(extensions or {}),
+        upto=tuple(upto),
     )
 
 

@@ -22,12 +22,14 @@ def settlement_response_header(
     network: Network,
     payer: str | None,
     error_reason: str | None = None,
+    amount: str | None = None,
 ) -> tuple[str, str]:
     """``(name, value)`` of the header that reports a settlement to the client.
 
     v2: ``PAYMENT-RESPONSE`` with the CAIP-2 network; v1: ``X-PAYMENT-RESPONSE`` with the v1
     network name. The value is base64 JSON ``{success, transaction, network, payer}``
-    (plus ``errorReason`` on failure), encoded by the SDK as its clients decode it.
+    (plus ``errorReason`` on failure, and ``amount`` actually charged for ``upto``), encoded by
+    the SDK as its clients decode it.
     """
     response = SettleResponse(
         success=success,
@@ -35,6 +37,7 @@ def settlement_response_header(
         network=network.caip2 if version == 2 else v1_network_name(network),
         payer=payer,
         error_reason=error_reason,
+        amount=amount,
     )
     name = PAYMENT_RESPONSE if version == 2 else X_PAYMENT_RESPONSE
     return name, encode_payment_response_header(response)

@@ -11,6 +11,8 @@ Paths (anything after them is ignored unless said otherwise):
 - ``/leaky``          200 with headers the gateway must not relay
 - ``/forged``         200 with passgate's own payment and gateway headers, made up
 - ``/redirect``       302 to /echo
+- ``/usage?tokens=n`` 200 JSON with ``usage.total_tokens`` n (no ``tokens``: no usage);
+  ``&stream=1``: an event stream of chunks whose last event carries the usage
 - ``/__hits?path=p``  how many requests this process received for ``p`` (exact path)
 
 Every response carries ``x-request-id: up-<n>``.
@@ -48,6 +50,25 @@ async def _send(send: Any, status: int, body: bytes, headers: list[tuple[bytes, 
 
 def _json(payload: Any) -> bytes:
     return json.dumps(payload).encode()
+
+
+async def _usage(send: Any, query: dict[str, list[str]], request_id: tuple[bytes, bytes]) -> None:
+    """An LLM-like answer that reports its usage (OpenAI's shape), whole or streamed."""
+    usage = {"usage": {"total_tokens": int(query["tokens"][0])}} if "tokens" in query else {}
+    if "stream" not in query:
+        answer = {"id": "cmpl-1", "choices": [{"text": "hello"}], **usage}
+        await _send(send, 200, _json(answer), [(b"content-type", b"application/json"),
+                                               request_id])
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/event-stream"), request_id]})
+    for word in ("hel", "lo"):
+        chunk = {"id": "cmpl-1", "choices": [{"delta": {"content": word}}]}
+        await send({"type": "http.response.body", "body": b"data: " + _json(chunk) + b"\n\n",
+                    "more_body": True})
+    last = {"id": "cmpl-1", "choices": [], **usage}
+    await send({"type": "http.response.body",
+                "body": b"data: " + _json(last) + b"\n\ndata: [DONE]\n\n"})
 
 
 async def app(scope: Scope, receive: Any, send: Any) -> None:
@@ -167,6 +188,8 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
             (b"x-ratelimit-remaining-tokens", b"42"),
         ]
         await _send(send, 200, _json({"forged": True}), headers)
+    elif path == "/usage":
+        await _usage(send, query, request_id)
     elif path == "/redirect":
         await _send(send, 302, b"", [(b"location", b"/echo"), request_id])
     elif path == "/__hits":

@@ -48,11 +48,12 @@ from workers.demo.output import (
 )
 from workers.demo.server import embedded_service, free_port
 from workers.demo.siwx_steps import step_siwx
+from workers.demo.upto_steps import step_usage_priced
 
 STEPS: list[Callable[[DemoState], None]] = [
     step_health, step_register, step_extra_key, step_list_keys, step_rate_limit, step_revoke,
     step_audit, step_deposit, step_pass, step_gateway_credits, step_gateway_x402,
-    step_siwx, step_webhook, step_discovery,
+    step_siwx, step_webhook, step_discovery, step_usage_priced,
 ]
 
 

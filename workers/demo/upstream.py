@@ -41,6 +41,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             {
                 "object": "chat.completion",
                 "choices": [{"message": {"role": "assistant", "content": "Hello from upstream."}}],
+                "usage": {"prompt_tokens": 12, "completion_tokens": 30, "total_tokens": 42},
                 "sawOperatorKey": headers.get(b"authorization")
                 == f"Bearer {OPERATOR_KEY}".encode(),
                 "sawAgentKey": b"x-api-key" in headers,

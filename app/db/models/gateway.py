@@ -44,6 +44,9 @@ class GatewayProvider(SQLModel, table=True):
     price_micros: int = micros()
     model_prices: dict[str, int] = _json_dict()
     route_prices: dict[str, int] = _json_dict()
+    # Usage pricing ({"field", "micros_per_unit", "max_micros"}), or NULL: a fixed price.
+    usage_pricing: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(
+        sa.JSON(), nullable=True))
     # header name -> sealed value
     headers_sealed: dict[str, str] = _json_dict()
     timeout_seconds: float = Field(default=30.0)

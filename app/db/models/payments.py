@@ -35,11 +35,14 @@ class Payment(SQLModel, table=True):
     # sha256 of what was bought with which payment: an identical retry replays the outcome.
     fingerprint: str = Field(max_length=64, index=True)
     network: str = Field(max_length=40, index=True)
-    scheme: str = Field(max_length=10)  # exact (EIP-3009) or push (tx hash)
+    scheme: str = Field(max_length=10)  # exact (EIP-3009), upto (Permit2) or push (tx hash)
     x402_version: int | None = None
     payer: str = Field(max_length=42, index=True)
     pay_to: str = Field(max_length=42)
     amount_micros: int = micros()
+    # ``upto``: the most the client authorized (``amount_micros`` is then what it is charged,
+    # set once the usage is known). NULL for the other schemes.
+    authorized_micros: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger()))
     auth_nonce: str | None = Field(default=None, max_length=66)
     tx_hash: str | None = Field(default=None, max_length=66)
     # The signed EIP-3009 authorization the settlement signer submits.

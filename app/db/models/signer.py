@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
@@ -50,6 +51,12 @@ class SettlementSubmission(SQLModel, table=True):
     valid_before: int = Field(sa_column=sa.Column(sa.BigInteger(), nullable=False))
     auth_nonce: str = Field(max_length=66)
     signature: str = Field(sa_column=sa.Column(sa.Text(), nullable=False))
+    # An x402 ``upto`` settlement (``app.signer.upto``): the Permit2 terms the client signed
+    # ({"token", "maxAmount", "facilitator"}); ``value`` is then the amount to settle (at most
+    # maxAmount), ``auth_nonce`` the Permit2 nonce, ``valid_before`` its deadline. NULL for an
+    # EIP-3009 authorization.
+    permit2: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(sa.JSON(),
+                                                                             nullable=True))
     status: str = Field(default=QUEUED, max_length=16, index=True)
     tx_nonce: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger()))
     # The transaction that was mined (final), else the latest one signed.

@@ -1,0 +1,105 @@
+"""Accepting and settling an x402 ``upto`` payment: authorized for a maximum, charged the usage.
+
+Accepting (:func:`accept_upto`) verifies the client's Permit2 authorization with the official
+SDK (``chain.x402.upto``) against the offer for the paid request's maximum and records the
+payment ``pending`` (``scheme="upto"``, ``authorized_micros`` = the maximum) under the same
+unique (network, nonce) index as an EIP-3009 payment: the same authorization sent again finds
+the same payment (same fingerprint) or is PAYMENT_ALREADY_USED, as for ``exact``.
+
+Settling (:func:`settle_upto`) happens once the usage is known: the payment's amount becomes
+what was used (never more than authorized: refused otherwise) and the settlement signer is asked
+to call the upto proxy for exactly that (``app.signer.upto``); nothing used settles the payment
+at 0 with no transaction (the spec's zero settlement: the authorization simply expires).
+"""
+
+from __future__ import annotations
+
+from app.db.models.payments import Payment
+from app.db.types import utcnow
+from app.db.uow import UnitOfWork
+from app.errors import PaymentInvalid, ServiceUnavailable
+from app.ids import new_id
+from app.payments import repository
+from app.payments.acceptance import (
+    PaidRequest,
+    _challenge_error,
+    _deadline,
+    _fingerprint,
+    _record,
+    _replay_or_refuse,
+)
+from app.payments.networks import PaymentChain
+from app.payments.transitions import mark_settled
+from app.signer.upto import request_upto_settlement
+from chain.errors import RpcError, RpcUnavailable
+from chain.x402.upto import UptoPayment, upto_settle
+
+
+async def accept_upto(
+    chain: PaymentChain, session: UnitOfWork, paid: PaidRequest, payment: UptoPayment
+) -> Payment:
+    """Verify an upto payment for ``paid`` (which must offer upto) and record it, or find the
+    one it repeats. Raises PaymentInvalid / PaymentAlreadyUsed (with the 402's requirements),
+    ServiceUnavailable. Flushes; the caller's unit of work commits."""
+    assert paid.upto_max_micros is not None
+    challenge = chain.challenge(paid.price_micros, paid.resource_url, paid.description,
+                                paid.extensions, paid.upto_max_micros)
+    offer = next((o for o in challenge.upto if o.network == payment.network), None)
+    if offer is None:
+        raise _challenge_error(PaymentInvalid, challenge,
+                               f"upto payments on {payment.network[:40]!r} are not accepted "
+                               "here.", details={"reason": "invalid_network"})
+    network = next(n for n in chain.networks.values() if n.caip2 == offer.network)
+    nonce = payment.nonce_hex
+    fingerprint = _fingerprint(paid, network.name, nonce)
+    existing = await repository.recorded(session, network.name, nonce=nonce)
+    if existing is not None:
+        return _replay_or_refuse(existing, fingerprint, challenge)
+    try:
+        verdict = await chain.upto_verifier(network.name).verify(payment, offer)
+    except (RpcUnavailable, RpcError, OSError) as exc:
+        raise ServiceUnavailable(f"The {network.name} node did not answer: "
+                                 f"{type(exc).__name__}") from None
+    if not verdict.is_valid:
+        reason = verdict.invalid_reason or "invalid_upto_payment"
+        raise _challenge_error(PaymentInvalid, challenge,
+                               f"The upto authorization was refused: {reason}.",
+                               details={"reason": reason})
+    auth = payment.permit.permit2_authorization
+    record = Payment(
+        id=new_id("pay"),
+        purpose=paid.purpose,
+        resource=paid.resource,
+        fingerprint=fingerprint,
+        network=network.name,
+        scheme="upto",
+        x402_version=2,
+        payer=auth.from_address.lower(),
+        pay_to=auth.witness.to.lower(),
+        amount_micros=payment.max_amount,
+        authorized_micros=payment.max_amount,
+        auth_nonce=nonce,
+        authorization=payment.permit.to_dict(),
+        valid_before=_deadline(payment.deadline),
+    )
+    return await _record(chain, session, record, challenge, nonce=nonce, tx_hash=None)
+
+
+async def settle_upto(
+    chain: PaymentChain, session: UnitOfWork, payment: Payment, amount_micros: int
+) -> None:
+    """Charge ``amount_micros`` of a pending upto payment: hand it to the signer, or settle it
+    at 0 without a transaction. More than authorized is refused (ValueError)."""
+    authorized = payment.authorized_micros or 0
+    if payment.scheme != "upto" or not 0 <= amount_micros <= authorized:
+        raise ValueError("an upto payment is charged at most what it authorized")
+    payment.amount_micros = amount_micros
+    payment.updated_at = utcnow()
+    session.add(payment)
+    await session.flush()
+    if amount_micros == 0:
+        await mark_settled(session, payment.id, "")
+        return
+    network = chain.networks[payment.network]
+    settle = upto_settle(payment.authorization or {}, amount_micros)
+    await request_upto_settlement(session, network, settle, purpose_ref=payment.id)
