@@ -107,3 +107,34 @@ async def test_many_providers_are_all_listed_and_paged(api, admin_headers, uniqu
     finally:
         for name in names:
             await api.delete(f"/admin/v1/providers/{name}", headers=admin_headers)
+
+
+async def test_a_usage_priced_provider_is_listed_with_its_upto_offer_at_the_maximum(
+    api, admin_headers, unique_name
+):
+    # given a provider priced by usage, added through the admin API
+    pricing = {"field": "usage.total_tokens", "microsPerUnit": 20, "maxMicros": 100_000}
+    created = await api.post("/admin/v1/providers", headers=admin_headers, json={
+        "name": unique_name, "baseUrl": "http://127.0.0.1:9/", "priceMicros": 7000,
+        "usagePricing": pricing,
+    })
+    assert created.status_code == 201, created.text
+
+    try:
+        # when the listing shows it
+        [item] = await _listed(api, unique_name)
+
+        # then it offers upto for the maximum, exact at the fixed price, as the call's 402 does
+        offers = {offer["scheme"]: offer["amount"] for offer in item["accepts"]}
+        assert offers == {"upto": "100000", "exact": "7000"}
+        assert item["metadata"]["usagePricing"] == pricing
+
+        # and taking the usage pricing away leaves the exact offer only
+        patched = await api.patch(f"/admin/v1/providers/{unique_name}", headers=admin_headers,
+                                  json={"usagePricing": None})
+        assert patched.status_code == 200, patched.text
+        [item] = await _listed(api, unique_name)
+        assert [offer["scheme"] for offer in item["accepts"]] == ["exact"]
+        assert "usagePricing" not in item["metadata"]
+    finally:
+        await api.delete(f"/admin/v1/providers/{unique_name}", headers=admin_headers)
