@@ -40,6 +40,7 @@ from app.gateway import repository
 from app.gateway.incoming import IncomingCall
 from app.gateway.relay import RelayedResponse
 from app.gateway.service import Gateway
+from app.payments.identifiers import payment_identifier_extension
 from app.payments.service import PaidRequest, Payments, mark_failed
 from app.settings import Settings
 
@@ -71,6 +72,7 @@ def paid_request(ctx: PaidContext, call: IncomingCall, price_micros: int) -> Pai
         resource_url=ctx.settings.public_url.rstrip("/") + path,
         price_micros=price_micros,
         description=f"one call to the {call.provider} API",
+        extensions=payment_identifier_extension(),
     )
 
 

@@ -33,6 +33,7 @@ from app.events.service import emit
 from app.keys import service as keys
 from app.passes import repository
 from app.payments import service as payments_service
+from app.payments.identifiers import payment_identifier_extension
 from app.payments.schemas import PaymentView, payment_view
 from app.payments.service import PaidRequest, Payments
 from app.settings import Settings
@@ -68,6 +69,7 @@ def paid_request(settings: Settings, item: PassSettings) -> PaidRequest:
         resource_url=settings.public_url.rstrip("/") + path,
         price_micros=item.price_micros,
         description=f"{item.period} passgate API key pass",
+        extensions=payment_identifier_extension(),
     )
 
 
