@@ -70,7 +70,8 @@ async def test_the_python_sdk_client_retries_with_one_identifier_and_pays_once(
     assert retry.headers["PAYMENT-RESPONSE"] == first.headers["PAYMENT-RESPONSE"]
     nonces = [p["payload"]["authorization"]["nonce"] for p in sent]
     ids = {p["extensions"][PAYMENT_IDENTIFIER]["info"]["id"] for p in sent}
-    assert len(set(nonces)) == 2 and len(ids) == 1
+    assert len(set(nonces)) == 2
+    assert len(ids) == 1
     assert await chain_client.balance_of(pay_to) == PRICE_1D
     assert not await chain_client.authorization_state(payer.address, nonces[1])
 
