@@ -153,7 +153,7 @@ async def call_with_x402(
     try:
         async with ctx.sessions() as session:
             fresh = await payments.get(session, payment.id)
-            answers.keep(ctx.settings, fresh, forwarded.response)
+            answers.keep(ctx.settings, ctx.sessions, fresh, forwarded.response)
             await payments.request_settlement(session, fresh)
             await session.commit()
     except BaseException:
