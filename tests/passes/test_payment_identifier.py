@@ -209,3 +209,63 @@ async def test_without_an_identifier_a_fresh_authorization_buys_a_second_pass(
     assert first.status_code == second.status_code == 201
     assert first.json()["data"]["apiKey"] != second.json()["data"]["apiKey"]
     assert await chain_client.balance_of(pay_to) == 2 * PRICE_1D
+
+
+def _with_id(headers: dict[str, str], payment_id: str) -> dict[str, str]:
+    data = json.loads(base64.b64decode(headers["PAYMENT-SIGNATURE"]))
+    data["extensions"][PAYMENT_IDENTIFIER]["info"]["id"] = payment_id
+    return {"PAYMENT-SIGNATURE": base64.b64encode(json.dumps(data).encode()).decode()}
+
+
+async def test_the_same_payment_sent_again_gets_the_same_key_but_not_under_another_identifier(
+    api, devchain, chain_client, pay_to
+):
+    payer = await _payer(devchain, chain_client, PRICE_1D)
+    headers = await _signed(api, payer, generate_payment_id())
+    first = await api.post("/v1/passes/1d", headers=headers)
+    assert first.status_code == 201, first.text
+
+    same = await api.post("/v1/passes/1d", headers=headers)
+    renamed = await api.post("/v1/passes/1d", headers=_with_id(headers, generate_payment_id()))
+
+    assert same.status_code == 201, same.text
+    assert same.json()["data"]["apiKey"] == first.json()["data"]["apiKey"]
+    assert renamed.status_code == 409, renamed.text
+    assert renamed.json()["code"] == "CONFLICT"
+    assert await chain_client.balance_of(pay_to) == PRICE_1D
+
+
+async def test_a_retry_while_the_first_still_settles_gets_the_same_pending_payment(
+    settings_factory, devchain, chain_client, pay_to
+):
+    settings = settings_factory(
+        redis_url="",
+        **chain_settings(devchain, pay_to, settle_wait=0.0,
+                         chain_signer_private_key=devchain.accounts[SIGNER].private_key),
+    )
+    payer = await _payer(devchain, chain_client, 2 * PRICE_1D)
+    payment_id = generate_payment_id()
+    async with AsyncTestClient(app=create_app(settings)) as api:
+        first = await api.post("/v1/passes/1d", headers=await _signed(api, payer, payment_id))
+        assert first.status_code == 202, first.text  # no worker yet: nothing settles
+
+        retry = await api.post("/v1/passes/1d", headers=await _signed(api, payer, payment_id))
+
+        assert retry.status_code == 202, retry.text
+        assert retry.json()["paymentId"] == first.json()["paymentId"]
+        started = start_worker(settings, threads=2)
+        try:
+            claim = None
+            for _ in range(100):  # bounded: 20 s
+                claim = await api.get(f"/v1/payments/{retry.json()['paymentId']}",
+                                      headers={"X-Claim-Token": retry.json()["claimToken"]})
+                if claim.status_code == 200 and claim.json().get("status") == "settled":
+                    break
+                await asyncio.sleep(0.2)
+        finally:
+            started.stop(timeout=10_000)
+    assert claim is not None
+    assert claim.status_code == 200, claim.text
+    assert claim.json()["result"]["data"]["apiKey"].startswith("pass_")
+    assert await chain_client.balance_of(pay_to) == PRICE_1D
+    assert await chain_client.balance_of(payer.address) == PRICE_1D
