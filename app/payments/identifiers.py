@@ -60,12 +60,15 @@ def identifier_of(signed: SignedPayment) -> str | None:
     """The identifier a v2 payment carries, or None; a malformed one is VALIDATION_ERROR.
 
     The client's entry is validated with the SDK against passgate's own schema, not the
-    schema the client echoed (which is the client's to choose).
+    schema the client echoed (which is the client's to choose). ``info.required`` is the
+    server's flag, which the spec's own example payload leaves out: it may be missing.
     """
     entry = (signed.extensions or {}).get(PAYMENT_IDENTIFIER)
     if entry is None:
         return None
     info = entry.get("info") if isinstance(entry, dict) else None
+    if isinstance(info, dict):
+        info = {"required": False, **info}
     result = validate_payment_identifier({"info": info, "schema": payment_identifier_schema})
     if not result.valid:
         raise ValidationFailed(

@@ -178,6 +178,44 @@ async def test_a_malformed_identifier_is_a_400_naming_the_problem(api, devchain,
     assert await chain_client.balance_of(pay_to) == 0
 
 
+async def test_an_identifier_in_the_spec_example_shape_is_taken(
+    api, devchain, chain_client, pay_to
+):
+    # The spec's PaymentPayload example echoes only {"info": {"id": ...}}, no "required".
+    payer = await _payer(devchain, chain_client, PRICE_1D)
+    payment_id = generate_payment_id()
+    headers = await _signed(api, payer, payment_id)
+    data = json.loads(base64.b64decode(headers["PAYMENT-SIGNATURE"]))
+    data["extensions"][PAYMENT_IDENTIFIER] = {"info": {"id": payment_id}}
+    bare = {"PAYMENT-SIGNATURE": base64.b64encode(json.dumps(data).encode()).decode()}
+    first = await api.post("/v1/passes/1d", headers=bare)
+    assert first.status_code == 201, first.text
+
+    retry = await api.post("/v1/passes/1d", headers=await _signed(api, payer, payment_id))
+
+    assert retry.status_code == 201, retry.text
+    assert retry.json()["data"]["apiKey"] == first.json()["data"]["apiKey"]
+    assert await chain_client.balance_of(pay_to) == PRICE_1D
+
+
+@pytest.mark.parametrize("entry", [
+    "not an object", {"info": "not an object"}, {"info": {"id": 12345678901234567}},
+    {"info": {"id": "pay_0123456789abcdef", "required": "yes"}},
+])
+async def test_a_malformed_extension_entry_is_a_400(api, devchain, chain_client, pay_to, entry):
+    payer = await _payer(devchain, chain_client, PRICE_1D)
+    headers = await _signed(api, payer, generate_payment_id())
+    data = json.loads(base64.b64decode(headers["PAYMENT-SIGNATURE"]))
+    data["extensions"][PAYMENT_IDENTIFIER] = entry
+    bad = {"PAYMENT-SIGNATURE": base64.b64encode(json.dumps(data).encode()).decode()}
+
+    response = await api.post("/v1/passes/1d", headers=bad)
+
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "VALIDATION_ERROR"
+    assert await chain_client.balance_of(pay_to) == 0
+
+
 async def test_concurrent_duplicates_with_one_identifier_buy_one_pass(
     api, signed_settings, devchain, chain_client, pay_to
 ):
