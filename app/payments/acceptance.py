@@ -3,7 +3,9 @@
 A payment is recorded before anything is settled, under unique (network, nonce) and (network,
 tx hash) indexes: a second request carrying the same payment either is the same purchase
 (same fingerprint: it gets the same outcome) or is refused with PAYMENT_ALREADY_USED. Which
-transaction a pushed payment may name is ``app.payments.binding``.
+transaction a pushed payment may name is ``app.payments.binding``. A v2 payment carrying an
+x402 ``payment-identifier`` is bound to it, and a retry with it (even freshly signed) finds the
+first payment: ``app.payments.identifiers``.
 """
 
 from __future__ import annotations

@@ -161,6 +161,25 @@ async def test_a_forged_retry_signature_is_refused_before_anything_is_revealed(
     assert await chain_client.balance_of(pay_to) == PRICE_1D
 
 
+async def test_an_expired_retry_authorization_is_refused_as_expired(
+    api, devchain, chain_client, pay_to
+):
+    payer = await _payer(devchain, chain_client, PRICE_1D)
+    payment_id = generate_payment_id()
+    first = await api.post("/v1/passes/1d", headers=await _signed(api, payer, payment_id))
+    assert first.status_code == 201, first.text
+    headers = await _signed(api, payer, payment_id)
+    data = json.loads(base64.b64decode(headers["PAYMENT-SIGNATURE"]))
+    data["payload"]["authorization"]["validBefore"] = "1000"  # long gone
+    expired = {"PAYMENT-SIGNATURE": base64.b64encode(json.dumps(data).encode()).decode()}
+
+    response = await api.post("/v1/passes/1d", headers=expired)
+
+    assert response.status_code == 402, response.text
+    assert response.json()["details"]["reason"] == "expired"
+    assert first.json()["data"]["apiKey"] not in response.text
+
+
 @pytest.mark.parametrize("bad_id", ["short", "has spaces in it!!", "x" * 129])
 async def test_a_malformed_identifier_is_a_400_naming_the_problem(api, devchain, chain_client,
                                                                    pay_to, bad_id):
