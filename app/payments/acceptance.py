@@ -201,7 +201,9 @@ async def _accept_signed(
             return bound
     existing = await repository.recorded(session, network, nonce=nonce)
     if existing is not None:
-        if terms is not None and existing.payment_identifier not in (None, identifier):
+        if not identifiers.same_identifier(existing.payment_identifier, identifier):
+            # A payment bound to an identifier is only ever found again with it: its
+            # authorization is public once broadcast, the identifier is not.
             raise Conflict(identifiers.IDENTIFIER_IN_USE)
         return _replay_or_refuse(existing, fingerprint, challenge)
     if not chain.can_settle_signed:

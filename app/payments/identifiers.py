@@ -42,7 +42,7 @@ from chain.x402.verify import PaymentVerification
 
 __all__ = [
     "IDENTIFIER_IN_USE", "bound_to_same", "identifier_of", "payment_identifier_extension",
-    "retry_signer", "terms_hash",
+    "retry_signer", "same_identifier", "terms_hash",
 ]
 
 IDENTIFIER_IN_USE = (
@@ -87,6 +87,14 @@ def terms_hash(offer: PaymentOffer, *, purpose: str, terms: str, resource: str) 
         offer.pay_to.lower(), purpose, terms, resource,
     ))
     return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def same_identifier(bound: str | None, presented: str | None) -> bool:
+    """Whether a request presenting ``presented`` may find a payment bound to ``bound``: any
+    request may find an unbound payment; a bound one only with its own identifier."""
+    if bound is None:
+        return True
+    return presented is not None and hmac.compare_digest(bound.encode(), presented.encode())
 
 
 def bound_to_same(bound: Payment, *, payer: str, terms: str) -> Payment:

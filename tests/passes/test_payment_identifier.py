@@ -13,6 +13,7 @@ import json
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from eth_abi.abi import decode as abi_decode
 from eth_account import Account
 from litestar.testing import AsyncTestClient
 from x402.extensions.payment_identifier import PAYMENT_IDENTIFIER, generate_payment_id
@@ -326,3 +327,41 @@ async def test_a_retry_while_the_first_still_settles_gets_the_same_pending_payme
     assert claim.json()["result"]["data"]["apiKey"].startswith("pass_")
     assert await chain_client.balance_of(pay_to) == PRICE_1D
     assert await chain_client.balance_of(payer.address) == PRICE_1D
+
+
+async def _rebuilt_from_chain(api, chain_client, settlement_header: str,
+                              payment_id: str | None) -> dict[str, str]:
+    """The PAYMENT-SIGNATURE a stranger can build from the settlement transaction alone."""
+    settlement = json.loads(base64.b64decode(settlement_header))
+    tx = await chain_client.rpc("eth_getTransactionByHash", [settlement["transaction"]])
+    data = bytes.fromhex(tx["input"].removeprefix("0x"))
+    frm, to, value, after, before, nonce, signature = abi_decode(
+        ["address", "address", "uint256", "uint256", "uint256", "bytes32", "bytes"], data[4:])
+    challenge = await api.post("/v1/passes/1d")
+    required = json.loads(base64.b64decode(challenge.headers["PAYMENT-REQUIRED"]))
+    payload: dict = {
+        "x402Version": 2, "resource": required["resource"], "accepted": required["accepts"][0],
+        "payload": {"authorization": {"from": frm, "to": to, "value": str(value),
+                                      "validAfter": str(after), "validBefore": str(before),
+                                      "nonce": "0x" + nonce.hex()},
+                    "signature": "0x" + signature.hex()},
+    }
+    if payment_id is not None:
+        payload["extensions"] = {PAYMENT_IDENTIFIER: {"info": {"id": payment_id}}}
+    return {"PAYMENT-SIGNATURE": base64.b64encode(json.dumps(payload).encode()).decode()}
+
+
+@pytest.mark.parametrize("guess", [None, "pay_00000000000000000000000000000000"])
+async def test_a_payment_rebuilt_from_its_settlement_transaction_gets_no_key(
+    api, devchain, chain_client, pay_to, guess
+):
+    payer = await _payer(devchain, chain_client, PRICE_1D)
+    first = await api.post("/v1/passes/1d",
+                           headers=await _signed(api, payer, generate_payment_id()))
+    assert first.status_code == 201, first.text
+    stolen = await _rebuilt_from_chain(api, chain_client, first.headers["PAYMENT-RESPONSE"], guess)
+
+    response = await api.post("/v1/passes/1d", headers=stolen)
+
+    assert response.status_code == 409, response.text
+    assert first.json()["data"]["apiKey"] not in response.text
