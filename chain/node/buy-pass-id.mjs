@@ -1,4 +1,5 @@
-// Buy a passgate key pass with the reference x402 client, sending an x402 payment-identifier
+// Pay for a passgate POST (a key pass, or a gateway call) with the reference x402 client,
+// sending an x402 payment-identifier
 // (@x402/extensions' appendPaymentIdentifierToExtensions in a before-payment-creation hook).
 // Usage: node buy-pass-id.mjs <url> <0x private key> <payment id> [attempts, default 1]
 // Each attempt is a fresh request that answers the 402 with a freshly signed authorization

@@ -6,20 +6,25 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import shutil
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from eth_account import Account
 from litestar.testing import AsyncTestClient
 from x402.extensions.payment_identifier import PAYMENT_IDENTIFIER, generate_payment_id
+from x402.http.clients import x402HttpxClient
 
 from app.main import create_app
 from chain.x402 import SignedPayment, decode_payment
 from chain.x402.payer import build_payer_client, sign_payment_headers, with_payment_identifier
 from tests.fixtures.chain import encode_call, transact
 from tests.fixtures.paid import chain_settings
+from tests.fixtures.services import in_ci
 from tests.gateway.helpers import (
     PRICE,
     free_port,
@@ -28,9 +33,11 @@ from tests.gateway.helpers import (
     stop,
     wait_until_up,
 )
+from workers.demo.server import embedded_service
 from workers.runner import start_worker
 
 SIGNER = 9
+NODE_DIR = Path(__file__).resolve().parents[2] / "chain" / "node"
 
 
 @pytest.fixture(scope="module")
@@ -237,3 +244,60 @@ async def test_concurrent_retries_with_one_identifier_make_one_call_and_one_char
     assert len({r.content for r in responses if r.status_code == 200}) == 1
     assert await _hits(upstream, path) == 1
     assert await chain_client.balance_of(pay_to) == PRICE
+
+
+@pytest.fixture
+def served(gw_settings) -> Iterator[str]:
+    settings = gw_settings.model_copy(update={"port": free_port()})
+    with embedded_service(settings) as base:
+        yield base
+
+
+async def test_the_python_sdk_client_retries_a_paid_call_and_it_runs_once(
+    served, upstream, devchain, chain_client, pay_to
+):
+    payer = await _payer(devchain, chain_client)
+    client = with_payment_identifier(build_payer_client(payer, max_amount_micros=1_000_000),
+                                     generate_payment_id())
+    path = _path()
+
+    async with x402HttpxClient(client, timeout=60) as http:
+        first = await http.post(f"{served}/v1/gateway/echo{path}", json={"q": 1})
+        retry = await http.post(f"{served}/v1/gateway/echo{path}", json={"q": 1})
+
+    assert first.status_code == retry.status_code == 200, (first.text, retry.text)
+    assert retry.content == first.content
+    assert retry.headers["PAYMENT-RESPONSE"] == first.headers["PAYMENT-RESPONSE"]
+    assert await _hits(upstream, path) == 1
+    assert await chain_client.balance_of(pay_to) == PRICE
+
+
+async def test_the_npm_client_retries_a_paid_call_and_it_runs_once(
+    served, upstream, devchain, chain_client, pay_to
+):
+    node = shutil.which("node")
+    if node is None or not (NODE_DIR / "node_modules" / "@x402" / "extensions").exists():
+        if in_ci():
+            pytest.fail("node and chain/node/node_modules are required in CI")
+        pytest.skip("node or the npm x402 packages are not installed (make setup)")
+    payer = await _payer(devchain, chain_client)
+    key = payer.key.hex()
+    key = key if key.startswith("0x") else "0x" + key
+    path = _path()
+
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [node, "buy-pass-id.mjs", f"{served}/v1/gateway/echo{path}", key, generate_payment_id(),
+         "2"],
+        cwd=NODE_DIR, capture_output=True, text=True, timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr
+    first, retry = json.loads(result.stdout.strip().splitlines()[-1])["attempts"]
+    assert first["status"] == retry["status"] == 200, (first, retry)
+    assert retry["body"] == first["body"]
+    assert retry["paymentResponse"] == first["paymentResponse"]
+    assert first["nonce"] != retry["nonce"]
+    assert await _hits(upstream, path) == 1
+    assert await chain_client.balance_of(pay_to) == PRICE
+    assert not await chain_client.authorization_state(payer.address, retry["nonce"])
