@@ -22,6 +22,7 @@ from app.audit.service import Actor
 from app.auth.guards import optional_principal_of, principal_of
 from app.auth.principal import Principal
 from app.auth.service import Authenticator
+from app.catalog.discovery import Discovery
 from app.db.uow import UnitOfWork
 from app.gateway.service import Gateway
 from app.health.metrics_state import StateReader
@@ -68,6 +69,10 @@ def _gateway(state: State) -> Gateway:
     return runtime(state).gateway
 
 
+def _discovery(state: State) -> Discovery:
+    return runtime(state).discovery
+
+
 def _authenticator(state: State) -> Authenticator:
     return runtime(state).auth
 
@@ -108,6 +113,7 @@ def dependencies() -> dict[str, Provide]:
         "sessions": _sync(_sessions),
         "payments": _sync(_payments),
         "gateway": _sync(_gateway),
+        "discovery": _sync(_discovery),
         "authenticator": _sync(_authenticator),
         "state_reader": _sync(_state_reader),
         "health_probe": _sync(_health),

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from app.auth.access import Access
 from app.auth.cache import KeyCache
 from app.auth.service import Authenticator
+from app.catalog.discovery import Discovery
 from app.db.engine import create_engine, session_factory
 from app.db.uow import UnitOfWork
 from app.gateway.service import Gateway
@@ -38,6 +39,7 @@ class Runtime:
     payments: Payments
     gateway: Gateway
     health: HealthProbe
+    discovery: Discovery
     # The webhook policy (SSRF guard, sealing key, limits), derived once from the settings.
     webhook_options: WebhookOptions
     redis: Any = None  # redis.asyncio.Redis when configured
@@ -51,6 +53,9 @@ class Runtime:
         sessions = session_factory(engine, jobs=jobs, events=WebhookOutbox(jobs))
         cache = KeyCache(settings.key_cache_seconds)
         redis = None if settings.embedded else async_client(settings.redis_url)
+        payments = Payments(PaymentChain(settings), SettlementWaiter(redis, settings.redis_prefix),
+                            redis, settings.redis_prefix)
+        gateway = Gateway(settings, sessions)
         return cls(
             settings=settings,
             engine=engine,
@@ -60,11 +65,10 @@ class Runtime:
             state=StateReader(settings, sessions, redis, broker),
             redis=redis,
             jobs=jobs,
-            payments=Payments(PaymentChain(settings),
-                              SettlementWaiter(redis, settings.redis_prefix), redis,
-                              settings.redis_prefix),
-            gateway=Gateway(settings, sessions),
+            payments=payments,
+            gateway=gateway,
             health=HealthProbe(settings, engine, sessions, redis),
+            discovery=Discovery(settings, payments, gateway),
             webhook_options=WebhookOptions.from_settings(settings),
         )
 

@@ -3,9 +3,10 @@
 ``@parks(kind)`` goes under ``@dramatiq.actor`` on an async actor whose first argument is the
 id of the row it works on. A failure of the outside world (database, Redis, node) is raised
 as before: Dramatiq retries it with backoff and the sweepers re-drive it. Any other failure is
-counted for the row; once the count reaches ``PASSGATE_JOB_MAX_FAILURES`` the row is parked (the
-actor then returns normally, so Dramatiq stops too) and every sweeper skips it until an operator
-retries it.
+counted for the row (a warning) and retried by Dramatiq as a ``Retry``, which it does not log
+again at ERROR; once the count reaches ``PASSGATE_JOB_MAX_FAILURES`` the row is parked (one
+ERROR line; the actor then returns normally, so Dramatiq stops too) and every sweeper skips it
+until an operator retries it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable, Iterable
 from typing import ParamSpec, TypeVar
+
+import dramatiq
 
 from app.attention.service import is_transient, record_failure, run_each
 from app.db.uow import UnitOfWork
@@ -33,7 +36,9 @@ def parks(kind: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaita
                     raise
                 if await failed(kind, str(args[0]), exc, actor.__name__):
                     return None
-                raise
+                # Counted and logged once as a warning: retried with the same backoff, but
+                # without Dramatiq's ERROR line and traceback for every attempt.
+                raise dramatiq.Retry(f"{kind} failed: {type(exc).__name__}") from exc
 
         return guarded
 

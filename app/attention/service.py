@@ -110,7 +110,7 @@ async def record_failure(
         await session.commit()
     if parked:
         log.error("%s %s parked for an operator after %d failures of %s: %s (attention %s)",
-                  kind, ref, item.attempts, actor, item.error_type, item.id)
+                  kind, ref, item.attempts, actor, item.error_type, item.id, exc_info=exc)
     else:
         log.warning("%s %s failed (%d of %d before it is parked): %s", kind, ref,
                     item.attempts, limit, item.error_type)

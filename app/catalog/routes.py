@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from litestar import Router, get
+from typing import Any
+
+from litestar import Request, Router, get
 
 from app.catalog import service
-from app.catalog.schemas import Catalog
+from app.catalog.discovery import Discovery
+from app.catalog.discovery_query import parse_discovery_query
+from app.catalog.schemas import Catalog, DiscoveryList
 from app.gateway.service import Gateway
 from app.settings import Settings
 
@@ -22,4 +26,19 @@ async def list_passes(settings: Settings) -> Catalog:
     return service.passes(settings)
 
 
-router = Router(path="/v1", route_handlers=[list_providers, list_passes], tags=["catalog"])
+@get("/discovery/resources")
+async def list_discovery_resources(
+    request: Request[Any, Any, Any], discovery: Discovery
+) -> DiscoveryList:
+    """x402 discovery (the bazaar's ``GET /discovery/resources``): the resources sold with
+    x402 and their payment requirements. Filters ``type``, ``payTo``, ``scheme``, ``network``,
+    ``extensions``, ``resource`` (substring); ``limit`` (1-100, default 20), ``offset``."""
+    query = parse_discovery_query(request.scope.get("query_string", b""))
+    return await discovery.list_resources(query)
+
+
+router = Router(
+    path="/v1",
+    route_handlers=[list_providers, list_passes, list_discovery_resources],
+    tags=["catalog"],
+)

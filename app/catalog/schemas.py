@@ -47,3 +47,35 @@ def pass_view(p: PassSettings, scopes: list[str], limits: PlanLimits) -> PassVie
                     price_usd=p.price_micros / 1_000_000, scopes=list(scopes),
                     rate_limit=RateLimitView(requests_per_minute=limits.per_minute,
                                              requests_per_day=limits.per_day))
+
+
+class DiscoveryItem(msgspec.Struct, rename="camel", omit_defaults=True):
+    """One paid resource as x402 discovery lists it (the SDKs' ``DiscoveryResource``)."""
+
+    resource: str
+    type: str
+    x402_version: int
+    # The v2 ``PaymentRequirements`` a 402 for it offers, as on the wire.
+    accepts: list[dict[str, Any]]
+    # ISO 8601 (RFC 3339), as the SDKs' discovery types read it.
+    last_updated: str
+    description: str | None = None
+    mime_type: str | None = None
+    # The extensions its 402 declares, ``bazaar`` among them.
+    extensions: dict[str, Any] | None = None
+    # passgate's own: what is sold (``kind`` pass or gateway) and its other prices.
+    metadata: dict[str, Any] | None = None
+
+
+class DiscoveryPagination(msgspec.Struct):
+    limit: int
+    offset: int
+    total: int
+
+
+class DiscoveryList(msgspec.Struct, rename="camel"):
+    """A page of the discovery listing (x402's ``GET /discovery/resources`` answer)."""
+
+    x402_version: int
+    items: list[DiscoveryItem]
+    pagination: DiscoveryPagination

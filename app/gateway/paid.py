@@ -37,6 +37,7 @@ from app.db.models.payments import Payment
 from app.db.uow import UnitOfWork
 from app.errors import Conflict, PaymentAlreadyUsed, PaymentInvalid, Unauthorized
 from app.gateway import answers, repository
+from app.gateway.discovery import call_bazaar
 from app.gateway.incoming import IncomingCall
 from app.gateway.relay import RelayedResponse
 from app.gateway.service import Gateway
@@ -72,7 +73,7 @@ def paid_request(ctx: PaidContext, call: IncomingCall, price_micros: int) -> Pai
         resource_url=ctx.settings.public_url.rstrip("/") + path,
         price_micros=price_micros,
         description=f"one call to the {call.provider} API",
-        extensions=payment_identifier_extension(),
+        extensions={**call_bazaar(call), **payment_identifier_extension()},
     )
 
 

@@ -19,7 +19,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from urllib.parse import unquote
 
 from pydantic import SecretStr
@@ -57,6 +58,8 @@ class Provider:
     source: str
     # Encoded, lower-case names. Kept out of repr so a logged provider never shows a secret.
     injected_headers: tuple[tuple[bytes, bytes], ...] = field(repr=False, default=())
+    # When an admin-managed provider last changed (None: configured, as old as the process).
+    updated_at: datetime | None = None
 
     @classmethod
     def build(cls, config: ProviderSettings, source: str, headers: Mapping[str, str]) -> Provider:
@@ -178,6 +181,9 @@ class ProviderRegistry:
         self.configured: dict[str, Provider] = {
             p.name: Provider.from_settings(p) for p in settings.providers
         }
+        # When the configuration (configured providers, passes) was read: discovery's
+        # ``lastUpdated`` for what only a restart can change.
+        self.configured_at = datetime.now(UTC)
         self._admin: dict[str, Provider] = {}
         self._loaded_at: float | None = None
         self._lock = asyncio.Lock()
@@ -222,7 +228,8 @@ class ProviderRegistry:
                 continue  # shadowed by configuration
             try:
                 headers = open_headers(self._box, row)
-                resolved[row.name] = Provider.build(settings_of_row(row, headers), ADMIN, headers)
+                built = Provider.build(settings_of_row(row, headers), ADMIN, headers)
+                resolved[row.name] = replace(built, updated_at=row.updated_at)
             except (SecretUnreadableError, ValueError):
                 # A pepper change makes sealed headers unreadable; calling the upstream without
                 # its credentials would only fail there, so the provider is left out.

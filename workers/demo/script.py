@@ -27,6 +27,7 @@ from workers.demo.chain_steps import (
     step_pass,
     step_webhook,
 )
+from workers.demo.discovery_steps import step_discovery
 from workers.demo.identifier_steps import step_pass_identifier
 from workers.demo.key_steps import (
     step_audit,
@@ -51,7 +52,7 @@ from workers.demo.server import embedded_service, free_port
 STEPS: list[Callable[[DemoState], None]] = [
     step_health, step_register, step_extra_key, step_list_keys, step_rate_limit, step_revoke,
     step_audit, step_deposit, step_pass, step_pass_identifier, step_gateway_credits,
-    step_gateway_x402, step_webhook,
+    step_gateway_x402, step_webhook, step_discovery,
 ]
 
 

@@ -1,0 +1,91 @@
+"""An abandoned reservation that cannot be released is parked for an operator after a bounded
+number of sweeps, while the others are released (``gateway_release_stale``, kind
+``gateway_reservation``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from sqlalchemy import delete, update
+from sqlmodel import col
+
+from app.credits.limits import MAX_BALANCE_MICROS
+from app.db.models.attention import AttentionItem
+from app.db.models.gateway import GatewayUsage
+from app.db.types import utcnow
+from app.runtime import Runtime
+from tests.conftest import ADMIN_TOKEN
+from tests.factories import key_headers
+from tests.fixtures.workers import running_actors
+from tests.gateway.helpers import PRICE, balance, database, settled_usage, signup, usage
+from workers.gateway import release_stale
+
+LIMIT = 3
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+STARTER = 10_000_000
+
+
+async def _abandon(sessions: Any, usage_id: str, **values: Any) -> None:
+    """As if the process died mid-call: the call's row pending, an hour old."""
+    async with sessions() as session:
+        await session.execute(
+            update(GatewayUsage).where(col(GatewayUsage.id) == usage_id)
+            .values(status="pending", created_at=utcnow() - timedelta(hours=1), **values))
+        await session.commit()
+
+
+async def _call(gw: AsyncTestClient[Litestar], key: str) -> str:
+    response = await gw.get("/v1/gateway/echo/echo", headers=key_headers(key))
+    assert response.status_code == 200, response.text
+    usage_id: str = response.headers["x-gateway-usage-id"]
+    await settled_usage(gw, key, usage_id)
+    return usage_id
+
+
+async def test_a_reservation_that_cannot_be_released_is_parked_while_the_others_are(
+    make_gateway,
+) -> None:
+    gw = await make_gateway(job_max_failures=LIMIT)
+    runtime: Runtime = gw.app.state.runtime
+    settings = runtime.settings
+    # given two agents whose calls were abandoned mid-flight, one of them hand-edited to a
+    # reservation larger than any balance may hold (giving it back is refused)
+    good_key, broken_key = await signup(gw), await signup(gw)
+    good_call, broken_call = await _call(gw, good_key), await _call(gw, broken_key)
+    async with database(settings) as sessions:
+        await _abandon(sessions, good_call)
+        await _abandon(sessions, broken_call, price_micros=MAX_BALANCE_MICROS + 1)
+        try:
+            async with running_actors(settings) as run:
+                # when the release job runs more often than the limit
+                for _ in range(LIMIT + 2):
+                    await run(release_stale, retries=0)
+            items = (await gw.get("/admin/v1/attention", params={"ref": broken_call},
+                                  headers=ADMIN)).json()["data"]
+            good_record = (await usage(gw, good_key))["data"][0]
+            broken_record = (await usage(gw, broken_key))["data"][0]
+            good_balance = await balance(gw, good_key)
+            broken_balance = await balance(gw, broken_key)
+        finally:
+            # the broken row is repaired and closed, or every later sweep would park it again
+            async with sessions() as session:
+                await session.execute(
+                    update(GatewayUsage).where(col(GatewayUsage.id) == broken_call)
+                    .values(status="failed", price_micros=PRICE, error="abandoned"))
+                await session.execute(delete(AttentionItem)
+                                      .where(col(AttentionItem.ref) == broken_call))
+                await session.commit()
+
+    # then the broken one is parked after the limit (counted no further) and left pending,
+    # nothing half-done: its agent still charged the call; the good one was released
+    assert [(i["kind"], i["status"], i["attempts"], i["actor"]) for i in items] == [
+        ("gateway_reservation", "open", LIMIT, "gateway_release_stale")]
+    assert "BalanceLimitExceeded" in items[0]["errorType"]
+    assert (broken_record["id"], broken_record["status"]) == (broken_call, "pending")
+    assert broken_balance["creditsMicros"] == STARTER - PRICE
+    assert (good_record["id"], good_record["status"], good_record["error"]) == (
+        good_call, "failed", "abandoned")
+    assert good_balance["creditsMicros"] == STARTER
