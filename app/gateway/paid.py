@@ -36,12 +36,13 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from app.config.providers import UsagePricing
 from app.db.models.payments import Payment
 from app.db.uow import UnitOfWork
-from app.errors import PaymentAlreadyUsed, PaymentInvalid, Unauthorized
-from app.gateway import repository
+from app.errors import Conflict, PaymentAlreadyUsed, PaymentInvalid, Unauthorized
+from app.gateway import answers, repository
 from app.gateway.discovery import call_bazaar
 from app.gateway.incoming import IncomingCall
 from app.gateway.relay import RelayedResponse
 from app.gateway.service import Gateway
+from app.payments.identifiers import payment_identifier_extension
 from app.payments.service import PaidRequest, Payments, mark_failed
 from app.settings import Settings
 from app.siwx.challenge import siwx_extension
@@ -77,9 +78,10 @@ def paid_request(ctx: PaidContext, call: IncomingCall, price_micros: int,
         resource_url=resource_url,
         price_micros=price_micros,
         description=f"one call to the {call.provider} API",
-        # The discovery description (bazaar), and sign-in for a wallet that owns a pass or
-        # credits instead of paying (app.siwx).
-        extensions={**call_bazaar(call), **siwx_extension(ctx.settings, resource_url)},
+        # The discovery description (bazaar), idempotent retries (payment-identifier), and
+        # sign-in for a wallet that owns a pass or credits instead of paying (app.siwx).
+        extensions={**call_bazaar(call), **payment_identifier_extension(),
+                    **siwx_extension(ctx.settings, resource_url)},
         upto_max_micros=usage_pricing.max_micros if usage_pricing is not None else None,
     )
 
@@ -110,6 +112,8 @@ async def _take_for_one_call(ctx: PaidContext, payment: Payment) -> None:
     async with ctx.sessions() as session:
         taken = await repository.take_payment_for_call(session, payment.id)
         await session.commit()
+    if not taken and payment.payment_identifier is not None:
+        raise Conflict(answers.IN_PROGRESS, details={"paymentId": payment.id})
     if not taken:
         raise PaymentAlreadyUsed("This payment is already paying for a call in progress.",
                                  details={"paymentId": payment.id})
@@ -136,6 +140,11 @@ async def call_with_x402(
     async with ctx.sessions() as session:
         payment = await payments.accept(session, paid, headers, signed_only=True)
         await session.commit()
+    # A retry with the payment identifier of a call already made: its answer, never a new call.
+    replayed = answers.answered(ctx.settings, payment, head=call.method == "HEAD")
+    if replayed is not None:
+        _payment_headers(payments, payment, replayed.raw_headers)
+        return replayed
     payment = await _reopen_after_upstream_failure(ctx, payment)
     await _take_for_one_call(ctx, payment)
 
@@ -154,6 +163,7 @@ async def call_with_x402(
     try:
         async with ctx.sessions() as session:
             fresh = await payments.get(session, payment.id)
+            answers.keep(ctx.settings, ctx.sessions, fresh, forwarded.response)
             await payments.request_settlement(session, fresh)
             await session.commit()
     except BaseException:
@@ -181,13 +191,18 @@ async def call_with_x402(
         raise PaymentInvalid(f"The payment {final.status}: {final.failure_reason}.",
                              details={"paymentId": final.id})
     await gateway.finish_unsettled(forwarded, settled=True)
-    if final is not None and final.status == "settled":
-        name, value = payments.response_header(final)
-        forwarded.headers.append((name.lower().encode(), value.encode()))
-        return response
-    # Still settling after the wait: the upstream answer is served; the signer finishes the
-    # settlement and the outcome can be read at /v1/payments/{id}.
-    status = "submitted" if final is None else final.status
-    forwarded.headers.append((b"x-payment-id", payment.id.encode()))
-    forwarded.headers.append((b"x-payment-status", status.encode()))
+    _payment_headers(payments, final or payment, forwarded.headers, unknown=final is None)
     return response
+
+
+def _payment_headers(payments: Payments, payment: Payment, headers: list[tuple[bytes, bytes]],
+                     *, unknown: bool = False) -> None:
+    """PAYMENT-RESPONSE for a settled payment; else, still settling after the wait, the
+    payment's id and status (the signer finishes, the outcome is at /v1/payments/{id})."""
+    if not unknown and payment.status == "settled":
+        name, value = payments.response_header(payment)
+        headers.append((name.lower().encode(), value.encode()))
+        return
+    status = "submitted" if unknown else payment.status
+    headers.append((b"x-payment-id", payment.id.encode()))
+    headers.append((b"x-payment-status", status.encode()))

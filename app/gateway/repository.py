@@ -290,6 +290,15 @@ async def payment_as_stored(session: UnitOfWork, payment_id: str) -> Payment | N
     return await session.get(Payment, payment_id, populate_existing=True)
 
 
+async def keep_answer(session: UnitOfWork, payment_id: str, sealed: str,
+                      expires_at: datetime) -> None:
+    """Keep a paid call's sealed answer for the retries of its payment identifier."""
+    await session.execute(
+        update(Payment).where(col(Payment.id) == payment_id)
+        .values(result_sealed=sealed, result_expires_at=expires_at, updated_at=utcnow())
+    )
+
+
 async def take_payment_for_call(session: UnitOfWork, payment_id: str) -> bool:
     """Mark a pending payment's call as handed upstream; False if another request did."""
     now = utcnow()

@@ -34,6 +34,7 @@ from app.keys import service as keys
 from app.passes import repository
 from app.passes.discovery import pass_bazaar
 from app.payments import service as payments_service
+from app.payments.identifiers import payment_identifier_extension
 from app.payments.schemas import PaymentView, payment_view
 from app.payments.service import PaidRequest, Payments
 from app.settings import Settings
@@ -69,7 +70,7 @@ def paid_request(settings: Settings, item: PassSettings) -> PaidRequest:
         resource_url=settings.public_url.rstrip("/") + path,
         price_micros=item.price_micros,
         description=f"{item.period} passgate API key pass",
-        extensions={**pass_bazaar(settings, item)},
+        extensions={**pass_bazaar(settings, item), **payment_identifier_extension()},
     )
 
 

@@ -3,7 +3,9 @@
 A payment is recorded before anything is settled, under unique (network, nonce) and (network,
 tx hash) indexes: a second request carrying the same payment either is the same purchase
 (same fingerprint: it gets the same outcome) or is refused with PAYMENT_ALREADY_USED. Which
-transaction a pushed payment may name is ``app.payments.binding``.
+transaction a pushed payment may name is ``app.payments.binding``. A v2 payment carrying an
+x402 ``payment-identifier`` is bound to it, and a retry with it (even freshly signed) finds the
+first payment: ``app.payments.identifiers``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from app.db.models.payments import Payment
 from app.db.types import utcnow
 from app.db.uow import UnitOfWork
 from app.errors import (
+    Conflict,
     PaymentAlreadyUsed,
     PaymentInvalid,
     PaymentRequired,
@@ -28,7 +31,7 @@ from app.errors import (
 from app.events.service import emit
 from app.ids import new_id
 from app.logs import context as log_context
-from app.payments import binding, repository
+from app.payments import binding, identifiers, repository
 from app.payments.networks import PaymentChain
 from app.payments.repository import PAYMENT
 from app.payments.transitions import event_data
@@ -169,6 +172,12 @@ async def _record(
         await session.rollback()
         existing = await repository.recorded(session, payment.network, nonce=nonce,
                                              tx_hash=tx_hash)
+        if existing is None and payment.payment_identifier is not None:
+            # A retry with the same payment identifier and its own authorization won.
+            bound = await repository.with_identifier(session, payment.payment_identifier)
+            if bound is not None:
+                return identifiers.bound_to_same(bound, payer=payment.payer,
+                                                 terms=payment.identifier_terms or "")
         if existing is None:
             raise
         return _replay_or_refuse(existing, payment.fingerprint, challenge)
@@ -184,8 +193,20 @@ async def _accept_signed(
     network = offer.network.name if offer else signed.network
     nonce = signed.authorization.nonce.lower()
     fingerprint = _fingerprint(paid, network, nonce)
+    identifier = identifiers.identifier_of(signed)
+    terms = None
+    if identifier is not None and offer is not None:
+        terms = identifiers.terms_hash(offer, purpose=paid.purpose, terms=paid.terms,
+                                       resource=paid.resource)
+        bound = await _identified(chain, session, challenge, signed, identifier, terms)
+        if bound is not None:
+            return bound
     existing = await repository.recorded(session, network, nonce=nonce)
     if existing is not None:
+        if not identifiers.same_identifier(existing.payment_identifier, identifier):
+            # A payment bound to an identifier is only ever found again with it: its
+            # authorization is public once broadcast, the identifier is not.
+            raise Conflict(identifiers.IDENTIFIER_IN_USE)
         return _replay_or_refuse(existing, fingerprint, challenge)
     if not chain.can_settle_signed:
         raise _no_signer()
@@ -222,8 +243,30 @@ async def _accept_signed(
             "nonce": auth.nonce, "signature": verdict.signature,
         },
         valid_before=_deadline(verdict.valid_before),
+        payment_identifier=identifier if terms is not None else None,
+        identifier_terms=terms,
     )
     return await _record(chain, session, payment, challenge, nonce=nonce, tx_hash=None)
+
+
+async def _identified(
+    chain: PaymentChain, session: UnitOfWork, challenge: PaymentChallenge, signed: SignedPayment,
+    identifier: str, terms: str,
+) -> Payment | None:
+    """The payment ``identifier`` is bound to, if this request may have it (same payer, same
+    terms: see ``app.payments.identifiers``); None when the identifier is new."""
+    bound = await repository.with_identifier(session, identifier)
+    if bound is None:
+        return None
+    try:
+        verdict = await identifiers.retry_signer(chain, challenge, signed, bound)
+    except (RpcUnavailable, RpcError) as exc:
+        raise ServiceUnavailable(f"The {bound.network} node did not answer: {exc}") from None
+    if verdict is not None and not verdict.ok:
+        raise _challenge_error(PaymentInvalid, challenge, verdict.message,
+                               details={"reason": verdict.reason})
+    payer = bound.payer if verdict is None else verdict.payer
+    return identifiers.bound_to_same(bound, payer=payer, terms=terms)
 
 async def _accept_pushed(
     chain: PaymentChain, session: UnitOfWork, paid: PaidRequest, challenge: PaymentChallenge,

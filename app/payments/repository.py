@@ -66,6 +66,12 @@ async def recorded(
     return (await session.exec(stmt)).first()
 
 
+async def with_identifier(session: UnitOfWork, identifier: str) -> Payment | None:
+    """The payment bound to an x402 ``payment-identifier`` (``app.payments.identifiers``)."""
+    stmt = select(Payment).where(col(Payment.payment_identifier) == identifier)
+    return (await session.exec(stmt)).first()
+
+
 async def transition(
     session: UnitOfWork, payment_id: str, from_statuses: Iterable[str] | None,
     values: dict[str, Any],

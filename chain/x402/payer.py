@@ -36,14 +36,18 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from x402 import x402Client
 from x402.client import SpendControls
+from x402.extensions.payment_identifier import append_payment_identifier_to_extensions
 from x402.http import x402HTTPClient
 from x402.mechanisms.evm.exact import register_exact_evm_client
 from x402.mechanisms.evm.signers import EthAccountSigner
 from x402.schemas import PaymentRequired, PaymentRequiredV1
+from x402.schemas.hooks import PaymentCreationContext
 
 from chain.x402.headers import PAYMENT_REQUIRED
 
-__all__ = ["PaymentHeaders", "build_payer_client", "sign_payment_headers"]
+__all__ = [
+    "PaymentHeaders", "build_payer_client", "sign_payment_headers", "with_payment_identifier",
+]
 
 
 def build_payer_client(
@@ -63,6 +67,20 @@ def build_payer_client(
         else f"${Decimal(max_amount_micros) / Decimal(10**6):f}",
     }
     client.set_spend_controls(controls)
+    return client
+
+
+def with_payment_identifier(client: x402Client, payment_id: str) -> x402Client:
+    """Send ``payment_id`` as the x402 ``payment-identifier`` of every v2 payment ``client``
+    signs, when the 402 declares the extension (the SDK's ``append_payment_identifier_to_
+    extensions``, in a before-payment-creation hook as the SDK's examples do)."""
+
+    def append(context: PaymentCreationContext) -> None:
+        extensions = getattr(context.payment_required, "extensions", None)
+        if extensions is not None:
+            append_payment_identifier_to_extensions(extensions, payment_id)
+
+    client.on_before_payment_creation(append)
     return client
 
 

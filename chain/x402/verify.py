@@ -67,7 +67,10 @@ __all__ = [
     "DEFAULT_MIN_VALIDITY_SECONDS",
     "PaymentVerification",
     "VerifyReason",
+    "check_terms",
+    "outcome",
     "verify_signed_payment",
+    "wrong_network",
 ]
 
 VerifyReason = Literal[
@@ -161,13 +164,7 @@ async def verify_signed_payment(
     """
     offer = challenge.offer_for(payment.network)
     if offer is None:
-        offered = ", ".join(f"{o.network.caip2} ({o.network.name})" for o in challenge.offers)
-        return _outcome(
-            payment,
-            payment.network,
-            "wrong_network",
-            f"This payment is for network {payment.network!r}; accepted here: {offered}.",
-        )
+        return wrong_network(payment, challenge)
     failure = _check_terms(payment, offer, min_validity_seconds)
     if failure is not None:
         return failure
@@ -219,6 +216,17 @@ async def verify_signed_payment(
 
 
 # ---------------------------------------------------------------------- checks before RPC
+
+
+def wrong_network(payment: SignedPayment, challenge: PaymentChallenge) -> PaymentVerification:
+    """The outcome for a payment on a network ``challenge`` does not offer."""
+    offered = ", ".join(f"{o.network.caip2} ({o.network.name})" for o in challenge.offers)
+    return _outcome(
+        payment,
+        payment.network,
+        "wrong_network",
+        f"This payment is for network {payment.network!r}; accepted here: {offered}.",
+    )
 
 
 def _check_terms(
@@ -384,3 +392,8 @@ def _message(
         case "simulation_failed":
             text = "The token would reject this transfer."
     return f"{text} ({detail})" if detail else text
+
+
+# Shared with ``chain.x402.signer_proof`` (a retry's fresh authorization, never settled).
+check_terms = _check_terms
+outcome = _outcome

@@ -5,7 +5,7 @@ it inserts one, so a second message with the same nonce fails on the primary key
 number of API processes. Rows are purged once the message they were issued for has expired.
 
 Revision ID: 0014_siwx_nonces
-Revises: 0012_payment_resource
+Revises: 0013_payment_identifier
 """
 from collections.abc import Sequence
 
@@ -15,7 +15,7 @@ from alembic import op
 from app.db.types import UTCDateTime
 
 revision: str = "0014_siwx_nonces"
-down_revision: str | Sequence[str] | None = "0012_payment_resource"
+down_revision: str | Sequence[str] | None = "0013_payment_identifier"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 from eth_account import Account
+from x402.extensions.payment_identifier import generate_payment_id
 
-from chain.x402.payer import build_payer_client, sign_payment_headers
+from chain.x402.payer import build_payer_client, sign_payment_headers, with_payment_identifier
 from tests.fixtures.chain import encode_call, transact
 from tests.gateway.helpers import free_port, start_uvicorn, stop, wait_until_up
 
@@ -82,3 +83,31 @@ async def test_one_signature_sent_eight_times_to_two_processes_buys_one_key(
     assert set(others) <= {"PAYMENT_ALREADY_USED"}
     assert await chain_client.balance_of(pay_to) == PRICE_1D
     assert await chain_client.balance_of(payer.address) == 0
+
+
+async def test_eight_fresh_authorizations_with_one_payment_identifier_buy_one_key(
+    stack, devchain, chain_client, pay_to
+):
+    # A client retrying on two processes at once, signing anew each time, one identifier.
+    payer = Account.create()
+    await transact(chain_client, devchain.accounts[0].address,
+                   encode_call("mint(address,uint256)", payer.address, 8 * PRICE_1D))
+    payment_id = generate_payment_id()
+    async with httpx.AsyncClient(timeout=60) as http:
+        headers = []
+        for i in range(8):
+            challenge = await http.post(f"{stack[i % 2]}/v1/passes/1d")
+            client = with_payment_identifier(
+                build_payer_client(payer, max_amount_micros=PRICE_1D), payment_id)
+            signed = await sign_payment_headers(client, headers=dict(challenge.headers),
+                                                body=challenge.json())
+            headers.append(signed.v2())
+
+        responses = await asyncio.gather(*(
+            http.post(f"{stack[i % 2]}/v1/passes/1d", headers=h) for i, h in enumerate(headers)
+        ))
+
+    assert all(r.status_code == 201 for r in responses), [r.text for r in responses]
+    assert len({r.json()["data"]["apiKey"] for r in responses}) == 1
+    assert await chain_client.balance_of(pay_to) == PRICE_1D
+    assert await chain_client.balance_of(payer.address) == 7 * PRICE_1D

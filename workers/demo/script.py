@@ -28,6 +28,7 @@ from workers.demo.chain_steps import (
     step_webhook,
 )
 from workers.demo.discovery_steps import step_discovery
+from workers.demo.identifier_steps import step_pass_identifier
 from workers.demo.key_steps import (
     step_audit,
     step_extra_key,
@@ -52,8 +53,8 @@ from workers.demo.upto_steps import step_usage_priced
 
 STEPS: list[Callable[[DemoState], None]] = [
     step_health, step_register, step_extra_key, step_list_keys, step_rate_limit, step_revoke,
-    step_audit, step_deposit, step_pass, step_gateway_credits, step_gateway_x402,
-    step_siwx, step_webhook, step_discovery, step_usage_priced,
+    step_audit, step_deposit, step_pass, step_pass_identifier, step_gateway_credits,
+    step_gateway_x402, step_siwx, step_webhook, step_discovery, step_usage_priced,
 ]
 
 

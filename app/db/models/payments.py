@@ -26,6 +26,8 @@ class Payment(SQLModel, table=True):
                  postgresql_where=sa.text("scheme = 'push'"),
                  sqlite_where=sa.text("scheme = 'push'")),
         sa.Index("ix_payments_network_tx", "network", "tx_hash"),
+        # One payment per x402 payment-identifier, whoever presents it (app.payments.identifiers).
+        sa.UniqueConstraint("payment_identifier", name="uq_payments_identifier"),
     )
 
     id: str = Field(primary_key=True, max_length=40)
@@ -59,5 +61,9 @@ class Payment(SQLModel, table=True):
     result_sealed: str | None = Field(default=None, sa_column=sa.Column(sa.Text(), nullable=True))
     result_expires_at: datetime | None = timestamp()
     settled_at: datetime | None = timestamp()
+    # The client's x402 ``payment-identifier`` (idempotency key) and the hash of the terms it
+    # was bound to: a retry with the same id must be the same payer buying the same thing.
+    payment_identifier: str | None = Field(default=None, max_length=128)
+    identifier_terms: str | None = Field(default=None, max_length=64)
     created_at: datetime = created_at()
     updated_at: datetime | None = timestamp()
