@@ -148,7 +148,7 @@ class Settings(BaseSettings):
     # -- x402 payments -----------------------------------------------------------------
     # How long a paid request waits for settlement before answering 202 (PASSGATE_SETTLE_WAIT).
     settle_wait: float = Field(default=20.0, ge=0, le=120)
-    # An identical retry of a paid request within this window gets the same result back.
+    # A retry with the same payment identifier within this window gets the same result back.
     payment_replay_seconds: int = Field(default=3600, ge=0, le=7 * 86_400)
     x402_max_timeout_seconds: int = Field(default=300, ge=30, le=3600)
 

@@ -71,6 +71,8 @@ class PaidRequest:
     extensions: Mapping[str, Any] = field(default_factory=dict)
     # Priced by usage: the 402 also offers ``upto`` for at most this (``app.payments.upto``).
     upto_max_micros: int | None = None
+    # What it sells is a secret (a pass key): see ``_replay_or_refuse``.
+    secret_result: bool = False
 
 
 def _fingerprint(paid: PaidRequest, network: str, identity: str) -> str:
@@ -149,20 +151,40 @@ async def accept(
     log_context.bind(payment_id=payment.id)
     return payment
 
+# Why a payment's secret result is never handed to a request that repeats it without its
+# payment identifier: an authorization is public once passgate's signer broadcasts it (its
+# calldata holds every field and the signature), and a pushed hash is public by nature, so a
+# repeated header proves nothing about who sends it.
+_REPEAT_REFUSED = (
+    "This payment was already presented, and what it bought went to that request: a pass key "
+    "is shown again only to a retry that carries the same payment identifier (x402 "
+    "payment-identifier extension). The paying wallet can still use its pass by signing in "
+    "(SIGN-IN-WITH-X)."
+)
+
+
 def _replay_or_refuse(
-    existing: Payment, fingerprint: str, challenge: PaymentChallenge
+    existing: Payment, fingerprint: str, challenge: PaymentChallenge, *, secret_result: bool
 ) -> Payment:
+    """The payment a request repeats, if it may have its result.
+
+    A repeat of the same purchase gets the same outcome, except where the outcome is a secret
+    (a pass key, or a claim token for it) and the repeat carries no payment identifier: anyone
+    can rebuild such a request from the chain (``_REPEAT_REFUSED``)."""
     if existing.fingerprint != fingerprint:
         raise _challenge_error(
             PaymentAlreadyUsed, challenge,
             "This payment was already used for another purchase.",
             details={"paymentId": existing.id},
         )
+    if secret_result and existing.payment_identifier is None:
+        raise _challenge_error(PaymentAlreadyUsed, challenge, _REPEAT_REFUSED,
+                               details={"paymentId": existing.id})
     return existing
 
 async def _record(
     chain: PaymentChain, session: UnitOfWork, payment: Payment, challenge: PaymentChallenge, *,
-    nonce: str | None, tx_hash: str | None,
+    nonce: str | None, tx_hash: str | None, secret_result: bool,
 ) -> Payment:
     session.add(payment)
     try:
@@ -180,7 +202,8 @@ async def _record(
                                                  terms=payment.identifier_terms or "")
         if existing is None:
             raise
-        return _replay_or_refuse(existing, payment.fingerprint, challenge)
+        return _replay_or_refuse(existing, payment.fingerprint, challenge,
+                                 secret_result=secret_result)
     await emit(session, event_data(payment, "payment.pending", _asset(chain, payment.network)),
                agent_id=payment.agent_id)
     return payment
@@ -207,7 +230,8 @@ async def _accept_signed(
             # A payment bound to an identifier is only ever found again with it: its
             # authorization is public once broadcast, the identifier is not.
             raise Conflict(identifiers.IDENTIFIER_IN_USE)
-        return _replay_or_refuse(existing, fingerprint, challenge)
+        return _replay_or_refuse(existing, fingerprint, challenge,
+                                 secret_result=paid.secret_result)
     if not chain.can_settle_signed:
         raise _no_signer()
     if signed.authorization.valid_before > MAX_VALID_BEFORE:
@@ -246,7 +270,8 @@ async def _accept_signed(
         payment_identifier=identifier if terms is not None else None,
         identifier_terms=terms,
     )
-    return await _record(chain, session, payment, challenge, nonce=nonce, tx_hash=None)
+    return await _record(chain, session, payment, challenge, nonce=nonce, tx_hash=None,
+                         secret_result=paid.secret_result)
 
 
 async def _identified(
@@ -276,7 +301,8 @@ async def _accept_pushed(
     fingerprint = _fingerprint(paid, network, pushed.tx_hash)
     existing = await repository.recorded(session, network, tx_hash=pushed.tx_hash)
     if existing is not None:
-        return _replay_or_refuse(existing, fingerprint, challenge)
+        return _replay_or_refuse(existing, fingerprint, challenge,
+                                 secret_result=paid.secret_result)
     claimed = await binding.signer_claim(session, network, pushed.network.chain_id,
                                          pushed.tx_hash)
     if claimed is not None:
@@ -320,7 +346,7 @@ async def _accept_pushed(
         settled_at=now if verdict.ok else None,
     )
     recorded = await _record(chain, session, payment, challenge, nonce=None,
-                                  tx_hash=pushed.tx_hash)
+                             tx_hash=pushed.tx_hash, secret_result=paid.secret_result)
     if recorded is payment and verdict.ok:
         assert verdict.log_index is not None  # a verified transfer names its log
         # The watcher may have counted the transfer, as nobody's, before the client named

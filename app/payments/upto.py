@@ -54,7 +54,8 @@ async def accept_upto(
     fingerprint = _fingerprint(paid, network.name, nonce)
     existing = await repository.recorded(session, network.name, nonce=nonce)
     if existing is not None:
-        return _replay_or_refuse(existing, fingerprint, challenge)
+        return _replay_or_refuse(existing, fingerprint, challenge,
+                                 secret_result=paid.secret_result)
     try:
         verdict = await chain.upto_verifier(network.name).verify(payment, offer)
     except (RpcUnavailable, RpcError, OSError) as exc:
@@ -82,7 +83,8 @@ async def accept_upto(
         authorization=payment.permit.to_dict(),
         valid_before=_deadline(payment.deadline),
     )
-    return await _record(chain, session, record, challenge, nonce=nonce, tx_hash=None)
+    return await _record(chain, session, record, challenge, nonce=nonce, tx_hash=None,
+                         secret_result=paid.secret_result)
 
 
 async def settle_upto(

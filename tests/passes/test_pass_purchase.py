@@ -84,16 +84,23 @@ async def test_a_pushed_transfer_buys_a_1d_pass_with_the_spec_body(
     assert info.json()["type"] == "x402"
 
 
-async def test_retrying_the_same_paid_request_returns_the_same_key(
+async def test_a_pushed_hash_presented_again_gets_no_second_look_at_the_key(
     paid_client, chain_client, devchain, pay_to
 ):
+    # given a pass bought with a pushed hash (public the moment it was broadcast)
     tx_hash = await _push_usdc(chain_client, devchain, pay_to, PRICE_1D)
     first = await paid_client.post("/v1/passes/1d", headers=_push_headers(tx_hash))
+    assert first.status_code == 201, first.text
 
+    # when anyone presents the same hash again
     again = await paid_client.post("/v1/passes/1d", headers=_push_headers(tx_hash))
 
-    assert first.status_code == again.status_code == 201
-    assert again.json()["data"]["apiKey"] == first.json()["data"]["apiKey"]
+    # then it is the same payment, already used: no key, no claim token
+    assert again.status_code == 402, again.text
+    assert again.json()["code"] == "PAYMENT_ALREADY_USED"
+    assert again.json()["details"]["paymentId"]
+    assert first.json()["data"]["apiKey"] not in again.text
+    assert "claimToken" not in again.text
 
 
 async def test_a_payment_cannot_buy_a_second_different_thing(

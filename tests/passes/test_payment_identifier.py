@@ -365,3 +365,63 @@ async def test_a_payment_rebuilt_from_its_settlement_transaction_gets_no_key(
 
     assert response.status_code == 409, response.text
     assert first.json()["data"]["apiKey"] not in response.text
+
+
+async def test_a_pass_bought_without_an_identifier_is_not_handed_to_a_header_rebuilt_from_chain(
+    api, devchain, chain_client, pay_to
+):
+    # given a pass bought by an x402 client that sends no payment identifier
+    payer = await _payer(devchain, chain_client, PRICE_1D)
+    first = await api.post("/v1/passes/1d", headers=await _signed(api, payer, None))
+    assert first.status_code == 201, first.text
+
+    # when a stranger rebuilds the exact payment header from the settlement transaction
+    stolen = await _rebuilt_from_chain(api, chain_client, first.headers["PAYMENT-RESPONSE"], None)
+    response = await api.post("/v1/passes/1d", headers=stolen)
+
+    # then the payment is used: no key, no claim token, and no second charge
+    assert response.status_code == 402, response.text
+    assert response.json()["code"] == "PAYMENT_ALREADY_USED"
+    assert first.json()["data"]["apiKey"] not in response.text
+    assert "claimToken" not in response.text
+    assert await chain_client.balance_of(pay_to) == PRICE_1D
+
+
+async def test_a_repeat_while_the_first_still_settles_gets_no_claim_token_of_its_own(
+    settings_factory, devchain, chain_client, pay_to
+):
+    # given a purchase without an identifier still pending (no worker yet), with its claim token
+    settings = settings_factory(
+        redis_url="",
+        **chain_settings(devchain, pay_to, settle_wait=0.0,
+                         chain_signer_private_key=devchain.accounts[SIGNER].private_key),
+    )
+    payer = await _payer(devchain, chain_client, PRICE_1D)
+    async with AsyncTestClient(app=create_app(settings)) as api:
+        headers = await _signed(api, payer, None)
+        first = await api.post("/v1/passes/1d", headers=headers)
+        assert first.status_code == 202, first.text
+
+        # when the same header is sent again (by the buyer or by anyone who copied it)
+        again = await api.post("/v1/passes/1d", headers=headers)
+
+        # then it gets no token, and the buyer's token still claims the key once settled
+        assert again.status_code == 402, again.text
+        assert again.json()["code"] == "PAYMENT_ALREADY_USED"
+        assert again.json()["details"]["paymentId"] == first.json()["paymentId"]
+        assert "claimToken" not in again.text
+        started = start_worker(settings, threads=2)
+        try:
+            claim = None
+            for _ in range(100):  # bounded: 20 s
+                claim = await api.get(f"/v1/payments/{first.json()['paymentId']}",
+                                      headers={"X-Claim-Token": first.json()["claimToken"]})
+                if claim.status_code == 200 and claim.json().get("status") == "settled":
+                    break
+                await asyncio.sleep(0.2)
+        finally:
+            started.stop(timeout=10_000)
+    assert claim is not None
+    assert claim.status_code == 200, claim.text
+    assert claim.json()["result"]["data"]["apiKey"].startswith("pass_")
+    assert await chain_client.balance_of(pay_to) == PRICE_1D
