@@ -101,6 +101,7 @@ async def test_a_retry_with_a_fresh_permit2_authorization_gets_the_kept_answer(
         assert replay.content == first.content
         assert replay.headers["PAYMENT-RESPONSE"] == first.headers["PAYMENT-RESPONSE"]
         assert replay.headers["x-gateway-cost-micros"] == str(charged)
+    assert _settlement(retry)["amount"] == str(charged)
     assert await _hits(upstream_url) == hits
     assert await chain_client.balance_of(pay_to) == charged
     payment = await _payment_of(api, admin_headers, payer)  # the one payment
@@ -229,3 +230,30 @@ async def test_concurrent_fresh_authorizations_with_one_identifier_make_one_paym
     retry = await _call(api, _upto_client(payer, payment_id), url)
     assert retry.status_code == 200, retry.text
     assert retry.content == served[0].content
+
+
+async def test_a_fresh_retry_for_another_maximum_is_refused(
+    api, upstream_url, devchain, chain_client, pay_to
+) -> None:
+    payer, payment_id = await _payer(devchain, chain_client), generate_payment_id()
+    url = _url(10)
+    first = await _call(api, _upto_client(payer, payment_id), url)
+    assert first.status_code == 200, first.text
+    challenge = await api.get(url)
+    required = json.loads(base64.b64decode(challenge.headers["PAYMENT-REQUIRED"]))
+    for offer in required["accepts"]:
+        if offer["scheme"] == "upto":
+            offer["amount"] = str(MAX - 1)
+    lowered = base64.b64encode(json.dumps(required).encode()).decode()
+    fresh = (await sign_payment_headers(_upto_client(payer, payment_id),
+                                        headers={"PAYMENT-REQUIRED": lowered})).v2()
+    hits = await _hits(upstream_url)
+
+    response = await api.get(url, headers=fresh)
+
+    assert response.status_code == 402, response.text
+    assert response.json()["code"] == "PAYMENT_INVALID"
+    assert response.json()["details"]["reason"] == "permit2_amount_mismatch"
+    assert first.text not in response.text
+    assert await _hits(upstream_url) == hits
+    assert await chain_client.balance_of(pay_to) == 10 * PER_TOKEN
