@@ -5,13 +5,16 @@ its fixed price (``app.gateway.paid``). A call paid with ``upto``:
 
 1. **accept**: the Permit2 authorization is verified with the SDK and recorded ``pending``
    (``app.payments.upto``); **reopen** and **take** as for ``exact`` (one call per payment; a
-   call that failed upstream may be retried with the same authorization);
+   call that failed upstream may be retried with the same authorization); a retry with the
+   ``payment-identifier`` of a call already made gets its kept answer (``app.gateway.answers``)
+   with the same ``PAYMENT-RESPONSE``, never a new call;
 2. **forward**: the answer is read whole (its usage decides the charge);
 3. not 2xx: the payment ``failed``, nothing is charged or sent to the chain;
 4. 2xx: the usage is read (``app.gateway.usage_pricing``), the amount (never more than
    authorized) is handed to the settlement signer, and once settled the answer is served with
    ``PAYMENT-RESPONSE`` carrying the amount actually charged; the usage row records it as the
-   call's cost.
+   call's cost. The answer (with that cost) is kept for the identifier's retries in the
+   transaction that hands the payment to the signer.
 """
 
 from __future__ import annotations
@@ -26,13 +29,14 @@ from litestar.response.base import ASGIResponse
 from app.db.models.gateway import SUCCEEDED
 from app.db.types import utcnow
 from app.errors import PaymentInvalid
+from app.gateway import answers, repository
 from app.gateway import paid as per_call
-from app.gateway import repository
 from app.gateway.headers import COST
 from app.gateway.incoming import IncomingCall
 from app.gateway.paid import (
     UPSTREAM_FAILED,
     PaidContext,
+    _payment_headers,
     _reopen_after_upstream_failure,
     _take_for_one_call,
     paid_request,
@@ -88,6 +92,10 @@ async def call_with_upto(
     async with ctx.sessions() as session:
         payment = await accept_upto(payments.chain, session, paid, upto)
         await session.commit()
+    replayed = answers.answered(ctx.settings, payment, head=call.method == "HEAD")
+    if replayed is not None:
+        _payment_headers(payments, payment, replayed.raw_headers)
+        return replayed
     payment = await _reopen_after_upstream_failure(ctx, payment)
     await _take_for_one_call(ctx, payment)
 
@@ -113,8 +121,10 @@ async def call_with_upto(
         async with ctx.sessions() as session:
             fresh = await payments.get(session, payment.id)
             # Never more than the client authorized, whatever the price settings say now.
-            await settle_upto(payments.chain, session, fresh,
-                              min(amount, fresh.authorized_micros or 0))
+            amount = min(amount, fresh.authorized_micros or 0)
+            _set_header(forwarded, COST, str(amount).encode())
+            answers.keep(ctx.settings, ctx.sessions, fresh, response)
+            await settle_upto(payments.chain, session, fresh, amount)
             await session.commit()
     except BaseException:
         await gateway.finish_unsettled(forwarded, settled=False)

@@ -216,7 +216,7 @@ async def _accept_signed(
     network = offer.network.name if offer else signed.network
     nonce = signed.authorization.nonce.lower()
     fingerprint = _fingerprint(paid, network, nonce)
-    identifier = identifiers.identifier_of(signed)
+    identifier = identifiers.identifier_of(signed.extensions)
     terms = None
     if identifier is not None and offer is not None:
         terms = identifiers.terms_hash(offer, purpose=paid.purpose, terms=paid.terms,

@@ -4,7 +4,12 @@ Accepting (:func:`accept_upto`) verifies the client's Permit2 authorization with
 SDK (``chain.x402.upto``) against the offer for the paid request's maximum and records the
 payment ``pending`` (``scheme="upto"``, ``authorized_micros`` = the maximum) under the same
 unique (network, nonce) index as an EIP-3009 payment: the same authorization sent again finds
-the same payment (same fingerprint) or is PAYMENT_ALREADY_USED, as for ``exact``.
+the same payment (same fingerprint) or is PAYMENT_ALREADY_USED, as for ``exact``. An upto
+payment carrying an x402 ``payment-identifier`` is bound to it, its payer and its terms (the
+scheme and the maximum among them) exactly as an ``exact`` one (``app.payments.identifiers``):
+a retry with it and a freshly signed Permit2 authorization is checked only for its terms and
+its payer's signature (the first settlement may have used the allowance or balance a full
+verification wants), never recorded nor settled, and finds the first payment.
 
 Settling (:func:`settle_upto`) happens once the usage is known: the payment's amount becomes
 what was used (never more than authorized: refused otherwise) and the settlement signer is asked
@@ -14,12 +19,14 @@ at 0 with no transaction (the spec's zero settlement: the authorization simply e
 
 from __future__ import annotations
 
+from x402.schemas import PaymentRequirements
+
 from app.db.models.payments import Payment
 from app.db.types import utcnow
 from app.db.uow import UnitOfWork
-from app.errors import PaymentInvalid, ServiceUnavailable
+from app.errors import Conflict, PaymentInvalid, ServiceUnavailable
 from app.ids import new_id
-from app.payments import repository
+from app.payments import identifiers, repository
 from app.payments.acceptance import (
     PaidRequest,
     _challenge_error,
@@ -32,6 +39,7 @@ from app.payments.networks import PaymentChain
 from app.payments.transitions import mark_settled
 from app.signer.upto import request_upto_settlement
 from chain.errors import RpcError, RpcUnavailable
+from chain.x402 import PaymentChallenge
 from chain.x402.upto import UptoPayment, upto_settle
 
 
@@ -52,8 +60,18 @@ async def accept_upto(
     network = next(n for n in chain.networks.values() if n.caip2 == offer.network)
     nonce = payment.nonce_hex
     fingerprint = _fingerprint(paid, network.name, nonce)
+    identifier = identifiers.identifier_of(payment.payload.extensions)
+    terms = None
+    if identifier is not None:
+        terms = identifiers.upto_terms_hash(offer, purpose=paid.purpose, terms=paid.terms,
+                                            resource=paid.resource)
+        bound = await _identified(chain, session, challenge, offer, payment, identifier, terms)
+        if bound is not None:
+            return bound
     existing = await repository.recorded(session, network.name, nonce=nonce)
     if existing is not None:
+        if not identifiers.same_identifier(existing.payment_identifier, identifier):
+            raise Conflict(identifiers.IDENTIFIER_IN_USE)
         return _replay_or_refuse(existing, fingerprint, challenge,
                                  secret_result=paid.secret_result)
     try:
@@ -82,9 +100,39 @@ async def accept_upto(
         auth_nonce=nonce,
         authorization=payment.permit.to_dict(),
         valid_before=_deadline(payment.deadline),
+        payment_identifier=identifier,
+        identifier_terms=terms,
     )
     return await _record(chain, session, record, challenge, nonce=nonce, tx_hash=None,
                          secret_result=paid.secret_result)
+
+
+async def _identified(
+    chain: PaymentChain, session: UnitOfWork, challenge: PaymentChallenge,
+    offer: PaymentRequirements, payment: UptoPayment, identifier: str, terms: str,
+) -> Payment | None:
+    """The payment ``identifier`` is bound to, if this request may have it (same payer, same
+    terms); None when the identifier is new. A freshly signed authorization is verified as its
+    payer's (signature and terms, nothing settling would need) and then forgotten."""
+    bound = await repository.with_identifier(session, identifier)
+    if bound is None:
+        return None
+    payer = bound.payer
+    if not identifiers.same_authorization(bound, nonce=payment.nonce_hex,
+                                          signature=payment.permit.signature or ""):
+        network = next(n for n in chain.networks.values() if n.caip2 == offer.network)
+        try:
+            verdict = await chain.upto_verifier(network.name).verify_signer(payment, offer)
+        except (RpcUnavailable, RpcError, OSError) as exc:
+            raise ServiceUnavailable(f"The {network.name} node did not answer: "
+                                     f"{type(exc).__name__}") from None
+        if not verdict.is_valid:
+            reason = verdict.invalid_reason or "invalid_upto_payment"
+            raise _challenge_error(PaymentInvalid, challenge,
+                                   f"The upto authorization was refused: {reason}.",
+                                   details={"reason": reason})
+        payer = verdict.payer or ""
+    return identifiers.bound_to_same(bound, payer=payer, terms=terms)
 
 
 async def settle_upto(

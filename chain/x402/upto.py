@@ -7,6 +7,11 @@ the official SDK's (``x402.mechanisms.evm.upto``: scheme, network, spender, reci
 facilitator, deadline, amount, token, signature, Permit2 allowance, balance and a simulated
 settle of the whole maximum), run in a worker thread since the SDK's signer is synchronous.
 The server later settles the amount actually used: ``chain.permit2.encode_upto_settle``.
+
+A retry carrying a payment identifier with a freshly signed authorization is never settled: it
+only proves its payer (:meth:`UptoVerifier.verify_signer`, the same SDK cascade without the
+allowance, balance and simulation, which the first settlement may well have used up, and a
+strict signature check, so a smart wallet's signature is refused unless EIP-1271 accepts it).
 """
 
 from __future__ import annotations
@@ -18,10 +23,15 @@ from typing import Any
 
 from eth_utils.address import to_checksum_address
 from pydantic import ValidationError
-from x402.mechanisms.evm.constants import SCHEME_UPTO
+from x402.mechanisms.evm.constants import ERR_PERMIT2_INVALID_SIGNATURE, SCHEME_UPTO
 from x402.mechanisms.evm.signers import FacilitatorWeb3Signer
 from x402.mechanisms.evm.types import UptoPermit2Payload, is_upto_permit2_payload
 from x402.mechanisms.evm.upto import UptoEvmFacilitatorScheme
+from x402.mechanisms.evm.upto.permit2_utils import (
+    _verify_upto_permit2_signature,
+    verify_upto_permit2,
+)
+from x402.mechanisms.evm.utils import get_evm_chain_id, hex_to_bytes
 from x402.schemas import PaymentPayload, PaymentRequirements, VerifyResponse
 
 from chain.networks import Network
@@ -160,3 +170,29 @@ class UptoVerifier:
 
     def _verify(self, payment: UptoPayment, requirements: PaymentRequirements) -> VerifyResponse:
         return self._scheme.verify(payment.payload, requirements)
+
+    async def verify_signer(self, payment: UptoPayment,
+                            requirements: PaymentRequirements) -> VerifyResponse:
+        """Whether ``payment`` is for ``requirements`` and signed by its payer, without what
+        settling it would need (allowance, balance): for an authorization never settled."""
+        return await asyncio.to_thread(self._verify_signer, payment, requirements)
+
+    def _verify_signer(self, payment: UptoPayment,
+                       requirements: PaymentRequirements) -> VerifyResponse:
+        verdict = verify_upto_permit2(self._signer, payment.payload, requirements,
+                                      simulate=False)
+        if not verdict.is_valid:
+            return verdict
+        # The SDK leaves a contract wallet's refused signature to its simulation, skipped here.
+        try:
+            strict = _verify_upto_permit2_signature(
+                self._signer, payment.payer, payment.permit.permit2_authorization,
+                get_evm_chain_id(str(requirements.network)),
+                hex_to_bytes(payment.permit.signature or "0x"),
+            )
+        except Exception:  # as the SDK's own signature step: unreadable proves nothing
+            strict = False
+        if not strict:
+            return VerifyResponse(is_valid=False, invalid_reason=ERR_PERMIT2_INVALID_SIGNATURE,
+                                  payer=payment.payer)
+        return verdict
