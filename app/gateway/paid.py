@@ -41,7 +41,7 @@ from app.gateway import answers, repository
 from app.gateway.discovery import call_bazaar
 from app.gateway.incoming import IncomingCall
 from app.gateway.relay import RelayedResponse
-from app.gateway.service import Gateway
+from app.gateway.service import Forwarded, Gateway
 from app.payments.identifiers import payment_identifier_extension
 from app.payments.service import PaidRequest, Payments, mark_failed
 from app.settings import Settings
@@ -119,6 +119,20 @@ async def _take_for_one_call(ctx: PaidContext, payment: Payment) -> None:
                                  details={"paymentId": payment.id})
 
 
+async def failed_call(ctx: PaidContext, payment_id: str, forwarded: Forwarded) -> ASGIResponse:
+    """A call the upstream did not answer 2xx: its payment fails (never settled, never
+    charged) and the caller gets the upstream's answer, or its ``UPSTREAM_ERROR``."""
+    async with ctx.sessions() as session:
+        await mark_failed(session, payment_id,
+                          f"{UPSTREAM_FAILED}: upstream answered {forwarded.status}",
+                          redis=ctx.redis, redis_prefix=ctx.settings.redis_prefix)
+        await session.commit()
+    if forwarded.error is not None:
+        raise forwarded.error
+    assert forwarded.response is not None
+    return forwarded.response
+
+
 async def pay_per_call(
     ctx: PaidContext, payments: Payments, gateway: Gateway, call: IncomingCall,
     headers: Mapping[str, str],
@@ -150,15 +164,7 @@ async def call_with_x402(
 
     forwarded = await gateway.forward_unsettled(call, quote, payment_id=payment.id)
     if not forwarded.ok:
-        async with ctx.sessions() as session:
-            await mark_failed(session, payment.id,
-                              f"{UPSTREAM_FAILED}: upstream answered {forwarded.status}",
-                              redis=ctx.redis, redis_prefix=ctx.settings.redis_prefix)
-            await session.commit()
-        if forwarded.error is not None:
-            raise forwarded.error
-        assert forwarded.response is not None
-        return forwarded.response
+        return await failed_call(ctx, payment.id, forwarded)
 
     try:
         async with ctx.sessions() as session:

@@ -34,11 +34,11 @@ from app.gateway import paid as per_call
 from app.gateway.headers import COST
 from app.gateway.incoming import IncomingCall
 from app.gateway.paid import (
-    UPSTREAM_FAILED,
     PaidContext,
     _payment_headers,
     _reopen_after_upstream_failure,
     _take_for_one_call,
+    failed_call,
     paid_request,
 )
 from app.gateway.pricing import Quote
@@ -47,7 +47,7 @@ from app.gateway.service import Forwarded, Gateway
 from app.gateway.usage_pricing import charge_for_answer
 from app.metrics.instruments import gateway_charged
 from app.payments.acceptance import PaidRequest, _challenge_error
-from app.payments.service import Payments, mark_failed
+from app.payments.service import Payments
 from app.payments.upto import accept_upto, settle_upto
 from chain.x402 import PaymentHeaderError
 from chain.x402.upto import UptoPayment, decode_upto_payment
@@ -103,15 +103,7 @@ async def call_with_upto(
     forwarded = await gateway.forward_unsettled(call, at_most, payment_id=payment.id,
                                                 whole=True)
     if not forwarded.ok:
-        async with ctx.sessions() as session:
-            await mark_failed(session, payment.id,
-                              f"{UPSTREAM_FAILED}: upstream answered {forwarded.status}",
-                              redis=ctx.redis, redis_prefix=ctx.settings.redis_prefix)
-            await session.commit()
-        if forwarded.error is not None:
-            raise forwarded.error
-        assert forwarded.response is not None
-        return forwarded.response
+        return await failed_call(ctx, payment.id, forwarded)
 
     response = forwarded.response
     assert isinstance(response, BufferedRelay)
