@@ -47,6 +47,7 @@ class KeyChangeBroadcast:
         self._origin = uuid.uuid4().hex
         self._cache = cache
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self._subscribed_at: float | None = None
         self._heard_at = -math.inf
         if cache is not None:
@@ -82,9 +83,12 @@ class KeyChangeBroadcast:
             self._task = asyncio.get_running_loop().create_task(self._listen())
 
     async def close(self) -> None:
+        self._closing = True
         if self._task is not None:
+            # A cancellation that lands inside redis-py's read timeout may come out as a
+            # TimeoutError, which the loop survives; the flag ends it then.
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await asyncio.wait({self._task}, timeout=RECONNECT_SECONDS + PING_SECONDS + 1)
             self._task = None
         await self._client.aclose()
 
@@ -100,10 +104,12 @@ class KeyChangeBroadcast:
         """Stay subscribed for the life of the process; each attempt is bounded by Redis
         answering (a silent Redis is given up after ``LIVE_SECONDS``)."""
         lost = False
-        while True:
+        while not self._closing:
             try:
                 await self._subscribed()
             except (RedisError, OSError, TimeoutError) as exc:
+                if self._closing:
+                    return
                 if not lost:
                     log.warning("key change subscription lost (%s); keys are cached for "
                                 "key_cache_seconds until it is back", type(exc).__name__)
@@ -116,7 +122,7 @@ class KeyChangeBroadcast:
             await pubsub.subscribe(self.channel)
             # This attempt's clock: no live subscription yet, so nothing is served long.
             self._heard_at = next_ping = time.monotonic()
-            while True:
+            while not self._closing:
                 now = time.monotonic()
                 if now >= next_ping:
                     await pubsub.ping(_PING)
