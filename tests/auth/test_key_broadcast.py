@@ -183,3 +183,24 @@ async def test_a_key_a_worker_revokes_is_dropped_by_every_api_process(
 
         # Then the API process refuses it within the bound
         await status_within(api, agent["apiKey"], 401, BROADCAST_BOUND)
+
+
+async def test_without_redis_a_revoke_bites_at_once_and_keys_live_the_short_lifetime(
+    settings_factory: SettingsFactory,
+) -> None:
+    # Given one process without Redis (embedded: nothing to broadcast to)
+    settings = settings_factory(redis_url="", key_cache_seconds=5,
+                                key_cache_broadcast_seconds=LONG)
+    async with api_process(settings) as (api, rt):
+        assert rt.key_changes is None
+        agent = await register_agent(api)
+        key = agent["apiKey"]
+        assert (await api.get("/v1/api-keys/info", headers=key_headers(key))).status_code == 200
+        # Then a cached key lives the short lifetime only
+        assert rt.auth.cache.lifetime(time.monotonic()) == 5
+
+        # When the key is revoked, the very next request is refused
+        revoked = await api.delete(f"/v1/api-keys/{agent['keyId']}", headers=key_headers(key))
+        assert revoked.status_code == 200, revoked.text
+        response = await api.get("/v1/api-keys/info", headers=key_headers(key))
+        assert response.status_code == 401
