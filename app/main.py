@@ -79,6 +79,7 @@ def create_app(
 
     @asynccontextmanager
     async def runtime_lifespan(app: Litestar) -> AsyncGenerator[None, None]:
+        rt.start()
         try:
             yield
         finally:

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from app.auth.access import Access
+from app.auth.broadcast import KeyChangeBroadcast
 from app.auth.cache import KeyCache
 from app.auth.service import Authenticator
 from app.catalog.discovery import Discovery
@@ -46,15 +47,21 @@ class Runtime:
     # Sign-in-with-x (``SIGN-IN-WITH-X``): what the key-holder guards call without a key.
     wallet_sign_ins: WalletSignIns
     redis: Any = None  # redis.asyncio.Redis when configured
+    # Key changes to and from the other processes, with Redis (app.auth.broadcast).
+    key_changes: KeyChangeBroadcast | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         engine = create_engine(settings)
         broker = LazyBroker(settings)
         jobs = JobQueue(broker, close=broker.close)
+        cache = KeyCache(settings.key_cache_seconds,
+                         broadcast_ttl_seconds=settings.key_cache_broadcast_seconds)
+        key_changes = (None if settings.embedded else
+                       KeyChangeBroadcast(settings.redis_url, settings.redis_prefix, cache))
         # Events emitted in a request are fanned out (and jobs sent) once it commits.
-        sessions = session_factory(engine, jobs=jobs, events=WebhookOutbox(jobs))
-        cache = KeyCache(settings.key_cache_seconds)
+        sessions = session_factory(engine, jobs=jobs, events=WebhookOutbox(jobs),
+                                   key_changes=key_changes)
         redis = None if settings.embedded else async_client(settings.redis_url)
         payments = Payments(PaymentChain(settings), SettlementWaiter(redis, settings.redis_prefix),
                             redis, settings.redis_prefix)
@@ -68,6 +75,7 @@ class Runtime:
             auth=auth,
             state=StateReader(settings, sessions, redis, broker),
             redis=redis,
+            key_changes=key_changes,
             jobs=jobs,
             payments=payments,
             gateway=gateway,
@@ -86,7 +94,14 @@ class Runtime:
     def pepper(self) -> str:
         return self.settings.key_pepper.get_secret_value()
 
+    def start(self) -> None:
+        """What runs for as long as the API serves (in its event loop); idempotent."""
+        if self.key_changes is not None:
+            self.key_changes.start()
+
     async def close(self) -> None:
+        if self.key_changes is not None:
+            await self.key_changes.close()
         await self.limiter.close()
         await self.auth.close()
         await self.payments.close()

@@ -106,8 +106,12 @@ class Settings(BaseSettings):
     signup_per_minute: int = Field(10, ge=1)
     signup_per_day: int = Field(200, ge=1)
 
-    # How long a verified key stays cached in one process; revocation takes effect within it.
+    # How long a verified key stays cached in one process when changes are not broadcast (no
+    # Redis, or the subscription lost); revocation takes effect within it. 0 disables the cache.
     key_cache_seconds: float = Field(default=1.0, ge=0, le=5)
+    # With Redis, changes are broadcast to every process at once (app.auth.broadcast) and a key
+    # may stay cached this long while the broadcast is confirmed live.
+    key_cache_broadcast_seconds: float = Field(default=60.0, ge=0, le=3600)
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=1024**3)
 
     passes: list[PassSettings] = Field(

@@ -23,6 +23,7 @@ from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.middleware import Middleware
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from app.auth.broadcast import KeyChangeBroadcast
 from app.db.engine import create_engine, session_factory
 from app.db.uow import UnitOfWork
 from app.jobs import JobQueue
@@ -84,8 +85,14 @@ def _build(settings: Settings) -> WorkerContext:
     engine = create_engine(settings)
     # Jobs go to the broker the actors are bound to (the global one in a worker process).
     outbox = WebhookOutbox(JobQueue(dramatiq.get_broker))
-    sessions = session_factory(engine, jobs=outbox.jobs, events=outbox)
-    return WorkerContext(settings=settings, engine=engine, sessions=sessions, outbox=outbox)
+    # A key a worker changes (a reorg revoking a pass) is announced to the API processes.
+    key_changes = (None if settings.embedded else
+                   KeyChangeBroadcast(settings.redis_url, settings.redis_prefix))
+    sessions = session_factory(engine, jobs=outbox.jobs, events=outbox, key_changes=key_changes)
+    context = WorkerContext(settings=settings, engine=engine, sessions=sessions, outbox=outbox)
+    if key_changes is not None:
+        context._closers.append(key_changes.close)
+    return context
 
 
 def current() -> WorkerContext:

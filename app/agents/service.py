@@ -3,7 +3,7 @@
 Every way an agent comes into being goes through one function: the agent row, its first key,
 its starter credits and ``agent.registered`` are written in the caller's transaction. A change
 that must bite at once (disabling, claiming) clears this process's key cache when the
-transaction commits; other processes follow within ``key_cache_seconds``.
+transaction commits; other processes hear of it at once (``app.auth.broadcast``).
 """
 
 from __future__ import annotations
@@ -258,7 +258,7 @@ async def change(
     await update(session, agent, changes)
     await record(session, actor, "agent.update", "agent", agent.id,
                  before=before, after=agent_snapshot(agent))
-    # Disabling must bite at once in this process; others follow within the cache lifetime.
+    # Disabling must bite at once here and, through the broadcast, in every other process.
     session.after_commit(cache.clear)
     return agent
 

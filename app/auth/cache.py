@@ -1,38 +1,62 @@
-"""A short-lived per-process cache of verified keys.
+"""A per-process cache of verified keys, with a lifetime bounded by how changes reach it.
 
-An entry is served for ``key_cache_seconds`` (1 s by default) counted from the moment its
-database read *started*, so a revocation committed in any process takes effect everywhere
-within that time. A hot key is re-read in the background once its entry is half that old, so
-its requests never wait on the database; a key idle for longer than the TTL is read in the
-foreground.
+A change to a key (revoked, regenerated, expired, scopes or limits changed) or to its agent or
+platform (disabled, plan) drops the entry in the process that made it, at once. Other
+processes learn of it in one of two ways:
+
+- with Redis, the change is broadcast (``app.auth.broadcast``) and every process drops the
+  entry within a round trip; an entry then lives ``key_cache_broadcast_seconds`` (60 s by
+  default), but only while this process's subscription is confirmed live and only if the
+  entry was read after that subscription began, so a message missed during an outage can
+  never keep a key alive;
+- otherwise (no Redis, or the subscription lost), an entry lives ``key_cache_seconds`` (1 s).
+
+Lifetimes count from the moment the database read *started*. A hot key is re-read in the
+background once its entry is half that old, so its requests never wait on the database; a key
+idle for longer is read in the foreground.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
 from typing import NamedTuple
 
 from app.auth.principal import Principal
 
+# A change of one key (its id) or of every key (None: an agent or platform changed).
+Publisher = Callable[[Sequence[str | None]], Awaitable[None]]
+
+
+def _never_live() -> float | None:
+    return None
+
 
 class _Entry(NamedTuple):
-    # Monotonic seconds: when the database read started, when to re-read it in the
-    # background, when it may no longer be served.
-    read_at: float
-    refresh_at: float
-    expires_at: float
+    read_at: float  # monotonic seconds: when the database read started
     principal: Principal | None
 
 
 class KeyCache:
-    def __init__(self, ttl_seconds: float, max_entries: int = 50_000) -> None:
+    def __init__(self, ttl_seconds: float, max_entries: int = 50_000,
+                 broadcast_ttl_seconds: float | None = None) -> None:
         self.ttl = ttl_seconds
+        self.broadcast_ttl = max(ttl_seconds, broadcast_ttl_seconds or 0.0)
         self.max_entries = max_entries
         self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
-        # Bumped by every local invalidation, so a read that started before it cannot put a
-        # stale principal back after it.
+        # Bumped by every invalidation, so a read that started before it cannot put a stale
+        # principal back after it.
         self.generation = 0
+        # Set by the broadcast: since when changes are surely heard (None: they may not be),
+        # and how this process tells the others of a change.
+        self.live_since: Callable[[], float | None] = _never_live
+        self.publisher: Publisher | None = None
+
+    def lifetime(self, read_at: float) -> float:
+        """How long an entry read at ``read_at`` may be served, as things stand now."""
+        since = self.live_since()
+        return self.broadcast_ttl if since is not None and read_at >= since else self.ttl
 
     def get(self, digest: bytes) -> tuple[Principal | None, bool] | None:
         """None on a miss; else the principal (None remembers an unknown key) and whether the
@@ -40,11 +64,12 @@ class KeyCache:
         found = self._entries.get(digest)
         if found is None:
             return None
-        now = time.monotonic()
-        if now >= found.expires_at:
+        age = time.monotonic() - found.read_at
+        ttl = self.lifetime(found.read_at)
+        if age >= ttl:
             del self._entries[digest]
             return None
-        return found.principal, now >= found.refresh_at
+        return found.principal, age >= ttl / 2
 
     def put(
         self, digest: bytes, principal: Principal | None, read_at: float, generation: int
@@ -54,15 +79,23 @@ class KeyCache:
         current = self._entries.get(digest)
         if current is not None and current.read_at > read_at:
             return  # a newer read already landed
-        self._entries[digest] = _Entry(
-            read_at, read_at + self.ttl / 2, read_at + self.ttl, principal
-        )
+        self._entries[digest] = _Entry(read_at, principal)
         self._entries.move_to_end(digest)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
 
-    def forget_key(self, key_id: str) -> None:
-        """Drop every cached secret of one key (this process learns of a change at once)."""
+    def forget_key(self, key_id: str) -> Awaitable[None] | None:
+        """Drop every cached secret of one key here, and tell the other processes (awaited
+        by the unit of work that committed the change)."""
+        self.drop_local(key_id)
+        return self.publisher([key_id]) if self.publisher else None
+
+    def clear(self) -> Awaitable[None] | None:
+        """Drop everything here (an agent or platform changed), and tell the others."""
+        self.clear_local()
+        return self.publisher([None]) if self.publisher else None
+
+    def drop_local(self, key_id: str) -> None:
         self.generation += 1
         stale = [
             d for d, entry in self._entries.items()
@@ -71,6 +104,6 @@ class KeyCache:
         for digest in stale:
             del self._entries[digest]
 
-    def clear(self) -> None:
+    def clear_local(self) -> None:
         self.generation += 1
         self._entries.clear()

@@ -10,7 +10,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from app.db.checkpoint import WRITER_PAGES, Checkpointer
-from app.db.uow import EventSink, UnitOfWork
+from app.db.uow import EventSink, KeyChangeSink, UnitOfWork
 from app.jobs import JobQueue
 from app.settings import Settings
 
@@ -110,9 +110,10 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
 
 def session_factory(
-    engine: AsyncEngine, *, jobs: JobQueue | None = None, events: EventSink | None = None
+    engine: AsyncEngine, *, jobs: JobQueue | None = None, events: EventSink | None = None,
+    key_changes: KeyChangeSink | None = None,
 ) -> async_sessionmaker[UnitOfWork]:
-    """Sessions that are units of work: what they queue goes to ``jobs`` and ``events`` once
-    they commit (``app.db.uow``)."""
+    """Sessions that are units of work: what they queue goes to ``jobs``, ``events`` and
+    ``key_changes`` once they commit (``app.db.uow``)."""
     return async_sessionmaker(engine, class_=UnitOfWork, expire_on_commit=False, jobs=jobs,
-                              events=events)
+                              events=events, key_changes=key_changes)

@@ -29,6 +29,12 @@ log = logging.getLogger("passgate.db")
 Callback = Callable[[], Awaitable[None] | None]
 
 
+class KeyChangeSink(Protocol):
+    """Where the ids of changed keys go once a transaction commits (None: every key)."""
+
+    async def keys_changed(self, key_ids: Sequence[str | None]) -> None: ...
+
+
 class EventSink(Protocol):
     async def dispatch_events(self, event_ids: Sequence[str]) -> None:
         """Start delivering committed events; must not raise (log instead)."""
@@ -43,10 +49,13 @@ class UnitOfWork(AsyncSession):
     """
 
     def __init__(self, *args: Any, jobs: JobQueue | None = None,
-                 events: EventSink | None = None, **kwargs: Any) -> None:
+                 events: EventSink | None = None, key_changes: KeyChangeSink | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._jobs = jobs
         self._events = events
+        self._key_changes = key_changes
+        self._changed_keys: list[str | None] = []
         self._callbacks: list[Callback] = []
         self._job_batch: list[Job] = []
         self._event_ids: list[str] = []
@@ -59,6 +68,11 @@ class UnitOfWork(AsyncSession):
         """Hand events written in this transaction to the fan-out once it commits."""
         self._event_ids.extend(event_ids)
 
+    def key_changed(self, key_id: str | None) -> None:
+        """Once this transaction commits, every process stops serving ``key_id`` (None: any
+        key) from its cache (a change made outside the API, e.g. by a worker)."""
+        self._changed_keys.append(key_id)
+
     def after_commit(self, callback: Callback) -> None:
         """Run ``callback`` once this transaction commits (e.g. forget a cached key)."""
         self._callbacks.append(callback)
@@ -68,6 +82,9 @@ class UnitOfWork(AsyncSession):
         jobs, self._job_batch = self._job_batch, []
         event_ids, self._event_ids = self._event_ids, []
         callbacks, self._callbacks = self._callbacks, []
+        changed, self._changed_keys = self._changed_keys, []
+        if changed and self._key_changes is not None:
+            await self._key_changes.keys_changed(changed)
         if jobs and self._jobs is not None:
             await self._jobs.send(jobs)
         if event_ids and self._events is not None:
@@ -82,6 +99,7 @@ class UnitOfWork(AsyncSession):
         self._job_batch.clear()
         self._event_ids.clear()
         self._callbacks.clear()
+        self._changed_keys.clear()
 
     async def rollback(self) -> None:
         self.discard()

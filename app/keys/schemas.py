@@ -136,7 +136,7 @@ def key_view(key: ApiKey, settings: Settings, agent_plan: str | None = None) -> 
 
 @lru_cache(maxsize=4096)
 def principal_view(principal: Principal) -> KeyView:
-    """The calling key as the cache knows it (fresh within ``key_cache_seconds``).
+    """The calling key as the cache knows it (``app.auth.cache`` says how fresh).
 
     Memoised: a principal is an immutable snapshot, so its view is too.
     """

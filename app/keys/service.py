@@ -3,7 +3,7 @@
 Key holders manage their agent's keys here (an extra key, revocation, regeneration); the
 operator's actions on any key are in :mod:`app.keys.admin_service`. A change that must bite at
 once drops the key from this process's cache when the transaction commits; other processes
-follow within ``key_cache_seconds``.
+hear of it at once (``app.auth.broadcast``).
 
 Several transactions: the scheduled expiry (``due_to_expire``, then ``expire`` for each key in
 a transaction of its own).

@@ -37,6 +37,7 @@ async def take_back(session: UnitOfWork, payment: Payment, reason: str) -> None:
     if payment.result_key_id:
         key = await keys.get(session, payment.result_key_id)
         await keys.revoke(session, key)
+        session.key_changed(key.id)  # often in a worker: every API process drops it
 
 
 async def displace_pushes(session: UnitOfWork, payment_id: str, tx_hash: str) -> None:

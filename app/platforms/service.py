@@ -2,8 +2,8 @@
 
 Every mutation made over HTTP (the operator's or a platform's own) is audited; the agents of a
 platform's fleet are :mod:`app.platforms.fleet`. A change that must bite at once clears this
-process's key cache when the transaction commits; other processes follow within
-``key_cache_seconds``.
+process's key cache when the transaction commits; other processes hear of it at once
+(``app.auth.broadcast``).
 """
 
 from __future__ import annotations
