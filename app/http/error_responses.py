@@ -87,10 +87,21 @@ def _validation_message(exc: ValidationException, details: list[dict[str, Any]] 
     return "The request is not valid."
 
 
+# How Litestar reports a request body cut short by the client (as a 500 of its own).
+_CLIENT_LEFT = "client disconnected prematurely"
+
+
 def http_error_handler(
     request: Request[Any, Any, Any], exc: HTTPException
 ) -> Response[dict[str, Any]]:
     status = exc.status_code
+    if status >= 500 and exc.detail == _CLIENT_LEFT:
+        # Nothing failed here: the caller hung up mid-body (no one reads this answer).
+        log.info("client left before sending its whole body (request %s)",
+                 request_id_of(request))
+        return _response(request, 400, _body(
+            request, "The client disconnected before sending the whole request body.",
+            "VALIDATION_ERROR", None))
     if status >= 500:
         return internal_error_handler(request, exc)
     code = _CODE_BY_STATUS.get(status, "VALIDATION_ERROR")

@@ -111,6 +111,36 @@ async def test_an_api_process_answers_a_body_of_nested_brackets_and_keeps_servin
         assert server.proc.poll() is None, server.output()
 
 
+async def test_a_client_that_hangs_up_mid_body_is_no_server_error(settings, tmp_path):
+    # given passgate serve running as a process of its own
+    with api_process(settings, tmp_path / "api.log") as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        # when a caller announces a body and hangs up halfway through it, a few times
+        for _ in range(3):
+            _reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(b"POST /v1/agents/register HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+                         b'{"name": "half')
+            await writer.drain()
+            await asyncio.sleep(0.2)
+            writer.close()
+            await writer.wait_closed()
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            assert (await http.get("/v1/health/live")).status_code == 200
+            metrics = (await http.get("/metrics")).text
+
+        # then each was answered as a client's mistake, no error was logged, the process serves
+        register = [line for line in metrics.splitlines()
+                    if line.startswith("passgate_http_requests_total")
+                    and 'route="/v1/agents/register"' in line]
+        assert any('status="400"' in line and line.endswith(" 3.0") for line in register), register
+        assert not any('status="500"' in line for line in register), register
+        output = server.output()
+        assert "ERROR" not in output, output
+        assert "Traceback" not in output, output
+        assert server.proc.poll() is None, output
+
+
 def depth_of(value: object) -> int:
     if isinstance(value, list):
         return 1 + max(map(depth_of, value), default=0)
