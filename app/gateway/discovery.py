@@ -11,6 +11,7 @@ from typing import Any
 
 from app.gateway.incoming import IncomingCall
 from app.gateway.providers import Provider
+from app.payments.identifiers import payment_identifier_extension
 from app.payments.service import PaidRequest
 from app.settings import Settings
 from chain.x402.bazaar import BodyType, bazaar_extension
@@ -47,7 +48,9 @@ def provider_paid_request(settings: Settings, provider: Provider) -> PaidRequest
         resource_url=settings.public_url.rstrip("/") + path,
         price_micros=provider.price_micros,
         description=f"one call to the {provider.name} API",
-        extensions={**bazaar_extension("POST", body_example={})},
+        # As a call's own 402 declares them (its sign-in challenge aside: one 402's own).
+        extensions={**bazaar_extension("POST", body_example={}),
+                    **payment_identifier_extension()},
         # Priced by usage: the listing offers ``upto`` at the maximum, as the call's 402 does.
         upto_max_micros=(provider.usage_pricing.max_micros
                          if provider.usage_pricing is not None else None),
