@@ -113,6 +113,10 @@ def answered(settings: Settings, payment: Payment, *, head: bool) -> BufferedRel
         return None
     if payment.status == "pending" and payment.fulfilled_at is None:
         return None
+    if payment.status == "pending":
+        # Answered upstream, not settled yet: the kept answer waits for the settlement, or a
+        # payer who spends its funds meanwhile would have the answer for nothing.
+        raise Conflict(IN_PROGRESS, details={"paymentId": payment.id})
     if payment.result_sealed and payment.result_expires_at and payment.result_expires_at > utcnow():
         kept = json.loads(_box(settings).open(payment.result_sealed, context=payment.id))
         body = base64.b64decode(kept["body"])
@@ -121,6 +125,4 @@ def answered(settings: Settings, payment: Payment, *, head: bool) -> BufferedRel
             raw_headers=[(n.encode("latin-1"), v.encode("latin-1")) for n, v in kept["headers"]],
             is_head_response=head,
         )
-    if payment.status == "pending":
-        raise Conflict(IN_PROGRESS, details={"paymentId": payment.id})
     raise Conflict(NOT_KEPT, details={"paymentId": payment.id})

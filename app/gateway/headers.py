@@ -14,7 +14,8 @@ Both directions work on raw ``(name, value)`` byte pairs, names lower-case:
   answers) are dropped; the upstream's request id is returned as ``X-Upstream-Request-ID``.
 
 Everything else passes through unchanged, including ``Accept-Encoding`` and
-``Content-Encoding``: bodies are relayed as raw bytes, never decoded or buffered.
+``Content-Encoding``: bodies are relayed as raw bytes, never decoded. A usage-priced provider
+(whose answer passgate reads for its usage) is asked for ``Accept-Encoding: identity``.
 """
 
 from __future__ import annotations
@@ -117,12 +118,19 @@ def request_headers(call: IncomingCall, provider: Provider) -> Headers:
     """Headers for the upstream: the caller's safe ones, then the provider's injected ones."""
     extra_drop = _connection_listed(call.headers)
     injected = {name for name, _ in provider.injected_headers}
+    # A usage-priced answer is read for its usage: it must come uncompressed, whatever the
+    # caller accepts (a gzipped body would read as "no usage").
+    priced_by_usage = provider.usage_pricing is not None
     out: Headers = []
     for name, value in call.headers:
         lower = name.lower()
         if lower in REQUEST_DROP or lower in extra_drop or lower in injected:
             continue
+        if priced_by_usage and lower == b"accept-encoding":
+            continue
         out.append((lower, value))
+    if priced_by_usage:
+        out.append((b"accept-encoding", b"identity"))
     out.extend(provider.injected_headers)
     out.append((b"x-request-id", call.request_id.encode("latin-1")))
     return out

@@ -48,6 +48,9 @@ from app.settings import Settings
 from app.siwx.challenge import siwx_extension
 
 UPSTREAM_FAILED = "upstream_failed"
+# A 2xx passgate could not pass on (its body broke off, or a usage-priced answer was too large
+# to read): the upstream did the work, so the same authorization never pays for another try.
+ANSWER_DROPPED = "answer_dropped"
 
 log = logging.getLogger("passgate.gateway")
 
@@ -122,9 +125,11 @@ async def _take_for_one_call(ctx: PaidContext, payment: Payment) -> None:
 async def failed_call(ctx: PaidContext, payment_id: str, forwarded: Forwarded) -> ASGIResponse:
     """A call the upstream did not answer 2xx: its payment fails (never settled, never
     charged) and the caller gets the upstream's answer, or its ``UPSTREAM_ERROR``."""
+    answered = forwarded.status is not None and 200 <= forwarded.status < 300
+    reason = ANSWER_DROPPED if answered else UPSTREAM_FAILED
     async with ctx.sessions() as session:
         await mark_failed(session, payment_id,
-                          f"{UPSTREAM_FAILED}: upstream answered {forwarded.status}",
+                          f"{reason}: upstream answered {forwarded.status}",
                           redis=ctx.redis, redis_prefix=ctx.settings.redis_prefix)
         await session.commit()
     if forwarded.error is not None:

@@ -7,8 +7,10 @@ JSON data carries it (the usage chunk OpenAI-style APIs send last). The amount i
 ``ceil(units * microsPerUnit)`` micros (USDC base units, 6 decimals: a fractional unit count is
 rounded up to the next micro), never more than ``maxMicros``.
 
-An answer without a readable, non-negative number at the path costs **nothing** (and is logged):
-passgate charges for usage it can show, and the operator sees the warning.
+A 2xx answer without a readable, non-negative number at the path costs the **maximum** the
+client authorized (and is logged): otherwise a caller could have any call for free by asking for
+an answer that omits its usage (a stream without its usage chunk, another encoding). The
+operator sees the warning; the client never pays more than it authorized.
 """
 
 from __future__ import annotations
@@ -72,17 +74,18 @@ def units_in_answer(body: bytes, content_type: str, path: str) -> Decimal | None
 
 
 def amount_for(pricing: UsagePricing, units: Decimal | None) -> int:
-    """Micros to charge for ``units`` (0 when unknown), never more than the maximum."""
+    """Micros to charge for ``units`` (the maximum when unknown), never more than the maximum."""
     if units is None:
-        return 0
+        return pricing.max_micros
     return min(pricing.max_micros, math.ceil(units * pricing.micros_per_unit))
 
 
 def charge_for_answer(pricing: UsagePricing, provider: str, body: bytes,
                       content_type: str) -> tuple[int, Decimal | None]:
-    """What a 2xx answer costs and the units it reported (None: not reported, charged 0)."""
+    """What a 2xx answer costs and the units it reported (None: not reported, charged the
+    maximum)."""
     units = units_in_answer(body, content_type, pricing.field)
     if units is None:
-        log.warning("gateway provider %s answered without usage at %r: charged nothing",
+        log.warning("gateway provider %s answered without usage at %r: charged the maximum",
                     provider, pricing.field)
     return amount_for(pricing, units), units

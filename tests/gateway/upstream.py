@@ -21,6 +21,7 @@ Every response carries ``x-request-id: up-<n>``.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from collections import Counter
 from typing import Any
@@ -52,13 +53,18 @@ def _json(payload: Any) -> bytes:
     return json.dumps(payload).encode()
 
 
-async def _usage(send: Any, query: dict[str, list[str]], request_id: tuple[bytes, bytes]) -> None:
+async def _usage(send: Any, query: dict[str, list[str]], request_id: tuple[bytes, bytes],
+                 accept_encoding: bytes = b"") -> None:
     """An LLM-like answer that reports its usage (OpenAI's shape), whole or streamed."""
     usage = {"usage": {"total_tokens": int(query["tokens"][0])}} if "tokens" in query else {}
     if "stream" not in query:
         answer = {"id": "cmpl-1", "choices": [{"text": "hello"}], **usage}
-        await _send(send, 200, _json(answer), [(b"content-type", b"application/json"),
-                                               request_id])
+        headers = [(b"content-type", b"application/json"), request_id]
+        body = _json(answer)
+        if b"gzip" in accept_encoding:  # as real APIs do when asked
+            body = gzip.compress(body)
+            headers.append((b"content-encoding", b"gzip"))
+        await _send(send, 200, body, headers)
         return
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"text/event-stream"), request_id]})
@@ -189,7 +195,8 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
         ]
         await _send(send, 200, _json({"forged": True}), headers)
     elif path == "/usage":
-        await _usage(send, query, request_id)
+        accept = dict(scope["headers"]).get(b"accept-encoding", b"")
+        await _usage(send, query, request_id, accept)
     elif path == "/redirect":
         await _send(send, 302, b"", [(b"location", b"/echo"), request_id])
     elif path == "/__hits":

@@ -301,3 +301,30 @@ async def test_the_npm_client_retries_a_paid_call_and_it_runs_once(
     assert await _hits(upstream, path) == 1
     assert await chain_client.balance_of(pay_to) == PRICE
     assert not await chain_client.authorization_state(payer.address, retry["nonce"])
+
+
+async def test_a_retry_before_the_call_settles_waits_for_the_settlement_for_its_answer(
+    settings_factory, devchain, chain_client, pay_to, upstream
+):
+    # given a paid call answered upstream but not settled yet (no worker runs the signer)
+    settings = settings_factory(
+        redis_url="", providers=[provider_config(upstream)],
+        **chain_settings(devchain, pay_to, settle_wait=0.0,
+                         chain_signer_private_key=devchain.accounts[SIGNER].private_key),
+    )
+    payer = await _payer(devchain, chain_client)
+    path = "/v1/gateway/echo" + _path()
+    async with AsyncTestClient(app=create_app(settings)) as api:
+        headers = await _signed(api, payer, path, generate_payment_id())
+        first = await api.post(path, json={"q": 1}, headers=headers)
+        assert first.status_code == 200, first.text
+        assert first.headers["x-payment-status"] == "pending"
+
+        # when the same identifier comes back while the payer could still spend its funds
+        retry = await api.post(path, json={"q": 1}, headers=headers)
+
+    # then the kept answer waits for the settlement: 409 in progress, no second call
+    assert retry.status_code == 409, retry.text
+    assert retry.json()["code"] == "CONFLICT"
+    assert "in progress" in retry.json()["error"]
+    assert await _hits(upstream, path.removeprefix("/v1/gateway/echo")) == 1

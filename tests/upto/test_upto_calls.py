@@ -180,19 +180,34 @@ async def test_a_failed_upstream_call_pays_nothing(
     assert (payment["status"], payment["transaction"]) == ("failed", None)
 
 
-async def test_an_answer_without_usage_is_charged_nothing(
+async def test_an_answer_without_usage_is_charged_the_maximum_authorized(
     api, devchain, chain_client, pay_to
 ) -> None:
+    # An answer that omits its usage (a stream without its usage chunk, say) cannot be free.
     payer = await _payer(devchain, chain_client)
     async with _sdk(api, payer) as sdk:
         response = await sdk.get("/v1/gateway/llm/usage")
 
     assert response.status_code == 200, response.text
     settlement = _settlement(response)
-    assert (settlement["success"], settlement["amount"], settlement["transaction"]) == (
-        True, "0", "")
-    assert response.headers["x-gateway-cost-micros"] == "0"
-    assert await chain_client.balance_of(pay_to) == 0
+    assert (settlement["success"], settlement["amount"]) == (True, str(MAX))
+    assert response.headers["x-gateway-cost-micros"] == str(MAX)
+    assert await chain_client.balance_of(pay_to) == MAX
+
+
+async def test_a_caller_asking_for_gzip_is_still_charged_its_usage(
+    api, devchain, chain_client, pay_to
+) -> None:
+    # given a caller that accepts gzip, from an upstream that compresses when asked
+    payer = await _payer(devchain, chain_client)
+    async with _sdk(api, payer) as sdk:
+        response = await sdk.get("/v1/gateway/llm/usage?tokens=42",
+                                 headers={"Accept-Encoding": "gzip"})
+
+    # then passgate asked the upstream for an uncompressed answer and charged what it reports
+    assert response.status_code == 200, response.text
+    assert _settlement(response)["amount"] == str(42 * PER_TOKEN)
+    assert await chain_client.balance_of(pay_to) == 42 * PER_TOKEN
 
 
 async def test_the_same_authorization_pays_for_one_call_only(
@@ -213,6 +228,27 @@ async def test_the_same_authorization_pays_for_one_call_only(
     assert again.json()["code"] == "PAYMENT_ALREADY_USED"
     assert other.json()["code"] == "PAYMENT_ALREADY_USED"
     assert await chain_client.balance_of(pay_to) == 100 * PER_TOKEN
+
+
+async def test_an_answer_too_large_to_read_is_uncharged_and_its_authorization_pays_no_retry(
+    api, devchain, chain_client, pay_to
+) -> None:
+    # given a 2xx too large to read for its usage: an uncharged 502
+    payer = await _payer(devchain, chain_client)
+    sent: list[httpx.Request] = []
+    path = f"/v1/gateway/llm/large?bytes={9 * 1024 * 1024}"
+    async with _sdk(api, payer, sent) as sdk:
+        first = await sdk.get(path)
+    assert first.status_code == 502, first.text
+    signature = sent[-1].headers["PAYMENT-SIGNATURE"]
+
+    # when the same authorization asks for it again
+    again = await api.get(path, headers={"PAYMENT-SIGNATURE": signature})
+
+    # then it pays for no second upstream call: the upstream did the work once
+    assert again.status_code == 402, again.text
+    assert again.json()["code"] == "PAYMENT_INVALID"
+    assert await chain_client.balance_of(pay_to) == 0
 
 
 async def test_a_payer_that_never_approved_permit2_is_refused(

@@ -47,7 +47,7 @@ async def _ledger(settings: Settings, agent_id: str) -> list[tuple[str, int]]:
     ("tokens=1234", 1234 * PER_TOKEN),
     ("tokens=99999", MAX),  # beyond the maximum: the maximum
     ("tokens=1234&stream=1", 1234 * PER_TOKEN),  # the last event of a stream
-    ("", 0),  # no usage reported: nothing
+    ("", MAX),  # no usage reported: the maximum reserved
 ])
 async def test_credits_are_reserved_at_the_maximum_and_charged_the_usage(
     api, credit_settings, query, cost
