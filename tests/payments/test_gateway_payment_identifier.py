@@ -323,8 +323,22 @@ async def test_a_retry_before_the_call_settles_waits_for_the_settlement_for_its_
         # when the same identifier comes back while the payer could still spend its funds
         retry = await api.post(path, json={"q": 1}, headers=headers)
 
-    # then the kept answer waits for the settlement: 409 in progress, no second call
-    assert retry.status_code == 409, retry.text
-    assert retry.json()["code"] == "CONFLICT"
-    assert "in progress" in retry.json()["error"]
+        # then the kept answer waits for the settlement: 409 in progress, no second call
+        assert retry.status_code == 409, retry.text
+        assert retry.json()["code"] == "CONFLICT"
+        assert "in progress" in retry.json()["error"]
+
+        # and once the signer settled the payment, the retry gets the kept answer
+        worker = start_worker(settings, threads=2)
+        try:
+            later = retry
+            for _ in range(100):  # bounded: 20 s
+                later = await api.post(path, json={"q": 1}, headers=headers)
+                if later.status_code == 200:
+                    break
+                await asyncio.sleep(0.2)
+        finally:
+            worker.stop(timeout=10_000)
+    assert later.status_code == 200, later.text
+    assert later.json() == first.json()
     assert await _hits(upstream, path.removeprefix("/v1/gateway/echo")) == 1
