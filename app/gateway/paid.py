@@ -89,7 +89,7 @@ def paid_request(ctx: PaidContext, call: IncomingCall, price_micros: int,
     )
 
 
-async def _reopen_after_upstream_failure(ctx: PaidContext, payment: Payment) -> Payment:
+async def reopen_after_upstream_failure(ctx: PaidContext, payment: Payment) -> Payment:
     """A payment whose call failed upstream was never settled: the same authorization may pay
     for a retry of the same call."""
     if payment.status == "settled":
@@ -104,7 +104,7 @@ async def _reopen_after_upstream_failure(ctx: PaidContext, payment: Payment) -> 
     return payment
 
 
-async def _take_for_one_call(ctx: PaidContext, payment: Payment) -> None:
+async def take_for_one_call(ctx: PaidContext, payment: Payment) -> None:
     """Let exactly one request forward the call a pending payment pays for.
 
     The same authorization sent again (a retry, concurrent duplicates, other processes) finds
@@ -162,10 +162,10 @@ async def call_with_x402(
     # A retry with the payment identifier of a call already made: its answer, never a new call.
     replayed = answers.answered(ctx.settings, payment, head=call.method == "HEAD")
     if replayed is not None:
-        _payment_headers(payments, payment, replayed.raw_headers)
+        payment_headers(payments, payment, replayed.raw_headers)
         return replayed
-    payment = await _reopen_after_upstream_failure(ctx, payment)
-    await _take_for_one_call(ctx, payment)
+    payment = await reopen_after_upstream_failure(ctx, payment)
+    await take_for_one_call(ctx, payment)
 
     forwarded = await gateway.forward_unsettled(call, quote, payment_id=payment.id)
     if not forwarded.ok:
@@ -202,11 +202,11 @@ async def call_with_x402(
         raise PaymentInvalid(f"The payment {final.status}: {final.failure_reason}.",
                              details={"paymentId": final.id})
     await gateway.finish_unsettled(forwarded, settled=True)
-    _payment_headers(payments, final or payment, forwarded.headers, unknown=final is None)
+    payment_headers(payments, final or payment, forwarded.headers, unknown=final is None)
     return response
 
 
-def _payment_headers(payments: Payments, payment: Payment, headers: list[tuple[bytes, bytes]],
+def payment_headers(payments: Payments, payment: Payment, headers: list[tuple[bytes, bytes]],
                      *, unknown: bool = False) -> None:
     """PAYMENT-RESPONSE for a settled payment; else, still settling after the wait, the
     payment's id and status (the signer finishes, the outcome is at /v1/payments/{id})."""

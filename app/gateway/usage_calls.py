@@ -35,18 +35,18 @@ from app.gateway.headers import COST
 from app.gateway.incoming import IncomingCall
 from app.gateway.paid import (
     PaidContext,
-    _payment_headers,
-    _reopen_after_upstream_failure,
-    _take_for_one_call,
     failed_call,
     paid_request,
+    payment_headers,
+    reopen_after_upstream_failure,
+    take_for_one_call,
 )
 from app.gateway.pricing import Quote
 from app.gateway.relay import BufferedRelay
 from app.gateway.service import Forwarded, Gateway
 from app.gateway.usage_pricing import charge_for_answer
 from app.metrics.instruments import gateway_charged
-from app.payments.acceptance import PaidRequest, _challenge_error
+from app.payments.acceptance import PaidRequest, challenge_error
 from app.payments.service import Payments
 from app.payments.upto import accept_upto, settle_upto
 from chain.x402 import PaymentHeaderError
@@ -78,7 +78,7 @@ def upto_payment(payments: Payments, paid: PaidRequest,
     try:
         return decode_upto_payment(headers)
     except PaymentHeaderError as exc:
-        raise _challenge_error(PaymentInvalid, payments.challenge(paid), str(exc)) from None
+        raise challenge_error(PaymentInvalid, payments.challenge(paid), str(exc)) from None
 
 
 async def call_with_upto(
@@ -94,10 +94,10 @@ async def call_with_upto(
         await session.commit()
     replayed = answers.answered(ctx.settings, payment, head=call.method == "HEAD")
     if replayed is not None:
-        _payment_headers(payments, payment, replayed.raw_headers)
+        payment_headers(payments, payment, replayed.raw_headers)
         return replayed
-    payment = await _reopen_after_upstream_failure(ctx, payment)
-    await _take_for_one_call(ctx, payment)
+    payment = await reopen_after_upstream_failure(ctx, payment)
+    await take_for_one_call(ctx, payment)
 
     at_most = dataclasses.replace(quote, price_micros=paid.upto_max_micros)
     forwarded = await gateway.forward_unsettled(call, at_most, payment_id=payment.id,

@@ -71,22 +71,22 @@ class PaidRequest:
     extensions: Mapping[str, Any] = field(default_factory=dict)
     # Priced by usage: the 402 also offers ``upto`` for at most this (``app.payments.upto``).
     upto_max_micros: int | None = None
-    # What it sells is a secret (a pass key): see ``_replay_or_refuse``.
+    # What it sells is a secret (a pass key): see ``replay_or_refuse``.
     secret_result: bool = False
 
 
-def _fingerprint(paid: PaidRequest, network: str, identity: str) -> str:
+def fingerprint_of(paid: PaidRequest, network: str, identity: str) -> str:
     raw = f"{paid.purpose}|{paid.terms}|{paid.price_micros}|{network}|{identity.lower()}"
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def _deadline(valid_before: int) -> datetime:
+def payment_deadline(valid_before: int) -> datetime:
     if valid_before >= _NEVER.timestamp():
         return _NEVER
     return datetime.fromtimestamp(valid_before, UTC)
 
 
-def _challenge_error(
+def challenge_error(
     exc_type: type[PaymentRequired] | type[PaymentInvalid] | type[PaymentAlreadyUsed],
     challenge: PaymentChallenge,
     message: str,
@@ -131,15 +131,15 @@ async def accept(
     try:
         decoded = decode_payment(headers, chain.networks.values())
     except PaymentHeaderError as exc:
-        raise _challenge_error(PaymentInvalid, challenge, str(exc)) from None
+        raise challenge_error(PaymentInvalid, challenge, str(exc)) from None
     if decoded is None:
         if signed_only and not chain.can_settle_signed:
             raise _no_signer()
-        raise _challenge_error(PaymentRequired, challenge,
+        raise challenge_error(PaymentRequired, challenge,
                                f"Payment required: {paid.description}.")
     if isinstance(decoded, PushedPayment):
         if signed_only:
-            raise _challenge_error(
+            raise challenge_error(
                 PaymentInvalid, challenge,
                 f"{paid.description.capitalize()} takes a signed authorization "
                 "(PAYMENT-SIGNATURE or X-PAYMENT): a pushed transfer could not be handed "
@@ -163,7 +163,7 @@ _REPEAT_REFUSED = (
 )
 
 
-def _replay_or_refuse(
+def replay_or_refuse(
     existing: Payment, fingerprint: str, challenge: PaymentChallenge, *, secret_result: bool
 ) -> Payment:
     """The payment a request repeats, if it may have its result.
@@ -172,17 +172,17 @@ def _replay_or_refuse(
     (a pass key, or a claim token for it) and the repeat carries no payment identifier: anyone
     can rebuild such a request from the chain (``_REPEAT_REFUSED``)."""
     if existing.fingerprint != fingerprint:
-        raise _challenge_error(
+        raise challenge_error(
             PaymentAlreadyUsed, challenge,
             "This payment was already used for another purchase.",
             details={"paymentId": existing.id},
         )
     if secret_result and existing.payment_identifier is None:
-        raise _challenge_error(PaymentAlreadyUsed, challenge, _REPEAT_REFUSED,
+        raise challenge_error(PaymentAlreadyUsed, challenge, _REPEAT_REFUSED,
                                details={"paymentId": existing.id})
     return existing
 
-async def _record(
+async def record_once(
     chain: PaymentChain, session: UnitOfWork, payment: Payment, challenge: PaymentChallenge, *,
     nonce: str | None, tx_hash: str | None, secret_result: bool,
 ) -> Payment:
@@ -202,7 +202,7 @@ async def _record(
                                                  terms=payment.identifier_terms or "")
         if existing is None:
             raise
-        return _replay_or_refuse(existing, payment.fingerprint, challenge,
+        return replay_or_refuse(existing, payment.fingerprint, challenge,
                                  secret_result=secret_result)
     await emit(session, event_data(payment, "payment.pending", _asset(chain, payment.network)),
                agent_id=payment.agent_id)
@@ -215,7 +215,7 @@ async def _accept_signed(
     offer = challenge.offer_for(signed.network)
     network = offer.network.name if offer else signed.network
     nonce = signed.authorization.nonce.lower()
-    fingerprint = _fingerprint(paid, network, nonce)
+    fingerprint = fingerprint_of(paid, network, nonce)
     identifier = identifiers.identifier_of(signed.extensions)
     terms = None
     if identifier is not None and offer is not None:
@@ -230,12 +230,12 @@ async def _accept_signed(
             # A payment bound to an identifier is only ever found again with it: its
             # authorization is public once broadcast, the identifier is not.
             raise Conflict(identifiers.IDENTIFIER_IN_USE)
-        return _replay_or_refuse(existing, fingerprint, challenge,
+        return replay_or_refuse(existing, fingerprint, challenge,
                                  secret_result=paid.secret_result)
     if not chain.can_settle_signed:
         raise _no_signer()
     if signed.authorization.valid_before > MAX_VALID_BEFORE:
-        raise _challenge_error(
+        raise challenge_error(
             PaymentInvalid, challenge,
             f"validBefore must be at most {MAX_VALID_BEFORE} (unix seconds).",
             details={"reason": "valid_before_too_late"},
@@ -246,7 +246,7 @@ async def _accept_signed(
         raise ServiceUnavailable(f"The {network} node did not answer: {exc}") from None
     if not verdict.ok:
         error = PaymentAlreadyUsed if verdict.already_used else PaymentInvalid
-        raise _challenge_error(error, challenge, verdict.message,
+        raise challenge_error(error, challenge, verdict.message,
                                details={"reason": verdict.reason})
     auth = verdict.authorization
     payment = Payment(
@@ -266,11 +266,11 @@ async def _accept_signed(
             "validAfter": str(auth.valid_after), "validBefore": str(auth.valid_before),
             "nonce": auth.nonce, "signature": verdict.signature,
         },
-        valid_before=_deadline(verdict.valid_before),
+        valid_before=payment_deadline(verdict.valid_before),
         payment_identifier=identifier if terms is not None else None,
         identifier_terms=terms,
     )
-    return await _record(chain, session, payment, challenge, nonce=nonce, tx_hash=None,
+    return await record_once(chain, session, payment, challenge, nonce=nonce, tx_hash=None,
                          secret_result=paid.secret_result)
 
 
@@ -288,7 +288,7 @@ async def _identified(
     except (RpcUnavailable, RpcError) as exc:
         raise ServiceUnavailable(f"The {bound.network} node did not answer: {exc}") from None
     if verdict is not None and not verdict.ok:
-        raise _challenge_error(PaymentInvalid, challenge, verdict.message,
+        raise challenge_error(PaymentInvalid, challenge, verdict.message,
                                details={"reason": verdict.reason})
     payer = bound.payer if verdict is None else verdict.payer
     return identifiers.bound_to_same(bound, payer=payer, terms=terms)
@@ -298,18 +298,18 @@ async def _accept_pushed(
     pushed: PushedPayment,
 ) -> Payment:
     network = pushed.network.name
-    fingerprint = _fingerprint(paid, network, pushed.tx_hash)
+    fingerprint = fingerprint_of(paid, network, pushed.tx_hash)
     existing = await repository.recorded(session, network, tx_hash=pushed.tx_hash)
     if existing is not None:
-        return _replay_or_refuse(existing, fingerprint, challenge,
+        return replay_or_refuse(existing, fingerprint, challenge,
                                  secret_result=paid.secret_result)
     claimed = await binding.signer_claim(session, network, pushed.network.chain_id,
                                          pushed.tx_hash)
     if claimed is not None:
-        raise _challenge_error(PaymentAlreadyUsed, challenge, claimed)
+        raise challenge_error(PaymentAlreadyUsed, challenge, claimed)
     client = chain.clients().get(network)
     if client is None or challenge.offer_for(network) is None:
-        raise _challenge_error(PaymentInvalid, challenge,
+        raise challenge_error(PaymentInvalid, challenge,
                                f"Payments on {network} are not accepted here.")
     try:
         verdict = await verify_pushed_transfer(
@@ -319,14 +319,14 @@ async def _accept_pushed(
     except (RpcUnavailable, RpcError) as exc:
         raise ServiceUnavailable(f"The {network} node did not answer: {exc}") from None
     if not verdict.ok and verdict.reason != "not_confirmed":
-        raise _challenge_error(PaymentInvalid, challenge, verdict.message,
+        raise challenge_error(PaymentInvalid, challenge, verdict.message,
                                details={"reason": verdict.reason})
     if verdict.authorizations and (
         await binding.authorization_owner(session, network, verdict.authorizations)
         or await binding.authorization_submitted(session, pushed.network.chain_id,
                                                  verdict.authorizations)
     ):
-        raise _challenge_error(PaymentAlreadyUsed, challenge, binding.SPENDS_AUTHORIZATION)
+        raise challenge_error(PaymentAlreadyUsed, challenge, binding.SPENDS_AUTHORIZATION)
     now = utcnow()
     payment = Payment(
         id=new_id("pay"),
@@ -345,7 +345,7 @@ async def _accept_pushed(
         status="settled" if verdict.ok else "submitted",
         settled_at=now if verdict.ok else None,
     )
-    recorded = await _record(chain, session, payment, challenge, nonce=None,
+    recorded = await record_once(chain, session, payment, challenge, nonce=None,
                              tx_hash=pushed.tx_hash, secret_result=paid.secret_result)
     if recorded is payment and verdict.ok:
         assert verdict.log_index is not None  # a verified transfer names its log
@@ -356,7 +356,7 @@ async def _accept_pushed(
             Counted(PAYMENT, agent_id=payment.agent_id, reference=payment.id),
         )
         if counted_as not in (None, PAYMENT):
-            raise _challenge_error(
+            raise challenge_error(
                 PaymentAlreadyUsed, challenge,
                 f"This transfer was already counted as a {counted_as}.",
             )

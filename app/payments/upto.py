@@ -29,11 +29,11 @@ from app.ids import new_id
 from app.payments import identifiers, repository
 from app.payments.acceptance import (
     PaidRequest,
-    _challenge_error,
-    _deadline,
-    _fingerprint,
-    _record,
-    _replay_or_refuse,
+    challenge_error,
+    fingerprint_of,
+    payment_deadline,
+    record_once,
+    replay_or_refuse,
 )
 from app.payments.networks import PaymentChain
 from app.payments.transitions import mark_settled
@@ -54,12 +54,12 @@ async def accept_upto(
                                 paid.extensions, paid.upto_max_micros)
     offer = next((o for o in challenge.upto if o.network == payment.network), None)
     if offer is None:
-        raise _challenge_error(PaymentInvalid, challenge,
+        raise challenge_error(PaymentInvalid, challenge,
                                f"upto payments on {payment.network[:40]!r} are not accepted "
                                "here.", details={"reason": "invalid_network"})
     network = next(n for n in chain.networks.values() if n.caip2 == offer.network)
     nonce = payment.nonce_hex
-    fingerprint = _fingerprint(paid, network.name, nonce)
+    fingerprint = fingerprint_of(paid, network.name, nonce)
     identifier = identifiers.identifier_of(payment.payload.extensions)
     terms = None
     if identifier is not None:
@@ -72,7 +72,7 @@ async def accept_upto(
     if existing is not None:
         if not identifiers.same_identifier(existing.payment_identifier, identifier):
             raise Conflict(identifiers.IDENTIFIER_IN_USE)
-        return _replay_or_refuse(existing, fingerprint, challenge,
+        return replay_or_refuse(existing, fingerprint, challenge,
                                  secret_result=paid.secret_result)
     try:
         verdict = await chain.upto_verifier(network.name).verify(payment, offer)
@@ -81,7 +81,7 @@ async def accept_upto(
                                  f"{type(exc).__name__}") from None
     if not verdict.is_valid:
         reason = verdict.invalid_reason or "invalid_upto_payment"
-        raise _challenge_error(PaymentInvalid, challenge,
+        raise challenge_error(PaymentInvalid, challenge,
                                f"The upto authorization was refused: {reason}.",
                                details={"reason": reason})
     auth = payment.permit.permit2_authorization
@@ -99,11 +99,11 @@ async def accept_upto(
         authorized_micros=payment.max_amount,
         auth_nonce=nonce,
         authorization=payment.permit.to_dict(),
-        valid_before=_deadline(payment.deadline),
+        valid_before=payment_deadline(payment.deadline),
         payment_identifier=identifier,
         identifier_terms=terms,
     )
-    return await _record(chain, session, record, challenge, nonce=nonce, tx_hash=None,
+    return await record_once(chain, session, record, challenge, nonce=nonce, tx_hash=None,
                          secret_result=paid.secret_result)
 
 
@@ -128,7 +128,7 @@ async def _identified(
                                      f"{type(exc).__name__}") from None
         if not verdict.is_valid:
             reason = verdict.invalid_reason or "invalid_upto_payment"
-            raise _challenge_error(PaymentInvalid, challenge,
+            raise challenge_error(PaymentInvalid, challenge,
                                    f"The upto authorization was refused: {reason}.",
                                    details={"reason": reason})
         payer = verdict.payer or ""
