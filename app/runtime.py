@@ -66,6 +66,8 @@ class Runtime:
         payments = Payments(PaymentChain(settings), SettlementWaiter(redis, settings.redis_prefix),
                             redis, settings.redis_prefix)
         gateway = Gateway(settings, sessions)
+        if gateway.leases is not None:
+            cache.on_clear.append(gateway.leases.retire_all)
         auth = Authenticator(settings, sessions, cache)
         return cls(
             settings=settings,

@@ -144,6 +144,19 @@ class Settings(BaseSettings):
     # atomicity and row locks are unchanged). False: every reservation waits for its own disk
     # flush (about 1.3 ms per call on the reference machine).
     gateway_async_commit: bool = True
+    # Credit leases (``app.gateway.leases``): each API process takes credits from a balance
+    # once and pays many calls from memory, recording them in batches off the request path.
+    # Never an overdraw or a limit passed; a process that dies may leave calls it served
+    # uncharged, at most one lease per agent (``gateway_lease_max_micros``). False: every call
+    # reserves its own price (exact ledger per call, ``X-Balance`` on every answer).
+    gateway_credit_leases: bool = False
+    # A lease pays calls for at most this long; limit changes and agent changes reach a process
+    # at once over Redis, else after this.
+    gateway_lease_seconds: float = Field(default=5.0, ge=0.5, le=300)
+    # The most one lease may hold: the bound of what a crashed process can leave uncharged.
+    gateway_lease_max_micros: int = Field(default=1_000_000, ge=1, le=MAX_MICROS)
+    # An open lease this long past its expiry is closed by the sweeper (its process died).
+    gateway_lease_grace_seconds: float = Field(default=60.0, ge=0, le=86_400)
     # ``credits.low`` fires when a charge takes a balance below this (0 disables it).
     credits_low_threshold_micros: int = Field(default=1_000_000, ge=0, le=MAX_MICROS)
 

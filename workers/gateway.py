@@ -1,4 +1,5 @@
-"""Gateway actors: give back reservations whose call was abandoned mid-flight."""
+"""Gateway actors: give back reservations whose call was abandoned mid-flight, and the credit
+leases of processes that died."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 import dramatiq
 
 from app.db.models.attention import GATEWAY_RESERVATION
-from app.gateway import outcomes
+from app.gateway import leases, outcomes
 from workers import actor_context
 from workers.attention import each
 from workers.periodic import periodic
@@ -36,3 +37,9 @@ async def release_stale() -> None:
     done = await each(GATEWAY_RESERVATION, stale, outcomes.release_abandoned, RELEASE_STALE)
     if done:
         log.warning("released %d abandoned gateway reservations", done)
+    # Credit leases whose process died (or lost the database) give back what they had not
+    # used; calls it served but never recorded stay free (app.gateway.leases).
+    expired = await leases.abandoned(ctx.sessions, ctx.settings.gateway_lease_grace_seconds)
+    closed = await each(GATEWAY_RESERVATION, expired, leases.close_abandoned, RELEASE_STALE)
+    if closed:
+        log.warning("closed %d abandoned gateway credit leases", closed)

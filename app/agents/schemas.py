@@ -45,6 +45,8 @@ class AgentView(msgspec.Struct, rename="camel"):
     spent_micros: int
     daily_spending_limit_micros: int | None
     created_at: str
+    # In open gateway credit leases: neither available nor spent yet.
+    held_micros: int = 0
 
 
 class Me(msgspec.Struct, rename="camel"):
@@ -159,6 +161,7 @@ def agent_view(agent: Agent) -> AgentView:
         spent_micros=agent.spent_micros,
         daily_spending_limit_micros=agent.daily_spending_limit_micros,
         created_at=rfc3339(agent.created_at) or "",
+        held_micros=agent.held_micros,
     )
 
 

@@ -52,6 +52,9 @@ class KeyCache:
         # and how this process tells the others of a change.
         self.live_since: Callable[[], float | None] = _never_live
         self.publisher: Publisher | None = None
+        # Called whenever everything is dropped (an agent or platform changed, here or in
+        # another process): the gateway retires its credit leases then.
+        self.on_clear: list[Callable[[], None]] = []
 
     def lifetime(self, read_at: float) -> float:
         """How long an entry read at ``read_at`` may be served, as things stand now."""
@@ -107,3 +110,5 @@ class KeyCache:
     def clear_local(self) -> None:
         self.generation += 1
         self._entries.clear()
+        for callback in self.on_clear:
+            callback()

@@ -21,7 +21,10 @@ from app.errors import (
 )
 from app.ids import new_id
 
-KINDS = frozenset({"grant", "deposit", "charge", "refund", "adjustment", "reversal"})
+# ``hold`` moves credits into a gateway credit lease, ``release`` gives back what it did not use
+# (``app.gateway.leases``).
+KINDS = frozenset({"grant", "deposit", "charge", "refund", "adjustment", "reversal", "hold",
+                   "release"})
 
 
 class Posted(NamedTuple):

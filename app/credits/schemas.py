@@ -18,6 +18,9 @@ class Balance(msgspec.Struct):
     total_spent: float
     creditsMicros: int
     spentMicros: int
+    # Taken into gateway credit leases and not settled yet (``app.gateway.leases``): calls
+    # being paid from it right now; what they do not use comes back to ``creditsMicros``.
+    heldMicros: int = 0
 
 
 class AdjustmentBody(msgspec.Struct, forbid_unknown_fields=True, rename="camel"):

@@ -26,6 +26,7 @@ async def balance(session: UnitOfWork, agent_id: str) -> Balance:
         total_spent=agent.spent_micros / 1_000_000,
         creditsMicros=agent.balance_micros,
         spentMicros=agent.spent_micros,
+        heldMicros=agent.held_micros,
     )
 
 

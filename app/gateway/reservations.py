@@ -153,7 +153,7 @@ async def reserve(
     )
     owners = repository.spend_owners(agent_id, limits.platform_id)
     totals = await repository.add_spend(session, owners, day, price)
-    _check_limits(
+    check_limits(
         ((AGENT, limits.agent_limit, totals.get(AGENT)),
          (PLATFORM, limits.platform_limit, totals.get(PLATFORM))),
         price,
@@ -200,7 +200,7 @@ async def _charge_in_one_statement(
 def _apply_charge(usage: OpenCall, charged: reserve_pg.Charged) -> None:
     """The fleet as stored now; raise (rolling the charge back) past a daily limit."""
     usage.platform_id = charged.platform_id
-    _check_limits(
+    check_limits(
         ((AGENT, charged.agent_limit, charged.agent_spent),
          (PLATFORM, charged.platform_limit, charged.platform_spent)),
         usage.price_micros,
@@ -208,12 +208,12 @@ def _apply_charge(usage: OpenCall, charged: reserve_pg.Charged) -> None:
     )
 
 
-def _crosses_low(balance: int, price: int, low_threshold_micros: int) -> bool:
+def crosses_low(balance: int, price: int, low_threshold_micros: int) -> bool:
     """This charge took the balance from at or above the low-credit threshold to below it."""
     return bool(low_threshold_micros) and balance < low_threshold_micros <= balance + price
 
 
-def _check_limits(
+def check_limits(
     checks: Sequence[tuple[str, int | None, int | None]], price: int, now: datetime
 ) -> None:
     """Raise when a counter, this call included, passed its daily limit.
@@ -241,13 +241,13 @@ async def _reserved(
 ) -> Reservation:
     assert usage.agent_id is not None
     price = usage.price_micros
-    if _crosses_low(balance, price, low_threshold_micros):
-        await _credits_low(session, usage.agent_id, balance, low_threshold_micros,
+    if crosses_low(balance, price, low_threshold_micros):
+        await credits_low(session, usage.agent_id, balance, low_threshold_micros,
                            usage.created_at)
     return Reservation(usage_id=usage.id, price_micros=price, balance_after_micros=balance)
 
 
-async def _credits_low(
+async def credits_low(
     session: UnitOfWork, agent_id: str, balance: int, threshold: int, now: datetime
 ) -> None:
     """``credits.low`` once per dip below the threshold.

@@ -35,6 +35,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 from litestar.response.base import ASGIResponse
@@ -50,6 +51,7 @@ from app.errors import Forbidden, UpstreamError, ValidationFailed
 from app.gateway import repository, reservations
 from app.gateway.headers import BALANCE, COST, USAGE_ID, response_headers
 from app.gateway.incoming import IncomingCall
+from app.gateway.lease_pool import LeasedCall, LeasePool
 from app.gateway.outcomes import KeptCalls, Outcome, release_now
 from app.gateway.pricing import Quote, quote_call
 from app.gateway.providers import ProviderRegistry
@@ -107,9 +109,13 @@ class Gateway:
         # Outcomes always commit durably: that flush is what makes the reservations committed
         # asynchronously before them durable too.
         self.kept = KeptCalls(sessions)
+        # Credit leases (app.gateway.leases), when turned on: calls paid from memory.
+        self.leases = LeasePool(settings, sessions) if settings.gateway_credit_leases else None
 
     async def aclose(self) -> None:
         """Write the outcomes still queued, then close the upstream connections."""
+        if self.leases is not None:
+            await self.leases.aclose()
         await self.kept.aclose()
         await self.upstream.aclose()
 
@@ -131,6 +137,8 @@ class Gateway:
             # Priced by usage: the maximum is reserved, the unused part given back after.
             quote = dataclasses.replace(quote, price_micros=pricing.max_micros)
         usage = self._usage(quote, call, caller, payment="credits")
+        if self.leases is not None and pricing is None and usage.price_micros > 0:
+            return await self._call_on_lease(self.leases, quote, call, usage)
         low = self.settings.credits_low_threshold_micros
         relax = self.settings.gateway_async_commit
         reservation = None
@@ -156,6 +164,17 @@ class Gateway:
                 self.sessions, pricing, quote.provider.name, reservation, forwarded.outcome,
                 bytes(forwarded.response.body), forwarded.headers)
             gateway_charged(quote.provider.name, "credits", cost)
+        return forwarded.response
+
+    async def _call_on_lease(
+        self, pool: LeasePool, quote: Quote, call: IncomingCall, usage: OpenCall
+    ) -> ASGIResponse:
+        """Paid from this process's credit lease: no database round trip on the way."""
+        leased = await pool.pay(usage)
+        forwarded = await self._forward(quote, call, usage.id, None, leased=leased)
+        if forwarded.error is not None:
+            raise forwarded.error
+        assert forwarded.response is not None
         return forwarded.response
 
     # -- x402 seam ------------------------------------------------------------------------
@@ -260,14 +279,15 @@ class Gateway:
         *,
         keep: bool = True,
         whole: bool = False,
+        leased: LeasedCall | None = None,
     ) -> Forwarded:
         provider = quote.provider
         try:
             response, latency_ms = await self.upstream.open(call, provider)
         except UpstreamFailure as failure:
             gateway_call(provider.name, failure.reason, failure.latency_ms)
-            await release_now(
-                self.sessions, usage_id, Outcome(None, failure.latency_ms, error=failure.reason)
+            await self._release(
+                usage_id, Outcome(None, failure.latency_ms, error=failure.reason), leased
             )
             return Forwarded(
                 usage_id, ok=False, status=None, error=upstream_error(failure, provider.name)
@@ -275,19 +295,27 @@ class Gateway:
         except BaseException:
             # Cancelled (shutdown) or a bug: the caller gets no answer, so no charge either.
             gateway_call(provider.name, "cancelled", None)
-            await release_now(self.sessions, usage_id, Outcome(None, None, error="cancelled"))
+            await self._release(usage_id, Outcome(None, None, error="cancelled"), leased)
             raise
         try:
             return await self._answer(
-                quote, call, usage_id, reservation, response, latency_ms, keep=keep, whole=whole
+                quote, call, usage_id, reservation, response, latency_ms, keep=keep,
+                whole=whole, leased=leased,
             )
         except BaseException:
             await discard(response)
-            await release_now(
-                self.sessions, usage_id,
-                Outcome(response.status_code, latency_ms, error="cancelled"),
+            await self._release(
+                usage_id, Outcome(response.status_code, latency_ms, error="cancelled"), leased
             )
             raise
+
+    async def _release(self, usage_id: str, outcome: Outcome, leased: LeasedCall | None) -> None:
+        """The call is not charged: its lease gets the price back, or its reservation is
+        released."""
+        if leased is None:
+            await release_now(self.sessions, usage_id, outcome)
+        elif self.leases is not None:
+            self.leases.finish(leased, ok=False, values=_outcome_columns(outcome))
 
     async def _answer(
         self,
@@ -300,6 +328,7 @@ class Gateway:
         *,
         keep: bool,
         whole: bool = False,
+        leased: LeasedCall | None = None,
     ) -> Forwarded:
         """Decide on the charge from the status, then relay (or replace) the answer (read
         ``whole`` when its usage decides the charge)."""
@@ -312,7 +341,7 @@ class Gateway:
             gateway_call(provider.name, "upstream_error", latency_ms)
             retry_after = response.headers.get("retry-after")
             await discard(response)
-            await release_now(self.sessions, usage_id, refused)
+            await self._release(usage_id, refused, leased)
             return Forwarded(
                 usage_id,
                 ok=False,
@@ -343,18 +372,21 @@ class Gateway:
                 log.warning("gateway body from %s broke: %s", provider.name,
                             type(exc).__name__)
                 gateway_call(provider.name, "upstream_error", latency_ms)
-                await release_now(self.sessions, usage_id,
-                                  Outcome(status, latency_ms, upstream_id, "upstream_error"))
+                await self._release(
+                    usage_id, Outcome(status, latency_ms, upstream_id, "upstream_error"), leased)
                 return Forwarded(usage_id, ok=False, status=status,
                                  error=upstream_error(failure, provider.name))
         outcome = Outcome(status, latency_ms, upstream_id)
         gateway_call(provider.name, "success" if ok else "client_error", latency_ms)
-        if ok and keep:
+        if ok and leased is not None and self.leases is not None:
+            self.leases.finish(leased, ok=True, values=_outcome_columns(outcome))
+            gateway_charged(provider.name, "credits", quote.price_micros)
+        elif ok and keep:
             self.kept.add(usage_id, outcome)
             if reservation is not None:
                 gateway_charged(provider.name, "credits", reservation.price_micros)
         elif not ok:
-            await release_now(self.sessions, usage_id, refused)
+            await self._release(usage_id, refused, leased)
 
         headers.append((USAGE_ID, usage_id.encode()))
         headers.append((COST, str(quote.price_micros if ok else 0).encode()))
@@ -384,6 +416,16 @@ class Gateway:
             provider=provider.name,
             price_micros=quote.price_micros,
         )
+
+
+def _outcome_columns(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "upstream_status": outcome.upstream_status,
+        "latency_ms": outcome.latency_ms,
+        "upstream_request_id": outcome.upstream_request_id,
+        "error": outcome.error,
+        "completed_at": utcnow(),
+    }
 
 
 def parse_time(value: str | None, name: str) -> datetime | None:

@@ -81,6 +81,16 @@ GATEWAY_CHARGED = Counter(
     "(credits or x402).",
     ["provider", "payment"],
 )
+GATEWAY_LEASES = Counter(
+    "passgate_gateway_leases",
+    "Gateway credit leases this process took and closed (app.gateway.leases).",
+    ["event"],
+)
+GATEWAY_LEASE_MICROS = Counter(
+    "passgate_gateway_lease_micros",
+    "USDC micros this process took into credit leases (taken) and gave back unused (returned).",
+    ["event"],
+)
 RATE_LIMIT_REFUSALS = Counter(
     "passgate_rate_limit_refusals",
     "Requests refused with 429: by a key's limit, or the per-IP sign-up limit.",
@@ -97,6 +107,13 @@ def gateway_call(provider: str, outcome: str, latency_ms: int | None) -> None:
 def gateway_charged(provider: str, payment: str, micros: int) -> None:
     if micros > 0:
         GATEWAY_CHARGED.labels(provider, payment).inc(micros)
+
+
+def gateway_lease(event: str, micros: int) -> None:
+    """``taken`` (``micros`` held) or ``closed`` (``micros`` given back unused)."""
+    GATEWAY_LEASES.labels(event).inc()
+    if micros > 0:
+        GATEWAY_LEASE_MICROS.labels("taken" if event == "taken" else "returned").inc(micros)
 
 
 def webhook_attempt(outcome: str, latency_ms: int) -> None:

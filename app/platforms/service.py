@@ -108,6 +108,9 @@ async def set_spending_limit(
     await session.flush()
     await record(session, actor, "platform.spending_limit", "platform", platform.id,
                  before=before, after={"dailyLimitMicros": platform.daily_spending_limit_micros})
+    # Every process retires its credit leases (app.gateway.leases) so the next is taken under
+    # the new limit, at once where the change is broadcast.
+    session.key_changed(None)
     return platform
 
 

@@ -26,4 +26,7 @@ class Agent(SQLModel, table=True):
     # Kept equal to the sum of the ledger in the same transaction as every entry.
     balance_micros: int = micros()
     spent_micros: int = micros()
+    # Taken from the balance into open gateway credit leases (``app.gateway.leases``): not
+    # spent yet, not available either. balance + held + spent = all ever credited.
+    held_micros: int = micros()
     created_at: datetime = created_at()

@@ -11,6 +11,7 @@ from sqlmodel import Field, SQLModel
 
 from app.db.columns import created_at, micros, timestamp
 from app.db.columns import created_at as now_column
+from app.db.types import UTCDateTime
 
 # Usage states. A call is ``pending`` while its price is reserved (charged, not yet final);
 # ``succeeded`` keeps the charge (upstream 2xx), ``failed`` gave it back.
@@ -91,6 +92,9 @@ class GatewayUsage(SQLModel, table=True):
     payment_id: str | None = Field(default=None, max_length=40)
     # The UTC day whose spend counters hold the reservation (a release decrements that day).
     spend_day: str | None = Field(default=None, max_length=10)
+    # The credit lease the call was paid from (``app.gateway.leases``); NULL for a call that
+    # reserved its own price.
+    lease_id: str | None = Field(default=None, max_length=40)
     created_at: datetime = created_at()
     completed_at: datetime | None = timestamp()
 
@@ -142,3 +146,43 @@ class SpendCounter(SQLModel, table=True):
     owner_id: str = Field(primary_key=True, max_length=40)
     day: str = Field(primary_key=True, max_length=10)
     spent_micros: int = micros()
+
+
+# Lease states: ``open`` while an API process may pay calls from it; ``closed`` once what it
+# did not use went back to the balance.
+LEASE_OPEN = "open"
+LEASE_CLOSED = "closed"
+
+
+class CreditLease(SQLModel, table=True):
+    """Credits one API process took from an agent's balance to pay many calls without a
+    database round trip each (``app.gateway.leases``).
+
+    Taking it moves ``amount_micros`` out of the balance (a ``hold`` ledger entry) and into
+    today's spend counters; closing it gives ``amount_micros - used_micros`` back (a
+    ``release`` entry, the counters lowered) and adds ``used_micros`` to what the agent spent.
+    ``used_micros`` grows as the process records the calls it served.
+    """
+
+    __tablename__ = "gateway_credit_leases"
+    __table_args__ = (
+        sa.Index("ix_gateway_credit_leases_agent_state", "agent_id", "state"),
+        sa.Index("ix_gateway_credit_leases_state_expires", "state", "expires_at"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    agent_id: str = Field(foreign_key="agents.id", max_length=40)
+    platform_id: str | None = Field(default=None, max_length=40)
+    # Which process holds it (host:pid:random), for the operator.
+    holder: str = Field(max_length=120)
+    # The UTC day whose spend counters hold it.
+    day: str = Field(max_length=10)
+    amount_micros: int = micros()
+    used_micros: int = micros()
+    state: str = Field(default=LEASE_OPEN, max_length=10)
+    created_at: datetime = created_at()
+    # No call starts on it after this; the sweeper closes it once past (its process died).
+    expires_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    closed_at: datetime | None = timestamp()
+    # Who closed it: its process, or the sweeper (its process died or lost the database).
+    closed_by: str | None = Field(default=None, max_length=10)

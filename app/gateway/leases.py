@@ -1,0 +1,170 @@
+"""Credit leases: an API process takes credits from a balance once and pays many calls from
+them in memory (``app.gateway.lease_pool``), instead of one locked reservation per call.
+
+Why: a per-call reservation takes the agent's row lock (and its fleet's counter lock) for
+every call, so one busy key, or one busy fleet, is served one call at a time whatever the
+number of API processes. A lease takes those locks once per many calls.
+
+What still holds, across any number of processes and machines:
+
+- **never overdrawn, never over a limit**: taking a lease is one transaction that locks the
+  agent's row and today's counters, moves the amount out of the balance (a ``hold`` ledger
+  entry) and counts all of it against today's agent and fleet limits at once. A process then
+  never admits more calls than its lease pays for. Near exhaustion or near a limit leases shrink
+  to a quarter of what is left, and to one call's price at the end, so the last credits are not
+  stranded in one process while another refuses calls;
+- **failed calls are free**: a lease's ``used_micros`` counts only calls whose upstream answered
+  2xx; closing gives back everything else (a ``release`` entry, the counters lowered);
+- **bounded loss on a crash**: a process records its calls in batches off the request path. If
+  it dies, calls it served but had not recorded are never charged: at most one lease per agent
+  per process, ``gateway_lease_max_micros``. The sweeper closes its leases once expired, which
+  returns what it had not used;
+- **honest balances**: ``/v1/balance`` and the admin API show what open leases hold beside the
+  balance and what was spent; balance + held + spent is what the agent was ever credited.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from app.credits import ledger
+from app.db.models.gateway import AGENT, PLATFORM, CreditLease
+from app.db.types import utcnow
+from app.db.uow import UnitOfWork
+from app.errors import NotFound
+from app.gateway import lease_store, repository
+from app.gateway.reservations import check_limits, credits_low, crosses_low, spend_day
+from app.ids import new_id
+
+log = logging.getLogger("passgate.gateway")
+
+# Who closed a lease.
+BY_HOLDER = "holder"
+BY_SWEEPER = "sweeper"
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    lease_id: str
+    agent_id: str
+    platform_id: str | None
+    day: str
+    amount_micros: int
+    balance_after_micros: int
+    expires_at: datetime
+
+
+def lease_size(price: int, desired: int, balance: int, headrooms: Sequence[int]) -> int:
+    """How much to take: a whole number of calls at ``price``, at most ``desired``, at most a
+    quarter of the balance and of each limit's headroom, and at least one call."""
+    cap = min([desired, balance // 4, *(room // 4 for room in headrooms)])
+    return max(1, cap // price) * price
+
+
+async def take(
+    session: UnitOfWork,
+    agent_id: str,
+    *,
+    price: int,
+    desired: int,
+    holder: str,
+    lease_seconds: float,
+    low_threshold_micros: int,
+) -> Taken:
+    """Take a lease of at least ``price`` (else the per-call path's errors:
+    INSUFFICIENT_CREDITS, SPENDING_LIMIT_EXCEEDED), in the caller's transaction.
+
+    The agent's row, then today's counters, are locked first (the per-call path's order), so
+    the size is decided on numbers no other process can change before the commit.
+    """
+    now = utcnow()
+    balance = await lease_store.lock_balance(session, agent_id)
+    limits = await repository.spending_limits(session, agent_id)
+    if balance is None or limits is None:
+        raise NotFound("Agent not found.")
+    day = spend_day(now)
+    owners = repository.spend_owners(agent_id, limits.platform_id)
+    totals = await repository.add_spend(session, owners, day, 0)
+    if balance < price:
+        await ledger.refuse_charge(session, agent_id, price)
+    checks = ((AGENT, limits.agent_limit, totals.get(AGENT, 0) + price),
+              (PLATFORM, limits.platform_limit,
+               totals.get(PLATFORM, 0) + price if limits.platform_id else None))
+    check_limits(checks, price, now)
+    headrooms = [limit - (total - price) for _, limit, total in checks
+                 if limit is not None and total is not None]
+    amount = lease_size(price, desired, balance, headrooms)
+    lease_id = new_id("lse")
+    entry = await ledger.post(session, agent_id, "hold", -amount, reference=lease_id,
+                              reason="gateway credit lease")
+    await lease_store.hold(session, agent_id, amount)
+    await repository.add_spend(session, owners, day, amount)
+    expires_at = now + timedelta(seconds=lease_seconds)
+    await lease_store.insert_lease(session, CreditLease(
+        id=lease_id, agent_id=agent_id, platform_id=limits.platform_id, holder=holder, day=day,
+        amount_micros=amount, used_micros=0, created_at=now, expires_at=expires_at,
+    ))
+    balance_after = entry.balance_after_micros
+    if crosses_low(balance_after, amount, low_threshold_micros):
+        await credits_low(session, agent_id, balance_after, low_threshold_micros, now)
+    return Taken(lease_id=lease_id, agent_id=agent_id, platform_id=limits.platform_id, day=day,
+                 amount_micros=amount, balance_after_micros=balance_after, expires_at=expires_at)
+
+
+async def record(session: UnitOfWork, calls: Sequence[dict[str, Any]]) -> None:
+    """Write finished calls paid from leases (usage rows with ``lease_id`` and ``cost_micros``)
+    and add what they cost to their leases' use.
+
+    A call whose lease was closed meanwhile (the sweeper took it for abandoned) is recorded at
+    no cost: what the lease had not used went back already.
+    """
+    used: dict[str, int] = defaultdict(int)
+    for row in calls:
+        if row["cost_micros"]:
+            used[row["lease_id"]] += row["cost_micros"]
+    still_open = await lease_store.add_used(session, used)
+    rows = [row if row["cost_micros"] == 0 or row["lease_id"] in still_open
+            else {**row, "cost_micros": 0, "error": "lease_closed"} for row in calls]
+    await lease_store.insert_calls(session, rows)
+
+
+async def close(session: UnitOfWork, lease_id: str, by: str = BY_HOLDER) -> bool:
+    """Give back what the lease did not use and count what it did as spent. False: it was
+    closed already (by its process or the sweeper; exactly one of them does it)."""
+    closed = await lease_store.close(session, lease_id, by, utcnow())
+    if closed is None:
+        return False
+    used = min(closed.used_micros, closed.amount_micros)
+    unused = closed.amount_micros - used
+    if unused:
+        await ledger.post(session, closed.agent_id, "release", unused,
+                          idempotency_key=f"lease-release:{lease_id}", reference=lease_id,
+                          reason="gateway credit lease: not used")
+    await lease_store.unhold(session, closed.agent_id, closed.amount_micros, used)
+    if unused:
+        await repository.remove_spend(
+            session, repository.spend_owners(closed.agent_id, closed.platform_id), closed.day,
+            unused)
+    return True
+
+
+async def close_abandoned(session: UnitOfWork, lease_id: str) -> bool:
+    """The sweeper's close of a lease its process left open past its expiry."""
+    return await close(session, lease_id, BY_SWEEPER)
+
+
+async def abandoned(
+    sessions: async_sessionmaker[UnitOfWork], grace_seconds: float, batch: int = 500
+) -> list[str]:
+    """Open leases past their expiry by more than ``grace_seconds`` (calls started on a lease
+    before it expired may still be finishing meanwhile)."""
+    before = utcnow() - timedelta(seconds=grace_seconds)
+    async with sessions() as session:
+        return await lease_store.expired_ids(session, before, batch)

@@ -1,0 +1,183 @@
+"""Credit leases (``PASSGATE_GATEWAY_CREDIT_LEASES``) in one API process: calls paid from
+memory are charged exactly once, failures are free, balances and limits are never passed, and
+what a lease did not use comes back, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from typing import Any
+
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from sqlmodel import col, select
+
+from app.db.models.credits import LedgerEntry
+from app.db.models.gateway import CreditLease
+from app.runtime import Runtime
+from tests.factories import assert_error, create_platform, key_headers, master_headers
+from tests.gateway.conftest import GatewayFactory
+from tests.gateway.helpers import PRICE, balance, database, signup, usage
+from tests.gateway.test_limits import fleet_agent
+
+Client = AsyncTestClient[Litestar]
+STARTER = 10_000_000
+
+
+async def leased(make_gateway: GatewayFactory, **overrides: Any) -> Client:
+    values: dict[str, Any] = {"gateway_credit_leases": True, "gateway_lease_seconds": 0.5}
+    values.update(overrides)
+    return await make_gateway(**values)
+
+
+async def get(client: Client, key: str, path: str = "echo/echo") -> int:
+    response = await client.get(f"/v1/gateway/{path}", headers=key_headers(key))
+    return response.status_code
+
+
+async def settled(client: Client, key: str, within: float = 5.0) -> dict[str, Any]:
+    """The balance once no lease holds any of it (its leases expired and were closed)."""
+    deadline = time.monotonic() + within
+    while True:
+        now = await balance(client, key)
+        if now["heldMicros"] == 0 or time.monotonic() > deadline:
+            return now
+        await asyncio.sleep(0.05)
+
+
+async def ledger_of(client: Client, agent_id: str) -> list[LedgerEntry]:
+    runtime: Runtime = client.app.state.runtime
+    async with database(runtime.settings) as sessions, sessions() as session:
+        stmt = select(LedgerEntry).where(col(LedgerEntry.agent_id) == agent_id)
+        return list((await session.exec(stmt)).all())
+
+
+async def leases_of(client: Client, agent_id: str) -> list[CreditLease]:
+    runtime: Runtime = client.app.state.runtime
+    async with database(runtime.settings) as sessions, sessions() as session:
+        stmt = select(CreditLease).where(col(CreditLease.agent_id) == agent_id)
+        return list((await session.exec(stmt)).all())
+
+
+async def test_calls_paid_from_a_lease_are_charged_once_and_the_books_add_up(
+    make_gateway: GatewayFactory,
+) -> None:
+    # Given a key with 10 USD on a gateway paying calls from credit leases
+    gw = await leased(make_gateway)
+    key = await signup(gw)
+
+    # When three calls succeed
+    responses = [await gw.get("/v1/gateway/echo/echo", headers=key_headers(key))
+                 for _ in range(3)]
+
+    # Then each says what it cost, and while the lease is open the balance shows it held
+    assert [r.status_code for r in responses] == [200] * 3
+    assert [r.headers["x-gateway-cost-micros"] for r in responses] == [str(PRICE)] * 3
+    assert all("x-gateway-balance-micros" not in r.headers for r in responses)
+    during = await balance(gw, key)
+    assert during["heldMicros"] > 0
+    assert during["creditsMicros"] + during["heldMicros"] + during["spentMicros"] == STARTER
+
+    # And once the lease expired and closed, exactly the three calls are spent
+    after = await settled(gw, key)
+    assert (after["creditsMicros"], after["heldMicros"], after["spentMicros"]) == (
+        STARTER - 3 * PRICE, 0, 3 * PRICE)
+    records = (await usage(gw, key))["data"]
+    assert sorted((r["status"], r["costMicros"]) for r in records) == [("succeeded", PRICE)] * 3
+    agent_id = records[0]["agentId"]
+    entries = await ledger_of(gw, agent_id)
+    assert {e.kind for e in entries} == {"grant", "hold", "release"}
+    assert sum(e.amount_micros for e in entries if e.kind in ("hold", "release")) == -3 * PRICE
+    (lease,) = await leases_of(gw, agent_id)
+    assert (lease.state, lease.used_micros, lease.closed_by) == ("closed", 3 * PRICE, "holder")
+
+
+async def test_failed_calls_paid_from_a_lease_cost_nothing(make_gateway: GatewayFactory) -> None:
+    # Given a key on a gateway paying from leases
+    gw = await leased(make_gateway)
+    key = await signup(gw)
+
+    # When calls fail every way: a 5xx, a refused 4xx relayed, an unreachable upstream
+    codes = [await get(gw, key, "echo/status/500"), await get(gw, key, "echo/status/404"),
+             await get(gw, key, "down/anything")]
+
+    # Then none is charged, and the lease gives everything back
+    assert codes == [502, 404, 502]
+    after = await settled(gw, key)
+    assert (after["creditsMicros"], after["heldMicros"], after["spentMicros"]) == (STARTER, 0, 0)
+    records = (await usage(gw, key))["data"]
+    assert sorted((r["status"], r["costMicros"]) for r in records) == [("failed", 0)] * 3
+
+
+async def test_concurrent_calls_never_spend_more_than_the_balance(
+    make_gateway: GatewayFactory,
+) -> None:
+    # Given a key with exactly five calls' worth of credits
+    gw = await leased(make_gateway, starter_credits_micros=5 * PRICE)
+    key = await signup(gw)
+
+    # When twelve calls are made at once
+    responses = await asyncio.gather(*(gw.get("/v1/gateway/echo/echo", headers=key_headers(key))
+                                       for _ in range(12)))
+
+    # Then exactly five are served, the rest refused for credits, and nothing is left
+    outcomes = Counter((r.status_code, r.json().get("code") if r.status_code != 200 else None)
+                       for r in responses)
+    assert outcomes == {(200, None): 5, (402, "INSUFFICIENT_CREDITS"): 7}
+    after = await settled(gw, key)
+    assert (after["creditsMicros"], after["heldMicros"], after["spentMicros"]) == (
+        0, 0, 5 * PRICE)
+
+
+async def test_a_lease_never_passes_the_agents_or_the_fleets_daily_limit(
+    make_gateway: GatewayFactory, admin_headers: dict[str, str]
+) -> None:
+    # Given a fleet limited to five calls a day, one of whose agents is limited to three
+    gw = await leased(make_gateway)
+    platform = await create_platform(gw, admin_headers)
+    master = platform["masterKey"]
+    limited = await gw.put("/v1/platform/spending-limit", json={"dailyLimitMicros": 5 * PRICE},
+                           headers=master_headers(master))
+    assert limited.status_code == 200, limited.text
+    first = await fleet_agent(gw, admin_headers, master, dailySpendingLimitMicros=3 * PRICE)
+    second = await fleet_agent(gw, admin_headers, master)
+
+    # When each calls more than it may
+    first_codes = [await get(gw, first["key"]) for _ in range(4)]
+    second_codes = [await get(gw, second["key"]) for _ in range(4)]
+
+    # Then the agent stops at its three, the fleet at its five, each told which limit
+    assert first_codes == [200, 200, 200, 402]
+    assert second_codes == [200, 200, 402, 402]
+    refused = await gw.get("/v1/gateway/echo/echo", headers=key_headers(first["key"]))
+    assert assert_error(refused, 402, "SPENDING_LIMIT_EXCEEDED")["details"]["scope"] in (
+        "agent", "platform")
+    refused = await gw.get("/v1/gateway/echo/echo", headers=key_headers(second["key"]))
+    assert assert_error(refused, 402, "SPENDING_LIMIT_EXCEEDED")["details"]["scope"] == "platform"
+    spent = [(await settled(gw, agent["key"]))["spentMicros"] for agent in (first, second)]
+    assert spent == [3 * PRICE, 2 * PRICE]
+
+
+async def test_lowering_a_limit_stops_calls_on_an_open_lease_at_once(
+    make_gateway: GatewayFactory, admin_headers: dict[str, str]
+) -> None:
+    # Given a fleet agent whose first call took a lease that lives a minute
+    gw = await leased(make_gateway, gateway_lease_seconds=60)
+    platform = await create_platform(gw, admin_headers)
+    master = platform["masterKey"]
+    agent = await fleet_agent(gw, admin_headers, master)
+    assert await get(gw, agent["key"]) == 200
+    assert (await balance(gw, agent["key"]))["heldMicros"] > PRICE
+
+    # When its platform limits it to the one call it made
+    lowered = await gw.patch(f"/v1/platform/agents/{agent['id']}",
+                             json={"dailySpendingLimitMicros": PRICE},
+                             headers=master_headers(master))
+    assert lowered.status_code == 200, lowered.text
+
+    # Then its next call is refused at once, and the lease gave back what it did not use
+    response = await gw.get("/v1/gateway/echo/echo", headers=key_headers(agent["key"]))
+    assert assert_error(response, 402, "SPENDING_LIMIT_EXCEEDED")["details"]["scope"] == "agent"
+    after = await settled(gw, agent["key"])
+    assert (after["heldMicros"], after["spentMicros"]) == (0, PRICE)
