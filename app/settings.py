@@ -151,12 +151,13 @@ class Settings(BaseSettings):
     # reserves its own price (exact ledger per call, ``X-Balance`` on every answer).
     gateway_credit_leases: bool = False
     # A lease pays calls for at most this long; limit changes and agent changes reach a process
-    # at once over Redis, else after this.
-    gateway_lease_seconds: float = Field(default=5.0, ge=0.5, le=300)
+    # at once over Redis, else after this. Longer leases spread their cost over more calls.
+    gateway_lease_seconds: float = Field(default=30.0, ge=0.5, le=300)
     # The most one lease may hold: the bound of what a crashed process can leave uncharged.
     gateway_lease_max_micros: int = Field(default=1_000_000, ge=1, le=MAX_MICROS)
-    # An open lease this long past its expiry is closed by the sweeper (its process died).
-    gateway_lease_grace_seconds: float = Field(default=60.0, ge=0, le=86_400)
+    # An open lease this long past its expiry is closed by the sweeper: its process stopped
+    # extending it (it does so every third of this while calls on it run), so it died.
+    gateway_lease_grace_seconds: float = Field(default=60.0, ge=5, le=86_400)
     # ``credits.low`` fires when a charge takes a balance below this (0 disables it).
     credits_low_threshold_micros: int = Field(default=1_000_000, ge=0, le=MAX_MICROS)
 

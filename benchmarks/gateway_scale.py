@@ -268,6 +268,8 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--label", default="", help="a note stored with the figures")
+    parser.add_argument("--leases", action="store_true",
+                        help="pay calls from credit leases (PASSGATE_GATEWAY_CREDIT_LEASES)")
     args = parser.parse_args()
     if not (reachable(5432) and reachable(6379)):
         print("skipped: needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379")
@@ -277,9 +279,11 @@ def main() -> None:
     prefix = f"gwscale:{uuid.uuid4().hex[:6]}"
     results: dict[str, Any] = {"label": args.label, "cpus": os.cpu_count(),
                                "rounds": args.rounds, "seconds": args.seconds,
-                               "connections": args.connections, "by_processes": {}}
+                               "connections": args.connections, "leases": args.leases,
+                               "by_processes": {}}
     with database("postgres") as url, serve("workers.demo.upstream:app", "/ping") as upstream:
         env = passgate_env(url, upstream, prefix)
+        env["PASSGATE_GATEWAY_CREDIT_LEASES"] = "true" if args.leases else "false"
         port = free_port()
         setup_cmd = [sys.executable, "-m", "workers.cli", "serve", "--host", "127.0.0.1",
                      "--port", str(port)]

@@ -44,11 +44,13 @@ async def post(
     reference: str | None = None,
     reason: str | None = None,
     allow_negative: bool = False,
+    allow_over_ceiling: bool = False,
 ) -> LedgerEntry:
     """:func:`post_result` for callers that act the same on a first post and a replay."""
     posted = await post_result(
         session, agent_id, kind, amount_micros, idempotency_key=idempotency_key,
         reference=reference, reason=reason, allow_negative=allow_negative,
+        allow_over_ceiling=allow_over_ceiling,
     )
     return posted.entry
 
@@ -63,6 +65,7 @@ async def post_result(
     reference: str | None = None,
     reason: str | None = None,
     allow_negative: bool = False,
+    allow_over_ceiling: bool = False,
 ) -> Posted:
     """Append one entry and move the balance by ``amount_micros`` atomically.
 
@@ -84,7 +87,8 @@ async def post_result(
     # Larger than any balance may be: refused before it reaches SQL, where it might not fit.
     in_range = abs(amount_micros) <= MAX_BALANCE_MICROS
     balance = await _move(session, agent_id, kind, amount_micros,
-                          floor=not allow_negative, ceiling=True) if in_range else None
+                          floor=not allow_negative,
+                          ceiling=not allow_over_ceiling) if in_range else None
     if balance is None:
         if idempotency_key is not None:
             # The UPDATE may have waited on a concurrent post with this key and then failed

@@ -5,9 +5,11 @@ between (one event loop: nothing can interleave), or, when it runs short, expire
 takes the next one under a per-agent lock, so one process never takes two leases of one agent
 at once. A finished call is queued for the writer; a failed one puts its price back.
 
-The writer records finished calls in batches off the request path, then closes retired leases
-once their last call finished (records always first, so a lease's use is complete when it is
-closed). Lease sizes follow the agent's rate here: a lease used up before it expired doubles the
+The writer records finished calls in batches off the request path (a failed batch is retried,
+and dropped, uncharged, only after ``RECORD_ATTEMPTS``), then closes retired leases once their
+last call finished: records always first, so a lease's use is complete when it is closed. While
+calls on a retired lease still run, the ticker extends its expiry so the sweeper leaves it
+alone. Lease sizes follow the agent's rate here: a lease used up before it expired doubles the
 next (up to ``gateway_lease_max_micros``); one that expired is followed by one of what it used.
 """
 
@@ -20,9 +22,10 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from app.db.models.gateway import FAILED, SUCCEEDED, OpenCall
@@ -37,11 +40,14 @@ log = logging.getLogger("passgate.gateway")
 
 # A first lease pays this many calls (then it follows the rate).
 FIRST_CALLS = 8
-# How often leases past their lifetime are retired when no call comes to notice.
+# How often the ticker retires leases past their lifetime that no call came to notice.
 TICK_SECONDS = 0.25
 # The writer waits this long after the first queued item, so a batch gathers.
 WRITE_DELAY_SECONDS = 0.05
 WRITE_BATCH = 500
+# A batch of finished calls that cannot be written after this many tries is dropped: those
+# calls stay free (logged, counted), and the leases behind it can close.
+RECORD_ATTEMPTS = 5
 # How long closing the process waits for its last records and closes.
 DRAIN_SECONDS = 5.0
 
@@ -54,7 +60,7 @@ class Lease:
     day: str
     amount: int
     remaining: int
-    # Monotonic: no call starts on it from then on (its lifetime, or UTC midnight).
+    # Monotonic: no call starts on it from then on (its lifetime, or the end of its UTC day).
     deadline: float
     inflight: int = 0
     used: int = 0
@@ -82,9 +88,14 @@ class LeasePool:
         self._seconds = settings.gateway_lease_seconds
         self._max = settings.gateway_lease_max_micros
         self._low = settings.credits_low_threshold_micros
+        # Leases with calls still running are extended this often, well within the grace the
+        # sweeper gives them.
+        self._extend_every = settings.gateway_lease_grace_seconds / 3
+        self._extended_at = time.monotonic()
         self.holder = f"{socket.gethostname()[:80]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._current: dict[str, Lease] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        # Per-agent lock, and how many callers use it (it goes when the last one leaves).
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
         self._sizes: dict[str, int] = {}
         # Retired leases not closed yet, by agent: credits that are on their way back.
         self._returning: dict[str, set[Lease]] = {}
@@ -101,7 +112,8 @@ class LeasePool:
         agent_id, price = usage.agent_id, usage.price_micros
         lease = self._current.get(agent_id)
         if lease is None or not self._admit(lease, price):
-            lock = self._locks.setdefault(agent_id, asyncio.Lock())
+            lock, users = self._locks.setdefault(agent_id, (asyncio.Lock(), [0]))
+            users[0] += 1
             try:
                 async with lock:
                     lease = self._current.get(agent_id)
@@ -111,7 +123,8 @@ class LeasePool:
                         lease.remaining -= price
                         lease.inflight += 1
             finally:
-                if not lock.locked() and self._locks.get(agent_id) is lock:
+                users[0] -= 1
+                if users[0] == 0:
                     del self._locks[agent_id]
         usage.platform_id = lease.platform_id
         usage.spend_day = lease.day
@@ -139,9 +152,9 @@ class LeasePool:
 
     def retire_all(self) -> None:
         """Take no more calls on the current leases (an agent or platform changed: the next
-        lease is taken on what is stored now)."""
+        lease is taken on what is stored now, at the size the rate asks for)."""
         for lease in list(self._current.values()):
-            self._retire(lease, used_up=False)
+            self._retire(lease, used_up=None)
 
     async def aclose(self) -> None:
         """Close the leases (those with calls still running are left to the sweeper)."""
@@ -150,11 +163,6 @@ class LeasePool:
             self._ticker.cancel()
         if self._writer is not None and not self._writer.done():
             await asyncio.wait({self._writer}, timeout=DRAIN_SECONDS)
-
-    def held(self) -> int:
-        """Credits this process holds in leases not yet closed (for the metrics)."""
-        current = sum(lease.amount for lease in self._current.values())
-        return current + sum(lease.amount for held in self._returning.values() for lease in held)
 
     # -- leases ---------------------------------------------------------------------------
 
@@ -172,23 +180,25 @@ class LeasePool:
         if spent is not None:
             self._retire(spent, used_up=spent.remaining < price)
         desired = max(price, min(self._sizes.get(agent_id, price * FIRST_CALLS), self._max))
-        try:
-            taken = await self._take(agent_id, price, desired)
-        except InsufficientCredits:
-            if not self._returning.get(agent_id):
-                raise
-            # This process's own retired leases still hold credits: wait for them to go back.
-            await self._drained()
-            taken = await self._take(agent_id, price, desired)
-        now = utcnow()
-        midnight = (now.astimezone(UTC) + timedelta(days=1)).replace(
-            hour=0, minute=0, second=0, microsecond=0)
-        lifetime = min((taken.expires_at - now).total_seconds(), (midnight - now).total_seconds())
-        lease = Lease(id=taken.lease_id, agent_id=agent_id, platform_id=taken.platform_id,
-                      day=taken.day, amount=taken.amount_micros,
-                      remaining=taken.amount_micros, deadline=time.monotonic() + lifetime)
-        self._current[agent_id] = lease
-        self._tick_soon()
+        # Shielded: a lease committed but never tracked here would stay held until the sweeper.
+        with anyio.CancelScope(shield=True):
+            try:
+                taken = await self._take(agent_id, price, desired)
+            except InsufficientCredits:
+                if not self._returning.get(agent_id):
+                    raise
+                # This process's own retired leases still hold credits: let them go back first.
+                await self._drained()
+                taken = await self._take(agent_id, price, desired)
+            lease = Lease(id=taken.lease_id, agent_id=agent_id, platform_id=taken.platform_id,
+                          day=taken.day, amount=taken.amount_micros,
+                          remaining=taken.amount_micros,
+                          deadline=time.monotonic() + _lifetime(taken))
+            displaced = self._current.get(agent_id)
+            if displaced is not None:
+                self._retire(displaced, used_up=None)
+            self._current[agent_id] = lease
+            self._tick_soon()
         return lease
 
     async def _take(self, agent_id: str, price: int, desired: int) -> leases.Taken:
@@ -197,10 +207,11 @@ class LeasePool:
                                       holder=self.holder, lease_seconds=self._seconds,
                                       low_threshold_micros=self._low)
             await session.commit()
-        gateway_lease("taken", taken.amount_micros)
+        gateway_lease("taken", micros=taken.amount_micros)
         return taken
 
-    def _retire(self, lease: Lease, *, used_up: bool) -> None:
+    def _retire(self, lease: Lease, *, used_up: bool | None) -> None:
+        """No more calls on ``lease``; ``used_up`` sizes the next (None: keep the size)."""
         if lease.retired:
             return
         lease.retired = True
@@ -208,9 +219,9 @@ class LeasePool:
             del self._current[lease.agent_id]
         if used_up:
             self._sizes[lease.agent_id] = min(self._max, lease.amount * 2)
-        elif lease.used:
+        elif used_up is not None and lease.used:
             self._sizes[lease.agent_id] = lease.used
-        else:
+        elif used_up is not None:
             self._sizes.pop(lease.agent_id, None)
         self._returning.setdefault(lease.agent_id, set()).add(lease)
         if lease.inflight == 0:
@@ -222,12 +233,29 @@ class LeasePool:
             self._ticker = asyncio.create_task(self._tick())
 
     async def _tick(self) -> None:
-        """Retire leases past their lifetime that no call came to notice."""
-        while self._current:
+        """Retire leases past their lifetime that no call came to notice, and keep the
+        sweeper off retired leases whose calls still run."""
+        while self._current or self._returning:
             await asyncio.sleep(TICK_SECONDS)
             now = time.monotonic()
             for lease in [lease for lease in self._current.values() if now >= lease.deadline]:
                 self._retire(lease, used_up=False)
+            if now - self._extended_at >= self._extend_every:
+                self._extended_at = now
+                await self._extend_running()
+
+    async def _extend_running(self) -> None:
+        running = [lease.id for held in self._returning.values() for lease in held
+                   if lease.inflight > 0]
+        if not running:
+            return
+        try:
+            async with self._sessions() as session:
+                await leases.extend(session, running, self._seconds + self._extend_every)
+                await session.commit()
+        except Exception:
+            log.exception("could not extend %d gateway credit leases with calls running",
+                          len(running))
 
     # -- the writer ---------------------------------------------------------------------------
 
@@ -243,30 +271,46 @@ class LeasePool:
     async def _write(self) -> None:
         await asyncio.sleep(WRITE_DELAY_SECONDS)
         queue = self._queue
+        failures = 0
         while queue.records or queue.closes:
             while queue.records:
                 batch, queue.records = (queue.records[:WRITE_BATCH],
                                         queue.records[WRITE_BATCH:])
-                await self._record(batch)
+                if await self._record(batch):
+                    failures = 0
+                    continue
+                failures += 1
+                if failures >= RECORD_ATTEMPTS:
+                    # Those calls stay uncharged: a lease's bounded loss (app.gateway.leases).
+                    log.error("dropped %d gateway calls paid from leases after %d failed "
+                              "writes; they stay uncharged", len(batch), failures)
+                    gateway_lease("calls_dropped", count=len(batch))
+                    failures = 0
+                    continue
+                queue.records[:0] = batch
+                await asyncio.sleep(min(10.0, 0.5 * 2**failures))
             closes, queue.closes = queue.closes, []
             for lease in closes:
                 await self._close(lease)
 
-    async def _record(self, batch: list[dict[str, Any]]) -> None:
+    async def _record(self, batch: list[dict[str, Any]]) -> bool:
         try:
             async with self._sessions() as session:
                 await leases.record(session, batch)
                 await session.commit()
+            return True
         except Exception:
-            # Those calls stay uncharged: the bounded loss of a lease (see app.gateway.leases).
-            log.exception("could not record %d gateway calls paid from leases", len(batch))
+            log.exception("could not record %d gateway calls paid from leases; retrying",
+                          len(batch))
+            gateway_lease("record_failed")
+            return False
 
     async def _close(self, lease: Lease) -> None:
         try:
             async with self._sessions() as session:
-                await leases.close(session, lease.id)
+                returned = await leases.close(session, lease.id)
                 await session.commit()
-            gateway_lease("closed", lease.amount - lease.used)
+            gateway_lease("closed", micros=returned or 0)
         except Exception:
             log.exception("could not close gateway credit lease %s; the sweeper will",
                           lease.id)
@@ -275,6 +319,13 @@ class LeasePool:
             returning.discard(lease)
             if not returning:
                 del self._returning[lease.agent_id]
+
+
+def _lifetime(taken: leases.Taken) -> float:
+    """Seconds from now until the lease expires or its UTC day ends, whichever comes first."""
+    now = utcnow()
+    day_ends = datetime.strptime(taken.day, "%Y-%m-%d").replace(tzinfo=UTC) + timedelta(days=1)
+    return min((taken.expires_at - now).total_seconds(), (day_ends - now).total_seconds())
 
 
 __all__ = ["LeasePool", "LeasedCall"]

@@ -7,11 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import bindparam, insert, update
 from sqlmodel import col, select
 
+from app.attention.filters import not_parked
 from app.db.models.agents import Agent
+from app.db.models.attention import GATEWAY_RESERVATION
 from app.db.models.gateway import LEASE_CLOSED, LEASE_OPEN, CreditLease, GatewayUsage
+from app.db.models.platforms import Platform
 from app.db.uow import UnitOfWork
 
 
@@ -24,17 +27,34 @@ class Closed:
     used_micros: int
 
 
-async def lock_balance(session: UnitOfWork, agent_id: str) -> int | None:
-    """The agent's balance, its row locked until the transaction ends (a no-op UPDATE: on
-    SQLite it also takes the write lock). None: no such agent."""
+@dataclass(frozen=True, slots=True)
+class Holder:
+    balance_micros: int
+    platform_id: str | None
+    agent_limit: int | None
+    platform_limit: int | None
+
+
+async def lock_holder(session: UnitOfWork, agent_id: str) -> Holder | None:
+    """The agent's balance, fleet and daily limits, its row locked until the transaction ends
+    (a no-op UPDATE: on SQLite it also takes the write lock). None: no such agent."""
+    fleet_limit = (
+        select(col(Platform.daily_spending_limit_micros))
+        .where(col(Platform.id) == col(Agent.platform_id))
+        .scalar_subquery()
+    )
     stmt = (
         update(Agent)
         .where(col(Agent.id) == agent_id)
         .values(balance_micros=Agent.balance_micros)
-        .returning(col(Agent.balance_micros))
+        .returning(col(Agent.balance_micros), col(Agent.platform_id),
+                   col(Agent.daily_spending_limit_micros), fleet_limit)
     )
-    balance: int | None = (await session.execute(stmt)).scalar_one_or_none()
-    return balance
+    row = (await session.execute(stmt)).first()
+    if row is None:
+        return None
+    return Holder(balance_micros=row[0], platform_id=row[1], agent_limit=row[2],
+                  platform_limit=row[3])
 
 
 async def hold(session: UnitOfWork, agent_id: str, amount: int) -> None:
@@ -60,17 +80,30 @@ async def insert_lease(session: UnitOfWork, lease: CreditLease) -> None:
 
 
 async def add_used(session: UnitOfWork, used: Mapping[str, int]) -> set[str]:
-    """Add each lease's newly recorded use; the ids of the leases that were still open."""
-    still_open: set[str] = set()
-    for lease_id, amount in used.items():
+    """Add each lease's newly recorded use; the ids of the leases that were still open.
+
+    Two statements however many leases: the open ones are locked first (a concurrent close
+    waits, or has already closed them and they are left out), then updated in one executemany.
+    """
+    if not used:
+        return set()
+    locked = (
+        select(col(CreditLease.id))
+        .where(col(CreditLease.id).in_(list(used)), col(CreditLease.state) == LEASE_OPEN)
+        .order_by(col(CreditLease.id))
+        .with_for_update()
+    )
+    still_open = set((await session.execute(locked)).scalars().all())
+    if still_open:
+        table = CreditLease.__table__  # type: ignore[attr-defined]
         stmt = (
-            update(CreditLease)
-            .where(col(CreditLease.id) == lease_id, col(CreditLease.state) == LEASE_OPEN)
-            .values(used_micros=CreditLease.used_micros + amount)
-            .returning(col(CreditLease.id))
+            update(table)
+            .where(table.c.id == bindparam("lease_id"))
+            .values(used_micros=table.c.used_micros + bindparam("amount"))
         )
-        if (await session.execute(stmt)).first() is not None:
-            still_open.add(lease_id)
+        connection = await session.connection()
+        await connection.execute(stmt, [{"lease_id": lease_id, "amount": used[lease_id]}
+                                        for lease_id in sorted(still_open)])
     return still_open
 
 
@@ -103,10 +136,19 @@ async def close(session: UnitOfWork, lease_id: str, by: str, now: datetime) -> C
                   used_micros=row[4])
 
 
+async def extend(session: UnitOfWork, lease_ids: Sequence[str], until: datetime) -> None:
+    await session.execute(
+        update(CreditLease)
+        .where(col(CreditLease.id).in_(list(lease_ids)), col(CreditLease.state) == LEASE_OPEN)
+        .values(expires_at=until)
+    )
+
+
 async def expired_ids(session: UnitOfWork, before: datetime, limit: int) -> list[str]:
     stmt = (
         select(col(CreditLease.id))
-        .where(col(CreditLease.state) == LEASE_OPEN, col(CreditLease.expires_at) < before)
+        .where(col(CreditLease.state) == LEASE_OPEN, col(CreditLease.expires_at) < before,
+               not_parked(GATEWAY_RESERVATION, CreditLease.id))
         .order_by(col(CreditLease.expires_at))
         .limit(limit)
     )

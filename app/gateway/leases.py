@@ -15,10 +15,12 @@ What still holds, across any number of processes and machines:
   stranded in one process while another refuses calls;
 - **failed calls are free**: a lease's ``used_micros`` counts only calls whose upstream answered
   2xx; closing gives back everything else (a ``release`` entry, the counters lowered);
-- **bounded loss on a crash**: a process records its calls in batches off the request path. If
-  it dies, calls it served but had not recorded are never charged: at most one lease per agent
-  per process, ``gateway_lease_max_micros``. The sweeper closes its leases once expired, which
-  returns what it had not used;
+- **bounded loss on a crash**: a process records its calls in batches off the request path
+  (every ~50 ms). If it dies, calls it served but had not recorded are never charged: at most
+  what its leases of that agent held, ``gateway_lease_max_micros`` each (one current lease per
+  agent, plus a used-up one whose last calls are still running). A live process extends the
+  expiry of leases whose calls are still running; the sweeper closes leases whose process
+  stopped doing so, which returns what they had not used;
 - **honest balances**: ``/v1/balance`` and the admin API show what open leases hold beside the
   balance and what was spent; balance + held + spent is what the agent was ever credited.
 """
@@ -42,6 +44,7 @@ from app.errors import NotFound
 from app.gateway import lease_store, repository
 from app.gateway.reservations import check_limits, credits_low, crosses_low, spend_day
 from app.ids import new_id
+from app.metrics.instruments import gateway_lease
 
 log = logging.getLogger("passgate.gateway")
 
@@ -85,10 +88,10 @@ async def take(
     the size is decided on numbers no other process can change before the commit.
     """
     now = utcnow()
-    balance = await lease_store.lock_balance(session, agent_id)
-    limits = await repository.spending_limits(session, agent_id)
-    if balance is None or limits is None:
+    limits = await lease_store.lock_holder(session, agent_id)
+    if limits is None:
         raise NotFound("Agent not found.")
+    balance = limits.balance_micros
     day = spend_day(now)
     owners = repository.spend_owners(agent_id, limits.platform_id)
     totals = await repository.add_spend(session, owners, day, 0)
@@ -132,39 +135,55 @@ async def record(session: UnitOfWork, calls: Sequence[dict[str, Any]]) -> None:
     still_open = await lease_store.add_used(session, used)
     rows = [row if row["cost_micros"] == 0 or row["lease_id"] in still_open
             else {**row, "cost_micros": 0, "error": "lease_closed"} for row in calls]
+    free = sum(1 for row in rows if row.get("error") == "lease_closed")
+    if free:
+        log.warning("%d gateway calls recorded free: their lease was closed before them", free)
+        gateway_lease("calls_free", count=free)
     await lease_store.insert_calls(session, rows)
 
 
-async def close(session: UnitOfWork, lease_id: str, by: str = BY_HOLDER) -> bool:
-    """Give back what the lease did not use and count what it did as spent. False: it was
-    closed already (by its process or the sweeper; exactly one of them does it)."""
+async def close(session: UnitOfWork, lease_id: str, by: str = BY_HOLDER) -> int | None:
+    """Give back what the lease did not use (returned) and count what it did as spent. None: it
+    was closed already (by its process or the sweeper; exactly one of them does it)."""
     closed = await lease_store.close(session, lease_id, by, utcnow())
     if closed is None:
-        return False
+        return None
     used = min(closed.used_micros, closed.amount_micros)
     unused = closed.amount_micros - used
     if unused:
-        await ledger.post(session, closed.agent_id, "release", unused,
-                          idempotency_key=f"lease-release:{lease_id}", reference=lease_id,
-                          reason="gateway credit lease: not used")
+        # Past the balance ceiling if need be: these credits were in the balance a moment ago
+        # (a deposit meanwhile must not keep them held forever).
+        # Once: the lease row's state flipped in this same transaction.
+        await ledger.post(session, closed.agent_id, "release", unused, reference=lease_id,
+                          reason="gateway credit lease: not used", allow_over_ceiling=True)
     await lease_store.unhold(session, closed.agent_id, closed.amount_micros, used)
     if unused:
         await repository.remove_spend(
             session, repository.spend_owners(closed.agent_id, closed.platform_id), closed.day,
             unused)
-    return True
+    return unused
 
 
 async def close_abandoned(session: UnitOfWork, lease_id: str) -> bool:
     """The sweeper's close of a lease its process left open past its expiry."""
-    return await close(session, lease_id, BY_SWEEPER)
+    returned = await close(session, lease_id, BY_SWEEPER)
+    if returned is None:
+        return False
+    gateway_lease("swept", micros=returned)
+    return True
+
+
+async def extend(session: UnitOfWork, lease_ids: Sequence[str], seconds: float) -> None:
+    """Its process is alive and calls on these leases are still running: keep the sweeper off
+    them for ``seconds`` more."""
+    await lease_store.extend(session, lease_ids, utcnow() + timedelta(seconds=seconds))
 
 
 async def abandoned(
     sessions: async_sessionmaker[UnitOfWork], grace_seconds: float, batch: int = 500
 ) -> list[str]:
-    """Open leases past their expiry by more than ``grace_seconds`` (calls started on a lease
-    before it expired may still be finishing meanwhile)."""
+    """Open leases past their expiry by more than ``grace_seconds``: their process stopped
+    extending them (it died, or lost the database) while calls may have been running."""
     before = utcnow() - timedelta(seconds=grace_seconds)
     async with sessions() as session:
         return await lease_store.expired_ids(session, before, batch)

@@ -261,12 +261,13 @@ async def last_event_at(session: UnitOfWork, agent_id: str, event_type: str) -> 
 async def last_top_up_at(session: UnitOfWork, agent_id: str) -> datetime | None:
     """When credits last came in from outside (a grant, deposit or credit adjustment).
 
-    Refunds do not count: a released reservation is money coming back, not a top-up.
+    Refunds and credit-lease releases do not count: a released reservation or the unused part
+    of a lease is money coming back, not a top-up.
     """
     stmt = select(func.max(col(LedgerEntry.created_at))).where(
         col(LedgerEntry.agent_id) == agent_id,
         col(LedgerEntry.amount_micros) > 0,
-        col(LedgerEntry.kind) != "refund",
+        col(LedgerEntry.kind).not_in(("refund", "release")),
     )
     value: datetime | None = (await session.execute(stmt)).scalar_one_or_none()
     return value

@@ -82,13 +82,15 @@ GATEWAY_CHARGED = Counter(
     ["provider", "payment"],
 )
 GATEWAY_LEASES = Counter(
-    "passgate_gateway_leases",
-    "Gateway credit leases this process took and closed (app.gateway.leases).",
+    "passgate_gateway_lease_events",
+    "Gateway credit leases (app.gateway.leases): taken and closed by this process, swept (closed "
+    "by the sweeper: their process died), record_failed (a batch of calls not written, retried), "
+    "calls_dropped and calls_free (calls served but never charged).",
     ["event"],
 )
 GATEWAY_LEASE_MICROS = Counter(
     "passgate_gateway_lease_micros",
-    "USDC micros this process took into credit leases (taken) and gave back unused (returned).",
+    "USDC micros taken into credit leases (taken) and given back unused (closed, swept).",
     ["event"],
 )
 RATE_LIMIT_REFUSALS = Counter(
@@ -109,11 +111,10 @@ def gateway_charged(provider: str, payment: str, micros: int) -> None:
         GATEWAY_CHARGED.labels(provider, payment).inc(micros)
 
 
-def gateway_lease(event: str, micros: int) -> None:
-    """``taken`` (``micros`` held) or ``closed`` (``micros`` given back unused)."""
-    GATEWAY_LEASES.labels(event).inc()
+def gateway_lease(event: str, *, count: int = 1, micros: int = 0) -> None:
+    GATEWAY_LEASES.labels(event).inc(count)
     if micros > 0:
-        GATEWAY_LEASE_MICROS.labels("taken" if event == "taken" else "returned").inc(micros)
+        GATEWAY_LEASE_MICROS.labels(event).inc(micros)
 
 
 def webhook_attempt(outcome: str, latency_ms: int) -> None:

@@ -12,15 +12,18 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 from sqlmodel import col, func, select
 
 from app.db.models.agents import Agent
 from app.db.models.credits import LedgerEntry
 from app.db.models.gateway import CreditLease, SpendCounter
+from app.db.types import utcnow
 from app.settings import Settings
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import key_headers, unique
@@ -41,7 +44,7 @@ from workers.gateway import release_stale
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 CREDITS = 1_000_000  # 1 USD: exactly 100 calls at 0.01
 
-Processes = Callable[..., Any]
+Processes = tuple[Settings, Callable[..., Any]]
 
 
 @pytest.fixture
@@ -118,7 +121,7 @@ async def many(bases: list[str], keys: list[str], calls: int) -> Counter[tuple[i
 
 @pytest.mark.slow
 async def test_a_thousand_concurrent_calls_on_leases_spend_exactly_the_balance(
-    api_processes: tuple[Settings, Processes],
+    api_processes: Processes,
 ) -> None:
     settings, start = api_processes
     with start(3) as (bases, _):
@@ -150,7 +153,7 @@ async def test_a_thousand_concurrent_calls_on_leases_spend_exactly_the_balance(
 
 @pytest.mark.slow
 async def test_a_fleet_limit_holds_across_processes_paying_from_leases(
-    api_processes: tuple[Settings, Processes],
+    api_processes: Processes,
 ) -> None:
     settings, start = api_processes
     with start(3) as (bases, _):
@@ -191,7 +194,7 @@ async def test_a_fleet_limit_holds_across_processes_paying_from_leases(
 
 @pytest.mark.slow
 async def test_a_killed_process_loses_at_most_its_lease_and_the_sweeper_returns_the_rest(
-    api_processes: tuple[Settings, Processes], settings_factory: Callable[..., Settings],
+    api_processes: Processes,
 ) -> None:
     settings, start = api_processes
     max_lease = 5 * PRICE
@@ -214,10 +217,13 @@ async def test_a_killed_process_loses_at_most_its_lease_and_the_sweeper_returns_
 
     # Then the credits stay held, at most the lease's documented bound
     assert await agent_books(settings, agent_id) == (CREDITS - max_lease, max_lease, 0)
-    # And once the lease expired, the sweeper gives back what it had not used; the two
-    # recorded calls are charged
-    await asyncio.sleep(1.2)
-    async with running_actors(settings_factory(gateway_lease_grace_seconds=0)) as run:
+    # And once the lease is past its grace (no live process extends it), the sweeper gives
+    # back what it had not used; the two recorded calls are charged
+    async with database(settings) as sessions, sessions() as session:
+        await session.execute(update(CreditLease).where(col(CreditLease.agent_id) == agent_id)
+                              .values(expires_at=utcnow() - timedelta(hours=1)))
+        await session.commit()
+    async with running_actors(settings) as run:
         await run(release_stale, retries=0)
     assert await agent_books(settings, agent_id) == (CREDITS - 2 * PRICE, 0, 2 * PRICE)
     async with database(settings) as sessions, sessions() as session:

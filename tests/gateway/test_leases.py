@@ -5,6 +5,7 @@ what a lease did not use comes back, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -17,9 +18,19 @@ from app.db.models.credits import LedgerEntry
 from app.db.models.gateway import CreditLease
 from app.runtime import Runtime
 from tests.factories import assert_error, create_platform, key_headers, master_headers
+from tests.fixtures.workers import running_actors
 from tests.gateway.conftest import GatewayFactory
-from tests.gateway.helpers import PRICE, balance, database, signup, usage
+from tests.gateway.helpers import (
+    PRICE,
+    balance,
+    database,
+    events_of,
+    provider_config,
+    signup,
+    usage,
+)
 from tests.gateway.test_limits import fleet_agent
+from workers.gateway import release_stale
 
 Client = AsyncTestClient[Litestar]
 STARTER = 10_000_000
@@ -181,3 +192,59 @@ async def test_lowering_a_limit_stops_calls_on_an_open_lease_at_once(
     assert assert_error(response, 402, "SPENDING_LIMIT_EXCEEDED")["details"]["scope"] == "agent"
     after = await settled(gw, agent["key"])
     assert (after["heldMicros"], after["spentMicros"]) == (0, PRICE)
+
+
+async def test_a_call_outliving_its_lease_keeps_the_sweeper_off_and_is_charged(
+    make_gateway: GatewayFactory, upstream_url: str, providers: list[dict[str, Any]],
+) -> None:
+    # Given a lease that lives half a second, a sweeper grace of five, and a 7-second call
+    slow = provider_config(upstream_url, name="slowpoke", timeout_seconds=15.0)
+    gw = await leased(make_gateway, gateway_lease_grace_seconds=5,
+                      providers=[*providers, slow])
+    runtime: Runtime = gw.app.state.runtime
+    key = await signup(gw)
+
+    async def sweep() -> None:
+        async with running_actors(runtime.settings) as run:
+            await run(release_stale, retries=0)
+
+    # When the sweeper runs while the call is still running, long past the lease's expiry
+    # (in a thread of its own: the test client's request holds this loop until it returns)
+    sweeper = threading.Timer(6.0, lambda: asyncio.run(sweep()))
+    sweeper.start()
+    try:
+        response = await gw.get("/v1/gateway/slowpoke/slow", params={"seconds": 7},
+                                headers=key_headers(key))
+    finally:
+        sweeper.join(timeout=30)
+
+    # Then the live process had extended the lease: it is still its own, and the call is paid
+    assert response.status_code == 200, response.text
+    after = await settled(gw, key)
+    assert (after["creditsMicros"], after["heldMicros"], after["spentMicros"]) == (
+        STARTER - PRICE, 0, PRICE)
+    (record,) = (await usage(gw, key))["data"]
+    assert (record["status"], record["costMicros"], record["error"]) == ("succeeded", PRICE, None)
+    (lease,) = await leases_of(gw, record["agentId"])
+    assert lease.closed_by == "holder"
+
+
+async def test_credits_low_is_sent_once_per_dip_even_as_leases_give_credits_back(
+    make_gateway: GatewayFactory,
+) -> None:
+    # Given 1.05 USD, a low-credit threshold of 1 USD, and leases that close between calls
+    gw = await leased(make_gateway, starter_credits_micros=1_050_000,
+                      credits_low_threshold_micros=1_000_000)
+    runtime: Runtime = gw.app.state.runtime
+    key = await signup(gw)
+
+    # When six calls are made one at a time: the first lease dips under the threshold and
+    # gives most of itself back when it closes, the sixth call's lease dips under it again
+    for _ in range(6):
+        assert await get(gw, key) == 200
+        await settled(gw, key)
+
+    # Then that is one dip: the unused part of a lease coming back is not a top-up
+    agent_id = (await usage(gw, key))["data"][0]["agentId"]
+    assert (await balance(gw, key))["creditsMicros"] == 1_050_000 - 6 * PRICE
+    assert len(await events_of(runtime.settings, agent_id, "credits.low")) == 1
