@@ -60,12 +60,13 @@ class Runtime:
         key_changes = (None if settings.embedded else
                        KeyChangeBroadcast(settings.redis_url, settings.redis_prefix, cache))
         # Events emitted in a request are fanned out (and jobs sent) once it commits.
+        # Without the broadcast (one process) a committed key change is dropped here only.
         sessions = session_factory(engine, jobs=jobs, events=WebhookOutbox(jobs),
-                                   key_changes=key_changes)
+                                   key_changes=key_changes or cache)
         redis = None if settings.embedded else async_client(settings.redis_url)
         payments = Payments(PaymentChain(settings), SettlementWaiter(redis, settings.redis_prefix),
                             redis, settings.redis_prefix)
-        gateway = Gateway(settings, sessions)
+        gateway = Gateway(settings, sessions, payments)
         if gateway.leases is not None:
             cache.on_clear.append(gateway.leases.retire_all)
         auth = Authenticator(settings, sessions, cache)

@@ -98,6 +98,14 @@ class KeyCache:
         self.clear_local()
         return self.publisher([None]) if self.publisher else None
 
+    async def keys_changed(self, key_ids: Sequence[str | None]) -> None:
+        """The unit of work's sink where nothing is broadcast (one process): drop here."""
+        for key_id in key_ids:
+            if key_id is None:
+                self.clear_local()
+            else:
+                self.drop_local(key_id)
+
     def drop_local(self, key_id: str) -> None:
         self.generation += 1
         stale = [

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from app.db.models.gateway import FAILED, SUCCEEDED, OpenCall
 from app.db.types import utcnow
 from app.db.uow import UnitOfWork
-from app.errors import InsufficientCredits
+from app.errors import InsufficientCredits, SpendingLimitExceeded
 from app.gateway import leases
 from app.metrics.instruments import gateway_lease
 from app.settings import Settings
@@ -184,10 +184,11 @@ class LeasePool:
         with anyio.CancelScope(shield=True):
             try:
                 taken = await self._take(agent_id, price, desired)
-            except InsufficientCredits:
+            except (InsufficientCredits, SpendingLimitExceeded):
                 if not self._returning.get(agent_id):
                     raise
-                # This process's own retired leases still hold credits: let them go back first.
+                # This process's own retired leases still hold credits (and count against the
+                # limits): let what they did not use go back first.
                 await self._drained()
                 taken = await self._take(agent_id, price, desired)
             lease = Lease(id=taken.lease_id, agent_id=agent_id, platform_id=taken.platform_id,

@@ -8,7 +8,6 @@ from litestar import Request, Router, get, route
 from litestar.enums import HttpMethod
 from litestar.params import Parameter
 from litestar.response.base import ASGIResponse
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from app.auth.guards import key_holder, optional_key_holder, optional_principal_of
 from app.auth.principal import Principal
@@ -20,8 +19,6 @@ from app.gateway.paid import PaidContext
 from app.gateway.service import Gateway
 from app.gateway.usage_calls import pay_per_call
 from app.http.request_id import request_id_of
-from app.payments.service import Payments
-from app.settings import Settings
 
 AnyRequest = Request[Any, Any, Any]
 
@@ -62,8 +59,7 @@ async def incoming_call(request: AnyRequest, provider: str) -> IncomingCall:
     errors=(404, 502),
 )
 async def gateway_call(
-    request: AnyRequest, gateway: Gateway, payments: Payments, settings: Settings,
-    sessions: async_sessionmaker[UnitOfWork], provider: str, path: str = "",
+    request: AnyRequest, gateway: Gateway, provider: str, path: str = "",
 ) -> ASGIResponse:
     """Forward method, path, query, body and safe headers to the provider.
 
@@ -73,13 +69,16 @@ async def gateway_call(
     tell what it cost). Without a key it is paid per call with x402: 402 with the price, then
     a signed authorization that is settled only when the upstream answered 2xx.
     """
-    # The hot path: the caller and the raw request are read here rather than through more
-    # dependencies, and the header mapping x402 needs is only built for a call without a key.
+    # The hot path: the caller and the raw request are read here, and everything else through
+    # the gateway, rather than through more dependencies (two or more cost Litestar a task
+    # group per request); the header mapping x402 needs is only built for a call without a key.
     caller = optional_principal_of(request)
     call = await incoming_call(request, provider)
     if caller is not None:
         return await gateway.call_with_credits(caller, call)
-    context = PaidContext(settings, sessions, payments.redis)
+    payments = gateway.payments
+    assert payments is not None, "the runtime gives the gateway its payments"
+    context = PaidContext(gateway.settings, gateway.sessions, payments.redis)
     return await pay_per_call(context, payments, gateway, call, dict(request.headers))
 
 

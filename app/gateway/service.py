@@ -63,6 +63,7 @@ from app.gateway.usage_credits import settle_with_credits
 from app.gateway.usage_pricing import MAX_USAGE_BODY
 from app.ids import new_id
 from app.metrics.instruments import gateway_call, gateway_charged
+from app.payments.service import Payments
 from app.settings import Settings
 
 log = logging.getLogger("passgate.gateway")
@@ -94,9 +95,13 @@ class Gateway:
     """One per process (on the runtime): providers, the pooled upstream client, the outcome
     writer."""
 
-    def __init__(self, settings: Settings, sessions: async_sessionmaker[UnitOfWork]) -> None:
+    def __init__(self, settings: Settings, sessions: async_sessionmaker[UnitOfWork],
+                 payments: Payments | None = None) -> None:
         self.settings = settings
         self.sessions = sessions
+        # For calls paid per call with x402 (the route reaches everything through the gateway:
+        # one dependency, where several cost Litestar a task group per request).
+        self.payments = payments
         bind = sessions.kw.get("bind")
         # PostgreSQL reserves on a bare connection (reservations.reserve_fast); others on a
         # session.

@@ -32,8 +32,15 @@ class UpstreamFailure(Exception):
         self.latency_ms = latency_ms
 
 
+# Pooled clients per process, taken in turn. httpcore's pool checks every one of its
+# connections on each request and each release (``has_expired`` reads socket state through
+# anyio's typed attributes), so one pool of N keep-alive connections costs O(N) per call: with
+# 32 calls in flight that was a third of a gateway call's CPU. Shards of N/8 cost an eighth.
+SHARDS = 8
+
+
 class UpstreamClient:
-    """The one pooled HTTP client of a process, for every provider.
+    """The pooled HTTP clients of a process, for every provider.
 
     Created on first use (inside the running event loop) and closed with the runtime.
     Redirects are not followed (a 3xx goes back to the caller), and proxies from the
@@ -42,35 +49,44 @@ class UpstreamClient:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._client: httpx.AsyncClient | None = None
+        self._clients: list[httpx.AsyncClient] = []
+        self._turn = 0
 
     @property
     def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            settings = self._settings
-            client = httpx.AsyncClient(
-                follow_redirects=False,
-                trust_env=False,
-                # One client serves every caller: a cookie an upstream sets on one call must
-                # never ride along on another's, so the jar refuses to keep any.
-                cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
-                limits=httpx.Limits(
-                    max_connections=settings.gateway_max_connections,
-                    max_keepalive_connections=settings.gateway_max_keepalive_connections,
-                ),
-            )
-            # httpx adds Accept, Accept-Encoding and User-Agent of its own; the caller's (or
-            # none) must reach the upstream instead, or an upstream would compress a body for
-            # a caller that never asked for it.
-            for name in ("accept", "accept-encoding", "user-agent"):
-                del client.headers[name]
-            self._client = client
-        return self._client
+        """The next of the pooled clients."""
+        if not self._clients:
+            # Never more shards than connections allowed: the shards' limits add up to them.
+            shards = max(1, min(SHARDS, self._settings.gateway_max_connections))
+            self._clients = [self._new_client(shards) for _ in range(shards)]
+        self._turn = (self._turn + 1) % len(self._clients)
+        return self._clients[self._turn]
+
+    def _new_client(self, shards: int) -> httpx.AsyncClient:
+        settings = self._settings
+        client = httpx.AsyncClient(
+            follow_redirects=False,
+            trust_env=False,
+            # One client serves every caller: a cookie an upstream sets on one call must never
+            # ride along on another's, so the jar refuses to keep any.
+            cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
+            limits=httpx.Limits(
+                max_connections=settings.gateway_max_connections // shards,
+                max_keepalive_connections=-(-settings.gateway_max_keepalive_connections
+                                            // shards),
+            ),
+        )
+        # httpx adds Accept, Accept-Encoding and User-Agent of its own; the caller's (or none)
+        # must reach the upstream instead, or an upstream would compress a body for a caller
+        # that never asked for it.
+        for name in ("accept", "accept-encoding", "user-agent"):
+            del client.headers[name]
+        return client
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        clients, self._clients = self._clients, []
+        for client in clients:
+            await client.aclose()
 
     def timeout(self, provider: Provider) -> httpx.Timeout:
         total = provider.timeout_seconds
@@ -86,7 +102,8 @@ class UpstreamClient:
         url = provider.base_url + call.path
         if call.query:
             url += "?" + call.query.decode("latin-1")
-        request = self.client.build_request(
+        client = self.client
+        request = client.build_request(
             call.method,
             url,
             headers=request_headers(call, provider),
@@ -95,7 +112,7 @@ class UpstreamClient:
         )
         started = time.perf_counter()
         try:
-            response = await self.client.send(request, stream=True)
+            response = await client.send(request, stream=True)
         except httpx.TimeoutException:
             raise UpstreamFailure(
                 "timeout",

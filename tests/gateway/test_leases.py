@@ -248,3 +248,26 @@ async def test_credits_low_is_sent_once_per_dip_even_as_leases_give_credits_back
     agent_id = (await usage(gw, key))["data"][0]["agentId"]
     assert (await balance(gw, key))["creditsMicros"] == 1_050_000 - 6 * PRICE
     assert len(await events_of(runtime.settings, agent_id, "credits.low")) == 1
+
+
+async def test_lowering_the_fleets_limit_stops_calls_on_open_leases_at_once(
+    make_gateway: GatewayFactory, admin_headers: dict[str, str]
+) -> None:
+    # Given a fleet agent whose first call took a lease that lives a minute
+    gw = await leased(make_gateway, gateway_lease_seconds=60)
+    platform = await create_platform(gw, admin_headers)
+    master = platform["masterKey"]
+    agent = await fleet_agent(gw, admin_headers, master)
+    assert await get(gw, agent["key"]) == 200
+
+    # When the platform limits its fleet to the one call made today
+    lowered = await gw.put("/v1/platform/spending-limit", json={"dailyLimitMicros": PRICE},
+                           headers=master_headers(master))
+    assert lowered.status_code == 200, lowered.text
+
+    # Then the next call is refused at once at the fleet's limit
+    response = await gw.get("/v1/gateway/echo/echo", headers=key_headers(agent["key"]))
+    body = assert_error(response, 402, "SPENDING_LIMIT_EXCEEDED")
+    assert (body["details"]["scope"], body["details"]["spentTodayMicros"]) == ("platform", PRICE)
+    after = await settled(gw, agent["key"])
+    assert (after["heldMicros"], after["spentMicros"]) == (0, PRICE)
