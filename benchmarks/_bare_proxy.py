@@ -5,7 +5,8 @@ the answer back, but no framework, no key check, no rate limit, no billing and n
 What the gateway adds beyond what this adds is passgate's own cost; what this adds is the cost
 of any Python gateway built on this stack, on this machine. ``gateway_overhead.py`` serves it
 with ``uvicorn benchmarks._bare_proxy:app`` and ``BARE_PROXY_UPSTREAM`` set to the upstream's
-base URL.
+base URL. ``BARE_PROXY_SHARDS=n`` spreads the hop over n pooled clients taken in turn, as
+passgate's gateway does (``app/gateway/upstream.py``), for a floor with the same hop.
 """
 
 from __future__ import annotations
@@ -15,24 +16,28 @@ from typing import Any
 
 import httpx
 
-_client: httpx.AsyncClient | None = None
+_clients: list[httpx.AsyncClient] = []
+_turn = 0
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    global _client
+    global _turn
     if scope["type"] == "lifespan":
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                _client = httpx.AsyncClient(base_url=os.environ["BARE_PROXY_UPSTREAM"],
-                                            timeout=10)
+                shards = int(os.environ.get("BARE_PROXY_SHARDS", "1"))
+                _clients.extend(httpx.AsyncClient(base_url=os.environ["BARE_PROXY_UPSTREAM"],
+                                                  timeout=10) for _ in range(shards))
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if _client is not None:
-                    await _client.aclose()
+                for client in _clients:
+                    await client.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-    assert _client is not None, "served without its lifespan"
+    assert _clients, "served without its lifespan"
+    _turn = (_turn + 1) % len(_clients)
+    _client = _clients[_turn]
     body, more = b"", True
     while more:
         message = await receive()

@@ -213,7 +213,8 @@ def one_count(processes: int, args: argparse.Namespace, env: dict[str, str], ups
     direct_url = f"{upstream}/v1/ping"
     figures: dict[str, Any] = {}
     with (
-        server(bare_cmd, "/ping", bare_port, {"BARE_PROXY_UPSTREAM": upstream},
+        server(bare_cmd, "/ping", bare_port, {"BARE_PROXY_UPSTREAM": upstream,
+                                              "BARE_PROXY_SHARDS": str(args.floor_shards)},
                workdir / "bare.log") as bare_pid,
         server(gate_cmd, "/v1/health/live", gate_port, env, workdir / "passgate.log") as gate_pid,
     ):
@@ -268,6 +269,8 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--label", default="", help="a note stored with the figures")
+    parser.add_argument("--floor-shards", type=int, default=1,
+                        help="pooled clients of the bare proxy, taken in turn (passgate: 8)")
     parser.add_argument("--leases", action="store_true",
                         help="pay calls from credit leases (PASSGATE_GATEWAY_CREDIT_LEASES)")
     args = parser.parse_args()
@@ -280,6 +283,7 @@ def main() -> None:
     results: dict[str, Any] = {"label": args.label, "cpus": os.cpu_count(),
                                "rounds": args.rounds, "seconds": args.seconds,
                                "connections": args.connections, "leases": args.leases,
+                               "floor_shards": args.floor_shards,
                                "by_processes": {}}
     with database("postgres") as url, serve("workers.demo.upstream:app", "/ping") as upstream:
         env = passgate_env(url, upstream, prefix)

@@ -1,4 +1,5 @@
-"""The operator's gateway routes: providers added, changed and removed at run time."""
+"""The operator's gateway routes: providers added, changed and removed at run time, and the
+credit leases API processes hold."""
 
 from __future__ import annotations
 
@@ -7,10 +8,15 @@ from litestar.params import Parameter
 
 from app.audit.service import Actor
 from app.auth.guards import ADMIN
-from app.db.paging import Page
+from app.db.paging import Page, page_params
 from app.db.uow import UnitOfWork
-from app.gateway import provider_admin
-from app.gateway.schemas import AdminProviderView, CreateProviderBody, UpdateProviderBody
+from app.gateway import leases, provider_admin
+from app.gateway.schemas import (
+    AdminProviderView,
+    CreateProviderBody,
+    UpdateProviderBody,
+    lease_view,
+)
 from app.gateway.service import Gateway
 
 
@@ -55,6 +61,21 @@ async def delete_provider(
     return await provider_admin.delete_provider(session, gateway, actor, name)
 
 
+@get("/gateway/leases")
+async def list_leases(
+    session: UnitOfWork,
+    limit: int | None = Parameter(default=None),
+    cursor: str | None = Parameter(default=None),
+    agent_id: str | None = Parameter(query="agentId", default=None, max_length=40),
+    lease_state: str | None = Parameter(query="state", default=None, max_length=10),
+) -> Page:
+    """Credit leases newest first (``PASSGATE_GATEWAY_CREDIT_LEASES``): which process holds
+    how much of an agent's credits, what its calls used, and who closed it."""
+    rows, next_cursor = await leases.listing(session, page_params(limit, cursor),
+                                             agent_id=agent_id, state=lease_state)
+    return Page(data=[lease_view(lease) for lease in rows], next_cursor=next_cursor)
+
+
 admin_router = Router(
     path="/admin/v1",
     route_handlers=[
@@ -63,6 +84,7 @@ admin_router = Router(
         get_provider,
         update_provider,
         delete_provider,
+        list_leases,
     ],
     before_request=ADMIN,
     tags=["admin"],

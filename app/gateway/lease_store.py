@@ -15,6 +15,8 @@ from app.db.models.agents import Agent
 from app.db.models.attention import GATEWAY_RESERVATION
 from app.db.models.gateway import LEASE_CLOSED, LEASE_OPEN, CreditLease, GatewayUsage
 from app.db.models.platforms import Platform
+from app.db.paging import PageParams
+from app.db.queries import page, where_equal
 from app.db.uow import UnitOfWork
 
 
@@ -142,6 +144,14 @@ async def extend(session: UnitOfWork, lease_ids: Sequence[str], until: datetime)
         .where(col(CreditLease.id).in_(list(lease_ids)), col(CreditLease.state) == LEASE_OPEN)
         .values(expires_at=until)
     )
+
+
+async def search(
+    session: UnitOfWork, params: PageParams, *, agent_id: str | None, state: str | None
+) -> tuple[list[CreditLease], str | None]:
+    stmt = where_equal(select(CreditLease), (col(CreditLease.agent_id), agent_id or None),
+                       (col(CreditLease.state), state or None))
+    return await page(session, stmt, col(CreditLease.id), params)
 
 
 async def expired_ids(session: UnitOfWork, before: datetime, limit: int) -> list[str]:

@@ -37,10 +37,11 @@ from typing import Any
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from app.credits import ledger
-from app.db.models.gateway import AGENT, PLATFORM, CreditLease
+from app.db.models.gateway import AGENT, LEASE_CLOSED, LEASE_OPEN, PLATFORM, CreditLease
+from app.db.paging import PageParams
 from app.db.types import utcnow
 from app.db.uow import UnitOfWork
-from app.errors import NotFound
+from app.errors import NotFound, ValidationFailed
 from app.gateway import lease_store, repository
 from app.gateway.reservations import check_limits, credits_low, crosses_low, spend_day
 from app.ids import new_id
@@ -187,3 +188,12 @@ async def abandoned(
     before = utcnow() - timedelta(seconds=grace_seconds)
     async with sessions() as session:
         return await lease_store.expired_ids(session, before, batch)
+
+
+async def listing(
+    session: UnitOfWork, params: PageParams, *, agent_id: str | None, state: str | None
+) -> tuple[list[CreditLease], str | None]:
+    """Leases newest first, of one agent or all, open or closed (the operator's view)."""
+    if state not in (None, "", LEASE_OPEN, LEASE_CLOSED):
+        raise ValidationFailed(f"state must be {LEASE_OPEN} or {LEASE_CLOSED}.")
+    return await lease_store.search(session, params, agent_id=agent_id, state=state)

@@ -8,7 +8,7 @@ from typing import Annotated
 import msgspec
 
 from app.config.providers import ProviderSettings
-from app.db.models.gateway import GatewayProvider, GatewayUsage
+from app.db.models.gateway import CreditLease, GatewayProvider, GatewayUsage
 from app.db.types import rfc3339
 from app.http.schemas import Description, Micros
 
@@ -160,4 +160,31 @@ def admin_provider_view(
         shadowed=shadowed,
         created_at=rfc3339(row.created_at) if row is not None else None,
         updated_at=rfc3339(row.updated_at) if row is not None else None,
+    )
+
+
+class LeaseView(msgspec.Struct, rename="camel"):
+    """A credit lease as the operator sees it (``app.gateway.leases``)."""
+
+    id: str
+    agent_id: str
+    platform_id: str | None
+    holder: str
+    day: str
+    amount_micros: int
+    used_micros: int
+    state: str
+    created_at: str
+    expires_at: str
+    closed_at: str | None
+    closed_by: str | None
+
+
+def lease_view(lease: CreditLease) -> LeaseView:
+    return LeaseView(
+        id=lease.id, agent_id=lease.agent_id, platform_id=lease.platform_id, holder=lease.holder,
+        day=lease.day, amount_micros=lease.amount_micros, used_micros=lease.used_micros,
+        state=lease.state, created_at=rfc3339(lease.created_at) or "",
+        expires_at=rfc3339(lease.expires_at) or "", closed_at=rfc3339(lease.closed_at),
+        closed_by=lease.closed_by,
     )

@@ -242,3 +242,42 @@ async def agent_books(settings: Settings, agent_id: str) -> tuple[int, int, int]
         agent = await session.get(Agent, agent_id)
         assert agent is not None
         return agent.balance_micros, agent.held_micros, agent.spent_micros
+
+
+@pytest.mark.slow
+async def test_a_limit_lowered_through_one_process_stops_calls_on_anothers_lease_at_once(
+    api_processes: Processes,
+) -> None:
+    _, start = api_processes
+    with start(2, PASSGATE_GATEWAY_LEASE_SECONDS="120") as ([first, second], _):
+        async with (httpx.AsyncClient(base_url=first, timeout=30) as one,
+                    httpx.AsyncClient(base_url=second, timeout=30) as other):
+            # Given a fleet agent whose call through the first process took a 2-minute lease
+            platform = (await one.post("/admin/v1/platforms", json={"name": unique("fleet")},
+                                       headers=ADMIN)).json()
+            master = {"X-Master-Key": platform["masterKey"]}
+            agent = (await one.post("/v1/platform/agents", json={"name": unique("a")},
+                                    headers=master)).json()
+            granted = await one.post("/admin/v1/credits/adjustments", headers=ADMIN, json={
+                "agentId": agent["agent"]["id"], "amountMicros": CREDITS, "reason": "test"})
+            assert granted.status_code == 201, granted.text
+            key = key_headers(agent["apiKey"])
+            assert (await one.get("/v1/gateway/echo/echo", headers=key)).status_code == 200
+            assert (await balance(one, agent["apiKey"]))["heldMicros"] > PRICE
+
+            # When the platform lowers the agent's limit through the second process
+            lowered = await other.patch(f"/v1/platform/agents/{agent['agent']['id']}",
+                                        json={"dailySpendingLimitMicros": PRICE}, headers=master)
+            assert lowered.status_code == 200, lowered.text
+
+            # Then the first process stops paying from its lease within a broadcast's round
+            # trip, not when the lease ends
+            deadline = time.monotonic() + 2
+            while True:
+                response = await one.get("/v1/gateway/echo/echo", headers=key)
+                if response.status_code != 200 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.05)
+            assert response.status_code == 402, response.text
+            assert response.json()["code"] == "SPENDING_LIMIT_EXCEEDED"
+            assert (await settled(one, agent["apiKey"]))["heldMicros"] == 0

@@ -57,6 +57,16 @@ async def settled(client: Client, key: str, within: float = 5.0) -> dict[str, An
         await asyncio.sleep(0.05)
 
 
+async def recorded(client: Client, key: str, within: float = 5.0) -> list[dict[str, Any]]:
+    """The key's usage once its calls were written (in batches, off the request path)."""
+    deadline = time.monotonic() + within
+    while True:
+        records: list[dict[str, Any]] = (await usage(client, key))["data"]
+        if records or time.monotonic() > deadline:
+            return records
+        await asyncio.sleep(0.05)
+
+
 async def ledger_of(client: Client, agent_id: str) -> list[LedgerEntry]:
     runtime: Runtime = client.app.state.runtime
     async with database(runtime.settings) as sessions, sessions() as session:
@@ -102,6 +112,34 @@ async def test_calls_paid_from_a_lease_are_charged_once_and_the_books_add_up(
     assert sum(e.amount_micros for e in entries if e.kind in ("hold", "release")) == -3 * PRICE
     (lease,) = await leases_of(gw, agent_id)
     assert (lease.state, lease.used_micros, lease.closed_by) == ("closed", 3 * PRICE, "holder")
+
+
+async def test_operators_list_the_leases_processes_hold(
+    make_gateway: GatewayFactory, admin_headers: dict[str, str]
+) -> None:
+    # Given an agent whose call took a lease that is still open
+    gw = await leased(make_gateway, gateway_lease_seconds=60)
+    key = await signup(gw)
+    assert await get(gw, key) == 200
+    agent_id = (await recorded(gw, key))[0]["agentId"]
+
+    # When the operator lists the agent's open leases
+    listed = await gw.get("/admin/v1/gateway/leases",
+                          params={"agentId": agent_id, "state": "open"}, headers=admin_headers)
+
+    # Then it sees which process holds how much, and the balance agrees
+    assert listed.status_code == 200, listed.text
+    (lease,) = listed.json()["data"]
+    held = (await balance(gw, key))["heldMicros"]
+    assert (lease["agentId"], lease["state"], lease["amountMicros"]) == (agent_id, "open", held)
+    assert lease["holder"].count(":") == 2  # host:pid:instance
+    assert lease["closedAt"] is None
+    agent = (await gw.get(f"/admin/v1/agents/{agent_id}", headers=admin_headers)).json()
+    assert agent["heldMicros"] == held
+    # And bad filters or no admin token are refused
+    assert_error(await gw.get("/admin/v1/gateway/leases", params={"state": "gone"},
+                              headers=admin_headers), 400, "VALIDATION_ERROR")
+    assert_error(await gw.get("/admin/v1/gateway/leases"), 401, "UNAUTHORIZED")
 
 
 async def test_failed_calls_paid_from_a_lease_cost_nothing(make_gateway: GatewayFactory) -> None:
