@@ -88,6 +88,7 @@ class LeasePool:
         self._seconds = settings.gateway_lease_seconds
         self._max = settings.gateway_lease_max_micros
         self._low = settings.credits_low_threshold_micros
+        self._relax = settings.gateway_async_commit
         # Leases with calls still running are extended this often, well within the grace the
         # sweeper gives them.
         self._extend_every = settings.gateway_lease_grace_seconds / 3
@@ -203,12 +204,19 @@ class LeasePool:
         return lease
 
     async def _take(self, agent_id: str, price: int, desired: int) -> leases.Taken:
+        try:
+            taken = await self._take_once(agent_id, price, desired)
+        except leases.LeaseTooLarge:
+            taken = await self._take_once(agent_id, price, price)
+        gateway_lease("taken", micros=taken.amount_micros)
+        return taken
+
+    async def _take_once(self, agent_id: str, price: int, desired: int) -> leases.Taken:
         async with self._sessions() as session:
             taken = await leases.take(session, agent_id, price=price, desired=desired,
                                       holder=self.holder, lease_seconds=self._seconds,
-                                      low_threshold_micros=self._low)
+                                      low_threshold_micros=self._low, relax_durability=self._relax)
             await session.commit()
-        gateway_lease("taken", micros=taken.amount_micros)
         return taken
 
     def _retire(self, lease: Lease, *, used_up: bool | None) -> None:
@@ -309,7 +317,7 @@ class LeasePool:
     async def _close(self, lease: Lease) -> None:
         try:
             async with self._sessions() as session:
-                returned = await leases.close(session, lease.id)
+                returned = await leases.close(session, lease.id, relax_durability=self._relax)
                 await session.commit()
             gateway_lease("closed", micros=returned or 0)
         except Exception:

@@ -7,13 +7,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, insert, text, update
 from sqlmodel import col, select
 
 from app.attention.filters import not_parked
 from app.db.models.agents import Agent
 from app.db.models.attention import GATEWAY_RESERVATION
-from app.db.models.gateway import LEASE_CLOSED, LEASE_OPEN, CreditLease, GatewayUsage
+from app.db.models.gateway import (
+    LEASE_CLOSED,
+    LEASE_OPEN,
+    CreditLease,
+    GatewayUsage,
+    SpendCounter,
+)
 from app.db.models.platforms import Platform
 from app.db.paging import PageParams
 from app.db.queries import page, where_equal
@@ -57,6 +63,28 @@ async def lock_holder(session: UnitOfWork, agent_id: str) -> Holder | None:
         return None
     return Holder(balance_micros=row[0], platform_id=row[1], agent_limit=row[2],
                   platform_limit=row[3])
+
+
+async def relax_durability(session: UnitOfWork) -> None:
+    """PostgreSQL: this transaction commits without waiting for its WAL flush."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SET LOCAL synchronous_commit = off"))
+
+
+async def spent_today(
+    session: UnitOfWork, owners: Sequence[tuple[str, str]], day: str
+) -> dict[str, int]:
+    """Today's counters by scope, read without a lock (a lease is sized on them; the locked
+    totals after its charge decide)."""
+    found: dict[str, int] = {}
+    for scope, owner in owners:
+        spent = (await session.execute(
+            select(col(SpendCounter.spent_micros)).where(
+                col(SpendCounter.scope) == scope, col(SpendCounter.owner_id) == owner,
+                col(SpendCounter.day) == day)
+        )).scalar_one_or_none()
+        found[scope] = spent or 0
+    return found
 
 
 async def hold(session: UnitOfWork, agent_id: str, amount: int) -> None:

@@ -72,6 +72,11 @@ def lease_size(price: int, desired: int, balance: int, headrooms: Sequence[int])
     return max(1, cap // price) * price
 
 
+class LeaseTooLarge(Exception):
+    """Today's counters moved between their read and the lease: a lease of more than one call
+    would pass a limit. Nothing was written; take one call's worth instead."""
+
+
 async def take(
     session: UnitOfWork,
     agent_id: str,
@@ -81,26 +86,33 @@ async def take(
     holder: str,
     lease_seconds: float,
     low_threshold_micros: int,
+    relax_durability: bool = False,
 ) -> Taken:
     """Take a lease of at least ``price`` (else the per-call path's errors:
     INSUFFICIENT_CREDITS, SPENDING_LIMIT_EXCEEDED), in the caller's transaction.
 
-    The agent's row, then today's counters, are locked first (the per-call path's order), so
-    the size is decided on numbers no other process can change before the commit.
+    The agent's row is locked first and today's counters last, just before the commit (the
+    per-call path's order): the fleet's counter is shared by every agent of a platform in every
+    process, so it is held for one statement and the commit, not for the whole take. The size
+    is decided on the counters as read before; their locked totals then decide (a lease that
+    would pass a limit raises :class:`LeaseTooLarge`, or SPENDING_LIMIT_EXCEEDED for one call).
+    ``relax_durability`` (PostgreSQL): commit without waiting for the WAL flush; a take the
+    database then forgets leaves a lease nobody holds in the database, whose calls are recorded
+    free (the agent's favour, as for a reservation).
     """
     now = utcnow()
+    if relax_durability:
+        await lease_store.relax_durability(session)
     limits = await lease_store.lock_holder(session, agent_id)
     if limits is None:
         raise NotFound("Agent not found.")
     balance = limits.balance_micros
     day = spend_day(now)
     owners = repository.spend_owners(agent_id, limits.platform_id)
-    totals = await repository.add_spend(session, owners, day, 0)
     if balance < price:
         await ledger.refuse_charge(session, agent_id, price)
-    checks = ((AGENT, limits.agent_limit, totals.get(AGENT, 0) + price),
-              (PLATFORM, limits.platform_limit,
-               totals.get(PLATFORM, 0) + price if limits.platform_id else None))
+    spent = await lease_store.spent_today(session, owners, day)
+    checks = _checks(limits, spent.get(AGENT, 0) + price, spent.get(PLATFORM, 0) + price)
     check_limits(checks, price, now)
     headrooms = [limit - (total - price) for _, limit, total in checks
                  if limit is not None and total is not None]
@@ -109,7 +121,6 @@ async def take(
     entry = await ledger.post(session, agent_id, "hold", -amount, reference=lease_id,
                               reason="gateway credit lease")
     await lease_store.hold(session, agent_id, amount)
-    await repository.add_spend(session, owners, day, amount)
     expires_at = now + timedelta(seconds=lease_seconds)
     await lease_store.insert_lease(session, CreditLease(
         id=lease_id, agent_id=agent_id, platform_id=limits.platform_id, holder=holder, day=day,
@@ -118,8 +129,22 @@ async def take(
     balance_after = entry.balance_after_micros
     if crosses_low(balance_after, amount, low_threshold_micros):
         await credits_low(session, agent_id, balance_after, low_threshold_micros, now)
+    totals = await repository.add_spend(session, owners, day, amount)
+    final = _checks(limits, totals.get(AGENT), totals.get(PLATFORM))
+    if amount > price and any(limit is not None and total is not None and total > limit
+                              for _, limit, total in final):
+        raise LeaseTooLarge
+    check_limits(final, price, now)
     return Taken(lease_id=lease_id, agent_id=agent_id, platform_id=limits.platform_id, day=day,
                  amount_micros=amount, balance_after_micros=balance_after, expires_at=expires_at)
+
+
+def _checks(
+    limits: lease_store.Holder, agent_total: int | None, platform_total: int | None
+) -> tuple[tuple[str, int | None, int | None], ...]:
+    return ((AGENT, limits.agent_limit, agent_total),
+            (PLATFORM, limits.platform_limit,
+             platform_total if limits.platform_id is not None else None))
 
 
 async def record(session: UnitOfWork, calls: Sequence[dict[str, Any]]) -> None:
@@ -143,9 +168,14 @@ async def record(session: UnitOfWork, calls: Sequence[dict[str, Any]]) -> None:
     await lease_store.insert_calls(session, rows)
 
 
-async def close(session: UnitOfWork, lease_id: str, by: str = BY_HOLDER) -> int | None:
+async def close(
+    session: UnitOfWork, lease_id: str, by: str = BY_HOLDER, *, relax_durability: bool = False
+) -> int | None:
     """Give back what the lease did not use (returned) and count what it did as spent. None: it
-    was closed already (by its process or the sweeper; exactly one of them does it)."""
+    was closed already (by its process or the sweeper; exactly one of them does it). Locks: the
+    lease, the agent, today's counters last."""
+    if relax_durability:
+        await lease_store.relax_durability(session)
     closed = await lease_store.close(session, lease_id, by, utcnow())
     if closed is None:
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -114,6 +115,41 @@ async def balance(client: httpx.AsyncClient, key: str) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+async def settled(client: httpx.AsyncClient, key: str, within: float = 15.0) -> dict[str, Any]:
+    """The balance once no credit lease holds any of it (its leases expired and closed)."""
+    deadline = time.monotonic() + within
+    while True:
+        now = await balance(client, key)
+        if now["heldMicros"] == 0 or time.monotonic() > deadline:
+            return now
+        await asyncio.sleep(0.05)
+
+
+def process_env(settings: Settings, providers: list[dict[str, Any]], credits: int,
+                **extra: str) -> dict[str, str]:
+    """What an API process started by a test reads: the session's database and Redis, the test
+    providers, ``credits`` for each sign-up, and limits far above any test's burst."""
+    return {
+        "PASSGATE_ENVIRONMENT": "test",
+        "PASSGATE_DATABASE_URL": settings.database_url,
+        "PASSGATE_REDIS_URL": settings.redis_url,
+        "PASSGATE_REDIS_PREFIX": settings.redis_prefix,
+        "PASSGATE_KEY_PEPPER": settings.key_pepper.get_secret_value(),
+        "PASSGATE_PROVIDERS": json.dumps(providers),
+        "PASSGATE_STARTER_CREDITS_MICROS": str(credits),
+        # Far above the burst, so leased rate-limit tokens never run short.
+        "PASSGATE_PLAN_FREE_PER_MINUTE": "100000000",
+        "PASSGATE_SIGNUP_PER_MINUTE": "100000",
+        # The session's sign-ups share one Redis prefix: the daily default ran out in CI.
+        "PASSGATE_SIGNUP_PER_DAY": "1000000",
+        # The PostgreSQL server is shared: 3 x (8 + 4) connections at most.
+        "PASSGATE_DATABASE_POOL_SIZE": "8",
+        "PASSGATE_DATABASE_MAX_OVERFLOW": "4",
+        "PASSGATE_LOG_LEVEL": "WARNING",
+        **extra,
+    }
 
 
 async def usage(client: httpx.AsyncClient, key: str, **params: Any) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ from tests.gateway.helpers import (
     balance,
     database,
     free_port,
+    process_env,
     signup,
     start_uvicorn,
     stop,
@@ -43,24 +43,7 @@ def api_processes(
             "multi-process: SQLite is a single local file with one writer; passgate "
             "scales out on PostgreSQL, so that is what this test exercises"
         )
-    env = {
-        "PASSGATE_ENVIRONMENT": "test",
-        "PASSGATE_DATABASE_URL": settings.database_url,
-        "PASSGATE_REDIS_URL": settings.redis_url,
-        "PASSGATE_REDIS_PREFIX": settings.redis_prefix,
-        "PASSGATE_KEY_PEPPER": settings.key_pepper.get_secret_value(),
-        "PASSGATE_PROVIDERS": json.dumps(providers),
-        "PASSGATE_STARTER_CREDITS_MICROS": str(CREDITS),
-        # Far above the burst, so leased rate-limit tokens never run short.
-        "PASSGATE_PLAN_FREE_PER_MINUTE": "100000000",
-        "PASSGATE_SIGNUP_PER_MINUTE": "100000",
-        # The session's sign-ups share one Redis prefix: the daily default ran out in CI.
-        "PASSGATE_SIGNUP_PER_DAY": "1000000",
-        # The PostgreSQL server is shared: 3 x (8 + 4) connections at most.
-        "PASSGATE_DATABASE_POOL_SIZE": "8",
-        "PASSGATE_DATABASE_MAX_OVERFLOW": "4",
-        "PASSGATE_LOG_LEVEL": "WARNING",
-    }
+    env = process_env(settings, providers, CREDITS)
     ports = [free_port() for _ in range(PROCESSES)]
     procs = [start_uvicorn("app.main:create_app", port, env, factory=True) for port in ports]
     try:

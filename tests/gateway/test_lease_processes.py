@@ -5,7 +5,6 @@ lease documents while the sweeper gives back the rest."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import time
@@ -33,6 +32,8 @@ from tests.gateway.helpers import (
     balance,
     database,
     free_port,
+    process_env,
+    settled,
     signup,
     start_uvicorn,
     stop,
@@ -60,25 +61,9 @@ def api_processes(
 
     @contextmanager
     def start(count: int, **env: str) -> Iterator[tuple[list[str], list[Any]]]:
-        values = {
-            "PASSGATE_ENVIRONMENT": "test",
-            "PASSGATE_DATABASE_URL": settings.database_url,
-            "PASSGATE_REDIS_URL": settings.redis_url,
-            "PASSGATE_REDIS_PREFIX": settings.redis_prefix,
-            "PASSGATE_KEY_PEPPER": settings.key_pepper.get_secret_value(),
-            "PASSGATE_ADMIN_TOKEN": ADMIN_TOKEN,
-            "PASSGATE_PROVIDERS": json.dumps(providers),
-            "PASSGATE_STARTER_CREDITS_MICROS": str(CREDITS),
-            "PASSGATE_PLAN_FREE_PER_MINUTE": "100000000",
-            "PASSGATE_SIGNUP_PER_MINUTE": "100000",
-            "PASSGATE_SIGNUP_PER_DAY": "1000000",
-            "PASSGATE_DATABASE_POOL_SIZE": "8",
-            "PASSGATE_DATABASE_MAX_OVERFLOW": "4",
-            "PASSGATE_LOG_LEVEL": "WARNING",
-            "PASSGATE_GATEWAY_CREDIT_LEASES": "true",
-            "PASSGATE_GATEWAY_LEASE_SECONDS": "1",
-            **env,
-        }
+        values = process_env(settings, providers, CREDITS, **{
+            "PASSGATE_ADMIN_TOKEN": ADMIN_TOKEN, "PASSGATE_GATEWAY_CREDIT_LEASES": "true",
+            "PASSGATE_GATEWAY_LEASE_SECONDS": "1", **env})
         ports = [free_port() for _ in range(count)]
         procs = [start_uvicorn("app.main:create_app", port, values, factory=True)
                  for port in ports]
@@ -93,16 +78,6 @@ def api_processes(
         for proc in started:
             if proc.poll() is None:
                 stop(proc)
-
-
-async def settled(http: httpx.AsyncClient, key: str, within: float = 15.0) -> dict[str, Any]:
-    """The balance once no lease holds any of it."""
-    deadline = time.monotonic() + within
-    while True:
-        now = await balance(http, key)
-        if now["heldMicros"] == 0 or time.monotonic() > deadline:
-            return now
-        await asyncio.sleep(0.1)
 
 
 async def many(bases: list[str], keys: list[str], calls: int) -> Counter[tuple[int, str | None]]:

@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from typing import Any
 
+import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlmodel import col, select
@@ -26,6 +27,7 @@ from tests.gateway.helpers import (
     database,
     events_of,
     provider_config,
+    settled,
     signup,
     usage,
 )
@@ -45,16 +47,6 @@ async def leased(make_gateway: GatewayFactory, **overrides: Any) -> Client:
 async def get(client: Client, key: str, path: str = "echo/echo") -> int:
     response = await client.get(f"/v1/gateway/{path}", headers=key_headers(key))
     return response.status_code
-
-
-async def settled(client: Client, key: str, within: float = 5.0) -> dict[str, Any]:
-    """The balance once no lease holds any of it (its leases expired and were closed)."""
-    deadline = time.monotonic() + within
-    while True:
-        now = await balance(client, key)
-        if now["heldMicros"] == 0 or time.monotonic() > deadline:
-            return now
-        await asyncio.sleep(0.05)
 
 
 async def recorded(client: Client, key: str, within: float = 5.0) -> list[dict[str, Any]]:
@@ -208,30 +200,6 @@ async def test_a_lease_never_passes_the_agents_or_the_fleets_daily_limit(
     assert spent == [3 * PRICE, 2 * PRICE]
 
 
-async def test_lowering_a_limit_stops_calls_on_an_open_lease_at_once(
-    make_gateway: GatewayFactory, admin_headers: dict[str, str]
-) -> None:
-    # Given a fleet agent whose first call took a lease that lives a minute
-    gw = await leased(make_gateway, gateway_lease_seconds=60)
-    platform = await create_platform(gw, admin_headers)
-    master = platform["masterKey"]
-    agent = await fleet_agent(gw, admin_headers, master)
-    assert await get(gw, agent["key"]) == 200
-    assert (await balance(gw, agent["key"]))["heldMicros"] > PRICE
-
-    # When its platform limits it to the one call it made
-    lowered = await gw.patch(f"/v1/platform/agents/{agent['id']}",
-                             json={"dailySpendingLimitMicros": PRICE},
-                             headers=master_headers(master))
-    assert lowered.status_code == 200, lowered.text
-
-    # Then its next call is refused at once, and the lease gave back what it did not use
-    response = await gw.get("/v1/gateway/echo/echo", headers=key_headers(agent["key"]))
-    assert assert_error(response, 402, "SPENDING_LIMIT_EXCEEDED")["details"]["scope"] == "agent"
-    after = await settled(gw, agent["key"])
-    assert (after["heldMicros"], after["spentMicros"]) == (0, PRICE)
-
-
 async def test_a_call_outliving_its_lease_keeps_the_sweeper_off_and_is_charged(
     make_gateway: GatewayFactory, upstream_url: str, providers: list[dict[str, Any]],
 ) -> None:
@@ -288,24 +256,31 @@ async def test_credits_low_is_sent_once_per_dip_even_as_leases_give_credits_back
     assert len(await events_of(runtime.settings, agent_id, "credits.low")) == 1
 
 
-async def test_lowering_the_fleets_limit_stops_calls_on_open_leases_at_once(
-    make_gateway: GatewayFactory, admin_headers: dict[str, str]
+@pytest.mark.parametrize("scope", ["agent", "platform"])
+async def test_lowering_a_limit_stops_calls_on_an_open_lease_at_once(
+    make_gateway: GatewayFactory, admin_headers: dict[str, str], scope: str
 ) -> None:
     # Given a fleet agent whose first call took a lease that lives a minute
     gw = await leased(make_gateway, gateway_lease_seconds=60)
     platform = await create_platform(gw, admin_headers)
-    master = platform["masterKey"]
-    agent = await fleet_agent(gw, admin_headers, master)
+    master = master_headers(platform["masterKey"])
+    agent = await fleet_agent(gw, admin_headers, platform["masterKey"])
     assert await get(gw, agent["key"]) == 200
+    assert (await balance(gw, agent["key"]))["heldMicros"] > PRICE
 
-    # When the platform limits its fleet to the one call made today
-    lowered = await gw.put("/v1/platform/spending-limit", json={"dailyLimitMicros": PRICE},
-                           headers=master_headers(master))
+    # When the platform limits the agent, or its whole fleet, to the one call made today
+    if scope == "agent":
+        lowered = await gw.patch(f"/v1/platform/agents/{agent['id']}",
+                                 json={"dailySpendingLimitMicros": PRICE}, headers=master)
+    else:
+        lowered = await gw.put("/v1/platform/spending-limit", json={"dailyLimitMicros": PRICE},
+                               headers=master)
     assert lowered.status_code == 200, lowered.text
 
-    # Then the next call is refused at once at the fleet's limit
+    # Then the next call is refused at once at that limit, counting only what was spent, and
+    # the lease gave back what it did not use
     response = await gw.get("/v1/gateway/echo/echo", headers=key_headers(agent["key"]))
     body = assert_error(response, 402, "SPENDING_LIMIT_EXCEEDED")
-    assert (body["details"]["scope"], body["details"]["spentTodayMicros"]) == ("platform", PRICE)
+    assert (body["details"]["scope"], body["details"]["spentTodayMicros"]) == (scope, PRICE)
     after = await settled(gw, agent["key"])
     assert (after["heldMicros"], after["spentMicros"]) == (0, PRICE)
