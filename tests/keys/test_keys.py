@@ -48,6 +48,7 @@ async def test_email_signup_key_sees_its_starter_balance(client):
     assert response.status_code == 200, response.text
     assert response.json() == {
         "credits_usd": 10.0, "total_spent": 0.0, "creditsMicros": 10_000_000, "spentMicros": 0,
+        "heldMicros": 0,
     }
 
 
@@ -577,6 +578,7 @@ async def test_balance_of_a_new_agent_is_zero(client):
     assert response.status_code == 200, response.text
     assert response.json() == {
         "credits_usd": 0.0, "total_spent": 0.0, "creditsMicros": 0, "spentMicros": 0,
+        "heldMicros": 0,
     }
 
 
