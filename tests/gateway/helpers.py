@@ -24,6 +24,7 @@ from app.db.engine import create_engine, session_factory
 from app.db.models.events import Event
 from app.settings import Settings
 from tests.factories import key_headers
+from tests.fixtures.live import settings_env
 
 ROOT = Path(__file__).resolve().parents[2]
 # Importing the app (web3, x402) takes seconds, more with several processes on few cores.
@@ -129,25 +130,17 @@ async def settled(client: httpx.AsyncClient, key: str, within: float = 15.0) -> 
 
 def process_env(settings: Settings, providers: list[dict[str, Any]], credits: int,
                 **extra: str) -> dict[str, str]:
-    """What an API process started by a test reads: the session's database and Redis, the test
-    providers, ``credits`` for each sign-up, and limits far above any test's burst."""
+    """What an API process started by a test reads: the session's stores, the test providers,
+    ``credits`` for each sign-up, and a key rate far above any test's burst."""
     return {
-        "PASSGATE_ENVIRONMENT": "test",
-        "PASSGATE_DATABASE_URL": settings.database_url,
-        "PASSGATE_REDIS_URL": settings.redis_url,
-        "PASSGATE_REDIS_PREFIX": settings.redis_prefix,
-        "PASSGATE_KEY_PEPPER": settings.key_pepper.get_secret_value(),
+        **settings_env(settings),
         "PASSGATE_PROVIDERS": json.dumps(providers),
         "PASSGATE_STARTER_CREDITS_MICROS": str(credits),
         # Far above the burst, so leased rate-limit tokens never run short.
         "PASSGATE_PLAN_FREE_PER_MINUTE": "100000000",
-        "PASSGATE_SIGNUP_PER_MINUTE": "100000",
-        # The session's sign-ups share one Redis prefix: the daily default ran out in CI.
-        "PASSGATE_SIGNUP_PER_DAY": "1000000",
         # The PostgreSQL server is shared: 3 x (8 + 4) connections at most.
         "PASSGATE_DATABASE_POOL_SIZE": "8",
         "PASSGATE_DATABASE_MAX_OVERFLOW": "4",
-        "PASSGATE_LOG_LEVEL": "WARNING",
         **extra,
     }
 
