@@ -61,7 +61,6 @@ class Taken:
     platform_id: str | None
     day: str
     amount_micros: int
-    balance_after_micros: int
     expires_at: datetime
 
 
@@ -136,7 +135,7 @@ async def take(
         raise LeaseTooLarge
     check_limits(final, price, now)
     return Taken(lease_id=lease_id, agent_id=agent_id, platform_id=limits.platform_id, day=day,
-                 amount_micros=amount, balance_after_micros=balance_after, expires_at=expires_at)
+                 amount_micros=amount, expires_at=expires_at)
 
 
 def _checks(

@@ -80,6 +80,26 @@ def api_processes(
                 stop(proc)
 
 
+async def new_platform(http: httpx.AsyncClient) -> tuple[dict[str, Any], dict[str, str]]:
+    """A new platform, and the headers of its master key."""
+    created = await http.post("/admin/v1/platforms", json={"name": unique("fleet")},
+                              headers=ADMIN)
+    assert created.status_code == 201, created.text
+    platform = created.json()
+    return platform, {"X-Master-Key": platform["masterKey"]}
+
+
+async def funded_agent(http: httpx.AsyncClient, master: dict[str, str]) -> dict[str, Any]:
+    """A new agent of the platform, granted ``CREDITS``: its view and its ``apiKey``."""
+    created = await http.post("/v1/platform/agents", json={"name": unique("a")}, headers=master)
+    assert created.status_code == 201, created.text
+    agent: dict[str, Any] = created.json()
+    granted = await http.post("/admin/v1/credits/adjustments", headers=ADMIN, json={
+        "agentId": agent["agent"]["id"], "amountMicros": CREDITS, "reason": "test credits"})
+    assert granted.status_code == 201, granted.text
+    return agent
+
+
 async def many(bases: list[str], keys: list[str], calls: int) -> Counter[tuple[int, str | None]]:
     """``calls`` calls at once, spread over the processes and keys, one connection each."""
     limits = httpx.Limits(max_connections=calls, max_keepalive_connections=0)
@@ -134,23 +154,11 @@ async def test_a_fleet_limit_holds_across_processes_paying_from_leases(
     with start(3) as (bases, _):
         # Given a platform allowed 50 calls a day and four agents with 100 calls' credits each
         async with httpx.AsyncClient(base_url=bases[0], timeout=30) as http:
-            platform = (await http.post("/admin/v1/platforms", json={"name": unique("fleet")},
-                                        headers=ADMIN)).json()
-            master = {"X-Master-Key": platform["masterKey"]}
+            platform, master = await new_platform(http)
             limited = await http.put("/v1/platform/spending-limit",
                                      json={"dailyLimitMicros": 50 * PRICE}, headers=master)
             assert limited.status_code == 200, limited.text
-            keys = []
-            for _ in range(4):
-                created = await http.post("/v1/platform/agents", json={"name": unique("a")},
-                                          headers=master)
-                agent = created.json()
-                granted = await http.post(
-                    "/admin/v1/credits/adjustments", headers=ADMIN,
-                    json={"agentId": agent["agent"]["id"], "amountMicros": CREDITS,
-                          "reason": "test credits"})
-                assert granted.status_code == 201, granted.text
-                keys.append(agent["apiKey"])
+            keys = [(await funded_agent(http, master))["apiKey"] for _ in range(4)]
 
         # When 400 calls are made at once over three processes and the four agents
         results = await many(bases, keys, 400)
@@ -228,14 +236,8 @@ async def test_a_limit_lowered_through_one_process_stops_calls_on_anothers_lease
         async with (httpx.AsyncClient(base_url=first, timeout=30) as one,
                     httpx.AsyncClient(base_url=second, timeout=30) as other):
             # Given a fleet agent whose call through the first process took a 2-minute lease
-            platform = (await one.post("/admin/v1/platforms", json={"name": unique("fleet")},
-                                       headers=ADMIN)).json()
-            master = {"X-Master-Key": platform["masterKey"]}
-            agent = (await one.post("/v1/platform/agents", json={"name": unique("a")},
-                                    headers=master)).json()
-            granted = await one.post("/admin/v1/credits/adjustments", headers=ADMIN, json={
-                "agentId": agent["agent"]["id"], "amountMicros": CREDITS, "reason": "test"})
-            assert granted.status_code == 201, granted.text
+            _, master = await new_platform(one)
+            agent = await funded_agent(one, master)
             key = key_headers(agent["apiKey"])
             assert (await one.get("/v1/gateway/echo/echo", headers=key)).status_code == 200
             assert (await balance(one, agent["apiKey"]))["heldMicros"] > PRICE
