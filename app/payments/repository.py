@@ -113,6 +113,22 @@ async def due_to_expire(
     return list(rows.all())
 
 
+async def forget_kept_results(session: UnitOfWork, now: datetime, limit: int) -> int:
+    """Drop at most ``limit`` sealed results whose replay window has closed (a pass's key among
+    them): past the window a retry is refused anyway, so nothing may keep them. Returns how
+    many were dropped."""
+    due = (
+        select(Payment.id)
+        .where(col(Payment.result_sealed).is_not(None), col(Payment.result_expires_at) <= now)
+        .limit(limit)
+        .scalar_subquery()
+    )
+    result = await session.exec(
+        update(Payment).where(col(Payment.id).in_(due)).values(result_sealed=None)
+    )
+    return int(result.rowcount or 0)
+
+
 # -- payments and the transactions that pay them ------------------------------------------
 
 

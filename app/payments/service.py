@@ -28,6 +28,7 @@ from app.logs import context as log_context
 from app.payments import acceptance, repository
 from app.payments.acceptance import PaidRequest
 from app.payments.networks import PaymentChain
+from app.payments.repository import forget_kept_results
 from app.payments.transitions import due_to_expire, expire, mark_failed
 from app.payments.waiter import SettlementWaiter
 from app.signer.service import request_settlement
@@ -37,8 +38,8 @@ from chain.x402 import PaymentChallenge, settlement_response_header
 # What other areas and the workers use: the payment flow, and the status changes they make
 # (defined in app.payments.transitions).
 __all__ = [
-    "FINAL", "PaidRequest", "Payments", "due_to_expire", "expire", "find", "get",
-    "mark_failed", "search",
+    "FINAL", "PaidRequest", "Payments", "due_to_expire", "expire", "find", "forget_kept_results",
+    "get", "mark_failed", "search",
 ]
 
 FINAL = frozenset({"settled", "failed", "expired"})

@@ -28,6 +28,10 @@ class Payment(SQLModel, table=True):
         sa.Index("ix_payments_network_tx", "network", "tx_hash"),
         # One payment per x402 payment-identifier, whoever presents it (app.payments.identifiers).
         sa.UniqueConstraint("payment_identifier", name="uq_payments_identifier"),
+        # The results still kept for replays, by when their window closes (the purge's scan).
+        sa.Index("ix_payments_kept_results", "result_expires_at",
+                 postgresql_where=sa.text("result_sealed IS NOT NULL"),
+                 sqlite_where=sa.text("result_sealed IS NOT NULL")),
     )
 
     id: str = Field(primary_key=True, max_length=40)
@@ -57,7 +61,8 @@ class Payment(SQLModel, table=True):
     claimed_at: datetime | None = timestamp()
     fulfilled_at: datetime | None = timestamp()
     result_key_id: str | None = Field(default=None, max_length=40)
-    # The response body sealed (AES-GCM) for the replay window, then purged.
+    # The response body sealed (AES-GCM) for the replay window, then dropped
+    # (``expire_payments``).
     result_sealed: str | None = Field(default=None, sa_column=sa.Column(sa.Text(), nullable=True))
     result_expires_at: datetime | None = timestamp()
     settled_at: datetime | None = timestamp()
