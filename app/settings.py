@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     # Unauthenticated key creation (register, /v1/keys, unclaimed /v1/api-keys) per client IP.
     signup_per_minute: int = Field(10, ge=1)
     signup_per_day: int = Field(200, ge=1)
+    # Sign-in-with-x proofs per client IP (each costs ~30 ms of CPU, a smart wallet's an RPC
+    # call), counted before anything is parsed.
+    siwx_per_minute: int = Field(60, ge=1)
+    siwx_per_day: int = Field(5_000, ge=1)
 
     # How long a verified key stays cached in one process when changes are not broadcast (no
     # Redis, or the subscription lost); revocation takes effect within it. 0 disables the cache.

@@ -68,6 +68,8 @@ def settings_factory(database_url: str, redis_url: str) -> Iterator[SettingsFact
             "admin_token": ADMIN_TOKEN,
             "signup_per_minute": 100_000,
             "signup_per_day": 1_000_000,
+            "siwx_per_minute": 100_000,
+            "siwx_per_day": 1_000_000,
             "webhook_allowed_cidrs": ["127.0.0.0/8"],
         }
         values.update(overrides)

@@ -126,6 +126,9 @@ async def _wallet_principal(
     header = raw_header(request, SIGN_IN_WITH_X)
     if header is None:
         return None
+    settings = access.settings
+    await _limit_per_ip(request, access, "siwx", settings.siwx_per_minute, settings.siwx_per_day,
+                        "sign-ins with a wallet")
     return await access.wallet_sign_in.sign_in(header, scope)
 
 
@@ -200,15 +203,21 @@ async def authenticate_admin(request: AnyRequest) -> Principal:
 async def limit_signups(request: AnyRequest) -> str:
     """Per-client-IP limit on endpoints that create keys without authentication."""
     access = access_of(request)
+    settings = access.settings
+    return await _limit_per_ip(request, access, "signup", settings.signup_per_minute,
+                               settings.signup_per_day, "sign-ups")
+
+
+async def _limit_per_ip(request: AnyRequest, access: Access, limit: str, per_minute: int,
+                        per_day: int, what: str) -> str:
+    """Count one ``limit`` attempt against the client's IP; RATE_LIMITED past it."""
     ip = client_ip(request, access.settings.trusted_proxies)
-    state = await access.limiter.check(
-        "signup", ip, access.settings.signup_per_minute, access.settings.signup_per_day
-    )
+    state = await access.limiter.check(limit, ip, per_minute, per_day)
     remember(request, state)
     if not state.allowed:
-        rate_limited("signup")
+        rate_limited(limit)
         raise RateLimited(
-            f"Too many sign-ups from this address; retry in {state.retry_after} s.",
+            f"Too many {what} from this address; retry in {state.retry_after} s.",
             headers={"Retry-After": str(state.retry_after)},
         )
     return ip

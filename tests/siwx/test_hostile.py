@@ -8,15 +8,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from eth_account import Account
+from litestar.testing import AsyncTestClient
 
 from app.main import create_app
 from app.siwx.challenge import challenge_info
+from tests.conftest import delete_prefixed_keys
 from tests.fixtures.live import serve
 from tests.siwx.conftest import Served
 from tests.siwx.helpers import PRICE_1D, buy_pass, challenge, complete, forged, funded, sign_in
@@ -193,3 +196,26 @@ async def test_one_proof_sent_to_two_api_processes_at_once_signs_in_once(
 
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [200] + [401] * 7, [r.text for r in responses]
+
+
+async def test_sign_in_attempts_are_limited_per_client_address(settings_factory, redis_url):
+    # Given a server that takes two sign-in proofs a minute from one address
+    prefix = f"siwx:{uuid.uuid4().hex[:8]}"
+    settings = settings_factory(siwx_per_minute=2, redis_prefix=prefix)
+    try:
+        async with AsyncTestClient(app=create_app(settings)) as client:
+            key = (await client.post("/v1/keys", json={"email": "siwx@example.com"})).json()
+            # When three proofs come from the same address (forged: each costs a verification)
+            tried = [await client.get(INFO, headers={"SIGN-IN-WITH-X": "bm90IGEgcHJvb2Y="})
+                     for _ in range(3)]
+            # And the same address then uses its API key
+            with_key = await client.get(INFO, headers={"X-API-Key": key["api_key"]})
+    finally:
+        delete_prefixed_keys(redis_url, prefix)
+
+    # Then the first two were checked (and refused), the third not even looked at
+    assert [r.status_code for r in tried] == [401, 401, 429], [r.text for r in tried]
+    assert tried[2].json()["code"] == "RATE_LIMITED"
+    assert int(tried[2].headers["Retry-After"]) > 0
+    # And keys are not held to the sign-in limit
+    assert with_key.status_code == 200, with_key.text
