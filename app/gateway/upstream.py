@@ -1,4 +1,4 @@
-"""The upstream side of a gateway call: one pooled HTTP client, and what a failure is.
+"""The upstream side of a gateway call: the pooled HTTP connections, and what a failure is.
 
 Redirects are not followed and the environment's proxies are ignored; a failure to reach the
 upstream, or to hear from it in time, is an :class:`UpstreamFailure`, which the caller gets as
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 
@@ -32,7 +31,7 @@ class UpstreamFailure(Exception):
         self.latency_ms = latency_ms
 
 
-# Pooled clients per process, taken in turn. httpcore's pool checks every one of its
+# Connection pools per process, taken in turn. httpcore's pool checks every one of its
 # connections on each request and each release (``has_expired`` reads socket state through
 # anyio's typed attributes), so one pool of N keep-alive connections costs O(N) per call: with
 # 32 calls in flight that was a third of a gateway call's CPU. Shards of N/8 cost an eighth.
@@ -40,53 +39,44 @@ SHARDS = 8
 
 
 class UpstreamClient:
-    """The pooled HTTP clients of a process, for every provider.
+    """The pooled HTTP connections of a process, for every provider.
 
-    Created on first use (inside the running event loop) and closed with the runtime.
-    Redirects are not followed (a 3xx goes back to the caller), and proxies from the
-    environment are ignored: upstream traffic goes where the provider says.
+    Calls go straight to httpx's connection-pool transports (its public transport API), not
+    through an ``httpx.AsyncClient``: a proxy wants none of a client's layers (base URL and
+    default headers to merge, auth, redirects, a cookie jar to consult and fill) and they were
+    a fifth of a call's CPU. So redirects are never followed (a 3xx goes back to the caller), no
+    cookie is ever kept or added (a cookie an upstream set on one caller's call must never ride
+    on another's), no header is invented (the caller's Accept, Accept-Encoding and User-Agent,
+    or none, reach the upstream), and proxies from the environment are ignored: upstream
+    traffic goes where the provider says. Created on first use (inside the running event loop)
+    and closed with the runtime.
     """
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._clients: list[httpx.AsyncClient] = []
+        self._pools: list[httpx.AsyncHTTPTransport] = []
         self._turn = 0
 
-    @property
-    def client(self) -> httpx.AsyncClient:
-        """The next of the pooled clients."""
-        if not self._clients:
+    def _pool(self) -> httpx.AsyncHTTPTransport:
+        """The next of the connection pools."""
+        if not self._pools:
+            settings = self._settings
             # Never more shards than connections allowed: the shards' limits add up to them.
-            shards = max(1, min(SHARDS, self._settings.gateway_max_connections))
-            self._clients = [self._new_client(shards) for _ in range(shards)]
-        self._turn = (self._turn + 1) % len(self._clients)
-        return self._clients[self._turn]
-
-    def _new_client(self, shards: int) -> httpx.AsyncClient:
-        settings = self._settings
-        client = httpx.AsyncClient(
-            follow_redirects=False,
-            trust_env=False,
-            # One client serves every caller: a cookie an upstream sets on one call must never
-            # ride along on another's, so the jar refuses to keep any.
-            cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
-            limits=httpx.Limits(
+            shards = max(1, min(SHARDS, settings.gateway_max_connections))
+            limits = httpx.Limits(
                 max_connections=settings.gateway_max_connections // shards,
                 max_keepalive_connections=-(-settings.gateway_max_keepalive_connections
                                             // shards),
-            ),
-        )
-        # httpx adds Accept, Accept-Encoding and User-Agent of its own; the caller's (or none)
-        # must reach the upstream instead, or an upstream would compress a body for a caller
-        # that never asked for it.
-        for name in ("accept", "accept-encoding", "user-agent"):
-            del client.headers[name]
-        return client
+            )
+            self._pools = [httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+                           for _ in range(shards)]
+        self._turn = (self._turn + 1) % len(self._pools)
+        return self._pools[self._turn]
 
     async def aclose(self) -> None:
-        clients, self._clients = self._clients, []
-        for client in clients:
-            await client.aclose()
+        pools, self._pools = self._pools, []
+        for pool in pools:
+            await pool.aclose()
 
     def timeout(self, provider: Provider) -> httpx.Timeout:
         total = provider.timeout_seconds
@@ -102,17 +92,16 @@ class UpstreamClient:
         url = provider.base_url + call.path
         if call.query:
             url += "?" + call.query.decode("latin-1")
-        client = self.client
-        request = client.build_request(
-            call.method,
-            url,
-            headers=request_headers(call, provider),
-            content=call.body or None,
-            timeout=self.timeout(provider),
-        )
         started = time.perf_counter()
         try:
-            response = await client.send(request, stream=True)
+            request = httpx.Request(
+                call.method,
+                url,
+                headers=request_headers(call, provider),
+                content=call.body or None,
+                extensions={"timeout": self.timeout(provider).as_dict()},
+            )
+            response = await self._pool().handle_async_request(request)
         except httpx.TimeoutException:
             raise UpstreamFailure(
                 "timeout",
@@ -132,6 +121,7 @@ class UpstreamClient:
                 f"The upstream provider '{provider.name}' failed.",
                 _elapsed_ms(started),
             ) from None
+        response.request = request
         return response, _elapsed_ms(started)
 
 
