@@ -79,15 +79,14 @@ def keep(settings: Settings, sessions: async_sessionmaker[UnitOfWork], payment: 
 
 async def _copied(settings: Settings, sessions: async_sessionmaker[UnitOfWork], payment_id: str,
                   response: RelayedResponse,
-                  source: AsyncIterable[str | bytes]) -> AsyncIterator[str | bytes]:
+                  source: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
     """Relay the stream unchanged; once it was sent in full and is small enough, keep it."""
     copy: list[bytes] | None = []
     size = 0
     async for chunk in source:
-        data = chunk.encode() if isinstance(chunk, str) else chunk
-        size += len(data)
+        size += len(chunk)
         if copy is not None and size <= KEEP_BYTES:
-            copy.append(data)
+            copy.append(chunk)
         else:
             copy = None
         yield chunk

@@ -16,7 +16,7 @@ What still holds, across any number of processes and machines:
 - **failed calls are free**: a lease's ``used_micros`` counts only calls whose upstream answered
   2xx; closing gives back everything else (a ``release`` entry, the counters lowered);
 - **bounded loss on a crash**: a process records its calls in batches off the request path
-  (every ~50 ms). If it dies, calls it served but had not recorded are never charged: at most
+  (every ~250 ms). If it dies, calls it served but had not recorded are never charged: at most
   what its leases of that agent held, ``gateway_lease_max_micros`` each (one current lease per
   agent, plus a used-up one whose last calls are still running). A live process extends the
   expiry of leases whose calls are still running; the sweeper closes leases whose process

@@ -5,7 +5,8 @@ Paths (anything after them is ignored unless said otherwise):
 - ``/echo...``        200 JSON of what arrived: method, path, query, headers, body
 - ``/status/<code>``  that status with a JSON body (``?retry_after=s`` adds Retry-After)
 - ``/slow?seconds=s`` waits, then 200 JSON
-- ``/sse?events=n&interval=s`` a server-sent event stream, one event every ``interval``
+- ``/sse?events=n&interval=s`` a server-sent event stream, one event every ``interval``;
+  a caller that hangs up ends it, counted under ``/sse#left``
 - ``/large?bytes=n``  n bytes of body, streamed in 64 KiB pieces
 - ``/short``         a 200 that promises 100 bytes and breaks off after 10
 - ``/leaky``          200 with headers the gateway must not relay
@@ -129,10 +130,16 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
                 ],
             }
         )
+        # A caller that hangs up ends the stream (counted as ``/sse#left``), as a real one would.
+        left = asyncio.ensure_future(receive())
         for index in range(events):
             chunk = f"data: {index}\n\n".encode()
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await asyncio.sleep(interval)
+            if left.done():
+                _hits["/sse#left"] += 1
+                return
+        left.cancel()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     elif path == "/short":
         # Promises 100 bytes, sends 10 and ends: the connection breaks mid-body.
