@@ -21,6 +21,7 @@ import logging
 from collections.abc import AsyncIterable, AsyncIterator
 from datetime import timedelta
 
+import anyio
 from litestar.response.base import ASGIResponse
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
@@ -96,9 +97,12 @@ async def _copied(settings: Settings, sessions: async_sessionmaker[UnitOfWork], 
                      b"".join(copy))
     expires = utcnow() + timedelta(seconds=settings.payment_replay_seconds)
     try:
-        async with sessions() as session:
-            await repository.keep_answer(session, payment_id, sealed, expires)
-            await session.commit()
+        # Shielded: a caller leaving right after the last byte has its answer, and its retry
+        # must still find it kept.
+        with anyio.CancelScope(shield=True):
+            async with sessions() as session:
+                await repository.keep_answer(session, payment_id, sealed, expires)
+                await session.commit()
     except Exception:
         # The caller has its answer; only a retry's replay is lost (it gets a 409).
         log.warning("could not keep the answer of payment %s", payment_id, exc_info=True)

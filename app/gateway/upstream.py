@@ -12,7 +12,7 @@ import time
 
 import httpx
 
-from app.errors import UpstreamError
+from app.errors import UpstreamError, ValidationFailed
 from app.gateway.headers import request_headers
 from app.gateway.incoming import IncomingCall
 from app.gateway.providers import Provider
@@ -102,6 +102,9 @@ class UpstreamClient:
                 extensions={"timeout": self.timeout(provider).as_dict()},
             )
             response = await self._pool().handle_async_request(request)
+        except httpx.InvalidURL:
+            # Nothing was sent: the caller's path or query is not one a URL can carry.
+            raise ValidationFailed("The call's path or query cannot be sent upstream.") from None
         except httpx.TimeoutException:
             raise UpstreamFailure(
                 "timeout",

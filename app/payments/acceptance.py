@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from app.db import locks
 from app.db.models.payments import Payment
 from app.db.types import utcnow
 from app.db.uow import UnitOfWork
@@ -345,6 +346,9 @@ async def _accept_pushed(
         status="settled" if verdict.ok else "submitted",
         settled_at=now if verdict.ok else None,
     )
+    # Ordered with the watcher's counting of this network's transfers: the transfer is then
+    # either counted already (adopted below) or counted later as this payment's.
+    await locks.pushed_transfers(session, pushed.network.chain_id, counting=False)
     recorded = await record_once(chain, session, payment, challenge, nonce=None,
                              tx_hash=pushed.tx_hash, secret_result=paid.secret_result)
     if recorded is payment and verdict.ok:
@@ -358,7 +362,7 @@ async def _accept_pushed(
         if counted_as not in (None, PAYMENT):
             raise challenge_error(
                 PaymentAlreadyUsed, challenge,
-                f"This transfer was already counted as a {counted_as}.",
+                f"This transfer already counts for something else ({counted_as}).",
             )
         await emit(session, event_data(payment, "payment.settled", _asset(chain, network)))
     return recorded

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from app.db import locks
 from app.db.models.payments import Payment
 from app.db.models.transfers import ChainTransfer
 from app.db.uow import UnitOfWork
@@ -94,6 +95,10 @@ async def claim(
     """Count the transfers to ``pay_to`` (lower-case) that pay a recorded payment, settling
     it; ``receipts`` reads a mined transaction's receipt (which authorizations it spent)."""
     counted: dict[str, Counted] = {}
+    if any(candidate.to_address == pay_to for candidate in candidates):
+        # Requests naming a transfer wait until this count commits, and this count waits for
+        # those already recording one (``app.db.locks``).
+        await locks.pushed_transfers(session, candidates[0].chain_id, counting=True)
     paid: set[str] = set()
     # Payments a transfer of theirs did not pay in full: the log that paid the most.
     short: dict[str, tuple[Payment, Candidate]] = {}

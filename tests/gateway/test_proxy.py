@@ -379,28 +379,32 @@ async def test_server_sent_events_stream_through_as_they_happen(
 async def test_a_caller_hanging_up_mid_stream_stops_the_upstream_stream_and_pays_for_it(
     settings_factory: Any, providers: list[dict[str, Any]], upstream_url: str
 ) -> None:
-    # Given the gateway on a real socket, and an upstream that would stream for 10 s
-    app = create_app(settings_factory(providers=providers, plan_free_per_minute=100_000))
+    # Given the gateway on a real socket with one upstream connection, and an upstream that
+    # would stream for 10 s
+    app = create_app(settings_factory(providers=providers, plan_free_per_minute=100_000,
+                                      gateway_max_connections=1))
     async with serve(app) as base, httpx.AsyncClient(base_url=base, timeout=10) as http:
         key = await signup(http)
-        before = await upstream_hits(upstream_url, "/sse#left")
+        for _ in range(3):
+            before = await upstream_hits(upstream_url, "/sse#left")
 
-        # When the caller reads the first event and hangs up
-        async with http.stream("GET", "/v1/gateway/echo/sse?events=200&interval=0.05",
-                               headers=key_headers(key)) as response:
-            usage_id = response.headers["x-gateway-usage-id"]
-            first = await anext(response.aiter_raw())
+            # When the caller reads the first event and hangs up
+            async with http.stream("GET", "/v1/gateway/echo/sse?events=200&interval=0.05",
+                                   headers=key_headers(key)) as response:
+                usage_id = response.headers["x-gateway-usage-id"]
+                first = await anext(response.aiter_raw())
 
-        # Then the upstream's stream is ended within a second, not run to its end
-        deadline = time.monotonic() + 3
-        while await upstream_hits(upstream_url, "/sse#left") == before:
-            assert time.monotonic() < deadline, "the upstream stream ran on after the hang-up"
-            await asyncio.sleep(0.05)
-        # And the call was served (its answer had started), so it is paid; the next one works
-        assert first == b"data: 0\n\n"
-        assert (await settled_usage(http, key, usage_id))["costMicros"] == PRICE
-        after = await http.get("/v1/gateway/echo/echo", headers=key_headers(key))
-        assert after.status_code == 200, after.text
+            # Then the upstream's stream is ended within a second, not run to its end
+            deadline = time.monotonic() + 3
+            while await upstream_hits(upstream_url, "/sse#left") == before:
+                assert time.monotonic() < deadline, "the upstream stream ran on after the hang-up"
+                await asyncio.sleep(0.05)
+            # And the call was served (its answer had started), so it is paid; and the one
+            # connection went back to the pool: the next call gets it
+            assert first == b"data: 0\n\n"
+            assert (await settled_usage(http, key, usage_id))["costMicros"] == PRICE
+            after = await http.get("/v1/gateway/echo/echo", headers=key_headers(key))
+            assert after.status_code == 200, after.text
 
 
 async def test_a_compressed_body_is_relayed_as_sent(gw: Client, upstream_url: str) -> None:

@@ -3,6 +3,8 @@ pays for one thing, whichever of the payment and an operator's deposit credit co
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.factories import register_agent
 from tests.fixtures.chainapp import USDC, ChainEnv, api_client, balance, build_env
 
@@ -77,3 +79,32 @@ async def test_a_transfer_an_operator_credited_as_a_deposit_cannot_buy_a_pass(
     assert bought.json()["code"] == "PAYMENT_ALREADY_USED"
     assert credited == PRICE_1D
     assert payments.json()["data"] == []
+
+
+async def test_transfers_named_while_the_watcher_counts_them_all_buy_their_pass(
+    devchain, settings_factory, admin_headers
+):
+    env = await build_env(devchain, settings_factory)
+    async with env, api_client(env.settings) as api:
+        # Given six mined transfers of the 1d price to payTo that nobody has named yet
+        hashes = []
+        for _ in range(6):
+            buyer = await env.funded_account()
+            hashes.append(await env.send_usdc(buyer.address, env.pay_to.address, PRICE_1D))
+        await env.mine(2)
+
+        # When their buyers name them while the watcher counts them, all at once
+        bought, _ = await asyncio.gather(
+            asyncio.gather(*(api.post("/v1/passes/1d", headers={
+                "X-Payment": tx_hash, "X-Payment-Chain": "local"}) for tx_hash in hashes)),
+            env.watch_until_idle(),
+        )
+        transfers = [(await api.get("/admin/v1/transfers", params={"txHash": tx_hash},
+                                    headers=admin_headers)).json()["data"] for tx_hash in hashes]
+
+    # Then every buyer got its pass, and every transfer counts as the payment it made: none
+    # is left unmatched for an operator to give away again
+    assert [response.status_code for response in bought] == [201] * 6, [
+        response.text for response in bought]
+    assert [[(t["purpose"], t["unmatched"]) for t in found] for found in transfers] == [
+        [("payment", False)]] * 6

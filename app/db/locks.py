@@ -1,0 +1,34 @@
+"""Transaction-level advisory locks: agreements between writers that share no row to lock.
+
+PostgreSQL only: SQLite's transactions are serializable (one writer at a time, and a writer
+whose reads another writer has since changed cannot commit), so they need none.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from app.db.uow import UnitOfWork
+
+# The first half of every passgate advisory lock's key ("pg" "pt"), so they cannot collide
+# with another application's locks on a shared database.
+_NAMESPACE = 0x70677074
+# What the second half names: the pushed transfers of one network, by chain id.
+_PUSHED_TRANSFERS = "SELECT pg_advisory_xact_lock{kind}(:namespace, :key)"
+
+
+async def pushed_transfers(session: UnitOfWork, chain_id: int, *, counting: bool) -> None:
+    """Until this transaction ends, order it with the others that decide what a pushed transfer
+    to the pay-to address of ``chain_id`` is for.
+
+    A payment that names a transfer and the watcher that counts it must not both decide
+    without seeing each other: the payment would be settled while the transfer stays
+    ``unknown``, which an operator could then give to something else, or the buyer would be
+    refused. The watcher counting transfers holds the lock alone (``counting``); requests
+    naming transfers share it, so they never wait for each other, only for a count.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    kind = "" if counting else "_shared"
+    await session.execute(text(_PUSHED_TRANSFERS.format(kind=kind)),
+                          {"namespace": _NAMESPACE, "key": chain_id})
