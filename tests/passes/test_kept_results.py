@@ -13,10 +13,15 @@ from x402.extensions.payment_identifier import generate_payment_id
 from app.db.models.payments import Payment
 from app.db.types import utcnow
 from app.main import create_app
-from tests.fixtures.paid import chain_settings
 from tests.fixtures.workers import running_actors
 from tests.gateway.helpers import database
-from tests.passes.test_payment_identifier import PRICE_1D, SIGNER, _nonce, _payer, _signed
+from tests.passes.test_payment_identifier import (
+    PRICE_1D,
+    _nonce,
+    _payer,
+    _signed,
+    signed_pass_settings,
+)
 from workers.expiry import expire_payments
 from workers.runner import start_worker
 
@@ -24,11 +29,7 @@ from workers.runner import start_worker
 async def test_a_kept_key_is_dropped_once_its_replay_window_closes_and_not_before(
     settings_factory, devchain, chain_client, pay_to
 ):
-    settings = settings_factory(
-        redis_url="",
-        **chain_settings(devchain, pay_to, settle_wait=20.0,
-                         chain_signer_private_key=devchain.accounts[SIGNER].private_key),
-    )
+    settings = signed_pass_settings(settings_factory, devchain, pay_to)
     payer = await _payer(devchain, chain_client, 2 * PRICE_1D)
     # Given two passes bought and delivered, each kept for replays
     async with AsyncTestClient(app=create_app(settings)) as api:

@@ -30,13 +30,18 @@ PRICE_1D = 10_000_000
 SIGNER = 7  # anvil account that pays the gas; never used by the tests themselves
 
 
-@pytest.fixture
-def signed_settings(settings_factory, devchain, pay_to) -> Settings:
+def signed_pass_settings(settings_factory, devchain, pay_to, settle_wait: float = 20.0) -> Settings:
+    """Passes sold for signed authorizations, settled by an in-process worker's signer."""
     return settings_factory(
         redis_url="",
-        **chain_settings(devchain, pay_to, settle_wait=20.0,
+        **chain_settings(devchain, pay_to, settle_wait=settle_wait,
                          chain_signer_private_key=devchain.accounts[SIGNER].private_key),
     )
+
+
+@pytest.fixture
+def signed_settings(settings_factory, devchain, pay_to) -> Settings:
+    return signed_pass_settings(settings_factory, devchain, pay_to)
 
 
 @pytest.fixture
@@ -296,11 +301,7 @@ async def test_the_same_payment_sent_again_gets_the_same_key_but_not_under_anoth
 async def test_a_retry_while_the_first_still_settles_gets_the_same_pending_payment(
     settings_factory, devchain, chain_client, pay_to
 ):
-    settings = settings_factory(
-        redis_url="",
-        **chain_settings(devchain, pay_to, settle_wait=0.0,
-                         chain_signer_private_key=devchain.accounts[SIGNER].private_key),
-    )
+    settings = signed_pass_settings(settings_factory, devchain, pay_to, settle_wait=0.0)
     payer = await _payer(devchain, chain_client, 2 * PRICE_1D)
     payment_id = generate_payment_id()
     async with AsyncTestClient(app=create_app(settings)) as api:
