@@ -47,11 +47,16 @@ def start_api(env: dict[str, str], port: int, timeout: float = 30.0) -> subproce
     raise RuntimeError("the API did not start")
 
 
+def require_wrk() -> None:
+    """One line, not a traceback, where wrk is missing (it is not part of ``make setup``)."""
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+
+
 def wrk(url: str, seconds: int, connections: int, headers: dict[str, str] | None = None,
         threads: int = 1) -> dict[str, float]:
     """Requests/s and p99 latency (ms) as wrk reports them."""
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is needed: apt-get install wrk")
+    require_wrk()
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url]
     for name, value in (headers or {}).items():
         cmd[1:1] = ["-H", f"{name}: {value}"]

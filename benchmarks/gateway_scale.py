@@ -39,7 +39,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._support import ROOT, free_port, write_result
+from benchmarks._support import ROOT, free_port, require_wrk, write_result
 from benchmarks.gateway_overhead import database, reachable, serve
 
 SCENARIOS = ("hot", "fleet", "many")
@@ -274,6 +274,7 @@ def main() -> None:
     parser.add_argument("--leases", action="store_true",
                         help="pay calls from credit leases (PASSGATE_GATEWAY_CREDIT_LEASES)")
     args = parser.parse_args()
+    require_wrk()
     if not (reachable(5432) and reachable(6379)):
         print("skipped: needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379")
         return
