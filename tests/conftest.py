@@ -20,7 +20,7 @@ from app.logs.handlers import flush_all
 from app.main import create_app
 from app.settings import Settings
 
-pytest_plugins = ["tests.fixtures.services", "tests.fixtures.redis_server"]
+pytest_plugins = ["tests.fixtures.services", "tests.fixtures.redis_server", "tests.fixtures.chain"]
 
 ADMIN_TOKEN = "adm-test-" + uuid.uuid4().hex
 PEPPER = "test-pepper-" + uuid.uuid4().hex

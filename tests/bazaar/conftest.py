@@ -14,10 +14,9 @@ from litestar.testing import AsyncTestClient
 from app.main import create_app
 from app.settings import Settings
 from chain.devchain import DevChain
-from tests.fixtures.chain import chain_client, devchain
 from tests.fixtures.paid import chain_settings, pay_to
 
-__all__ = ["chain_client", "devchain", "pay_to"]
+__all__ = ["pay_to"]
 
 SIGNER = 5  # an anvil account that would pay the gas; nothing is settled in these tests
 CONFIGURED = {

@@ -2,10 +2,9 @@
 and deposits from a real anvil chain."""
 
 from tests.fixtures.api import client, make_client, other_platform, platform, shared_client
-from tests.fixtures.chain import chain_client, devchain, devchain_factory
 from tests.fixtures.chainapp import chain_env
 
 __all__ = [
-    "chain_client", "chain_env", "client", "devchain", "devchain_factory", "make_client",
+    "chain_env", "client", "make_client",
     "other_platform", "platform", "shared_client",
 ]

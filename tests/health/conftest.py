@@ -6,10 +6,7 @@ import pytest
 
 from app.db import migrate
 from app.settings import Settings
-from tests.fixtures.chain import chain_client, devchain
 from tests.fixtures.onebox import fresh_database
-
-__all__ = ["chain_client", "devchain"]
 
 
 @pytest.fixture

@@ -39,11 +39,8 @@ from app.db import migrate
 from app.settings import Settings
 from chain.devchain import DevChain
 from tests.conftest import ADMIN_TOKEN, PEPPER
-from tests.fixtures.chain import devchain
 from tests.fixtures.live import ApiProcess, api_process
 from tests.fixtures.services import postgres_database
-
-__all__ = ["devchain"]
 
 EXAMPLES = 20
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from tests.fixtures.api import client, shared_client
-from tests.fixtures.chain import chain_client, devchain, devchain_factory
 from tests.fixtures.paid import paid_client, paid_settings, pay_to
 
 __all__ = [
-    "chain_client", "client", "devchain", "devchain_factory", "paid_client", "paid_settings",
+    "client", "paid_client", "paid_settings",
     "pay_to", "shared_client",
 ]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from tests.fixtures.chain import chain_client, devchain, devchain_factory
 from tests.fixtures.paid import chain_settings, paid_client, paid_settings, pay_to
 
 __all__ = [
-    "chain_client", "chain_settings", "devchain", "devchain_factory", "paid_client",
+    "chain_settings", "paid_client",
     "paid_settings", "pay_to",
 ]

@@ -12,13 +12,12 @@ from eth_account import Account
 from app.settings import Settings
 from chain.devchain import DevChain
 from tests.conftest import ADMIN_TOKEN, SettingsFactory
-from tests.fixtures.chain import chain_client, devchain
 from tests.fixtures.paid import chain_settings
 from tests.gateway.conftest import upstream_url
 from tests.gateway.helpers import provider_config
 from workers.demo.server import embedded_service, free_port
 
-__all__ = ["chain_client", "devchain", "upstream_url"]
+__all__ = ["upstream_url"]
 
 SIGNER = 5  # the anvil account paying the settlement gas for this module's server
 

@@ -1,5 +1,3 @@
-# The root conftest does not register tests.fixtures.chain; import its fixtures explicitly (as
-# tests/chain/conftest.py does) so this package also runs on its own.
 from __future__ import annotations
 
 import pytest
@@ -8,9 +6,6 @@ from eth_account import Account
 from chain.devchain import DevChain
 from chain.networks import Network, build_networks
 from chain.x402 import PaymentChallenge, build_payment_challenge
-from tests.fixtures.chain import chain_client, devchain, devchain_factory
-
-__all__ = ["chain_client", "devchain", "devchain_factory"]
 
 PRICE = 10_000_000  # 10 USDC, the 1d pass
 
