@@ -68,7 +68,7 @@ class Runtime:
                             redis, settings.redis_prefix)
         gateway = Gateway(settings, sessions, payments)
         if gateway.leases is not None:
-            cache.on_clear.append(gateway.leases.retire_all)
+            cache.on_change.append(gateway.leases.retire)
         auth = Authenticator(settings, sessions, cache)
         return cls(
             settings=settings,

@@ -259,7 +259,8 @@ async def change(
     await record(session, actor, "agent.update", "agent", agent.id,
                  before=before, after=agent_snapshot(agent))
     # Disabling must bite at once here and, through the broadcast, in every other process.
-    session.after_commit(cache.clear)
+    agent_id = agent.id
+    session.after_commit(lambda: cache.forget(agent_id))
     return agent
 
 

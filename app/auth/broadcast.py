@@ -1,9 +1,10 @@
 """Key changes broadcast over Redis pub/sub, so that every API process drops a changed key.
 
-A process that commits a change to a key (or to an agent or platform, which may change any
-key) publishes the key's id (or "all") on ``<prefix>:auth:key-changes`` once the transaction
-has committed; every API process subscribes and drops the matching cache entries as the message
-arrives. Workers publish too (a reorg revoking a pass key), without a cache of their own.
+A process that commits a change to a key, or to an agent or platform (which changes all of its
+keys), publishes that id on ``<prefix>:auth:key-changes`` once the transaction has committed;
+every API process subscribes and drops the matching cache entries (and the gateway the matching
+credit leases) as the message arrives; ``null`` (every key) is still understood. Workers
+publish too (a reorg revoking a pass key), without a cache of their own.
 
 The subscription proves itself: it PINGs Redis every ``PING_SECONDS`` and counts as live only
 while something (a message, a PONG) arrived within ``LIVE_SECONDS`` and since the moment its

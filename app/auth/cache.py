@@ -25,7 +25,8 @@ from typing import NamedTuple
 
 from app.auth.principal import Principal
 
-# A change of one key (its id) or of every key (None: an agent or platform changed).
+# What changed, by id: a key (``key_...``), or an agent's (``agt_...``) or a platform's
+# (``plt_...``) every key; None: every key there is.
 Publisher = Callable[[Sequence[str | None]], Awaitable[None]]
 
 
@@ -52,9 +53,9 @@ class KeyCache:
         # and how this process tells the others of a change.
         self.live_since: Callable[[], float | None] = _never_live
         self.publisher: Publisher | None = None
-        # Called whenever everything is dropped (an agent or platform changed, here or in
-        # another process): the gateway retires its credit leases then.
-        self.on_clear: list[Callable[[], None]] = []
+        # Called with each change dropped here (made here or heard from another process): the
+        # gateway retires the credit leases of a changed agent or platform then.
+        self.on_change: list[Callable[[str | None], None]] = []
 
     def lifetime(self, read_at: float) -> float:
         """How long an entry read at ``read_at`` may be served, as things stand now."""
@@ -87,16 +88,13 @@ class KeyCache:
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
 
-    def forget_key(self, key_id: str) -> Awaitable[None] | None:
-        """Drop every cached secret of one key here, and tell the other processes (awaited
-        by the unit of work that committed the change)."""
-        self.drop_local(key_id)
-        return self.publisher([key_id]) if self.publisher else None
-
-    def clear(self) -> Awaitable[None] | None:
-        """Drop everything here (an agent or platform changed), and tell the others."""
-        self.clear_local()
-        return self.publisher([None]) if self.publisher else None
+    def forget(self, owner_id: str) -> Awaitable[None] | None:
+        """Drop every cached secret of a key, or of every key of an agent or a platform (by
+        its id) here, and tell the other processes (awaited by the unit of work that committed
+        the change). Only what changed is dropped: a platform changing its own agents must not
+        empty every process's cache, and retire every credit lease, of everyone else."""
+        self.drop_local(owner_id)
+        return self.publisher([owner_id]) if self.publisher else None
 
     async def keys_changed(self, key_ids: Sequence[str | None]) -> None:
         """The unit of work's sink where nothing is broadcast (one process): drop here."""
@@ -106,17 +104,22 @@ class KeyCache:
             else:
                 self.drop_local(key_id)
 
-    def drop_local(self, key_id: str) -> None:
+    def drop_local(self, owner_id: str) -> None:
+        """Drop the entries of a key, or of an agent's or a platform's keys."""
         self.generation += 1
-        stale = [
-            d for d, entry in self._entries.items()
-            if entry.principal is not None and entry.principal.key_id == key_id
-        ]
+        stale = [d for d, entry in self._entries.items() if _owned(entry.principal, owner_id)]
         for digest in stale:
             del self._entries[digest]
+        for callback in self.on_change:
+            callback(owner_id)
 
     def clear_local(self) -> None:
         self.generation += 1
         self._entries.clear()
-        for callback in self.on_clear:
-            callback()
+        for callback in self.on_change:
+            callback(None)
+
+
+def _owned(principal: Principal | None, owner_id: str) -> bool:
+    return principal is not None and owner_id in (
+        principal.key_id, principal.agent_id, principal.platform_id)

@@ -153,15 +153,17 @@ class LeasePool:
             self._queue.closes.append(lease)
         self._write_soon()
 
-    def retire_all(self) -> None:
-        """Take no more calls on the current leases (an agent or platform changed: the next
-        lease is taken on what is stored now, at the size the rate asks for)."""
+    def retire(self, owner_id: str | None) -> None:
+        """Take no more calls on the current leases of agent or platform ``owner_id`` (None:
+        all), which changed: the next is taken on what is stored now, at the size the rate
+        asks for. A key's id matches no lease."""
         for lease in list(self._current.values()):
-            self._retire(lease, used_up=None)
+            if owner_id is None or owner_id in (lease.agent_id, lease.platform_id):
+                self._retire(lease, used_up=None)
 
     async def aclose(self) -> None:
         """Close the leases (those with calls still running are left to the sweeper)."""
-        self.retire_all()
+        self.retire(None)
         if self._ticker is not None:
             self._ticker.cancel()
         if self._writer is not None and not self._writer.done():

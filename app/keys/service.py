@@ -95,7 +95,7 @@ def pepper_of(settings: Settings) -> str:
 
 def forget_after_commit(session: UnitOfWork, cache: KeyCache, key_id: str) -> None:
     """Once this transaction commits, this process stops serving the key from its cache."""
-    session.after_commit(lambda: cache.forget_key(key_id))
+    session.after_commit(lambda: cache.forget(key_id))
 
 
 # -- issuing and reading -------------------------------------------------------------------------

@@ -78,7 +78,7 @@ async def rotate_agent_key(
     await record(session, actor, "agent.rotate_key", "key", key_id,
                  after={"gracePeriodSeconds": grace_seconds,
                         "reissued": rotated.previous_valid_until is None})
-    session.after_commit(lambda: cache.forget_key(key_id))
+    session.after_commit(lambda: cache.forget(key_id))
     return agent, rotated
 
 
@@ -91,5 +91,6 @@ async def claim_agent(
                                claim_code)
     await record(session, actor, "agent.claim", "agent", agent.id,
                  before={"platformId": None}, after={"platformId": agent.platform_id})
-    session.after_commit(cache.clear)
+    agent_id = agent.id
+    session.after_commit(lambda: cache.forget(agent_id))
     return agent

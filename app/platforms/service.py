@@ -91,7 +91,7 @@ async def update_audited(
     session.add(platform)
     await record(session, actor, "platform.update", "platform", platform.id,
                  before=before, after=platform_snapshot(platform))
-    session.after_commit(cache.clear)
+    session.after_commit(lambda: cache.forget(platform_id))
     return platform
 
 
@@ -108,9 +108,9 @@ async def set_spending_limit(
     await session.flush()
     await record(session, actor, "platform.spending_limit", "platform", platform.id,
                  before=before, after={"dailyLimitMicros": platform.daily_spending_limit_micros})
-    # Every process retires its credit leases (app.gateway.leases) so the next is taken under
-    # the new limit, at once where the change is broadcast.
-    session.key_changed(None)
+    # Every process retires the fleet's credit leases (app.gateway.leases) so the next is
+    # taken under the new limit, at once where the change is broadcast.
+    session.key_changed(platform_id)
     return platform
 
 
@@ -159,5 +159,5 @@ async def revoke_master_key(
     await keys.revoke(session, key)
     await record(session, actor, "master_key.revoke", "key", key.id,
                  before={"status": previous}, after={"status": key.status})
-    session.after_commit(lambda: cache.forget_key(key_id))
+    session.after_commit(lambda: cache.forget(key_id))
     return key

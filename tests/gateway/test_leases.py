@@ -284,3 +284,66 @@ async def test_lowering_a_limit_stops_calls_on_an_open_lease_at_once(
     assert (body["details"]["scope"], body["details"]["spentTodayMicros"]) == (scope, PRICE)
     after = await settled(gw, agent["key"])
     assert (after["heldMicros"], after["spentMicros"]) == (0, PRICE)
+
+
+async def open_leases(client: Client, admin_headers: dict[str, str],
+                      agent_id: str) -> list[str]:
+    listed = await client.get("/admin/v1/gateway/leases",
+                              params={"agentId": agent_id, "state": "open"},
+                              headers=admin_headers)
+    assert listed.status_code == 200, listed.text
+    return [lease["id"] for lease in listed.json()["data"]]
+
+
+async def no_open_lease(client: Client, admin_headers: dict[str, str], agent_id: str,
+                        within: float = 5.0) -> bool:
+    """Whether the agent's leases were all closed within ``within`` seconds (a retired lease
+    is closed by the writer, off the request path)."""
+    deadline = time.monotonic() + within
+    while True:
+        if not await open_leases(client, admin_headers, agent_id):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("scope", ["agent", "platform"])
+async def test_a_change_retires_only_the_leases_of_what_changed(
+    make_gateway: GatewayFactory, admin_headers: dict[str, str], scope: str
+) -> None:
+    # Given an agent, its fleet mate and an agent of another platform, each with an open lease
+    gw = await leased(make_gateway, gateway_lease_seconds=60)
+    platform = await create_platform(gw, admin_headers)
+    master = master_headers(platform["masterKey"])
+    agent, mate = [await fleet_agent(gw, admin_headers, platform["masterKey"])
+                   for _ in range(2)]
+    other = await create_platform(gw, admin_headers)
+    stranger = await fleet_agent(gw, admin_headers, other["masterKey"])
+    for holder in (agent, mate, stranger):
+        assert await get(gw, holder["key"]) == 200
+    before = {h["id"]: await open_leases(gw, admin_headers, h["id"])
+              for h in (agent, mate, stranger)}
+    assert all(len(ids) == 1 for ids in before.values())
+
+    # When the platform changes one agent's limit, or the whole fleet's
+    if scope == "agent":
+        changed = await gw.patch(f"/v1/platform/agents/{agent['id']}",
+                                 json={"dailySpendingLimitMicros": 100 * PRICE}, headers=master)
+    else:
+        changed = await gw.put("/v1/platform/spending-limit",
+                               json={"dailyLimitMicros": 100 * PRICE}, headers=master)
+    assert changed.status_code == 200, changed.text
+
+    # Then the changed agent's (or fleet's) leases are given back, and the next call takes
+    # a new one
+    retired = [agent, mate] if scope == "platform" else [agent]
+    kept = [h for h in (agent, mate, stranger) if h not in retired]
+    for holder in retired:
+        assert await no_open_lease(gw, admin_headers, holder["id"])
+        assert await get(gw, holder["key"]) == 200
+        assert (await open_leases(gw, admin_headers, holder["id"])) != before[holder["id"]]
+    # And everyone else keeps calling on the lease it had
+    for holder in kept:
+        assert await get(gw, holder["key"]) == 200
+        assert await open_leases(gw, admin_headers, holder["id"]) == before[holder["id"]]
