@@ -18,6 +18,7 @@ from app.gateway.service import Gateway
 from app.health.metrics_state import StateReader
 from app.health.service import HealthProbe
 from app.jobs import JobQueue, LazyBroker
+from app.metrics.exposition import leave_live_gauges
 from app.payments.networks import PaymentChain
 from app.payments.service import Payments
 from app.payments.waiter import SettlementWaiter
@@ -109,6 +110,7 @@ class Runtime:
         await self.auth.close()
         await self.payments.close()
         await self.gateway.aclose()
+        leave_live_gauges()
         await self.health.close()
         await self.engine.dispose()
         self.jobs.close()

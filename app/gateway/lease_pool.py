@@ -33,7 +33,7 @@ from app.db.types import utcnow
 from app.db.uow import UnitOfWork
 from app.errors import InsufficientCredits, SpendingLimitExceeded
 from app.gateway import leases
-from app.metrics.instruments import gateway_lease
+from app.metrics.instruments import gateway_lease, gateway_lease_unrecorded
 from app.settings import Settings
 
 log = logging.getLogger("passgate.gateway")
@@ -149,6 +149,7 @@ class LeasePool:
         row.update(values, status=SUCCEEDED if ok else FAILED, cost_micros=price if ok else 0,
                    lease_id=lease.id)
         self._queue.records.append(row)
+        gateway_lease_unrecorded(1)
         if lease.retired and lease.inflight == 0:
             self._queue.closes.append(lease)
         self._write_soon()
@@ -290,6 +291,7 @@ class LeasePool:
                 batch, queue.records = (queue.records[:WRITE_BATCH],
                                         queue.records[WRITE_BATCH:])
                 if await self._record(batch):
+                    gateway_lease_unrecorded(-len(batch))
                     failures = 0
                     continue
                 failures += 1
@@ -298,6 +300,7 @@ class LeasePool:
                     log.error("dropped %d gateway calls paid from leases after %d failed "
                               "writes; they stay uncharged", len(batch), failures)
                     gateway_lease("calls_dropped", count=len(batch))
+                    gateway_lease_unrecorded(-len(batch))
                     failures = 0
                     continue
                 queue.records[:0] = batch

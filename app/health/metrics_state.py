@@ -124,6 +124,18 @@ class StateReader:
         families.append(_gauge("passgate_settlement_oldest_open_age_seconds",
                                "Age of the oldest unfinished settlement submission (0: none).",
                                _age(now, oldest)))
+        count, held, first_expiry = await repository.open_leases(session)
+        families.append(_gauge("passgate_gateway_leases_open",
+                               "Gateway credit leases open in any API process.", count))
+        families.append(_gauge("passgate_gateway_lease_held_micros",
+                               "USDC micros held in open credit leases (the sum of the agents' "
+                               "heldMicros): used or not, they settle when the lease closes.",
+                               held))
+        families.append(_gauge("passgate_gateway_lease_overdue_seconds",
+                               "How long the open lease that expired first has been past its "
+                               "expiry (0: none). Beyond PASSGATE_GATEWAY_LEASE_GRACE_SECONDS "
+                               "plus a minute the sweeper is not running.",
+                               _age(now, first_expiry)))
         attention = GaugeMetricFamily(
             "passgate_attention_items", "Work that failed for a reason a retry cannot fix, by "
             "kind and status (open: parked, waiting for an operator).", labels=["kind", "status"])

@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 
 from app.db.models.events import Event
+from app.db.models.gateway import LEASE_OPEN, CreditLease
 from app.db.models.health import JobHeartbeat
 from app.db.models.payments import Payment
 from app.db.models.signer import OPEN_STATUSES, SettlementSubmission
@@ -124,3 +125,15 @@ async def open_settlements(session: UnitOfWork) -> tuple[int, datetime | None]:
         .where(col(SettlementSubmission.status).in_(OPEN_STATUSES))
     )).one()
     return count, oldest
+
+
+async def open_leases(session: UnitOfWork) -> tuple[int, int, datetime | None]:
+    """How many gateway credit leases are open, the micros they hold (as the agents' held
+    balances show them), and the earliest expiry among them."""
+    count, held, first_expiry = (await session.execute(
+        select(func.count(),
+               func.coalesce(func.sum(CreditLease.amount_micros), 0),
+               func.min(CreditLease.expires_at))
+        .where(col(CreditLease.state) == LEASE_OPEN)
+    )).one()
+    return count, int(held), first_expiry

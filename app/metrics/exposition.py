@@ -49,6 +49,14 @@ def exposition(extra: Sequence[Metric] = ()) -> bytes:
     return generate_latest(registry)
 
 
+def leave_live_gauges() -> None:
+    """Take this stopping process's share out of the live gauges. In multiprocess mode a
+    process's files outlive it until this is called; one killed outright keeps its last share
+    (for the lease gauge: the calls it lost) until ``passgate serve`` starts again."""
+    if multiprocess_dir():
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
 def use_multiprocess_dir() -> str:
     """Make the API processes about to start share their metrics through files.
 

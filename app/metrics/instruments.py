@@ -15,7 +15,7 @@ is read from the database and the broker when scraped: see ``app.health.metrics_
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, disable_created_metrics
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
 # ``_created`` timestamps double the series and no dashboard of ours reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated upstream
@@ -93,9 +93,17 @@ GATEWAY_LEASE_MICROS = Counter(
     "USDC micros taken into credit leases (taken) and given back unused (closed, swept).",
     ["event"],
 )
+# Summed over the live API processes: what a crash of them all could leave uncharged now.
+GATEWAY_LEASE_UNRECORDED = Gauge(
+    "passgate_gateway_lease_unrecorded_calls",
+    "Gateway calls paid from credit leases that finished but are not written yet (the writer "
+    "records them within about 250 ms); a process that dies loses its share uncharged.",
+    multiprocess_mode="livesum",
+)
 RATE_LIMIT_REFUSALS = Counter(
     "passgate_rate_limit_refusals",
-    "Requests refused with 429: by a key's limit, or the per-IP sign-up limit.",
+    "Requests refused with 429: by a key's limit, or the per-IP sign-up or wallet sign-in "
+    "limit.",
     ["limit"],
 )
 
@@ -115,6 +123,10 @@ def gateway_lease(event: str, *, count: int = 1, micros: int = 0) -> None:
     GATEWAY_LEASES.labels(event).inc(count)
     if micros > 0:
         GATEWAY_LEASE_MICROS.labels(event).inc(micros)
+
+
+def gateway_lease_unrecorded(change: int) -> None:
+    GATEWAY_LEASE_UNRECORDED.inc(change)
 
 
 def webhook_attempt(outcome: str, latency_ms: int) -> None:

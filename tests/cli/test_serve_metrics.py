@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -27,8 +28,9 @@ def metrics_dir(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def server(settings_factory, metrics_dir: Path) -> Iterator[str]:
+@contextmanager
+def serving(settings_factory, metrics_dir: Path) -> Iterator[str]:
+    """``passgate serve --workers 2`` sharing ``metrics_dir``, stopped (SIGTERM) on leaving."""
     settings = settings_factory()
     if not settings.is_sqlite:
         pytest.skip("the database plays no part in how processes share metrics")
@@ -54,6 +56,12 @@ def server(settings_factory, metrics_dir: Path) -> Iterator[str]:
         stop(proc)
 
 
+@pytest.fixture
+def server(settings_factory, metrics_dir: Path) -> Iterator[str]:
+    with serving(settings_factory, metrics_dir) as url:
+        yield url
+
+
 def _fresh_get(url: str) -> httpx.Response:
     # A connection per request, so the kernel may hand each to either process.
     with httpx.Client(timeout=10) as client:
@@ -76,3 +84,18 @@ def test_every_scrape_shows_the_requests_of_both_server_processes(server, metric
     pids = {path.stem.rsplit("_", 1)[1] for path in metrics_dir.glob("*.db")}
     assert "999999" not in pids
     assert len(pids) == 2
+
+
+def test_processes_that_stop_leave_the_live_gauges_and_keep_their_counts(
+    settings_factory, metrics_dir
+):
+    # Given two server processes that served requests
+    with serving(settings_factory, metrics_dir) as url:
+        assert _fresh_get(f"{url}/v1/health/live").status_code == 200
+        live = sorted(path.name for path in metrics_dir.glob("gauge_livesum_*.db"))
+        assert len(live) == 2
+
+    # When they stop, their share of the live gauges (calls not yet written) goes with them,
+    # while what they counted stays for the next scrape of this run's directory
+    assert list(metrics_dir.glob("gauge_livesum_*.db")) == []
+    assert list(metrics_dir.glob("counter_*.db"))

@@ -8,15 +8,17 @@ import asyncio
 import threading
 import time
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from sqlmodel import col, select
+from sqlmodel import col, select, update
 
 from app.db.models.credits import LedgerEntry
 from app.db.models.gateway import CreditLease
+from app.db.types import utcnow
 from app.runtime import Runtime
 from tests.factories import assert_error, create_platform, key_headers, master_headers
 from tests.fixtures.workers import running_actors
@@ -32,6 +34,7 @@ from tests.gateway.helpers import (
     usage,
 )
 from tests.gateway.test_limits import fleet_agent
+from tests.scrape import scrape
 from workers.gateway import release_stale
 
 Client = AsyncTestClient[Litestar]
@@ -347,3 +350,38 @@ async def test_a_change_retires_only_the_leases_of_what_changed(
     for holder in kept:
         assert await get(gw, holder["key"]) == 200
         assert await open_leases(gw, admin_headers, holder["id"]) == before[holder["id"]]
+
+
+async def test_operators_see_open_leases_what_they_hold_and_calls_not_yet_written(
+    make_gateway: GatewayFactory,
+) -> None:
+    # Given a gateway on leases whose metrics are read afresh at every scrape
+    gw = await leased(make_gateway, gateway_lease_seconds=60, metrics_cache_seconds=0)
+    key = await signup(gw)
+    before = await scrape(gw)
+
+    # When a call takes a lease and is written
+    assert await get(gw, key) == 200
+    agent_id = (await recorded(gw, key))[0]["agentId"]
+    after = await scrape(gw)
+
+    # Then one more lease is open, holding what the balance shows as held, and no call of
+    # this process is left unwritten
+    (lease,) = await leases_of(gw, agent_id)
+    held = (await balance(gw, key))["heldMicros"]
+    assert held == lease.amount_micros
+    assert after.value("passgate_gateway_leases_open") == \
+        before.value("passgate_gateway_leases_open") + 1
+    assert after.value("passgate_gateway_lease_held_micros") == \
+        before.value("passgate_gateway_lease_held_micros") + held
+    assert after.value("passgate_gateway_lease_unrecorded_calls") == \
+        before.value("passgate_gateway_lease_unrecorded_calls")
+
+    # And a lease nobody closed long after its expiry (its process gone, no sweeper) shows
+    runtime: Runtime = gw.app.state.runtime
+    async with database(runtime.settings) as sessions, sessions() as session:
+        await session.execute(update(CreditLease).where(col(CreditLease.id) == lease.id)
+                              .values(expires_at=utcnow() - timedelta(days=10)))
+        await session.commit()
+    overdue = (await scrape(gw)).value("passgate_gateway_lease_overdue_seconds")
+    assert overdue >= timedelta(days=10).total_seconds()
