@@ -7,7 +7,7 @@ import logging
 
 import dramatiq
 
-from app.db.models.attention import GATEWAY_RESERVATION
+from app.db.models.attention import GATEWAY_LEASE, GATEWAY_RESERVATION
 from app.gateway import leases, outcomes
 from workers import actor_context
 from workers.attention import each
@@ -40,6 +40,6 @@ async def release_stale() -> None:
     # Credit leases whose process died (or lost the database) give back what they had not
     # used; calls it served but never recorded stay free (app.gateway.leases).
     expired = await leases.abandoned(ctx.sessions, ctx.settings.gateway_lease_grace_seconds)
-    closed = await each(GATEWAY_RESERVATION, expired, leases.close_abandoned, RELEASE_STALE)
+    closed = await each(GATEWAY_LEASE, expired, leases.close_abandoned, RELEASE_STALE)
     if closed:
         log.warning("closed %d abandoned gateway credit leases", closed)

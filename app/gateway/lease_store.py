@@ -12,7 +12,7 @@ from sqlmodel import col, select
 
 from app.attention.filters import not_parked
 from app.db.models.agents import Agent
-from app.db.models.attention import GATEWAY_RESERVATION
+from app.db.models.attention import GATEWAY_LEASE
 from app.db.models.gateway import (
     LEASE_CLOSED,
     LEASE_OPEN,
@@ -191,7 +191,7 @@ async def expired_ids(session: UnitOfWork, before: datetime, limit: int) -> list
     stmt = (
         select(col(CreditLease.id))
         .where(col(CreditLease.state) == LEASE_OPEN, col(CreditLease.expires_at) < before,
-               not_parked(GATEWAY_RESERVATION, CreditLease.id))
+               not_parked(GATEWAY_LEASE, CreditLease.id))
         .order_by(col(CreditLease.expires_at))
         .limit(limit)
     )

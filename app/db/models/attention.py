@@ -27,8 +27,9 @@ CHAIN_WATCHER = "chain_watcher"
 KEY_EXPIRY = "key_expiry"
 PAYMENT_EXPIRY = "payment_expiry"
 GATEWAY_RESERVATION = "gateway_reservation"
+GATEWAY_LEASE = "gateway_lease"
 KINDS = (SETTLEMENT, WEBHOOK_EVENT, WEBHOOK_MESSAGE, CHAIN_WATCHER, KEY_EXPIRY, PAYMENT_EXPIRY,
-         GATEWAY_RESERVATION)
+         GATEWAY_RESERVATION, GATEWAY_LEASE)
 
 
 class AttentionItem(SQLModel, table=True):
