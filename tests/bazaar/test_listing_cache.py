@@ -1,4 +1,4 @@
-"""The listing keeps its built items only while what is sold is unchanged."""
+"""The listing keeps each built item only while what it shows is unchanged."""
 
 from __future__ import annotations
 
@@ -33,16 +33,20 @@ async def _changes_show(discovery: Discovery, gateway: Gateway) -> None:
     query = DiscoveryQuery(resource=f"/gateway/{name}")
     [first] = (await discovery.list_resources(query)).items
     assert first.accepts[0]["amount"] == "2500"
-    assert await discovery.items() is await discovery.items()  # kept while unchanged
+    kept = await discovery.items()
+    assert all(a is b for a, b in zip(kept, await discovery.items(), strict=True))
 
     # when the provider's route prices change without a new update time
     provider = gateway.registry.configured[name]
     gateway.registry.configured[name] = replace(provider, route_prices=(("/v2", 1),))
     [changed] = (await discovery.list_resources(query)).items
 
-    # then the listing shows it
+    # then the listing shows it, and only its item was built again
     assert changed.metadata is not None
     assert changed.metadata["routePrices"] == {"/v2": 1}
+    again = await discovery.items()
+    assert [a is b for a, b in zip(kept, again, strict=True)] == [
+        item.resource != first.resource for item in kept]
 
     # and when the price changes
     gateway.registry.configured[name] = replace(provider, price_micros=4200)
