@@ -21,6 +21,7 @@ import os
 import socket
 import time
 import uuid
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -104,6 +105,9 @@ class LeasePool:
         self._returning: dict[str, set[Lease]] = {}
         self._queue = _Queue()
         self._writer: asyncio.Task[None] | None = None
+        self._hurried: asyncio.Event | None = None
+        self._closing = False
+        self._round_waiters: list[asyncio.Future[None]] = []
         self._ticker: asyncio.Task[None] | None = None
 
     # -- the request path ---------------------------------------------------------------------
@@ -164,6 +168,7 @@ class LeasePool:
 
     async def aclose(self) -> None:
         """Close the leases (those with calls still running are left to the sweeper)."""
+        self._closing = True
         self.retire(None)
         if self._ticker is not None:
             self._ticker.cancel()
@@ -278,19 +283,46 @@ class LeasePool:
             self._writer = asyncio.create_task(self._write())
 
     async def _drained(self) -> None:
-        writer = self._writer
-        if writer is not None and not writer.done():
-            await asyncio.wait({writer}, timeout=DRAIN_SECONDS)
+        """Have the writer run a round now, and wait (bounded) until one that began after
+        this call has ended: the leases retired before it are closed then (unless calls on
+        them still run), and what they did not use is back in the balance."""
+        if not (self._queue.records or self._queue.closes):
+            return
+        ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._round_waiters.append(ended)
+        self._write_soon()
+        self._hurry().set()
+        await asyncio.wait({ended}, timeout=DRAIN_SECONDS)
+
+    def _hurry(self) -> asyncio.Event:
+        # Made on first use, in the event loop that runs the writer.
+        if self._hurried is None:
+            self._hurried = asyncio.Event()
+        return self._hurried
 
     async def _write(self) -> None:
-        await asyncio.sleep(WRITE_DELAY_SECONDS)
+        """Write what finished, one round per ``WRITE_DELAY_SECONDS`` while anything is
+        queued. A round takes everything queued since the last one, so a batch gathers
+        however fast calls finish: starting the next batch as soon as one was written made
+        batches of one or two calls, a transaction each, and cost a third of a call's CPU."""
         queue = self._queue
         failures = 0
         while queue.records or queue.closes:
-            while queue.records:
-                batch, queue.records = (queue.records[:WRITE_BATCH],
-                                        queue.records[WRITE_BATCH:])
+            pause = WRITE_DELAY_SECONDS if not failures else min(10.0, 0.5 * 2**failures)
+            if not self._closing:
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._hurry().wait(), pause)
+                self._hurry().clear()
+            waiters, self._round_waiters = self._round_waiters, []
+            # Closes are taken first: each was queued after its lease's last record, so
+            # those records are in this round and are written before their lease closes.
+            closes, queue.closes = queue.closes, []
+            records, queue.records = queue.records, []
+            while records:
+                batch, records = records[:WRITE_BATCH], records[WRITE_BATCH:]
                 if await self._record(batch):
+                    gateway_lease("batches_written")
+                    gateway_lease("calls_written", count=len(batch))
                     gateway_lease_unrecorded(-len(batch))
                     failures = 0
                     continue
@@ -303,11 +335,15 @@ class LeasePool:
                     gateway_lease_unrecorded(-len(batch))
                     failures = 0
                     continue
-                queue.records[:0] = batch
-                await asyncio.sleep(min(10.0, 0.5 * 2**failures))
-            closes, queue.closes = queue.closes, []
+                # Retried next round, ahead of what was queued since; so are the closes.
+                queue.records[:0] = [*batch, *records]
+                queue.closes[:0] = closes
+                records, closes = [], []
             for lease in closes:
                 await self._close(lease)
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     async def _record(self, batch: list[dict[str, Any]]) -> bool:
         try:

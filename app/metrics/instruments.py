@@ -84,8 +84,9 @@ GATEWAY_CHARGED = Counter(
 GATEWAY_LEASES = Counter(
     "passgate_gateway_lease_events",
     "Gateway credit leases (app.gateway.leases): taken and closed by this process, swept (closed "
-    "by the sweeper: their process died), record_failed (a batch of calls not written, retried), "
-    "calls_dropped and calls_free (calls served but never charged).",
+    "by the sweeper: their process died), batches_written and calls_written (finished calls "
+    "recorded, in batches), record_failed (a batch not written, retried), calls_dropped and "
+    "calls_free (calls served but never charged).",
     ["event"],
 )
 GATEWAY_LEASE_MICROS = Counter(

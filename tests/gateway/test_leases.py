@@ -385,3 +385,37 @@ async def test_operators_see_open_leases_what_they_hold_and_calls_not_yet_writte
         await session.commit()
     overdue = (await scrape(gw)).value("passgate_gateway_lease_overdue_seconds")
     assert overdue >= timedelta(days=10).total_seconds()
+
+
+async def test_calls_finishing_back_to_back_are_written_in_few_batches(
+    make_gateway: GatewayFactory,
+) -> None:
+    # Given a key calling back to back on a lease for about a second
+    gw = await leased(make_gateway, gateway_lease_seconds=60)
+    key = await signup(gw)
+    before = await scrape(gw)
+    started, calls = time.monotonic(), 0
+    while time.monotonic() - started < 1.0:
+        assert await get(gw, key) == 200
+        calls += 1
+    elapsed = time.monotonic() - started
+
+    # When they have all been written
+    events = "passgate_gateway_lease_events_total"
+
+    def delta(scraped: Any, event: str) -> float:
+        return float(scraped.value(events, event=event) - before.value(events, event=event))
+
+    deadline = time.monotonic() + 10
+    while True:
+        after = await scrape(gw)
+        if delta(after, "calls_written") >= calls or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+
+    # Then they went in batches that gathered (a round per ~250 ms), not a transaction or
+    # two per call
+    batches = delta(after, "batches_written")
+    assert delta(after, "calls_written") == calls
+    assert calls >= 20, f"only {calls} calls in a second: too slow to tell"
+    assert 1 <= batches <= elapsed / 0.25 + 3, (calls, batches)
