@@ -43,9 +43,9 @@ log = logging.getLogger("passgate.gateway")
 FIRST_CALLS = 8
 # How often the ticker retires leases past their lifetime that no call came to notice.
 TICK_SECONDS = 0.25
-# The writer waits this long after the first queued item, so a batch gathers: a batch is one
-# transaction of four statements whatever its size, and at 50 ms its fixed cost was a fifth of
-# a call's CPU for a key calling alone. What a crash can lose stays bounded by the lease.
+# The writer writes one round of what finished per this long, so a batch gathers: a batch is
+# one transaction of four statements whatever its size, and at 50 ms its fixed cost was a fifth
+# of a call's CPU for a key calling alone. What a crash can lose stays bounded by the lease.
 WRITE_DELAY_SECONDS = 0.25
 WRITE_BATCH = 500
 # A batch of finished calls that cannot be written after this many tries is dropped: those
@@ -284,9 +284,12 @@ class LeasePool:
 
     async def _drained(self) -> None:
         """Have the writer run a round now, and wait (bounded) until one that began after
-        this call has ended: the leases retired before it are closed then (unless calls on
-        them still run), and what they did not use is back in the balance."""
-        if not (self._queue.records or self._queue.closes):
+        this call has ended, or the writer found nothing more to do: the leases retired
+        before it are closed then (unless calls on them still run), and what they did not use
+        is back in the balance."""
+        writer = self._writer
+        idle = writer is None or writer.done()
+        if idle and not (self._queue.records or self._queue.closes):
             return
         ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._round_waiters.append(ended)
@@ -307,43 +310,59 @@ class LeasePool:
         batches of one or two calls, a transaction each, and cost a third of a call's CPU."""
         queue = self._queue
         failures = 0
-        while queue.records or queue.closes:
-            pause = WRITE_DELAY_SECONDS if not failures else min(10.0, 0.5 * 2**failures)
-            if not self._closing:
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(self._hurry().wait(), pause)
-                self._hurry().clear()
-            waiters, self._round_waiters = self._round_waiters, []
-            # Closes are taken first: each was queued after its lease's last record, so
-            # those records are in this round and are written before their lease closes.
-            closes, queue.closes = queue.closes, []
-            records, queue.records = queue.records, []
-            while records:
-                batch, records = records[:WRITE_BATCH], records[WRITE_BATCH:]
-                if await self._record(batch):
-                    gateway_lease("batches_written")
-                    gateway_lease("calls_written", count=len(batch))
-                    gateway_lease_unrecorded(-len(batch))
-                    failures = 0
-                    continue
-                failures += 1
-                if failures >= RECORD_ATTEMPTS:
-                    # Those calls stay uncharged: a lease's bounded loss (app.gateway.leases).
-                    log.error("dropped %d gateway calls paid from leases after %d failed "
-                              "writes; they stay uncharged", len(batch), failures)
-                    gateway_lease("calls_dropped", count=len(batch))
-                    gateway_lease_unrecorded(-len(batch))
-                    failures = 0
-                    continue
-                # Retried next round, ahead of what was queued since; so are the closes.
-                queue.records[:0] = [*batch, *records]
-                queue.closes[:0] = closes
-                records, closes = [], []
-            for lease in closes:
-                await self._close(lease)
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
+        try:
+            while queue.records or queue.closes:
+                pause = WRITE_DELAY_SECONDS if not failures else min(10.0, 0.5 * 2**failures)
+                if not self._closing:
+                    with suppress(TimeoutError):
+                        await asyncio.wait_for(self._hurry().wait(), pause)
+                    self._hurry().clear()
+                waiters, self._round_waiters = self._round_waiters, []
+                # Closes are taken first: each was queued after its lease's last record, so
+                # those records are in this round and are written before their lease closes.
+                closes, queue.closes = queue.closes, []
+                records, queue.records = queue.records, []
+                failures = await self._write_round(records, closes, failures)
+                self._resolve(waiters)
+        finally:
+            # Nothing left to write (or the writer stopped): nobody waits for a round.
+            self._resolve(self._round_waiters)
+            self._round_waiters = []
+
+    async def _write_round(self, records: list[dict[str, Any]], closes: list[Lease],
+                           failures: int) -> int:
+        """Record one round's calls in batches, then close its leases; returns the failed
+        writes in a row. A failed batch goes back (with the rest and the closes) for the next
+        round, ahead of what was queued since; after ``RECORD_ATTEMPTS`` it is dropped."""
+        while records:
+            batch, records = records[:WRITE_BATCH], records[WRITE_BATCH:]
+            if await self._record(batch):
+                gateway_lease("batches_written")
+                gateway_lease("calls_written", count=len(batch))
+                gateway_lease_unrecorded(-len(batch))
+                failures = 0
+                continue
+            failures += 1
+            if failures >= RECORD_ATTEMPTS:
+                # Those calls stay uncharged: a lease's bounded loss (app.gateway.leases).
+                log.error("dropped %d gateway calls paid from leases after %d failed "
+                          "writes; they stay uncharged", len(batch), failures)
+                gateway_lease("calls_dropped", count=len(batch))
+                gateway_lease_unrecorded(-len(batch))
+                failures = 0
+                continue
+            self._queue.records[:0] = [*batch, *records]
+            self._queue.closes[:0] = closes
+            return failures
+        for lease in closes:
+            await self._close(lease)
+        return failures
+
+    @staticmethod
+    def _resolve(waiters: list[asyncio.Future[None]]) -> None:
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def _record(self, batch: list[dict[str, Any]]) -> bool:
         try:

@@ -8,12 +8,14 @@ import asyncio
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from sqlalchemy import make_url
 from sqlmodel import col, select, update
 
 from app.db.models.credits import LedgerEntry
@@ -21,6 +23,7 @@ from app.db.models.gateway import CreditLease
 from app.db.types import utcnow
 from app.runtime import Runtime
 from tests.factories import assert_error, create_platform, key_headers, master_headers
+from tests.fixtures.tcp_proxy import VanishingProxy, vanishing_proxy
 from tests.fixtures.workers import running_actors
 from tests.gateway.conftest import GatewayFactory
 from tests.gateway.helpers import (
@@ -419,3 +422,51 @@ async def test_calls_finishing_back_to_back_are_written_in_few_batches(
     assert delta(after, "calls_written") == calls
     assert calls >= 20, f"only {calls} calls in a second: too slow to tell"
     assert 1 <= batches <= elapsed / 0.25 + 3, (calls, batches)
+
+
+@pytest.fixture
+def db_proxy(database_url: str) -> Iterator[tuple[VanishingProxy, str]]:
+    """A proxy in front of the session's PostgreSQL, and the database URL through it."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite has no server to lose")
+    url = make_url(database_url)
+    with vanishing_proxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
+        yield proxy, url.set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+
+
+async def test_calls_served_while_the_database_is_down_are_written_once_it_is_back(
+    db_proxy: tuple[VanishingProxy, str], make_gateway: GatewayFactory,
+) -> None:
+    # Given a key whose first call took a lease (its key cached for a few seconds)
+    proxy, through_proxy = db_proxy
+    gw = await leased(make_gateway, gateway_lease_seconds=60, key_cache_seconds=5,
+                      database_url=through_proxy)
+    key = await signup(gw)
+    assert await get(gw, key) == 200
+    before = await scrape(gw)
+
+    # When the database goes away, calls go on from the lease (a first one pays for eight),
+    # and a write round fails
+    proxy.refuse()
+    proxy.vanish()
+    served = 1
+    for _ in range(5):
+        assert await get(gw, key) == 200
+        served += 1
+    await asyncio.sleep(0.6)
+    events = "passgate_gateway_lease_events_total"
+    failed = (await scrape(gw)).value(events, event="record_failed") - before.value(
+        events, event="record_failed")
+    proxy.refuse(False)
+
+    # Then once it is back every call is written and charged exactly once
+    records = []
+    deadline = time.monotonic() + 15
+    while len(records) < served and time.monotonic() < deadline:
+        records = (await usage(gw, key))["data"]
+        if len(records) < served:
+            await asyncio.sleep(0.1)
+    assert failed >= 1
+    assert len(records) == served
+    assert all((r["status"], r["costMicros"]) == ("succeeded", PRICE) for r in records)
+    assert len({r["id"] for r in records}) == served
