@@ -220,8 +220,9 @@ def one_count(processes: int, args: argparse.Namespace, env: dict[str, str], ups
     ):
         for scenario in SCENARIOS:
             script = scripts[scenario]
-            # Warm-up: every key seen once by the gateway, connections open.
-            run_wrk(gate_url, 2, args.connections, script)
+            # Warm-up: every key seen once by the gateway, connections open (and, with
+            # --warmup, leases past their first sizes).
+            run_wrk(gate_url, args.warmup, args.connections, script)
             run_wrk(bare_url, 1, args.connections, script)
             floor, gate = [], []
             for _ in range(args.rounds):
@@ -268,6 +269,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--latency-seconds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--warmup", type=int, default=2,
+                        help="seconds of calls before each scenario's rounds (credit leases "
+                        "grow from 8 calls over their first ~30 s: 40 measures steady state)")
     parser.add_argument("--label", default="", help="a note stored with the figures")
     parser.add_argument("--floor-shards", type=int, default=1,
                         help="pooled clients of the bare proxy, taken in turn (passgate: 8)")
@@ -284,6 +288,7 @@ def main() -> None:
     results: dict[str, Any] = {"label": args.label, "cpus": os.cpu_count(),
                                "rounds": args.rounds, "seconds": args.seconds,
                                "connections": args.connections, "leases": args.leases,
+                               "warmup": args.warmup,
                                "floor_shards": args.floor_shards,
                                "by_processes": {}}
     with database("postgres") as url, serve("workers.demo.upstream:app", "/ping") as upstream:

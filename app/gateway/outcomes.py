@@ -124,13 +124,16 @@ async def release_now(
 class KeptCalls:
     """Records 2xx outcomes off the request path, many per transaction.
 
-    One writer task drains the queue; while it writes a batch the next one accumulates, so
-    under load a transaction covers many calls. The writer starts ``delay`` seconds after the
-    first outcome of a batch: the responses of those calls go out first instead of waiting
-    behind the write, and the batches grow. The charges are already committed: an outcome
-    lost here (a database error, a crash) leaves its call ``pending``, and the sweeper then
-    releases it (the agent's favour).
+    One writer task writes a round of whatever was queued every ``delay`` seconds while there
+    is any, so under load a transaction covers many calls and the responses of those calls go
+    out first instead of waiting behind the write. (Starting the next batch as soon as one
+    was written made batches of one or two calls, a transaction each.) The charges are already
+    committed: a batch whose write fails is tried again in the next rounds, ``ATTEMPTS`` times
+    in all; an outcome lost after that (or in a crash) leaves its call ``pending``, and the
+    sweeper then releases it (the agent's favour).
     """
+
+    ATTEMPTS = 3
 
     def __init__(
         self,
@@ -144,6 +147,7 @@ class KeptCalls:
         self._delay = delay
         self._queue: list[tuple[str, Outcome]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._closing = False
 
     def add(self, usage_id: str, outcome: Outcome) -> None:
         """Queue a 2xx outcome for the writer (starting it if it is idle)."""
@@ -153,19 +157,34 @@ class KeptCalls:
 
     async def aclose(self) -> None:
         """Wait a little for the outcomes still queued (closing the runtime)."""
+        self._closing = True
         if self._writer is not None and not self._writer.done():
             await asyncio.wait({self._writer}, timeout=_DRAIN_SECONDS)
 
     async def _drain(self) -> None:
-        await asyncio.sleep(self._delay)
+        failures = 0
         while self._queue:
-            batch, self._queue = self._queue[: self._batch], self._queue[self._batch :]
-            try:
-                async with self._sessions() as session:
-                    await keep(session, batch)
-                    await session.commit()
-            except Exception:
-                log.exception("could not record %d gateway outcomes", len(batch))
+            if not self._closing:
+                await asyncio.sleep(self._delay * 2**failures)
+            queued, self._queue = self._queue, []
+            while queued:
+                batch, queued = queued[: self._batch], queued[self._batch :]
+                try:
+                    async with self._sessions() as session:
+                        await keep(session, batch)
+                        await session.commit()
+                    failures = 0
+                except Exception:
+                    failures += 1
+                    if failures >= self.ATTEMPTS:
+                        log.exception("could not record %d gateway outcomes (%d tries); the "
+                                      "sweeper releases them", len(batch), failures)
+                        failures = 0
+                        continue
+                    log.warning("could not record %d gateway outcomes; retrying",
+                                len(batch), exc_info=True)
+                    self._queue[:0] = [*batch, *queued]
+                    break
 
 
 async def stale_reservations(
