@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import socket
 import time
 import uuid
+from collections import deque
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -106,6 +108,10 @@ class LeasePool:
         self._queue = _Queue()
         self._writer: asyncio.Task[None] | None = None
         self._hurried: asyncio.Event | None = None
+        # Changes heard (``retire``), numbered, the latest few kept: a lease being taken while
+        # one arrives is checked against them once it is tracked.
+        self._change_seq = 0
+        self._changes: deque[tuple[int, str | None]] = deque(maxlen=256)
         self._closing = False
         self._round_waiters: list[asyncio.Future[None]] = []
         self._ticker: asyncio.Task[None] | None = None
@@ -162,6 +168,8 @@ class LeasePool:
         """Take no more calls on the current leases of agent or platform ``owner_id`` (None:
         all), which changed: the next is taken on what is stored now, at the size the rate
         asks for. A key's id matches no lease."""
+        self._change_seq += 1
+        self._changes.append((self._change_seq, owner_id))
         for lease in list(self._current.values()):
             if owner_id is None or owner_id in (lease.agent_id, lease.platform_id):
                 self._retire(lease, used_up=None)
@@ -170,12 +178,30 @@ class LeasePool:
         """Close the leases (those with calls still running are left to the sweeper)."""
         self._closing = True
         self.retire(None)
+        # A writer pausing between rounds (or backing off) is woken for its last rounds.
+        self._hurry().set()
         if self._ticker is not None:
             self._ticker.cancel()
         if self._writer is not None and not self._writer.done():
             await asyncio.wait({self._writer}, timeout=DRAIN_SECONDS)
+        left = len(self._queue.records)
+        if left:
+            # Counted before this process's live gauges go (app.metrics.exposition).
+            log.error("%d gateway calls paid from leases were not written before the process "
+                      "stopped; they stay uncharged", left)
+            gateway_lease("calls_lost_at_exit", count=left)
 
     # -- leases ---------------------------------------------------------------------------
+
+    def _changed_since(self, seq: int, agent_id: str, platform_id: str | None) -> bool:
+        """Whether a change of the agent or its platform (or of everything) was heard after
+        change number ``seq`` (when too many were heard to tell, yes)."""
+        if self._change_seq == seq:
+            return False
+        if not self._changes or self._changes[0][0] > seq + 1:
+            return True
+        return any(number > seq and owner in (None, agent_id, platform_id)
+                   for number, owner in self._changes)
 
     def _admit(self, lease: Lease, price: int) -> bool:
         if lease.retired or lease.remaining < price:
@@ -191,6 +217,7 @@ class LeasePool:
         if spent is not None:
             self._retire(spent, used_up=spent.remaining < price)
         desired = max(price, min(self._sizes.get(agent_id, price * FIRST_CALLS), self._max))
+        heard = self._change_seq
         # Shielded: a lease committed but never tracked here would stay held until the sweeper.
         with anyio.CancelScope(shield=True):
             try:
@@ -206,6 +233,10 @@ class LeasePool:
                           day=taken.day, amount=taken.amount_micros,
                           remaining=taken.amount_micros,
                           deadline=time.monotonic() + _lifetime(taken))
+            if self._changed_since(heard, agent_id, taken.platform_id):
+                # The change was heard while this lease was being taken, perhaps on the old
+                # terms, and ``retire`` could not see it yet: it pays this call only.
+                lease.deadline = -math.inf
             displaced = self._current.get(agent_id)
             if displaced is not None:
                 self._retire(displaced, used_up=None)
@@ -313,7 +344,10 @@ class LeasePool:
         try:
             while queue.records or queue.closes:
                 pause = WRITE_DELAY_SECONDS if not failures else min(10.0, 0.5 * 2**failures)
-                if not self._closing:
+                if self._closing:
+                    # Closing: no batching pause, and backoffs short enough for the drain.
+                    await asyncio.sleep(0 if not failures else min(pause, 0.5))
+                else:
                     with suppress(TimeoutError):
                         await asyncio.wait_for(self._hurry().wait(), pause)
                     self._hurry().clear()
@@ -325,9 +359,12 @@ class LeasePool:
                 failures = await self._write_round(records, closes, failures)
                 self._resolve(waiters)
         finally:
-            # Nothing left to write (or the writer stopped): nobody waits for a round.
+            # Nothing left to write (or the writer stopped): nobody waits for a round, and a
+            # hurry asked for in the last round must not cut the next writer's first pause.
             self._resolve(self._round_waiters)
             self._round_waiters = []
+            if self._hurried is not None and not self._closing:
+                self._hurried.clear()
 
     async def _write_round(self, records: list[dict[str, Any]], closes: list[Lease],
                            failures: int) -> int:
@@ -336,7 +373,7 @@ class LeasePool:
         round, ahead of what was queued since; after ``RECORD_ATTEMPTS`` it is dropped."""
         while records:
             batch, records = records[:WRITE_BATCH], records[WRITE_BATCH:]
-            if await self._record(batch):
+            if await self._record(batch, retried=failures > 0):
                 gateway_lease("batches_written")
                 gateway_lease("calls_written", count=len(batch))
                 gateway_lease_unrecorded(-len(batch))
@@ -364,10 +401,10 @@ class LeasePool:
             if not waiter.done():
                 waiter.set_result(None)
 
-    async def _record(self, batch: list[dict[str, Any]]) -> bool:
+    async def _record(self, batch: list[dict[str, Any]], *, retried: bool) -> bool:
         try:
             async with self._sessions() as session:
-                await leases.record(session, batch)
+                await leases.record(session, batch, retried=retried)
                 await session.commit()
             return True
         except Exception:

@@ -143,6 +143,16 @@ async def add_used(session: UnitOfWork, used: Mapping[str, int]) -> set[str]:
     return still_open
 
 
+_WRITTEN = select(GatewayUsage.__table__.c.id).where(  # type: ignore[attr-defined]
+    GatewayUsage.__table__.c.id.in_(bindparam("ids", expanding=True)))  # type: ignore[attr-defined]
+
+
+async def written_calls(session: UnitOfWork, ids: Sequence[str]) -> set[str]:
+    """Which of these usage rows exist already."""
+    connection = await session.connection()
+    return set((await connection.execute(_WRITTEN, {"ids": list(ids)})).scalars().all())
+
+
 async def insert_calls(session: UnitOfWork, rows: Sequence[dict[str, Any]]) -> None:
     """The finished calls' usage rows, in one executemany."""
     if rows:

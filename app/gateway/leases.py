@@ -146,13 +146,20 @@ def _checks(
              platform_total if limits.platform_id is not None else None))
 
 
-async def record(session: UnitOfWork, calls: Sequence[dict[str, Any]]) -> None:
+async def record(
+    session: UnitOfWork, calls: Sequence[dict[str, Any]], *, retried: bool = False
+) -> None:
     """Write finished calls paid from leases (usage rows with ``lease_id`` and ``cost_micros``)
     and add what they cost to their leases' use.
 
     A call whose lease was closed meanwhile (the sweeper took it for abandoned) is recorded at
-    no cost: what the lease had not used went back already.
+    no cost: what the lease had not used went back already. ``retried``: the batch failed
+    before, perhaps after its commit went through, so calls already written are left out
+    (a retry never counts a call twice, nor fails for ever on its own rows).
     """
+    if retried:
+        written = await lease_store.written_calls(session, [row["id"] for row in calls])
+        calls = [row for row in calls if row["id"] not in written]
     used: dict[str, int] = defaultdict(int)
     for row in calls:
         if row["cost_micros"]:

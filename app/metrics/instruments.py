@@ -85,8 +85,8 @@ GATEWAY_LEASES = Counter(
     "passgate_gateway_lease_events",
     "Gateway credit leases (app.gateway.leases): taken and closed by this process, swept (closed "
     "by the sweeper: their process died), batches_written and calls_written (finished calls "
-    "recorded, in batches), record_failed (a batch not written, retried), calls_dropped and "
-    "calls_free (calls served but never charged).",
+    "recorded, in batches), record_failed (a batch not written, retried), calls_dropped, "
+    "calls_lost_at_exit and calls_free (calls served but never charged).",
     ["event"],
 )
 GATEWAY_LEASE_MICROS = Counter(
