@@ -50,6 +50,15 @@ async def leased(make_gateway: GatewayFactory, **overrides: Any) -> Client:
     return await make_gateway(**values)
 
 
+async def leased_fleet(
+    make_gateway: GatewayFactory, admin_headers: dict[str, str]
+) -> tuple[Client, dict[str, Any], dict[str, str]]:
+    """A gateway on leases of a minute, a platform on it, and its master key's headers."""
+    gw = await leased(make_gateway, gateway_lease_seconds=60)
+    platform = await create_platform(gw, admin_headers)
+    return gw, platform, master_headers(platform["masterKey"])
+
+
 async def get(client: Client, key: str, path: str = "echo/echo") -> int:
     response = await client.get(f"/v1/gateway/{path}", headers=key_headers(key))
     return response.status_code
@@ -267,9 +276,7 @@ async def test_lowering_a_limit_stops_calls_on_an_open_lease_at_once(
     make_gateway: GatewayFactory, admin_headers: dict[str, str], scope: str
 ) -> None:
     # Given a fleet agent whose first call took a lease that lives a minute
-    gw = await leased(make_gateway, gateway_lease_seconds=60)
-    platform = await create_platform(gw, admin_headers)
-    master = master_headers(platform["masterKey"])
+    gw, platform, master = await leased_fleet(make_gateway, admin_headers)
     agent = await fleet_agent(gw, admin_headers, platform["masterKey"])
     assert await get(gw, agent["key"]) == 200
     assert (await balance(gw, agent["key"]))["heldMicros"] > PRICE
@@ -319,9 +326,7 @@ async def test_a_change_retires_only_the_leases_of_what_changed(
     make_gateway: GatewayFactory, admin_headers: dict[str, str], scope: str
 ) -> None:
     # Given an agent, its fleet mate and an agent of another platform, each with an open lease
-    gw = await leased(make_gateway, gateway_lease_seconds=60)
-    platform = await create_platform(gw, admin_headers)
-    master = master_headers(platform["masterKey"])
+    gw, platform, master = await leased_fleet(make_gateway, admin_headers)
     agent, mate = [await fleet_agent(gw, admin_headers, platform["masterKey"])
                    for _ in range(2)]
     other = await create_platform(gw, admin_headers)
