@@ -9,15 +9,15 @@ The writer records finished calls in batches off the request path (a failed batc
 and dropped, uncharged, only after ``RECORD_ATTEMPTS``), then closes retired leases once their
 last call finished: records always first, so a lease's use is complete when it is closed. While
 calls on a retired lease still run, the ticker extends its expiry so the sweeper leaves it
-alone. Lease sizes follow the agent's rate here: a lease used up before it expired doubles the
-next (up to ``gateway_lease_max_micros``); one that expired is followed by one of what it used.
+alone. Lease sizes follow the agent's rate here: a lease used up before it expired is
+followed by one sized for that rate over a whole lifetime, at least double (up to
+``gateway_lease_max_micros``); one that expired is followed by one of what it used.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import socket
 import time
@@ -67,9 +67,12 @@ class Lease:
     remaining: int
     # Monotonic: no call starts on it from then on (its lifetime, or the end of its UTC day).
     deadline: float
+    taken_at: float = 0.0
     inflight: int = 0
     used: int = 0
     retired: bool = False
+    # A change of its agent or fleet was heard while it was taken: it pays one call only.
+    stale: bool = False
 
 
 @dataclass(slots=True, eq=False)
@@ -206,6 +209,9 @@ class LeasePool:
     def _admit(self, lease: Lease, price: int) -> bool:
         if lease.retired or lease.remaining < price:
             return False
+        if lease.stale:
+            self._retire(lease, used_up=None)
+            return False
         if time.monotonic() >= lease.deadline:
             self._retire(lease, used_up=False)
             return False
@@ -232,11 +238,11 @@ class LeasePool:
             lease = Lease(id=taken.lease_id, agent_id=agent_id, platform_id=taken.platform_id,
                           day=taken.day, amount=taken.amount_micros,
                           remaining=taken.amount_micros,
-                          deadline=time.monotonic() + _lifetime(taken))
-            if self._changed_since(heard, agent_id, taken.platform_id):
-                # The change was heard while this lease was being taken, perhaps on the old
-                # terms, and ``retire`` could not see it yet: it pays this call only.
-                lease.deadline = -math.inf
+                          deadline=time.monotonic() + _lifetime(taken),
+                          taken_at=time.monotonic())
+            # A change heard while this lease was being taken (perhaps on the old terms) could
+            # not retire it yet: it pays this call only.
+            lease.stale = self._changed_since(heard, agent_id, taken.platform_id)
             displaced = self._current.get(agent_id)
             if displaced is not None:
                 self._retire(displaced, used_up=None)
@@ -268,7 +274,11 @@ class LeasePool:
         if self._current.get(lease.agent_id) is lease:
             del self._current[lease.agent_id]
         if used_up:
-            self._sizes[lease.agent_id] = min(self._max, lease.amount * 2)
+            # Sized for the rate it was used at over a whole lifetime (at least double), so a
+            # steady caller's leases settle at once instead of doubling up over several takes.
+            elapsed = max(time.monotonic() - lease.taken_at, 0.001)
+            at_rate = int(lease.amount * self._seconds / elapsed)
+            self._sizes[lease.agent_id] = min(self._max, max(lease.amount * 2, at_rate))
         elif used_up is not None and lease.used:
             self._sizes[lease.agent_id] = lease.used
         elif used_up is not None:
@@ -288,8 +298,9 @@ class LeasePool:
         while self._current or self._returning:
             await asyncio.sleep(TICK_SECONDS)
             now = time.monotonic()
-            for lease in [lease for lease in self._current.values() if now >= lease.deadline]:
-                self._retire(lease, used_up=False)
+            for lease in [lease for lease in self._current.values()
+                          if now >= lease.deadline or lease.stale]:
+                self._retire(lease, used_up=None if lease.stale else False)
             if now - self._extended_at >= self._extend_every:
                 self._extended_at = now
                 await self._extend_running()

@@ -475,3 +475,23 @@ async def test_calls_served_while_the_database_is_down_are_written_once_it_is_ba
     assert len(records) == served
     assert all((r["status"], r["costMicros"]) == ("succeeded", PRICE) for r in records)
     assert len({r["id"] for r in records}) == served
+
+
+async def test_a_lease_used_up_quickly_is_followed_by_one_sized_for_that_rate(
+    make_gateway: GatewayFactory, admin_headers: dict[str, str],
+) -> None:
+    # Given a key whose first lease (eight calls) is used up within moments
+    most = 40 * PRICE
+    gw = await leased(make_gateway, gateway_lease_seconds=60, gateway_lease_max_micros=most)
+    key = await signup(gw)
+    for _ in range(9):
+        assert await get(gw, key) == 200
+    agent_id = (await recorded(gw, key))[0]["agentId"]
+
+    # Then the next lease is not merely double the first: at that rate a lifetime of calls
+    # is as much as one lease may hold
+    listed = await gw.get("/admin/v1/gateway/leases", params={"agentId": agent_id},
+                          headers=admin_headers)
+    assert listed.status_code == 200, listed.text
+    amounts = sorted(lease["amountMicros"] for lease in listed.json()["data"])
+    assert amounts == [8 * PRICE, most]
