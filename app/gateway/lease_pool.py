@@ -36,6 +36,7 @@ from app.db.types import utcnow
 from app.db.uow import UnitOfWork
 from app.errors import InsufficientCredits, SpendingLimitExceeded
 from app.gateway import leases
+from app.gateway.rounds import round_pause
 from app.metrics.instruments import gateway_lease, gateway_lease_unrecorded
 from app.settings import Settings
 
@@ -354,10 +355,10 @@ class LeasePool:
         failures = 0
         try:
             while queue.records or queue.closes:
-                pause = WRITE_DELAY_SECONDS if not failures else min(10.0, 0.5 * 2**failures)
+                pause = round_pause(WRITE_DELAY_SECONDS, failures, cap=10.0,
+                                    closing=self._closing)
                 if self._closing:
-                    # Closing: no batching pause, and backoffs short enough for the drain.
-                    await asyncio.sleep(0 if not failures else min(pause, 0.5))
+                    await asyncio.sleep(pause)
                 else:
                     with suppress(TimeoutError):
                         await asyncio.wait_for(self._hurry().wait(), pause)

@@ -123,7 +123,9 @@ _ADD_USED = (
     .where(_LEASES.c.id == bindparam("lease_id"))
     .values(used_micros=_LEASES.c.used_micros + bindparam("amount"))
 )
-_INSERT_CALLS = insert(GatewayUsage.__table__)  # type: ignore[attr-defined]
+_CALLS = GatewayUsage.__table__  # type: ignore[attr-defined]
+_INSERT_CALLS = insert(_CALLS)
+_WRITTEN = select(_CALLS.c.id).where(_CALLS.c.id.in_(bindparam("ids", expanding=True)))
 
 
 async def add_used(session: UnitOfWork, used: Mapping[str, int]) -> set[str]:
@@ -141,10 +143,6 @@ async def add_used(session: UnitOfWork, used: Mapping[str, int]) -> set[str]:
         await connection.execute(_ADD_USED, [{"lease_id": lease_id, "amount": used[lease_id]}
                                              for lease_id in sorted(still_open)])
     return still_open
-
-
-_WRITTEN = select(GatewayUsage.__table__.c.id).where(  # type: ignore[attr-defined]
-    GatewayUsage.__table__.c.id.in_(bindparam("ids", expanding=True)))  # type: ignore[attr-defined]
 
 
 async def written_calls(session: UnitOfWork, ids: Sequence[str]) -> set[str]:

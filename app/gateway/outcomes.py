@@ -25,6 +25,7 @@ from app.db.models.gateway import FAILED
 from app.db.types import utcnow
 from app.db.uow import UnitOfWork
 from app.gateway import repository
+from app.gateway.rounds import round_pause
 
 log = logging.getLogger("passgate.gateway")
 
@@ -164,30 +165,34 @@ class KeptCalls:
     async def _drain(self) -> None:
         failures = 0
         while self._queue:
-            backoff = min(8.0, 0.5 * 2**failures) if failures else 0.0
-            if self._closing:
-                await asyncio.sleep(min(backoff, 0.5))
-            else:
-                await asyncio.sleep(backoff or self._delay)
+            await asyncio.sleep(round_pause(self._delay, failures, cap=8.0,
+                                            closing=self._closing))
             queued, self._queue = self._queue, []
-            while queued:
-                batch, queued = queued[: self._batch], queued[self._batch :]
-                try:
-                    async with self._sessions() as session:
-                        await keep(session, batch)
-                        await session.commit()
+            failures = await self._write_round(queued, failures)
+
+    async def _write_round(self, queued: list[tuple[str, Outcome]], failures: int) -> int:
+        """Keep one round's outcomes in batches; returns the failed writes in a row. A failed
+        batch goes back (with the rest) for the next round; after ``ATTEMPTS`` it is left to
+        the sweeper."""
+        while queued:
+            batch, queued = queued[: self._batch], queued[self._batch :]
+            try:
+                async with self._sessions() as session:
+                    await keep(session, batch)
+                    await session.commit()
+                failures = 0
+            except Exception:
+                failures += 1
+                if failures >= self.ATTEMPTS:
+                    log.exception("could not record %d gateway outcomes (%d tries); the "
+                                  "sweeper releases them", len(batch), failures)
                     failures = 0
-                except Exception:
-                    failures += 1
-                    if failures >= self.ATTEMPTS:
-                        log.exception("could not record %d gateway outcomes (%d tries); the "
-                                      "sweeper releases them", len(batch), failures)
-                        failures = 0
-                        continue
-                    log.warning("could not record %d gateway outcomes; retrying",
-                                len(batch), exc_info=True)
-                    self._queue[:0] = [*batch, *queued]
-                    break
+                    continue
+                log.warning("could not record %d gateway outcomes; retrying",
+                            len(batch), exc_info=True)
+                self._queue[:0] = [*batch, *queued]
+                return failures
+        return failures
 
 
 async def stale_reservations(
