@@ -94,7 +94,8 @@ def provider_config(upstream: str, **overrides: Any) -> dict[str, Any]:
         "headers": {"Authorization": f"Bearer {UPSTREAM_SECRET}", "X-Upstream-Key": "k-123"},
         "route_prices": {"/echo/premium": 50_000},
         "model_prices": {"big-model": 100_000},
-        "timeout_seconds": 1.0,
+        # Generous: a loaded CI machine can take a second to answer; the timeout test sets its own.
+        "timeout_seconds": 10.0,
     }
     config.update(overrides)
     return config

@@ -23,6 +23,7 @@ from tests.gateway.helpers import (
     balance,
     database,
     events_of,
+    provider_config,
     settled_usage,
     signup,
     upstream_hits,
@@ -137,8 +138,11 @@ async def test_an_upstream_503_keeps_its_retry_after(gw: Client) -> None:
     assert (await balance(gw, key))["creditsMicros"] == 10_000_000
 
 
-async def test_an_upstream_timeout_is_502_and_free(gw: Client) -> None:
+async def test_an_upstream_timeout_is_502_and_free(
+    make_gateway: GatewayFactory, upstream_url: str
+) -> None:
     # The provider's timeout is 1 s; the upstream takes 3.
+    gw = await make_gateway(providers=[provider_config(upstream_url, timeout_seconds=1.0)])
     key = await signup(gw)
 
     await assert_failed_call_is_free(gw, key, "/v1/gateway/echo/slow?seconds=3", "timeout", None)
