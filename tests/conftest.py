@@ -19,6 +19,7 @@ from app.db import migrate
 from app.logs.handlers import flush_all
 from app.main import create_app
 from app.settings import Settings
+from tests.fixtures import concurrent_requests  # noqa: F401  (requests gathered run together)
 
 pytest_plugins = ["tests.fixtures.services", "tests.fixtures.redis_server", "tests.fixtures.chain"]
 

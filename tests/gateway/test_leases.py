@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from sqlalchemy import make_url
+from sqlalchemy import make_url, text
 from sqlmodel import col, select, update
 
 from app.db.models.credits import LedgerEntry
-from app.db.models.gateway import CreditLease
+from app.db.models.gateway import CreditLease, SpendCounter
 from app.db.types import utcnow
+from app.gateway.reservations import spend_day
 from app.runtime import Runtime
 from tests.factories import assert_error, create_platform, key_headers, master_headers
 from tests.fixtures.tcp_proxy import VanishingProxy, vanishing_proxy
@@ -495,3 +496,59 @@ async def test_a_lease_used_up_quickly_is_followed_by_one_sized_for_that_rate(
     assert listed.status_code == 200, listed.text
     amounts = sorted(lease["amountMicros"] for lease in listed.json()["data"])
     assert amounts == [8 * PRICE, most]
+
+
+async def _waiting_on_a_lock(sessions: Any, within: float = 10.0) -> bool:
+    """Whether some other transaction of this database is waiting on a row lock."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        async with sessions() as session:
+            waiting = (await session.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND query LIKE '%gateway_spend_counters%'"
+            ))).scalar_one()
+        if waiting:
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def test_a_lease_taken_while_its_fleet_changed_pays_one_call_only(
+    make_gateway: GatewayFactory, admin_headers: dict[str, str], database_url: str
+) -> None:
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite: a take holds the write lock, so no change can land inside it")
+    # Given a fleet whose counter for today exists (a mate's call), held by another
+    # transaction so that the agent's next lease take stops just before its commit
+    gw, platform, master = await leased_fleet(make_gateway, admin_headers)
+    agent, mate = [await fleet_agent(gw, admin_headers, platform["masterKey"])
+                   for _ in range(2)]
+    assert await get(gw, mate["key"]) == 200
+    runtime: Runtime = gw.app.state.runtime
+    async with database(runtime.settings) as sessions:
+        async with sessions() as holder:
+            await holder.execute(
+                select(SpendCounter)
+                .where(col(SpendCounter.scope) == "platform",
+                       col(SpendCounter.owner_id) == platform["platform"]["id"],
+                       col(SpendCounter.day) == spend_day(utcnow()))
+                .with_for_update())
+            call = asyncio.ensure_future(get(gw, agent["key"]))
+            assert await _waiting_on_a_lock(sessions), "the lease take never waited"
+
+            # When the fleet's limit is lowered to two calls while that lease is being taken
+            # (on the limit as it was)
+            lowered = await gw.put("/v1/platform/spending-limit",
+                                   json={"dailyLimitMicros": 2 * PRICE}, headers=master)
+            assert lowered.status_code == 200, lowered.text
+            assert not call.done()
+            await holder.rollback()
+        assert await asyncio.wait_for(call, 15) == 200
+
+    # Then that lease paid its own call only: the next is refused at the new limit, and
+    # nothing stays held
+    response = await gw.get("/v1/gateway/echo/echo", headers=key_headers(agent["key"]))
+    body = assert_error(response, 402, "SPENDING_LIMIT_EXCEEDED")
+    assert body["details"]["scope"] == "platform"
+    after = await settled(gw, agent["key"])
+    assert (after["heldMicros"], after["spentMicros"]) == (0, PRICE)
