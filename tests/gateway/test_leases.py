@@ -16,7 +16,9 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from app.db.models.credits import LedgerEntry
 from app.db.models.gateway import CreditLease, SpendCounter
@@ -498,7 +500,8 @@ async def test_a_lease_used_up_quickly_is_followed_by_one_sized_for_that_rate(
     assert amounts == [8 * PRICE, most]
 
 
-async def _waiting_on_a_lock(sessions: Any, within: float = 10.0) -> bool:
+async def _waiting_on_a_lock(sessions: async_sessionmaker[AsyncSession],
+                             within: float = 10.0) -> bool:
     """Whether some other transaction of this database is waiting on a row lock."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
