@@ -1,7 +1,9 @@
 """Transaction-level advisory locks: agreements between writers that share no row to lock.
 
-PostgreSQL only: SQLite's transactions are serializable (one writer at a time, and a writer
-whose reads another writer has since changed cannot commit), so they need none.
+On SQLite, which has one writer at a time, the same call takes that write lock instead: the
+driver runs a transaction's reads before its first write outside any transaction, so without
+it a read could decide on what another writer was about to change (a test gathering real
+concurrent requests against the watcher caught exactly that).
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from app.db.uow import UnitOfWork
 _NAMESPACE = 0x70677074
 # What the second half names: the pushed transfers of one network, by chain id.
 _PUSHED_TRANSFERS = "SELECT pg_advisory_xact_lock{kind}(:namespace, :key)"
+# SQLite: a write that changes nothing still takes the database's write lock until the end of
+# the transaction, and every read after it sees the last commit.
+_SQLITE_WRITE_LOCK = "UPDATE chain_transfers SET id = id WHERE 0"
 
 
 async def pushed_transfers(session: UnitOfWork, chain_id: int, *, counting: bool) -> None:
@@ -28,6 +33,8 @@ async def pushed_transfers(session: UnitOfWork, chain_id: int, *, counting: bool
     naming transfers share it, so they never wait for each other, only for a count.
     """
     if session.get_bind().dialect.name != "postgresql":
+        # One writer: counts and requests alike wait for each other (SQLite has no shared lock).
+        await session.execute(text(_SQLITE_WRITE_LOCK))
         return
     kind = "" if counting else "_shared"
     await session.execute(text(_PUSHED_TRANSFERS.format(kind=kind)),
