@@ -19,6 +19,7 @@ from typing import Protocol
 
 from app.audit.service import Actor, record
 from app.credits import ledger
+from app.db import locks
 from app.db.models.agents import Agent
 from app.db.models.credits import LedgerEntry
 from app.db.models.transfers import CONFIRMED, ChainTransfer
@@ -152,7 +153,10 @@ async def assign(
     """
     transfer = await transfers.get(session, transfer_id)
     before = transfers.snapshot(transfer)
-    # Re-read under a row lock (PostgreSQL; SQLite serialises writers anyway).
+    # Ordered with a buyer naming this transfer and with the watcher counting or orphaning it
+    # (on SQLite: the write lock, taken before the re-read decides), then re-read under a row
+    # lock (PostgreSQL).
+    await locks.pushed_transfers(session, transfer.chain_id, counting=True)
     await session.refresh(transfer, with_for_update=True)
     if transfer.status != CONFIRMED or not transfer.unmatched:
         raise Conflict("Only a confirmed, unmatched transfer can be assigned.")

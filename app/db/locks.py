@@ -29,13 +29,21 @@ async def pushed_transfers(session: UnitOfWork, chain_id: int, *, counting: bool
     A payment that names a transfer and the watcher that counts it must not both decide
     without seeing each other: the payment would be settled while the transfer stays
     ``unknown``, which an operator could then give to something else, or the buyer would be
-    refused. The watcher counting transfers holds the lock alone (``counting``); requests
-    naming transfers share it, so they never wait for each other, only for a count.
+    refused; or an operator could credit as a deposit a transfer that has just bought a pass.
+    The watcher counting transfers and an operator assigning one hold the lock alone
+    (``counting``); requests naming transfers share it, so they never wait for each other.
     """
     if session.get_bind().dialect.name != "postgresql":
         # One writer: counts and requests alike wait for each other (SQLite has no shared lock).
-        await session.execute(text(_SQLITE_WRITE_LOCK))
+        await sqlite_writer(session)
         return
     kind = "" if counting else "_shared"
     await session.execute(text(_PUSHED_TRANSFERS.format(kind=kind)),
                           {"namespace": _NAMESPACE, "key": chain_id})
+
+
+async def sqlite_writer(session: UnitOfWork) -> None:
+    """SQLite: take the database's write lock now, so that what this transaction reads next is
+    what it decides on (``SELECT ... FOR UPDATE`` locks nothing there). PostgreSQL: nothing."""
+    if session.get_bind().dialect.name == "sqlite":
+        await session.execute(text(_SQLITE_WRITE_LOCK))

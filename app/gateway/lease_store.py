@@ -11,6 +11,7 @@ from sqlalchemy import bindparam, insert, text, update
 from sqlmodel import col, select
 
 from app.attention.filters import not_parked
+from app.db import locks
 from app.db.models.agents import Agent
 from app.db.models.attention import GATEWAY_LEASE
 from app.db.models.gateway import (
@@ -136,6 +137,8 @@ async def add_used(session: UnitOfWork, used: Mapping[str, int]) -> set[str]:
     """
     if not used:
         return set()
+    # SQLite: the sweeper closing one of these leases either committed already or waits.
+    await locks.sqlite_writer(session)
     connection = await session.connection()
     locked = await connection.execute(_LOCK_OPEN, {"ids": list(used)})
     still_open = set(locked.scalars().all())

@@ -259,7 +259,8 @@ async def adopt(
     """See ``app.transfers.service.adopt``."""
     t = TRANSFERS.c
     key = (t.chain_id == chain_id, t.tx_hash == tx_hash.lower(), t.log_index == log_index)
-    # One conditional UPDATE: an operator's concurrent assign (row-locked) wins or loses whole.
+    # One conditional UPDATE: an operator's concurrent assign (which holds the pushed-transfer
+    # lock alone, app.db.locks) wins or loses whole.
     result = await session.execute(
         update(TRANSFERS)
         .where(*key, t.status == CONFIRMED, t.purpose == UNKNOWN, t.unmatched.is_(True))

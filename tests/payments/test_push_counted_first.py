@@ -108,3 +108,41 @@ async def test_transfers_named_while_the_watcher_counts_them_all_buy_their_pass(
         response.text for response in bought]
     assert [[(t["purpose"], t["unmatched"]) for t in found] for found in transfers] == [
         [("payment", False)]] * 6
+
+
+async def test_a_transfer_named_while_an_operator_assigns_it_pays_for_one_thing(
+    devchain, settings_factory, admin_headers
+):
+    env = await build_env(devchain, settings_factory)
+    async with env, api_client(env.settings) as api:
+        # Given six transfers the watcher counted as nobody's
+        counted = [await _counted_push(env) for _ in range(6)]
+        transfers = [(await api.get("/admin/v1/transfers", params={"txHash": tx_hash},
+                                    headers=admin_headers)).json()["data"][0]
+                     for _, tx_hash in counted]
+        agent = await register_agent(api)
+
+        # When each is named to buy a pass while an operator credits it as a deposit, all at once
+        answers = await asyncio.gather(*(
+            request for (_, tx_hash), transfer in zip(counted, transfers, strict=True)
+            for request in (
+                api.post("/v1/passes/1d",
+                         headers={"X-Payment": tx_hash, "X-Payment-Chain": "local"}),
+                api.post(f"/admin/v1/transfers/{transfer['id']}/assign",
+                         json={"agentId": agent["agentId"], "reason": "looks unmatched"},
+                         headers=admin_headers),
+            )))
+        credited = await balance(api, agent["apiKey"])
+        after = [(await api.get("/admin/v1/transfers", params={"txHash": tx_hash},
+                                headers=admin_headers)).json()["data"][0]
+                 for _, tx_hash in counted]
+
+    # Then each transfer paid for exactly one of them, and counts as what it paid for
+    outcomes = [(bought.status_code, assigned.status_code)
+                for bought, assigned in zip(answers[::2], answers[1::2], strict=True)]
+    assert all(o in ((201, 409), (402, 200)) for o in outcomes), [
+        (a.status_code, a.text) for a in answers]
+    deposits = sum(1 for o in outcomes if o == (402, 200))
+    assert credited == deposits * PRICE_1D
+    assert [(t["purpose"], t["unmatched"]) for t in after] == [
+        ("payment", False) if o == (201, 409) else ("deposit", False) for o in outcomes]
